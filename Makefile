@@ -1,0 +1,108 @@
+# skipllama — build with `make`, test with `make test`, run the bundled model with `make run`.
+# Sources are discovered by wildcard: src/*.c and src/kernels/*.c form the library, cli/*.c the
+# `skipllama` binary, tests/test_*.c one test program each. Files named *_avx2.c / *_avx512.c are
+# compiled with those instruction sets and chosen at run time, so one binary runs on any x86-64.
+
+CC       ?= cc
+PREFIX   ?= /usr/local
+BUILD    ?= build
+OPT      ?= -O2
+CFLAGS_BASE := -std=c11 -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -Iinclude -Isrc -fPIC -pthread -DSKIPLLAMA_DATADIR=\"$(PREFIX)/share/skipllama\"
+SAN_FLAGS :=
+CFLAGS   ?=
+ALL_CFLAGS = $(CFLAGS_BASE) $(OPT) $(SAN_FLAGS) $(CFLAGS)
+LDLIBS   = -lm -pthread $(shell pkg-config --libs libpcre2-8 2>/dev/null || echo -lpcre2-8)
+PCRE_CFLAGS = $(shell pkg-config --cflags libpcre2-8 2>/dev/null)
+
+ARCH := $(shell uname -m)
+ifeq ($(ARCH),x86_64)
+AVX2_FLAGS   := -mavx2 -mfma -mf16c
+AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16 -mavx2 -mfma -mf16c
+else
+AVX2_FLAGS   :=
+AVX512_FLAGS :=
+endif
+
+LIB_SRC  := $(sort $(wildcard src/*.c src/kernels/*.c))
+ifneq ($(ARCH),x86_64)
+LIB_SRC  := $(filter-out %_avx2.c %_avx512.c,$(LIB_SRC))
+endif
+CLI_SRC  := $(sort $(wildcard cli/*.c))
+TEST_SRC := $(sort $(wildcard tests/test_*.c))
+TEST_COMMON := $(wildcard tests/testutil.c)
+
+LIB_OBJ  := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRC))
+CLI_OBJ  := $(patsubst %.c,$(BUILD)/obj/%.o,$(CLI_SRC))
+TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(sort $(wildcard bench/*.c)))
+
+STATIC_LIB := $(BUILD)/libskipllama.a
+SHARED_LIB := $(BUILD)/libskipllama.so
+BIN        := $(BUILD)/skipllama
+
+.PHONY: all lib test asan run install clean fuzz bench python
+all: $(BIN) $(SHARED_LIB)
+
+lib: $(STATIC_LIB) $(SHARED_LIB)
+
+$(BUILD)/obj/%_avx2.o: %_avx2.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(AVX2_FLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/%_avx512.o: %_avx512.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(AVX512_FLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(PCRE_CFLAGS) -MMD -MP -c $< -o $@
+
+$(STATIC_LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(SHARED_LIB): $(LIB_OBJ)
+	$(CC) $(ALL_CFLAGS) -shared -o $@ $^ $(LDLIBS)
+
+$(BIN): $(CLI_OBJ) $(STATIC_LIB)
+	$(CC) $(ALL_CFLAGS) -o $@ $(CLI_OBJ) $(STATIC_LIB) $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c $(TEST_COMMON) $(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itests -o $@ $< $(TEST_COMMON) $(STATIC_LIB) $(LDLIBS)
+
+TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tools/%,$(wildcard tests/tools/*.c))
+$(BUILD)/tools/%: tests/tools/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< -lm
+
+# Run every test program (and the CLI tests); prints "N passed, N failed".
+test: $(TEST_BIN) $(BIN) $(TOOLS)
+	@BUILD=$(BUILD) sh tests/run_tests.sh $(TEST_BIN)
+
+# The same suite under AddressSanitizer + UndefinedBehaviorSanitizer, in its own build folder.
+asan:
+	$(MAKE) BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
+	    SAN_FLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all" test
+
+run: $(BIN)
+	$(BIN) run -p "It was a dark and stormy night" -n 48
+
+install: $(BIN) $(STATIC_LIB) $(SHARED_LIB)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(STATIC_LIB) $(SHARED_LIB) $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 include/skipllama.h $(DESTDIR)$(PREFIX)/include/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|0.1.0|' skipllama.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/skipllama.pc
+
+# Micro-benchmarks (bench/*.c, one program each; not tests): `make bench`, then run them by hand.
+bench: $(BENCH_BIN)
+
+$(BUILD)/bench/%: bench/%.c $(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(STATIC_LIB) $(LDLIBS)
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

@@ -1,0 +1,438 @@
+/*
+ * bench.c — `skipllama bench`: llama-bench style throughput of one model.
+ *
+ * For each thread count it times rows of work on a fresh KV cache — "pp<N>" (one sl_eval of an
+ * N-token prompt of random in-vocabulary ids) and "tg<N>" (N single-token sl_eval calls from an
+ * empty cache, as llama-bench does) — repeated -r times after one untimed warm-up, and reports
+ * mean ± sd and median tokens/s. Next to generation it prints the effective bandwidth (weight
+ * bytes read per token × tokens/s) and the DRAM read bandwidth this machine reaches with a plain
+ * multi-threaded streaming read at the same thread count, so one can see how close decoding is
+ * to the memory roofline; peak RSS goes in the report too.
+ *
+ * Rows are (label, kind, tokens, setup) entries built in one place (rows_build): the sparse
+ * profile rows (`--profile P`) slot in there as extra entries whose setup attaches the profile
+ * to the context. What it is not: a correctness check (see the tests) or a profiler.
+ */
+#include "cli.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#define BENCH_MAX_THREADS 64 /* thread counts in one -t list */
+#define BENCH_MAX_ROWS 16    /* rows per thread count */
+#define BENCH_MAX_REPS 1000  /* -r upper bound */
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* ---- options --------------------------------------------------------------------------------- */
+
+typedef struct bench_opts {
+    const char *model;             /* -m */
+    int n_prompt;                  /* -p: prompt row length (0 = no pp row) */
+    int n_gen;                     /* -n: generation row length (0 = no tg row) */
+    int threads[BENCH_MAX_THREADS]; /* -t list */
+    int n_threads_list;            /* entries in threads */
+    int reps;                      /* -r */
+    int n_ctx;                     /* -c (0 = just enough for the longest row) */
+    int n_batch;                   /* -b: prefill step */
+    bool kv_f16;                   /* --kv-f16 */
+    bool json;                     /* -o json */
+    int membw_mb;                  /* --membw-mb: buffer for the DRAM read test (0 = skip) */
+    uint64_t seed;                 /* --seed: token ids */
+} bench_opts;
+
+/* ---- rows ------------------------------------------------------------------------------------ */
+
+typedef enum row_kind {
+    ROW_PROMPT, /* one sl_eval of n_tokens tokens */
+    ROW_GEN,    /* n_tokens sl_eval calls of one token */
+} row_kind;
+
+typedef struct bench_row bench_row;
+/* Prepares a freshly reset context for one repetition of a row (e.g. attach a sparse profile).
+ * Returns false and fills err on failure. NULL = nothing to do (dense rows). */
+typedef bool (*row_setup_fn)(const bench_row *row, sl_context *ctx, sl_error *err);
+
+struct bench_row {
+    char label[48];     /* "pp128", "tg64" (sparse rows will append the profile name) */
+    row_kind kind;      /* what is timed */
+    int n_tokens;       /* tokens per repetition */
+    row_setup_fn setup; /* per-repetition setup, or NULL */
+    void *setup_arg;    /* for setup (a profile handle, later) */
+};
+
+/* The rows every thread count runs. The extension point for `--profile P`: append rows here with
+ * a setup that enables the profile on the context. */
+static int rows_build(const bench_opts *o, bench_row *rows) {
+    int n = 0;
+    if (o->n_prompt > 0) {
+        rows[n] = (bench_row){.kind = ROW_PROMPT, .n_tokens = o->n_prompt};
+        snprintf(rows[n].label, sizeof(rows[n].label), "pp%d", o->n_prompt);
+        n++;
+    }
+    if (o->n_gen > 0) {
+        rows[n] = (bench_row){.kind = ROW_GEN, .n_tokens = o->n_gen};
+        snprintf(rows[n].label, sizeof(rows[n].label), "tg%d", o->n_gen);
+        n++;
+    }
+    return n;
+}
+
+/* ---- results --------------------------------------------------------------------------------- */
+
+typedef struct row_result {
+    const bench_row *row; /* what ran */
+    int n_threads;        /* threads */
+    double *samples;      /* [reps] tokens/s */
+    int n_samples;        /* reps done */
+    double mean, sd, median; /* of samples */
+    double dram_gbs;      /* measured read bandwidth at n_threads (0 = not measured) */
+} row_result;
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void stats(row_result *r) {
+    int n = r->n_samples;
+    double s = 0, ss = 0;
+    for (int i = 0; i < n; i++) s += r->samples[i];
+    r->mean = n ? s / n : 0;
+    for (int i = 0; i < n; i++) ss += (r->samples[i] - r->mean) * (r->samples[i] - r->mean);
+    r->sd = n > 1 ? sqrt(ss / (n - 1)) : 0;
+    double *sorted = malloc((size_t)(n ? n : 1) * sizeof(double));
+    if (!sorted) return;
+    memcpy(sorted, r->samples, (size_t)n * sizeof(double));
+    qsort(sorted, (size_t)n, sizeof(double), cmp_double);
+    r->median = n == 0 ? 0 : n % 2 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
+    free(sorted);
+}
+
+/* ---- timing one row --------------------------------------------------------------------------- */
+
+static uint64_t rng_next(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Runs one repetition; returns tokens/s or a negative value on error (err filled). */
+static double row_run(const bench_row *row, sl_context *ctx, int32_t n_vocab, uint64_t *rng, int32_t *tokens,
+                      float *logits, sl_error *err) {
+    sl_context_reset(ctx);
+    if (row->setup && !row->setup(row, ctx, err)) return -1;
+    for (int i = 0; i < row->n_tokens; i++) tokens[i] = (int32_t)(rng_next(rng) % (uint64_t)n_vocab);
+    double t0 = now_s();
+    if (row->kind == ROW_PROMPT) {
+        if (sl_eval(ctx, tokens, row->n_tokens, logits, false, err) != SL_OK) return -1;
+    } else {
+        for (int i = 0; i < row->n_tokens; i++)
+            if (sl_eval(ctx, &tokens[i], 1, logits, false, err) != SL_OK) return -1;
+    }
+    double dt = now_s() - t0;
+    return dt > 0 ? row->n_tokens / dt : 0;
+}
+
+/* ---- DRAM read bandwidth --------------------------------------------------------------------- */
+
+typedef uint64_t v4u64 __attribute__((vector_size(32), may_alias)); /* any ISA: split as needed */
+
+typedef struct membw_shared {
+    const uint8_t *buf;       /* the buffer */
+    size_t bytes;             /* its size */
+    int n_threads;            /* readers */
+    int passes;               /* timed passes */
+    pthread_mutex_t mu;       /* guards state */
+    pthread_cond_t cv;        /* signals a state change */
+    int state;                /* 0 = wait, 1 = go, 2 = abort (a thread could not be started) */
+    pthread_barrier_t start;  /* all readers begin a pass together */
+    pthread_barrier_t end;    /* ... and the pass ends when the last one finishes */
+    double best_s;            /* fastest pass (written by thread 0) */
+    volatile uint64_t sink;   /* keeps the sums alive */
+} membw_shared;
+
+typedef struct membw_thread {
+    membw_shared *sh; /* shared state */
+    int ith;          /* this reader */
+} membw_thread;
+
+static void *membw_reader(void *p) {
+    membw_thread *t = p;
+    membw_shared *sh = t->sh;
+    pthread_mutex_lock(&sh->mu);
+    while (sh->state == 0) pthread_cond_wait(&sh->cv, &sh->mu);
+    int state = sh->state;
+    pthread_mutex_unlock(&sh->mu);
+    if (state != 1) return NULL;
+    /* contiguous, 4 KiB-aligned slices so threads never share a page */
+    size_t per = sh->bytes / 4096 / (size_t)sh->n_threads * 4096;
+    const uint8_t *lo = sh->buf + (size_t)t->ith * per;
+    for (int pass = 0; pass < sh->passes; pass++) {
+        pthread_barrier_wait(&sh->start);
+        double t0 = now_s();
+        v4u64 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+        for (size_t i = 0; i + 128 <= per; i += 128) {
+            a0 += *(const v4u64 *)(lo + i);
+            a1 += *(const v4u64 *)(lo + i + 32);
+            a2 += *(const v4u64 *)(lo + i + 64);
+            a3 += *(const v4u64 *)(lo + i + 96);
+        }
+        v4u64 a = a0 + a1 + a2 + a3;
+        sh->sink += a[0] + a[1] + a[2] + a[3];
+        pthread_barrier_wait(&sh->end);
+        double dt = now_s() - t0;
+        if (t->ith == 0 && (sh->best_s == 0 || dt < sh->best_s)) sh->best_s = dt;
+    }
+    return NULL;
+}
+
+/* GB/s (1e9 bytes) of reading `mb` MiB with n_threads threads, best of 5 passes; 0 on failure. */
+static double membw_measure(int n_threads, int mb) {
+    size_t bytes = (size_t)mb << 20;
+    bytes = bytes / ((size_t)n_threads * 4096) * ((size_t)n_threads * 4096);
+    if (bytes == 0) return 0;
+    void *buf = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (buf == MAP_FAILED) return 0;
+    memset(buf, 1, bytes); /* real pages, not the shared zero page */
+    membw_shared sh = {.buf = buf, .bytes = bytes, .n_threads = n_threads, .passes = 5};
+    pthread_mutex_init(&sh.mu, NULL);
+    pthread_cond_init(&sh.cv, NULL);
+    pthread_barrier_init(&sh.start, NULL, (unsigned)n_threads);
+    pthread_barrier_init(&sh.end, NULL, (unsigned)n_threads);
+    membw_thread ts[BENCH_MAX_THREADS];
+    pthread_t th[BENCH_MAX_THREADS];
+    int started = 1;
+    for (int i = 0; i < n_threads; i++) ts[i] = (membw_thread){&sh, i};
+    for (int i = 1; i < n_threads; i++, started++)
+        if (pthread_create(&th[i], NULL, membw_reader, &ts[i]) != 0) break;
+    /* only start reading when every reader exists, or the barriers would never open */
+    pthread_mutex_lock(&sh.mu);
+    sh.state = started == n_threads ? 1 : 2;
+    pthread_cond_broadcast(&sh.cv);
+    pthread_mutex_unlock(&sh.mu);
+    membw_reader(&ts[0]);
+    for (int i = 1; i < started; i++) pthread_join(th[i], NULL);
+    double gbs = sh.state == 1 && sh.best_s > 0 ? (double)bytes / sh.best_s / 1e9 : 0;
+    pthread_barrier_destroy(&sh.start);
+    pthread_barrier_destroy(&sh.end);
+    pthread_cond_destroy(&sh.cv);
+    pthread_mutex_destroy(&sh.mu);
+    munmap(buf, bytes);
+    return gbs;
+}
+
+/* ---- output ---------------------------------------------------------------------------------- */
+
+static const char *base_name(const char *path) {
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
+static void print_md(const bench_opts *o, const sl_model *model, const row_result *res, int n_res, double rss_mib,
+                     int64_t decode_bytes) {
+    const sl_model_config *cfg = sl_model_get_config(model);
+    double size_gib = (double)sl_model_file_size(model) / (1024.0 * 1024.0 * 1024.0);
+    double params_b = (double)sl_model_n_params(model) / 1e9;
+    printf("| model | size | params | type | threads | test | t/s | median t/s | eff. BW GB/s | DRAM read GB/s |\n");
+    printf("| --- | ---: | ---: | --- | ---: | --- | ---: | ---: | ---: | ---: |\n");
+    for (int i = 0; i < n_res; i++) {
+        const row_result *r = &res[i];
+        char bw[32] = "", dram[32] = "";
+        /* effective bandwidth only means something for one-token steps */
+        if (r->row->kind == ROW_GEN) snprintf(bw, sizeof(bw), "%.1f", (double)decode_bytes * r->median / 1e9);
+        if (r->dram_gbs > 0) snprintf(dram, sizeof(dram), "%.1f", r->dram_gbs);
+        printf("| %s | %.2f GiB | %.2f B | %s | %d | %s | %.2f ± %.2f | %.2f | %s | %s |\n", base_name(o->model), size_gib,
+               params_b, sl_type_name(cfg->weight_type), r->n_threads, r->row->label, r->mean, r->sd, r->median, bw, dram);
+    }
+    printf("\npeak RSS %.0f MiB (model file %.0f MiB, KV cache %d tokens %s); a generated token reads %.1f MiB of "
+           "weights; eff. BW = that × median t/s; DRAM read = best of 5 streaming reads of %d MiB at the same thread "
+           "count; %d repetitions after 1 warm-up\n",
+           rss_mib, (double)sl_model_file_size(model) / (1024.0 * 1024.0), o->n_ctx, o->kv_f16 ? "f16" : "f32",
+           (double)decode_bytes / (1024.0 * 1024.0), o->membw_mb, o->reps);
+}
+
+static void print_json(const bench_opts *o, const sl_model *model, const row_result *res, int n_res, double rss_mib,
+                       int64_t decode_bytes) {
+    const sl_model_config *cfg = sl_model_get_config(model);
+    printf("[\n");
+    for (int i = 0; i < n_res; i++) {
+        const row_result *r = &res[i];
+        printf("  {\"model_filename\": \"%s\", \"model_type\": \"%s\", \"model_size\": %lld, \"model_n_params\": %lld, "
+               "\"n_threads\": %d, \"test\": \"%s\", \"n_prompt\": %d, \"n_gen\": %d, \"n_ctx\": %d, \"kv_f16\": %s, "
+               "\"avg_ts\": %.4f, \"stddev_ts\": %.4f, \"median_ts\": %.4f, \"samples_ts\": [",
+               base_name(o->model), sl_type_name(cfg->weight_type), (long long)sl_model_file_size(model),
+               (long long)sl_model_n_params(model), r->n_threads, r->row->label,
+               r->row->kind == ROW_PROMPT ? r->row->n_tokens : 0, r->row->kind == ROW_GEN ? r->row->n_tokens : 0, o->n_ctx,
+               o->kv_f16 ? "true" : "false", r->mean, r->sd, r->median);
+        for (int k = 0; k < r->n_samples; k++) printf("%s%.4f", k ? ", " : "", r->samples[k]);
+        printf("], \"decode_bytes_per_token\": %lld, \"eff_bw_gbs\": %.3f, \"dram_read_gbs\": %.3f, \"peak_rss_mib\": %.1f}%s\n",
+               (long long)decode_bytes, r->row->kind == ROW_GEN ? (double)decode_bytes * r->median / 1e9 : 0.0,
+               r->dram_gbs, rss_mib, i + 1 < n_res ? "," : "");
+    }
+    printf("]\n");
+}
+
+/* ---- command --------------------------------------------------------------------------------- */
+
+static void bench_usage(FILE *out) {
+    fprintf(out,
+            "usage: skipllama bench -m MODEL [-p 128] [-n 64] [-t T[,T2...]] [-r 5] [-c CTX] [-b N] [--kv-f16]\n"
+            "                       [-o md|json] [--membw-mb 1024] [--seed S]\n"
+            "\n"
+            "  -p N    prompt row ppN: one evaluation of N random tokens from an empty cache (0: skip)\n"
+            "  -n N    generation row tgN: N one-token evaluations from an empty cache (0: skip)\n"
+            "  -t L    comma-separated thread counts (default 2)\n"
+            "  -r N    timed repetitions per row, after one warm-up (default 5)\n"
+            "  -c N    KV cache length (default: the longest row)\n"
+            "  -b N    prefill batch (tokens per internal step, default 512)\n"
+            "  --membw-mb N  buffer of the DRAM read-bandwidth test (default 1024; 0 skips it)\n");
+}
+
+static bool parse_threads(const char *s, bench_opts *o) {
+    int32_t *ids, n;
+    if (!cli_parse_ids(s, &ids, &n)) return false;
+    bool ok = n >= 1 && n <= BENCH_MAX_THREADS;
+    for (int i = 0; ok && i < n; i++) ok = ids[i] >= 1 && ids[i] <= BENCH_MAX_THREADS;
+    for (int i = 0; ok && i < n; i++) o->threads[i] = ids[i];
+    if (ok) o->n_threads_list = n;
+    free(ids);
+    return ok;
+}
+
+int cmd_bench(int argc, char **argv) {
+    const char *cmd = "bench";
+    bench_opts o = {.model = NULL, .n_prompt = 128, .n_gen = 64, .threads = {2}, .n_threads_list = 1, .reps = 5,
+                    .n_ctx = 0, .n_batch = 512, .membw_mb = 1024, .seed = 1234};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        int *target = NULL, lo = 0, hi = 1 << 20;
+        if (cli_is(a, "-h", "--help")) {
+            bench_usage(stdout);
+            return 0;
+        } else if (cli_is(a, NULL, "--kv-f16")) {
+            o.kv_f16 = true;
+            continue;
+        } else if (cli_is(a, "-m", "--model")) {
+            if (!(o.model = cli_value(cmd, argc, argv, &i))) return 1;
+            continue;
+        } else if (cli_is(a, "-t", "--threads")) {
+            if (!(v = cli_value(cmd, argc, argv, &i))) return 1;
+            if (!parse_threads(v, &o)) return cli_fail(cmd, "-t needs a list of thread counts in 1..%d, not '%s'", BENCH_MAX_THREADS, v);
+            continue;
+        } else if (cli_is(a, "-o", "--output")) {
+            if (!(v = cli_value(cmd, argc, argv, &i))) return 1;
+            if (!strcmp(v, "json")) o.json = true;
+            else if (!strcmp(v, "md")) o.json = false;
+            else return cli_fail(cmd, "-o must be md or json, not '%s'", v);
+            continue;
+        } else if (cli_is(a, NULL, "--seed")) {
+            int64_t s;
+            if (!(v = cli_value(cmd, argc, argv, &i))) return 1;
+            if (!cli_parse_i64(v, 0, INT64_MAX, &s)) return cli_fail(cmd, "--seed needs a non-negative integer, not '%s'", v);
+            o.seed = (uint64_t)s;
+            continue;
+        } else if (cli_is(a, "-p", "--n-prompt")) target = &o.n_prompt;
+        else if (cli_is(a, "-n", "--n-gen")) target = &o.n_gen;
+        else if (cli_is(a, "-r", "--repetitions")) target = &o.reps, lo = 1, hi = BENCH_MAX_REPS;
+        else if (cli_is(a, "-c", "--ctx-size")) target = &o.n_ctx;
+        else if (cli_is(a, "-b", "--batch-size")) target = &o.n_batch, lo = 1;
+        else if (cli_is(a, NULL, "--membw-mb")) target = &o.membw_mb, hi = 1 << 20;
+        else return cli_fail(cmd, "unknown option '%s' (see --help)", a);
+        if (!(v = cli_value(cmd, argc, argv, &i))) return 1;
+        if (!cli_parse_int(v, lo, hi, target)) return cli_fail(cmd, "%s needs an integer in %d..%d, not '%s'", a, lo, hi, v);
+    }
+    if (!o.model) o.model = cli_default_model();
+    bench_row rows[BENCH_MAX_ROWS];
+    int n_rows = rows_build(&o, rows);
+    if (n_rows == 0) return cli_fail(cmd, "nothing to run: -p and -n are both 0");
+    int longest = 0;
+    for (int i = 0; i < n_rows; i++)
+        if (rows[i].n_tokens > longest) longest = rows[i].n_tokens;
+    if (o.n_ctx == 0) o.n_ctx = longest;
+    if (o.n_ctx < longest) return cli_fail(cmd, "-c %d is shorter than the longest row (%d tokens)", o.n_ctx, longest);
+
+    sl_error err = {0};
+    sl_model_params mp = sl_model_default_params();
+    sl_model *model = sl_model_load(o.model, &mp, &err);
+    if (!model) return cli_fail_err(cmd, &err);
+    const sl_model_config *cfg = sl_model_get_config(model);
+    int64_t decode_bytes = sl_model_decode_bytes(model);
+
+    int n_res = n_rows * o.n_threads_list;
+    row_result *res = calloc((size_t)n_res, sizeof(*res));
+    double *samples = calloc((size_t)n_res * (size_t)o.reps, sizeof(double));
+    int32_t *tokens = malloc((size_t)longest * sizeof(int32_t));
+    float *logits = malloc((size_t)cfg->n_vocab * sizeof(float));
+    int rc = 0;
+    if (!res || !samples || !tokens || !logits) {
+        rc = cli_fail(cmd, "out of memory");
+        goto done;
+    }
+    uint64_t rng = o.seed;
+    for (int ti = 0; ti < o.n_threads_list && rc == 0; ti++) {
+        sl_context_params cp = sl_context_default_params();
+        cp.n_ctx = o.n_ctx;
+        cp.n_threads = o.threads[ti];
+        cp.n_batch = o.n_batch;
+        cp.kv_f16 = o.kv_f16;
+        sl_context *ctx = sl_context_init(model, &cp, &err);
+        if (!ctx) {
+            rc = cli_fail_err(cmd, &err);
+            break;
+        }
+        for (int ri = 0; ri < n_rows && rc == 0; ri++) {
+            row_result *r = &res[ti * n_rows + ri];
+            r->row = &rows[ri];
+            r->n_threads = o.threads[ti];
+            r->samples = samples + (size_t)(ti * n_rows + ri) * (size_t)o.reps;
+            /* warm-up: pages the weights in and settles the thread pool; not timed */
+            if (row_run(&rows[ri], ctx, cfg->n_vocab, &rng, tokens, logits, &err) < 0) {
+                rc = cli_fail_err(cmd, &err);
+                break;
+            }
+            for (int k = 0; k < o.reps; k++) {
+                double tps = row_run(&rows[ri], ctx, cfg->n_vocab, &rng, tokens, logits, &err);
+                if (tps < 0) {
+                    rc = cli_fail_err(cmd, &err);
+                    break;
+                }
+                r->samples[r->n_samples++] = tps;
+            }
+            stats(r);
+            if (!o.json)
+                fprintf(stderr, "  %s t=%d: %.2f ± %.2f t/s\n", rows[ri].label, o.threads[ti], r->mean, r->sd);
+        }
+        sl_context_free(ctx);
+    }
+    if (rc == 0) {
+        /* RSS first: the bandwidth buffer would otherwise dominate the high-water mark */
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        double rss_mib = (double)ru.ru_maxrss / 1024.0;
+        for (int ti = 0; ti < o.n_threads_list; ti++) {
+            double gbs = o.membw_mb > 0 ? membw_measure(o.threads[ti], o.membw_mb) : 0;
+            for (int ri = 0; ri < n_rows; ri++) res[ti * n_rows + ri].dram_gbs = gbs;
+        }
+        if (o.json) print_json(&o, model, res, n_res, rss_mib, decode_bytes);
+        else print_md(&o, model, res, n_res, rss_mib, decode_bytes);
+    }
+done:
+    free(logits);
+    free(tokens);
+    free(samples);
+    free(res);
+    sl_model_free(model);
+    return rc;
+}

@@ -1,0 +1,663 @@
+/*
+ * bench_op.c — `skipllama bench-op`: times the sparse MLP operator against the dense MLP of the
+ * same weights, on random weights generated in memory at real model shapes (no files).
+ *
+ * For every shape x type x thread count x batch size it times the dense MLP and the sparse
+ * operator at each active fraction (and each batch mode when B > 1), reporting the median time
+ * per call, the weight bytes the call had to read per second, the ratio to the dense time of
+ * the same run, and the median stage breakdown (selection, x preparation, gate+up, activation,
+ * down, reduction). Several copies ("layers") of the weights are cycled so that, like a real
+ * model, a call never finds its weights in the last-level cache. `--cache` adds the active-row
+ * cache experiment: decoding-like streams of masks whose consecutive members overlap by a given
+ * fraction, with and without the cache. What it is not: a correctness test (see
+ * tests/test_sparse_mlp.c) — the weights are noise.
+ */
+#include "cli.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define BO_MAX_LIST 16
+#define BO_MAX_MODES 3
+
+typedef struct bo_opts {
+    int64_t shape[BO_MAX_LIST][2];     /* (H, I) per shape */
+    char shape_name[BO_MAX_LIST][32];  /* as printed */
+    int n_shapes;                      /* entries in shape */
+    sl_type types[BO_MAX_LIST];        /* -t */
+    int n_types;                       /* entries in types */
+    double fractions[BO_MAX_LIST];     /* --fractions */
+    int n_fractions;                   /* entries in fractions */
+    int batches[BO_MAX_LIST];          /* -b */
+    int n_batches;                     /* entries in batches */
+    int threads[BO_MAX_LIST];          /* --threads */
+    int n_threads;                     /* entries in threads */
+    sl_mlp_mode modes[BO_MAX_MODES];   /* --modes (used when B > 1) */
+    int n_modes;                       /* entries in modes */
+    double overlaps[BO_MAX_LIST];      /* --overlaps for --cache */
+    int n_overlaps;                    /* entries in overlaps */
+    int reps;                          /* -r: timed calls per row */
+    int layers;                        /* --layers: weight copies cycled (0 = enough to defeat the LLC) */
+    sl_activation act;                 /* --act */
+    bool json;                         /* -o json */
+    bool cache;                        /* --cache: run the active-row cache experiment */
+    bool use_idx;                      /* --input idx: index lists instead of bool masks */
+    uint64_t seed;                     /* --seed */
+} bo_opts;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* ---- random data ------------------------------------------------------------------------------ */
+
+static uint64_t rng_next(uint64_t *s) {
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 0x2545F4914F6CDD1DULL;
+}
+
+static float rng_unit(uint64_t *s) { return (float)((int32_t)(rng_next(s) >> 32)) * (1.0f / 2147483648.0f); } /* [-1, 1) */
+
+/* f32 -> IEEE half by truncation; the values used here are normal halves. */
+static uint16_t half_bits(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000, e = (x >> 23) & 0xff;
+    if (e < 113) return (uint16_t)sign; /* too small: zero */
+    return (uint16_t)(sign | ((e - 112) << 10) | ((x >> 13) & 0x3ff));
+}
+
+/* rows x cols random weights of `type` (uniform in [-scale, scale) or the quantized analogue). */
+static void *random_matrix(sl_type type, int64_t rows, int64_t cols, float scale, uint64_t *s) {
+    size_t rb = sl_type_row_size(type, cols), bytes = rb * (size_t)rows;
+    uint8_t *m = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+    if (!m) return NULL;
+    const size_t n = (size_t)rows * (size_t)cols;
+    switch (type) {
+    case SL_TYPE_F32:
+        for (size_t i = 0; i < n; i++) ((float *)m)[i] = scale * rng_unit(s);
+        break;
+    case SL_TYPE_F16:
+        for (size_t i = 0; i < n; i++) ((uint16_t *)m)[i] = half_bits(scale * rng_unit(s));
+        break;
+    case SL_TYPE_BF16:
+        for (size_t i = 0; i < n; i++) {
+            float f = scale * rng_unit(s);
+            uint32_t x;
+            memcpy(&x, &f, 4);
+            ((uint16_t *)m)[i] = (uint16_t)(x >> 16);
+        }
+        break;
+    default: {
+        /* quantized: random quants, a random scale per block */
+        const size_t block = type == SL_TYPE_Q8_0 ? 34 : 18, q = type == SL_TYPE_Q8_0 ? 127 : 8;
+        for (size_t o = 0; o < bytes; o += block) {
+            uint16_t d = half_bits(scale / (float)q * (0.5f + 0.5f * fabsf(rng_unit(s))));
+            memcpy(m + o, &d, 2);
+            for (size_t j = 2; j < block; j += 8) {
+                uint64_t r = rng_next(s);
+                size_t k = block - j < 8 ? block - j : 8;
+                memcpy(m + o + j, &r, k);
+            }
+            if (type == SL_TYPE_Q8_0)
+                for (size_t j = 2; j < block; j++)
+                    if ((int8_t)m[o + j] == -128) m[o + j] = (uint8_t)(int8_t)-127;
+        }
+    }
+    }
+    return m;
+}
+
+/* One layer's weights: gate/up [I, H], down [H, I], down_t [I, H] (random too: for timing any
+ * matrix of the right size is as good as the true transpose, and it saves the transposition). */
+typedef struct bo_layer {
+    void *gate, *up, *down, *down_t; /* owned */
+} bo_layer;
+
+/* ---- masks ------------------------------------------------------------------------------------- */
+
+/* k distinct random neurons of I (partial Fisher-Yates over perm, which is kept permuted). */
+static void random_set(int32_t *perm, int64_t I, int64_t k, uint64_t *s) {
+    for (int64_t j = 0; j < k; j++) {
+        int64_t r = j + (int64_t)(rng_next(s) % (uint64_t)(I - j));
+        int32_t t = perm[j];
+        perm[j] = perm[r];
+        perm[r] = t;
+    }
+}
+
+static int64_t active_count(double f, int64_t I) {
+    int64_t k = (int64_t)llround(f * (double)I);
+    if (f > 0 && k < 1) k = 1;
+    return k > I ? I : k;
+}
+
+/* A batch of inputs to the operator: masks or index lists for B rows. */
+typedef struct bo_input {
+    bool *mask;        /* [B, I] */
+    int32_t *idx_mem;  /* [B, I] */
+    int32_t **idx;     /* [B] rows of idx_mem */
+    int32_t *n_idx;    /* [B] */
+} bo_input;
+
+static bool input_alloc(bo_input *in, int64_t B, int64_t I) {
+    in->mask = calloc((size_t)(B * I), 1);
+    in->idx_mem = malloc((size_t)(B * I) * sizeof(int32_t));
+    in->idx = malloc((size_t)B * sizeof(int32_t *));
+    in->n_idx = calloc((size_t)B, sizeof(int32_t));
+    if (!in->mask || !in->idx_mem || !in->idx || !in->n_idx) return false;
+    for (int64_t b = 0; b < B; b++) in->idx[b] = in->idx_mem + b * I;
+    return true;
+}
+
+static void input_free(bo_input *in) {
+    free(in->mask);
+    free(in->idx_mem);
+    free(in->idx);
+    free(in->n_idx);
+}
+
+/* Row b gets exactly k random neurons (sorted, like a predictor's output). */
+static void input_random(bo_input *in, int64_t B, int64_t I, int64_t k, int32_t *perm, uint64_t *s) {
+    memset(in->mask, 0, (size_t)(B * I));
+    for (int64_t b = 0; b < B; b++) {
+        random_set(perm, I, k, s);
+        for (int64_t j = 0; j < k; j++) in->mask[b * I + perm[j]] = true;
+        in->n_idx[b] = 0;
+        for (int64_t i = 0; i < I; i++)
+            if (in->mask[b * I + i]) in->idx[b][in->n_idx[b]++] = (int32_t)i;
+    }
+}
+
+/* ---- statistics -------------------------------------------------------------------------------- */
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n) {
+    if (n <= 0) return 0.0;
+    qsort(v, (size_t)n, sizeof(double), cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+enum { ST_TOTAL, ST_SELECT, ST_PREP, ST_GATE_UP, ST_ACT, ST_DOWN, ST_REDUCE, ST_BYTES, ST_UNIQUE, ST_KEPT, ST_N };
+
+typedef struct bo_timing {
+    double *v[ST_N]; /* [reps] samples per field */
+    int n;           /* samples */
+    double med[ST_N];
+} bo_timing;
+
+static void timing_add(bo_timing *t, double total, const sl_sparse_mlp_stats *s) {
+    double vals[ST_N] = {total,     s->t_select, s->t_prepare,          s->t_gate_up,          s->t_act,
+                         s->t_down, s->t_reduce, (double)s->weight_bytes, (double)s->n_unique, (double)s->cache_kept};
+    for (int f = 0; f < ST_N; f++) t->v[f][t->n] = vals[f];
+    t->n++;
+}
+
+static void timing_finish(bo_timing *t) {
+    for (int f = 0; f < ST_N; f++) t->med[f] = median(t->v[f], t->n);
+}
+
+/* ---- output ---------------------------------------------------------------------------------- */
+
+typedef struct bo_row {
+    const char *shape;  /* shape name */
+    sl_type type;       /* weight type */
+    int B, threads;     /* batch, threads */
+    const char *mode;   /* "dense", "row", "union", "shared" */
+    double fraction;    /* active fraction per row (1 for dense) */
+    double unique;      /* neurons touched / I (union over the batch) */
+    double ms;          /* median time per call */
+    double gbs;         /* weight bytes read / second */
+    double ratio;       /* ms / dense ms */
+    double gbs_ratio;   /* gbs / dense gbs */
+    double stage[7];    /* median ms: select, prepare, gate+up, act, down, reduce, (unused) */
+} bo_row;
+
+static int json_rows = 0;
+
+static void print_header(const bo_opts *o) {
+    if (o->json) {
+        printf("{\"rows\": [\n");
+        return;
+    }
+    printf("| shape | type | B | thr | mode | active | union | ms/call | GB/s | x dense | GB/s vs dense | select | prep | gate+up | act | down | reduce |\n");
+    printf("|---|---|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+}
+
+static void print_row(const bo_opts *o, const bo_row *r) {
+    if (o->json) {
+        printf("%s  {\"shape\": \"%s\", \"type\": \"%s\", \"B\": %d, \"threads\": %d, \"mode\": \"%s\", \"fraction\": %.4g, "
+               "\"union\": %.4g, \"ms\": %.5g, \"gbs\": %.4g, \"ratio\": %.4g, \"gbs_ratio\": %.4g, \"select_ms\": %.4g, "
+               "\"prepare_ms\": %.4g, \"gate_up_ms\": %.4g, \"act_ms\": %.4g, \"down_ms\": %.4g, \"reduce_ms\": %.4g}",
+               json_rows++ ? ",\n" : "", r->shape, sl_type_name(r->type), r->B, r->threads, r->mode, r->fraction, r->unique,
+               r->ms, r->gbs, r->ratio, r->gbs_ratio, r->stage[0], r->stage[1], r->stage[2], r->stage[3], r->stage[4],
+               r->stage[5]);
+    } else {
+        printf("| %s | %s | %d | %d | %s | %.2f | %.2f | %.3f | %.1f | %.3f | %.2f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f |\n",
+               r->shape, sl_type_name(r->type), r->B, r->threads, r->mode, r->fraction, r->unique, r->ms, r->gbs, r->ratio,
+               r->gbs_ratio, r->stage[0], r->stage[1], r->stage[2], r->stage[3], r->stage[4], r->stage[5]);
+    }
+    fflush(stdout);
+}
+
+/* Acceptance checks, one line per (shape, type, B, threads, mode). */
+typedef struct bo_verdict {
+    char what[96];      /* "llama-3.2-1b q4_0 B=1 t=2 row" */
+    double ratio_10;    /* x dense at 10% active (NAN if not measured) */
+    double ratio_100;   /* x dense at 100% active */
+    double min_gbs_50;  /* lowest GB/s ratio at >= 50% active */
+} bo_verdict;
+
+static bo_verdict verdicts[1024];
+static int n_verdicts = 0;
+
+static const char *mode_name(int m) { return m < 0 ? "dense" : m == SL_MLP_PER_ROW ? "row" : m == SL_MLP_UNION ? "union" : "shared"; }
+
+/* ---- the runs ------------------------------------------------------------------------------------ */
+
+static bool timing_alloc(bo_timing *t, int n) {
+    memset(t, 0, sizeof(*t));
+    for (int f = 0; f < ST_N; f++)
+        if (!(t->v[f] = malloc((size_t)n * sizeof(double)))) return false;
+    return true;
+}
+
+static void timing_free(bo_timing *t) {
+    for (int f = 0; f < ST_N; f++) free(t->v[f]);
+}
+
+#define BO_MASK_SETS 8 /* distinct random inputs cycled per row */
+
+/* Time the dense MLP and every (fraction, mode) of one (shape, type, threads, B). */
+static int run_batch(const bo_opts *o, const char *shape, sl_type type, int64_t H, int64_t I, int threads, int B,
+                     sl_sparse_mlp **ops, int L, sl_sparse_mlp_stats *stats, uint64_t *s) {
+    const char *cmd = "bench-op";
+    const int reps = o->reps, warm = L < 2 ? 2 : L;
+    float *x = malloc((size_t)B * (size_t)H * sizeof(float)), *out = malloc((size_t)B * (size_t)H * sizeof(float));
+    int32_t *perm = malloc((size_t)I * sizeof(int32_t));
+    bo_input in[BO_MASK_SETS];
+    memset(in, 0, sizeof(in));
+    bo_timing tm;
+    bool ok = x && out && perm && timing_alloc(&tm, reps);
+    for (int m = 0; m < BO_MASK_SETS && ok; m++) ok = input_alloc(&in[m], B, I);
+    if (!ok) {
+        free(x), free(out), free(perm);
+        for (int m = 0; m < BO_MASK_SETS; m++) input_free(&in[m]);
+        return cli_fail(cmd, "out of memory");
+    }
+    for (int64_t q = 0; q < (int64_t)B * H; q++) x[q] = rng_unit(s);
+    for (int64_t i = 0; i < I; i++) perm[i] = (int32_t)i;
+    sl_error err;
+    int rc = 0;
+
+    /* dense */
+    tm.n = 0;
+    for (int r = 0; r < warm + reps; r++) {
+        sl_sparse_mlp *op = ops[r % L];
+        double t0 = now_s();
+        if (sl_mlp_dense_forward(op, x, B, out, &err)) {
+            rc = cli_fail_err(cmd, &err);
+            goto done;
+        }
+        double t1 = now_s();
+        if (r >= warm) timing_add(&tm, t1 - t0, stats);
+    }
+    timing_finish(&tm);
+    const double dense_ms = tm.med[ST_TOTAL] * 1e3, dense_gbs = tm.med[ST_BYTES] / tm.med[ST_TOTAL] * 1e-9;
+    bo_row row = {shape, type, B, threads, "dense", 1.0, 1.0, dense_ms, dense_gbs, 1.0, 1.0, {0}};
+    for (int f = 0; f < 6; f++) row.stage[f] = tm.med[ST_SELECT + f] * 1e3;
+    print_row(o, &row);
+
+    const int n_modes = B > 1 ? o->n_modes : 1;
+    for (int mi = 0; mi < n_modes; mi++) {
+        const sl_mlp_mode mode = B > 1 ? o->modes[mi] : SL_MLP_PER_ROW;
+        bo_verdict *v = n_verdicts < 1024 ? &verdicts[n_verdicts++] : &verdicts[1023];
+        snprintf(v->what, sizeof(v->what), "%s %s B=%d t=%d %s", shape, sl_type_name(type), B, threads, mode_name((int)mode));
+        v->ratio_10 = v->ratio_100 = NAN;
+        v->min_gbs_50 = INFINITY;
+        for (int fi = 0; fi < o->n_fractions; fi++) {
+            const double f = o->fractions[fi];
+            const int64_t k = active_count(f, I);
+            for (int m = 0; m < BO_MASK_SETS; m++) input_random(&in[m], B, I, k, perm, s);
+            tm.n = 0;
+            for (int r = 0; r < warm + reps; r++) {
+                sl_sparse_mlp *op = ops[r % L];
+                const bo_input *ip = &in[r % BO_MASK_SETS];
+                double t0 = now_s();
+                sl_status st = o->use_idx ? sl_sparse_mlp_forward(op, x, B, NULL, (const int32_t *const *)ip->idx, ip->n_idx, mode, out, &err)
+                                          : sl_sparse_mlp_forward(op, x, B, ip->mask, NULL, NULL, mode, out, &err);
+                double t1 = now_s();
+                if (st) {
+                    rc = cli_fail_err(cmd, &err);
+                    goto done;
+                }
+                if (r >= warm) timing_add(&tm, t1 - t0, stats);
+            }
+            timing_finish(&tm);
+            bo_row sr = {shape, type, B, threads, mode_name((int)mode), (double)k / (double)I, tm.med[ST_UNIQUE] / (double)I,
+                         tm.med[ST_TOTAL] * 1e3, tm.med[ST_BYTES] / tm.med[ST_TOTAL] * 1e-9, 0, 0, {0}};
+            sr.ratio = sr.ms / dense_ms;
+            sr.gbs_ratio = sr.gbs / dense_gbs;
+            for (int q = 0; q < 6; q++) sr.stage[q] = tm.med[ST_SELECT + q] * 1e3;
+            print_row(o, &sr);
+            if (fabs(f - 0.1) < 1e-9) v->ratio_10 = sr.ratio;
+            if (fabs(f - 1.0) < 1e-9) v->ratio_100 = sr.ratio;
+            if (f >= 0.5 - 1e-9 && sr.gbs_ratio < v->min_gbs_50) v->min_gbs_50 = sr.gbs_ratio;
+        }
+    }
+done:
+    free(x), free(out), free(perm);
+    for (int m = 0; m < BO_MASK_SETS; m++) input_free(&in[m]);
+    timing_free(&tm);
+    return rc;
+}
+
+/* The active-row cache on decoding-like streams (B = 1): consecutive masks share `overlap` of
+ * their neurons. Each layer sees the stream in order, as in a model. */
+static int run_cache(const bo_opts *o, const char *shape, sl_type type, int64_t H, int64_t I, int threads,
+                     sl_sparse_mlp **ops, int L, sl_sparse_mlp_stats *stats, uint64_t *s) {
+    const char *cmd = "bench-op";
+    const int tokens = o->reps + 2;
+    float *x = malloc((size_t)H * sizeof(float)), *out = malloc((size_t)H * sizeof(float));
+    int32_t *perm = malloc((size_t)I * sizeof(int32_t));
+    bool *mask = malloc((size_t)I * (size_t)tokens);
+    bo_timing tm[2];
+    bool ok = x && out && perm && mask && timing_alloc(&tm[0], tokens * L) && timing_alloc(&tm[1], tokens * L);
+    if (!ok) {
+        free(x), free(out), free(perm), free(mask);
+        return cli_fail(cmd, "out of memory");
+    }
+    for (int64_t q = 0; q < H; q++) x[q] = rng_unit(s);
+    sl_error err;
+    int rc = 0;
+    for (int fi = 0; fi < o->n_fractions; fi++) {
+        const double f = o->fractions[fi];
+        if (f >= 1.0) continue;
+        const int64_t k = active_count(f, I);
+        for (int oi = 0; oi < o->n_overlaps; oi++) {
+            const double ov = o->overlaps[oi];
+            /* the stream: perm[0..k) is the active set; each token swaps (1-ov) k of them out */
+            for (int64_t i = 0; i < I; i++) perm[i] = (int32_t)i;
+            random_set(perm, I, k, s);
+            const int64_t swap = (int64_t)llround((1.0 - ov) * (double)k);
+            for (int t = 0; t < tokens; t++) {
+                bool *m = mask + (size_t)t * (size_t)I;
+                if (t > 0)
+                    for (int64_t j = 0; j < swap && k < I; j++) {
+                        int64_t a = (int64_t)(rng_next(s) % (uint64_t)k), b = k + (int64_t)(rng_next(s) % (uint64_t)(I - k));
+                        int32_t tmp = perm[a];
+                        perm[a] = perm[b];
+                        perm[b] = tmp;
+                    }
+                memset(m, 0, (size_t)I);
+                for (int64_t j = 0; j < k; j++) m[perm[j]] = true;
+            }
+            for (int pass = 0; pass < 2; pass++) {
+                for (int l = 0; l < L; l++)
+                    if (sl_sparse_mlp_set_cache(ops[l], pass ? k : -1, &err)) {
+                        rc = cli_fail_err(cmd, &err);
+                        goto done;
+                    }
+                tm[pass].n = 0;
+                for (int t = 0; t < tokens; t++)
+                    for (int l = 0; l < L; l++) {
+                        double t0 = now_s();
+                        if (sl_sparse_mlp_forward(ops[l], x, 1, mask + (size_t)t * (size_t)I, NULL, NULL, SL_MLP_PER_ROW, out, &err)) {
+                            rc = cli_fail_err(cmd, &err);
+                            goto done;
+                        }
+                        double t1 = now_s();
+                        if (t >= 2) timing_add(&tm[pass], t1 - t0, stats);
+                    }
+                timing_finish(&tm[pass]);
+            }
+            for (int l = 0; l < L; l++) sl_sparse_mlp_set_cache(ops[l], -1, &err);
+            const double overlap = tm[1].med[ST_KEPT] / (double)k;
+            if (o->json)
+                printf("%s  {\"cache\": true, \"shape\": \"%s\", \"type\": \"%s\", \"threads\": %d, \"fraction\": %.4g, "
+                       "\"overlap\": %.4g, \"uncached_ms\": %.5g, \"cached_ms\": %.5g, \"speedup\": %.4g, \"select_ms\": %.4g}",
+                       json_rows++ ? ",\n" : "", shape, sl_type_name(type), threads, (double)k / (double)I, overlap,
+                       tm[0].med[ST_TOTAL] * 1e3, tm[1].med[ST_TOTAL] * 1e3, tm[0].med[ST_TOTAL] / tm[1].med[ST_TOTAL],
+                       tm[1].med[ST_SELECT] * 1e3);
+            else
+                printf("| %s | %s | %d | %.2f | %.2f | %.3f | %.3f | %.2f | %.3f |\n", shape, sl_type_name(type), threads,
+                       (double)k / (double)I, overlap, tm[0].med[ST_TOTAL] * 1e3, tm[1].med[ST_TOTAL] * 1e3,
+                       tm[0].med[ST_TOTAL] / tm[1].med[ST_TOTAL], tm[1].med[ST_SELECT] * 1e3);
+            fflush(stdout);
+        }
+    }
+done:
+    free(x), free(out), free(perm), free(mask);
+    timing_free(&tm[0]);
+    timing_free(&tm[1]);
+    return rc;
+}
+
+/* ---- options ----------------------------------------------------------------------------------- */
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: skipllama bench-op [options]\n"
+            "Times the sparse MLP operator against the dense MLP on random in-memory weights.\n\n"
+            "  --shape S        llama-3.2-1b (2048,8192), tinyllama (2048,5632) or H,I; repeatable\n"
+            "                   (default: llama-3.2-1b and tinyllama)\n"
+            "  -t TYPES         weight types, comma-separated (default f32,f16,bf16,q8_0,q4_0)\n"
+            "  --fractions L    active fractions (default 1,0.5,0.3,0.1,0.05)\n"
+            "  -b L             batch sizes (default 1,8)\n"
+            "  --threads L      thread counts (default 1,2)\n"
+            "  --modes L        batch modes for B > 1: row,union,shared (default row,union)\n"
+            "  -r N             timed calls per row; the median is reported (default 10)\n"
+            "  --layers N       weight copies cycled per call (default: enough for >= 256 MiB)\n"
+            "  --act A          silu, relu or gelu (default silu)\n"
+            "  --input K        mask (default) or idx: how active neurons are passed\n"
+            "  --cache          also run the active-row cache experiment (B = 1)\n"
+            "  --overlaps L     mask overlaps between consecutive calls for --cache (default 1,0.95,0.8,0.5)\n"
+            "  --seed N         random seed (default 1)\n"
+            "  -o md|json       output format (default md)\n");
+}
+
+/* Parse "a,b,c" of doubles within [lo, hi]. */
+static bool parse_doubles(const char *s, double *out, int *n, double lo, double hi) {
+    *n = 0;
+    char buf[512];
+    snprintf(buf, sizeof(buf), "%s", s);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        float v;
+        if (*n >= BO_MAX_LIST || !cli_parse_float(tok, (float)lo, (float)hi, &v)) return false;
+        out[(*n)++] = v;
+    }
+    return *n > 0;
+}
+
+static bool parse_ints(const char *s, int *out, int *n, int lo, int hi) {
+    *n = 0;
+    char buf[512];
+    snprintf(buf, sizeof(buf), "%s", s);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        if (*n >= BO_MAX_LIST || !cli_parse_int(tok, lo, hi, &out[*n])) return false;
+        (*n)++;
+    }
+    return *n > 0;
+}
+
+static bool parse_shape(bo_opts *o, const char *s) {
+    if (o->n_shapes >= BO_MAX_LIST) return false;
+    int64_t H, I;
+    if (!strcmp(s, "llama-3.2-1b")) H = 2048, I = 8192;
+    else if (!strcmp(s, "tinyllama")) H = 2048, I = 5632;
+    else {
+        char buf[64];
+        snprintf(buf, sizeof(buf), "%s", s);
+        char *comma = strchr(buf, ',');
+        if (!comma) return false;
+        *comma = 0;
+        if (!cli_parse_i64(buf, 1, 1 << 20, &H) || !cli_parse_i64(comma + 1, 1, 1 << 22, &I)) return false;
+    }
+    o->shape[o->n_shapes][0] = H;
+    o->shape[o->n_shapes][1] = I;
+    snprintf(o->shape_name[o->n_shapes], sizeof(o->shape_name[0]), "%s", s);
+    o->n_shapes++;
+    return true;
+}
+
+int cmd_bench_op(int argc, char **argv) {
+    const char *cmd = "bench-op";
+    bo_opts o;
+    memset(&o, 0, sizeof(o));
+    o.reps = 10;
+    o.act = SL_ACT_SILU;
+    o.seed = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = NULL;
+        if (cli_is(a, "-h", "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (cli_is(a, NULL, "--cache")) {
+            o.cache = true;
+        } else if (!(v = cli_value(cmd, argc, argv, &i))) {
+            return 1;
+        } else if (cli_is(a, NULL, "--shape")) {
+            if (!parse_shape(&o, v)) return cli_fail(cmd, "bad --shape '%s' (llama-3.2-1b, tinyllama or H,I)", v);
+        } else if (cli_is(a, "-t", "--types")) {
+            char buf[256];
+            snprintf(buf, sizeof(buf), "%s", v);
+            for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ","))
+                if (o.n_types >= BO_MAX_LIST || !sl_type_from_name(tok, &o.types[o.n_types++]))
+                    return cli_fail(cmd, "unknown type '%s' (f32, f16, bf16, q8_0, q4_0)", tok);
+        } else if (cli_is(a, NULL, "--fractions")) {
+            if (!parse_doubles(v, o.fractions, &o.n_fractions, 0.0, 1.0)) return cli_fail(cmd, "bad --fractions '%s'", v);
+        } else if (cli_is(a, "-b", "--batch")) {
+            if (!parse_ints(v, o.batches, &o.n_batches, 1, 4096)) return cli_fail(cmd, "bad -b '%s'", v);
+        } else if (cli_is(a, NULL, "--threads")) {
+            if (!parse_ints(v, o.threads, &o.n_threads, 1, 512)) return cli_fail(cmd, "bad --threads '%s'", v);
+        } else if (cli_is(a, NULL, "--modes")) {
+            char buf[128];
+            snprintf(buf, sizeof(buf), "%s", v);
+            for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+                if (o.n_modes >= BO_MAX_MODES) return cli_fail(cmd, "too many --modes");
+                if (!strcmp(tok, "row")) o.modes[o.n_modes++] = SL_MLP_PER_ROW;
+                else if (!strcmp(tok, "union")) o.modes[o.n_modes++] = SL_MLP_UNION;
+                else if (!strcmp(tok, "shared")) o.modes[o.n_modes++] = SL_MLP_PER_ROW_SHARED;
+                else return cli_fail(cmd, "unknown mode '%s' (row, union, shared)", tok);
+            }
+        } else if (cli_is(a, NULL, "--overlaps")) {
+            if (!parse_doubles(v, o.overlaps, &o.n_overlaps, 0.0, 1.0)) return cli_fail(cmd, "bad --overlaps '%s'", v);
+        } else if (cli_is(a, "-r", "--reps")) {
+            if (!cli_parse_int(v, 1, 100000, &o.reps)) return cli_fail(cmd, "bad -r '%s'", v);
+        } else if (cli_is(a, NULL, "--layers")) {
+            if (!cli_parse_int(v, 1, 256, &o.layers)) return cli_fail(cmd, "bad --layers '%s'", v);
+        } else if (cli_is(a, NULL, "--act")) {
+            if (!sl_activation_from_name(v, &o.act)) return cli_fail(cmd, "unknown activation '%s'", v);
+        } else if (cli_is(a, NULL, "--input")) {
+            if (!strcmp(v, "idx")) o.use_idx = true;
+            else if (strcmp(v, "mask")) return cli_fail(cmd, "--input must be mask or idx");
+        } else if (cli_is(a, NULL, "--seed")) {
+            int64_t seed;
+            if (!cli_parse_i64(v, 1, INT64_MAX, &seed)) return cli_fail(cmd, "bad --seed '%s'", v);
+            o.seed = (uint64_t)seed;
+        } else if (cli_is(a, "-o", "--output")) {
+            if (!strcmp(v, "json")) o.json = true;
+            else if (strcmp(v, "md")) return cli_fail(cmd, "-o must be md or json");
+        } else {
+            return cli_fail(cmd, "unknown option '%s' (see --help)", a);
+        }
+    }
+    if (!o.n_shapes) parse_shape(&o, "llama-3.2-1b"), parse_shape(&o, "tinyllama");
+    if (!o.n_types) {
+        const sl_type all[] = {SL_TYPE_F32, SL_TYPE_F16, SL_TYPE_BF16, SL_TYPE_Q8_0, SL_TYPE_Q4_0};
+        memcpy(o.types, all, sizeof(all));
+        o.n_types = 5;
+    }
+    if (!o.n_fractions) parse_doubles("1,0.5,0.3,0.1,0.05", o.fractions, &o.n_fractions, 0, 1);
+    if (!o.n_batches) parse_ints("1,8", o.batches, &o.n_batches, 1, 4096);
+    if (!o.n_threads) parse_ints("1,2", o.threads, &o.n_threads, 1, 512);
+    if (!o.n_modes) o.modes[0] = SL_MLP_PER_ROW, o.modes[1] = SL_MLP_UNION, o.n_modes = 2;
+    if (!o.n_overlaps) parse_doubles("1,0.95,0.8,0.5", o.overlaps, &o.n_overlaps, 0, 1);
+
+    uint64_t s = o.seed * 0x9E3779B97F4A7C15ULL + 1;
+    int rc = 0;
+    if (!o.json)
+        printf("# bench-op: median of %d calls, activation %s, %s input; times in ms; GB/s = distinct weight bytes read / time\n\n",
+               o.reps, sl_activation_name(o.act), o.use_idx ? "index-list" : "mask");
+    print_header(&o);
+    for (int si = 0; si < o.n_shapes && !rc; si++) {
+        const int64_t H = o.shape[si][0], I = o.shape[si][1];
+        for (int ti = 0; ti < o.n_types && !rc; ti++) {
+            const sl_type type = o.types[ti];
+            const int64_t bs = sl_type_block_size(type);
+            if (H % bs || I % bs) {
+                rc = cli_fail(cmd, "shape %lld,%lld is not a multiple of the %s block", (long long)H, (long long)I, sl_type_name(type));
+                break;
+            }
+            const size_t layer_bytes = 2 * I * sl_type_row_size(type, H) + H * sl_type_row_size(type, I);
+            int L = o.layers ? o.layers : (int)((256u << 20) / layer_bytes + 1);
+            if (L > 32) L = 32;
+            bo_layer *layers = calloc((size_t)L, sizeof(bo_layer));
+            sl_sparse_mlp **ops = calloc((size_t)L, sizeof(sl_sparse_mlp *));
+            if (!layers || !ops) {
+                free(layers), free(ops);
+                return cli_fail(cmd, "out of memory");
+            }
+            const float sc = 1.0f / sqrtf((float)H);
+            for (int l = 0; l < L && !rc; l++) {
+                layers[l].gate = random_matrix(type, I, H, sc, &s);
+                layers[l].up = random_matrix(type, I, H, sc, &s);
+                layers[l].down = random_matrix(type, H, I, sc, &s);
+                layers[l].down_t = random_matrix(type, I, H, sc, &s);
+                if (!layers[l].gate || !layers[l].up || !layers[l].down || !layers[l].down_t) rc = cli_fail(cmd, "out of memory for %d layers", L);
+            }
+            sl_sparse_mlp_stats stats;
+            for (int thi = 0; thi < o.n_threads && !rc; thi++) {
+                sl_error err;
+                for (int l = 0; l < L && !rc; l++) {
+                    sl_mlp_weights w = {type, H, I, layers[l].gate, layers[l].up, layers[l].down, layers[l].down_t};
+                    ops[l] = l == 0 ? sl_sparse_mlp_init(&w, o.act, o.threads[thi], &err) : sl_sparse_mlp_init_shared(&w, o.act, ops[0], &err);
+                    if (!ops[l]) rc = cli_fail_err(cmd, &err);
+                    else sl_sparse_mlp_set_stats(ops[l], &stats);
+                }
+                for (int bi = 0; bi < o.n_batches && !rc; bi++)
+                    rc = run_batch(&o, o.shape_name[si], type, H, I, o.threads[thi], o.batches[bi], ops, L, &stats, &s);
+                if (!rc && o.cache) {
+                    if (!o.json) {
+                        printf("\n| cache: shape | type | thr | active | overlap | uncached ms | cached ms | speedup | select ms (cached) |\n");
+                        printf("|---|---|--:|--:|--:|--:|--:|--:|--:|\n");
+                    }
+                    rc = run_cache(&o, o.shape_name[si], type, H, I, o.threads[thi], ops, L, &stats, &s);
+                    if (!o.json) printf("\n");
+                }
+                for (int l = L - 1; l >= 0; l--) sl_sparse_mlp_free(ops[l]), ops[l] = NULL; /* borrowers first */
+            }
+            for (int l = 0; l < L; l++) free(layers[l].gate), free(layers[l].up), free(layers[l].down), free(layers[l].down_t);
+            free(layers), free(ops);
+        }
+    }
+    if (o.json) {
+        printf("\n], \"acceptance\": [\n");
+        for (int i = 0; i < n_verdicts; i++)
+            printf("  {\"what\": \"%s\", \"ratio_at_10\": %.4g, \"ratio_at_100\": %.4g, \"min_gbs_ratio_at_50\": %.4g}%s\n", verdicts[i].what,
+                   isnan(verdicts[i].ratio_10) ? -1.0 : verdicts[i].ratio_10, isnan(verdicts[i].ratio_100) ? -1.0 : verdicts[i].ratio_100,
+                   isinf(verdicts[i].min_gbs_50) ? -1.0 : verdicts[i].min_gbs_50, i + 1 < n_verdicts ? "," : "");
+        printf("]}\n");
+    } else if (n_verdicts) {
+        printf("\n## acceptance (10%% active <= 0.15x dense; 100%% <= 1.1x dense; GB/s at >= 50%% active >= 0.8x dense)\n\n");
+        printf("| case | x dense @10%% | x dense @100%% | min GB/s ratio @>=50%% | verdict |\n|---|--:|--:|--:|---|\n");
+        for (int i = 0; i < n_verdicts; i++) {
+            const bo_verdict *v = &verdicts[i];
+            bool pass = (isnan(v->ratio_10) || v->ratio_10 <= 0.15) && (isnan(v->ratio_100) || v->ratio_100 <= 1.1) &&
+                        (isinf(v->min_gbs_50) || v->min_gbs_50 >= 0.8);
+            printf("| %s | %.3f | %.3f | %.2f | %s |\n", v->what, v->ratio_10, v->ratio_100, v->min_gbs_50, pass ? "pass" : "FAIL");
+        }
+    }
+    return rc;
+}

@@ -1,0 +1,147 @@
+/*
+ * calibrate.c — `skipllama calibrate -m MODEL -f TEXT --sparsity 0.5 -o PROFILE`: training-free
+ * CATS thresholds. Runs the dense model over the text, records the distribution of
+ * |act(gate . x)| per layer and writes a profile whose thresholds skip the requested fraction of
+ * neurons (a global target or per-layer targets from a file: one number per line, negative =
+ * keep that layer dense). The profile stores the quantile table too, so `--sparsity` can move
+ * the target later without recalibrating.
+ */
+#include "cli.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void help(FILE *out) {
+    fprintf(out, "usage: skipllama calibrate -m MODEL.gguf -f TEXT --sparsity S -o PROFILE.gguf [options]\n\n"
+                 "  -m, --model FILE        GGUF model\n"
+                 "  -f, --file FILE         calibration text\n"
+                 "  --sparsity S            fraction of MLP neurons to skip, 0 <= S < 1 (default 0.5)\n"
+                 "  --layer-sparsity FILE   per-layer targets, one per line (negative = dense); overrides --sparsity\n"
+                 "  -o, --output FILE       profile to write\n"
+                 "  -c, --ctx N             window length (default: model context, at most 512)\n"
+                 "  -t, --threads N         threads (default 2)\n"
+                 "  --max-tokens N          use only the first N tokens of the text\n"
+                 "  -q, --quiet             no progress bar or table\n");
+}
+
+int cmd_calibrate(int argc, char **argv) {
+    const char *model_path = NULL, *text_path = NULL, *out_path = NULL, *layer_path = NULL;
+    float sparsity = 0.5f;
+    int ctx_len = 0, threads = 2;
+    int64_t max_tokens = 0;
+    bool quiet = false;
+    for (int i = 1; i < argc; i++) {
+        const char *v;
+        if (cli_is(argv[i], "-h", "--help")) {
+            help(stdout);
+            return 0;
+        } else if (cli_is(argv[i], "-m", "--model")) {
+            if (!(model_path = cli_value("calibrate", argc, argv, &i))) return 1;
+        } else if (cli_is(argv[i], "-f", "--file")) {
+            if (!(text_path = cli_value("calibrate", argc, argv, &i))) return 1;
+        } else if (cli_is(argv[i], "-o", "--output")) {
+            if (!(out_path = cli_value("calibrate", argc, argv, &i))) return 1;
+        } else if (cli_is(argv[i], NULL, "--layer-sparsity")) {
+            if (!(layer_path = cli_value("calibrate", argc, argv, &i))) return 1;
+        } else if (cli_is(argv[i], NULL, "--sparsity")) {
+            if (!(v = cli_value("calibrate", argc, argv, &i)) || !cli_parse_float(v, 0.0f, 0.999f, &sparsity))
+                return cli_fail("calibrate", "bad --sparsity (expected 0 <= S < 1)");
+        } else if (cli_is(argv[i], "-c", "--ctx")) {
+            if (!(v = cli_value("calibrate", argc, argv, &i)) || !cli_parse_int(v, 2, 1 << 20, &ctx_len))
+                return cli_fail("calibrate", "bad context length");
+        } else if (cli_is(argv[i], "-t", "--threads")) {
+            if (!(v = cli_value("calibrate", argc, argv, &i)) || !cli_parse_int(v, 1, 512, &threads))
+                return cli_fail("calibrate", "bad thread count");
+        } else if (cli_is(argv[i], NULL, "--max-tokens")) {
+            if (!(v = cli_value("calibrate", argc, argv, &i)) || !cli_parse_i64(v, 2, INT64_MAX, &max_tokens))
+                return cli_fail("calibrate", "bad --max-tokens");
+        } else if (cli_is(argv[i], "-q", "--quiet")) {
+            quiet = true;
+        } else {
+            help(stderr);
+            return cli_fail("calibrate", "unknown option '%s'", argv[i]);
+        }
+    }
+    if (!model_path || !text_path || !out_path) {
+        help(stderr);
+        return cli_fail("calibrate", "-m, -f and -o are required");
+    }
+    int rc = 1;
+    sl_error err;
+    sl_model *model = NULL;
+    sl_profile *profile = NULL;
+    int32_t *ids = NULL, n_ids = 0;
+    float *layer_sp = NULL;
+    size_t len = 0;
+    char *text = cli_read_file("calibrate", text_path, (size_t)1 << 30, &len);
+    if (!text) goto done;
+    if (!(model = sl_model_load(model_path, NULL, &err))) {
+        cli_fail_err("calibrate", &err);
+        goto done;
+    }
+    const sl_model_config *c = sl_model_get_config(model);
+    if (layer_path) {
+        size_t ll;
+        char *lt = cli_read_file("calibrate", layer_path, 1 << 20, &ll);
+        if (!lt) goto done;
+        layer_sp = calloc((size_t)c->n_layer, sizeof(float));
+        int n = 0;
+        for (char *tok = strtok(lt, " \t\r\n,"); tok; tok = strtok(NULL, " \t\r\n,")) {
+            float v;
+            if (n >= c->n_layer || !cli_parse_float(tok, -1.0f, 0.999f, &v)) {
+                cli_fail("calibrate", "%s: expected %d numbers below 1 (negative = dense), got '%s' at position %d", layer_path,
+                         c->n_layer, tok, n + 1);
+                free(lt);
+                goto done;
+            }
+            layer_sp[n++] = v;
+        }
+        free(lt);
+        if (n != c->n_layer) {
+            cli_fail("calibrate", "%s has %d targets; the model has %d layers", layer_path, n, c->n_layer);
+            goto done;
+        }
+    }
+    if (!sl_model_get_vocab(model)) {
+        cli_fail("calibrate", "'%s' has no tokenizer", model_path);
+        goto done;
+    }
+    if (sl_tokenize(sl_model_get_vocab(model), text, len, false, false, &ids, &n_ids, &err) != SL_OK) {
+        cli_fail_err("calibrate", &err);
+        goto done;
+    }
+    if (max_tokens && max_tokens < n_ids) n_ids = (int32_t)max_tokens;
+    cli_progress prog;
+    cli_progress_start(&prog, "calibrate", "tok", quiet);
+    sl_calibrate_params cp = sl_calibrate_default_params();
+    cp.sparsity = sparsity;
+    cp.layer_sparsity = layer_sp;
+    cp.n_ctx = ctx_len;
+    cp.n_threads = threads;
+    cp.progress = cli_progress_cb;
+    cp.progress_ud = &prog;
+    if (sl_calibrate(model, ids, n_ids, &cp, &profile, &err) != SL_OK || sl_profile_save(profile, out_path, &err) != SL_OK) {
+        cli_fail_err("calibrate", &err);
+        goto done;
+    }
+    if (!quiet) {
+        printf("layer  rule   target  |act| threshold  gate<=0 fraction\n");
+        for (int l = 0; l < c->n_layer; l++) {
+            sl_profile_layer info;
+            sl_profile_get_layer(profile, l, &info, &err);
+            printf("%5d  %-5s  %6.3f  %15.6g  %16.4f\n", l, sl_skip_rule_name(info.rule), info.target_sparsity, info.threshold,
+                   sl_profile_gate_nonpositive(profile, l));
+        }
+        printf("wrote %s (%d calibration tokens)\n", out_path, n_ids);
+    }
+    rc = 0;
+done:
+    free(layer_sp);
+    sl_free_tokens(ids);
+    sl_profile_free(profile);
+    sl_model_free(model);
+    free(text);
+    return rc;
+}

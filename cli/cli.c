@@ -1,0 +1,180 @@
+/*
+ * cli.c — shared helpers for the subcommands (see cli.h).
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int cli_fail(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "skipllama %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    return 1;
+}
+
+int cli_fail_err(const char *cmd, const sl_error *err) {
+    return cli_fail(cmd, "%s (%s)", err->message[0] ? err->message : "error", sl_status_str(err->code));
+}
+
+bool cli_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out) {
+    if (!s || !*s) return false;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end || v < min || v > max) return false;
+    *out = v;
+    return true;
+}
+
+bool cli_parse_int(const char *s, int min, int max, int *out) {
+    int64_t v;
+    if (!cli_parse_i64(s, min, max, &v)) return false;
+    *out = (int)v;
+    return true;
+}
+
+bool cli_parse_float(const char *s, float min, float max, float *out) {
+    if (!s || !*s) return false;
+    char *end;
+    errno = 0;
+    float v = strtof(s, &end);
+    if (errno || *end || isnan(v) || v < min || v > max) return false;
+    *out = v;
+    return true;
+}
+
+bool cli_parse_ids(const char *s, int32_t **out, int32_t *n) {
+    if (!s || !*s) return false;
+    size_t count = 1;
+    for (const char *p = s; *p; p++) count += *p == ',';
+    if (count > (1u << 24)) return false;
+    int32_t *ids = malloc(count * sizeof(int32_t));
+    if (!ids) return false;
+    size_t k = 0;
+    const char *p = s;
+    while (*p) {
+        char *end;
+        errno = 0;
+        while (*p == ' ') p++;
+        if (!(*p >= '0' && *p <= '9') && *p != '-') break;
+        long long v = strtoll(p, &end, 10);
+        if (errno || end == p || v < INT32_MIN || v > INT32_MAX) break;
+        ids[k++] = (int32_t)v;
+        p = end;
+        while (*p == ' ') p++;
+        if (*p == ',') {
+            p++;
+            if (!*p) break; /* trailing comma */
+            continue;
+        }
+        if (*p) break;
+        *out = ids;
+        *n = (int32_t)k;
+        return true;
+    }
+    free(ids);
+    return false;
+}
+
+const char *cli_value(const char *cmd, int argc, char **argv, int *i) {
+    if (*i + 1 >= argc) {
+        cli_fail(cmd, "option %s needs a value", argv[*i]);
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+bool cli_is(const char *arg, const char *short_name, const char *long_name) {
+    return (short_name && strcmp(arg, short_name) == 0) || (long_name && strcmp(arg, long_name) == 0);
+}
+
+const char *cli_default_model(void) {
+    const char *env = getenv("SKIPLLAMA_MODEL");
+    if (env && *env) return env;
+    static const char *candidates[] = {"tests/data/tiny-silu.gguf", SKIPLLAMA_DATADIR "/tiny-silu.gguf"};
+    for (size_t i = 0; i < sizeof(candidates) / sizeof(candidates[0]); i++)
+        if (access(candidates[i], R_OK) == 0) return candidates[i];
+    return candidates[0];
+}
+
+#include <time.h>
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+void cli_progress_start(cli_progress *p, const char *label, const char *unit, bool quiet) {
+    p->label = label;
+    p->unit = unit;
+    p->t0 = now_s();
+    p->last_decile = -1;
+    p->quiet = quiet;
+}
+
+void cli_progress_update(cli_progress *p, int64_t done, int64_t total) {
+    if (p->quiet || total <= 0) return;
+    const bool tty = isatty(2);
+    const double frac = (double)done / (double)total, el = now_s() - p->t0;
+    const int decile = (int)(frac * 10);
+    if (!tty && decile == p->last_decile && done != total) return;
+    p->last_decile = decile;
+    const double rate = el > 0 ? (double)done / el : 0, eta = rate > 0 ? (double)(total - done) / rate : 0;
+    char bar[31];
+    int filled = (int)(frac * 30);
+    for (int i = 0; i < 30; i++) bar[i] = i < filled ? '#' : '.';
+    bar[30] = 0;
+    fprintf(stderr, "%s%s [%s] %5.1f%% %lld/%lld %s, %.0f %s/s, %s %.0fs%s", tty ? "\r" : "", p->label, bar, 100 * frac,
+            (long long)done, (long long)total, p->unit, rate, p->unit, done == total ? "took" : "ETA", done == total ? el : eta,
+            tty && done != total ? "   " : "\n");
+    fflush(stderr);
+}
+
+void cli_progress_cb(void *ud, int64_t done, int64_t total) { cli_progress_update(ud, done, total); }
+
+char *cli_read_file(const char *cmd, const char *path, size_t max_bytes, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        cli_fail(cmd, "cannot open '%s': %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    for (;;) {
+        if (n == cap) {
+            if (cap >= max_bytes) {
+                cli_fail(cmd, "'%s' is larger than %zu bytes", path, max_bytes);
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
+            cap = cap ? cap * 2 : 65536;
+            if (cap > max_bytes) cap = max_bytes;
+            char *nb = realloc(buf, cap + 1);
+            if (!nb) {
+                cli_fail(cmd, "out of memory reading '%s'", path);
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
+            buf = nb;
+        }
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0) break;
+    }
+    fclose(f);
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}

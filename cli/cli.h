@@ -1,0 +1,70 @@
+/*
+ * cli.h — what the `skipllama` subcommands share: the command table entry type, argument
+ * parsing helpers that reject malformed numbers, and error printing. Each subcommand lives in
+ * its own cli/<name>.c and talks to the library only through include/skipllama.h.
+ */
+#ifndef SL_CLI_H
+#define SL_CLI_H
+
+#include "skipllama.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* A subcommand: argv[0] is the subcommand name. Returns the process exit status. */
+typedef int (*cli_main_fn)(int argc, char **argv);
+
+/* Every subcommand's entry point (one per cli/<name>.c). */
+int cmd_info(int argc, char **argv);
+int cmd_logits(int argc, char **argv);
+int cmd_ppl(int argc, char **argv);
+int cmd_calibrate(int argc, char **argv);
+int cmd_synth(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_bench_op(int argc, char **argv);
+
+/* A one-line progress bar with rate and ETA on stderr, redrawn in place (only when stderr is a
+ * terminal, or every 10% otherwise). Call with done == total to finish the line. */
+typedef struct cli_progress {
+    const char *label; /* shown before the bar */
+    const char *unit;  /* "tok", ... */
+    double t0;         /* start time (seconds) */
+    int last_decile;   /* for non-terminal output */
+    bool quiet;        /* print nothing */
+} cli_progress;
+void cli_progress_start(cli_progress *p, const char *label, const char *unit, bool quiet);
+void cli_progress_update(cli_progress *p, int64_t done, int64_t total);
+/* Callback form for library functions taking (ud, done, total). */
+void cli_progress_cb(void *ud, int64_t done, int64_t total);
+
+/* Read a whole file (text) into a malloc'd buffer; NULL + message on failure. Refuses files
+ * larger than max_bytes. */
+char *cli_read_file(const char *cmd, const char *path, size_t max_bytes, size_t *len);
+
+/* Print "skipllama <cmd>: <message>" to stderr. Returns 1 (use as `return cli_fail(...)`). */
+int cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Report an sl_error. Returns 1. */
+int cli_fail_err(const char *cmd, const sl_error *err);
+
+/* Strict numeric parsing: the whole string must be a number within [min, max]. */
+bool cli_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out);
+bool cli_parse_int(const char *s, int min, int max, int *out);
+bool cli_parse_float(const char *s, float min, float max, float *out);
+
+/* Parse "1,302,930" into a malloc'd array (*out, *n). False on a malformed list or an id that
+ * does not fit in int32. An empty list is an error. */
+bool cli_parse_ids(const char *s, int32_t **out, int32_t *n);
+
+/* Fetch the value of an option at argv[*i] (advancing *i), or print an error naming opt and
+ * return NULL when it is missing. */
+const char *cli_value(const char *cmd, int argc, char **argv, int *i);
+
+/* Is argv[i] one of the given spellings ("-m", "--model")? */
+bool cli_is(const char *arg, const char *short_name, const char *long_name);
+
+/* The bundled tiny model used when -m is not given (path relative to the repo, or
+ * $SKIPLLAMA_MODEL, or the installed data dir). */
+const char *cli_default_model(void);
+
+#endif

@@ -1,0 +1,53 @@
+/*
+ * main.c — the `skipllama` command: dispatches `skipllama <subcommand> [options]` to the
+ * subcommand's entry point. Each subcommand lives in its own cli/<name>.c.
+ */
+#include "cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef struct command {
+    const char *name;    /* as typed after `skipllama` */
+    cli_main_fn fn;      /* entry point */
+    const char *summary; /* one line for `skipllama --help` */
+} command;
+
+static const command commands[] = {
+    {"info", cmd_info, "print a model's architecture, shapes, tensor types and size"},
+    {"logits", cmd_logits, "write the logits of a token sequence as float32 rows"},
+    {"synth", cmd_synth, "write a llama GGUF with random weights (benchmark model generator)"},
+    {"quantize", cmd_quantize, "convert a GGUF model's 2-D weights to another type (f32 f16 bf16 q8_0 q4_0)"},
+    {"bench", cmd_bench, "llama-bench style prompt/generation speed, effective vs DRAM bandwidth"},
+    {"bench-op", cmd_bench_op, "time the sparse MLP operator against the dense MLP on random weights"},
+    {"ppl", cmd_ppl, "perplexity of a text file, dense or with a sparsity profile"},
+    {"calibrate", cmd_calibrate, "write CATS sparsity thresholds for a model from a text file"},
+    /* @@COMMANDS@@ (one line per subcommand; keep this marker) */
+};
+
+static void usage(FILE *out) {
+    fprintf(out, "skipllama %s — LLaMA inference on the CPU with skippable MLP neurons\n\n", SKIPLLAMA_VERSION);
+    fprintf(out, "usage: skipllama <command> [options]   (skipllama <command> --help for details)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        fprintf(out, "  %-18s %s\n", commands[i].name, commands[i].summary);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 1;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("skipllama %s\n", SKIPLLAMA_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "skipllama: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 1;
+}

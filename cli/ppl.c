@@ -1,0 +1,171 @@
+/*
+ * ppl.c — `skipllama ppl -m MODEL -f TEXT [-c CTX] [--profile P] [--sparsity S]`: perplexity
+ * of a text file, dense or with a sparsity profile. The text is tokenized whole without BOS,
+ * cut into non-overlapping windows of CTX tokens (default: the model's context, capped at 512),
+ * each evaluated from an empty cache; every token but the first of a window is scored. With a
+ * profile, each token's MLP uses its own mask (the decoding path), and the report adds the
+ * achieved sparsity per layer and the selection's recall/precision against the true mask
+ * (gate pre-activation > 0).
+ */
+#include "cli.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void help(FILE *out) {
+    fprintf(out, "usage: skipllama ppl -m MODEL.gguf -f TEXT [options]\n\n"
+                 "  -m, --model FILE      GGUF model\n"
+                 "  -f, --file FILE       text to score\n"
+                 "  -c, --ctx N           window length (default: model context, at most 512)\n"
+                 "  -t, --threads N       threads (default 2)\n"
+                 "  --profile FILE        sparsity profile (model.skip.gguf)\n"
+                 "  --sparsity S          override the profile's target sparsity (0 <= S < 1)\n"
+                 "  --dense-prefill       with a profile: evaluate windows densely (only single tokens are sparse)\n"
+                 "  --max-tokens N        score only the first N tokens of the text\n"
+                 "  --json                machine-readable output\n"
+                 "  -q, --quiet           no progress bar\n");
+}
+
+int cmd_ppl(int argc, char **argv) {
+    const char *model_path = NULL, *text_path = NULL, *profile_path = NULL;
+    int ctx_len = 0, threads = 2;
+    int64_t max_tokens = 0;
+    float sparsity = -1.0f;
+    bool json = false, quiet = false, dense_prefill = false;
+    for (int i = 1; i < argc; i++) {
+        const char *v;
+        if (cli_is(argv[i], "-h", "--help")) {
+            help(stdout);
+            return 0;
+        } else if (cli_is(argv[i], "-m", "--model")) {
+            if (!(model_path = cli_value("ppl", argc, argv, &i))) return 1;
+        } else if (cli_is(argv[i], "-f", "--file")) {
+            if (!(text_path = cli_value("ppl", argc, argv, &i))) return 1;
+        } else if (cli_is(argv[i], NULL, "--profile")) {
+            if (!(profile_path = cli_value("ppl", argc, argv, &i))) return 1;
+        } else if (cli_is(argv[i], "-c", "--ctx")) {
+            if (!(v = cli_value("ppl", argc, argv, &i)) || !cli_parse_int(v, 2, 1 << 20, &ctx_len))
+                return cli_fail("ppl", "bad context length");
+        } else if (cli_is(argv[i], "-t", "--threads")) {
+            if (!(v = cli_value("ppl", argc, argv, &i)) || !cli_parse_int(v, 1, 512, &threads)) return cli_fail("ppl", "bad thread count");
+        } else if (cli_is(argv[i], NULL, "--sparsity")) {
+            if (!(v = cli_value("ppl", argc, argv, &i)) || !cli_parse_float(v, 0.0f, 0.999f, &sparsity))
+                return cli_fail("ppl", "bad --sparsity (expected 0 <= S < 1)");
+        } else if (cli_is(argv[i], NULL, "--max-tokens")) {
+            if (!(v = cli_value("ppl", argc, argv, &i)) || !cli_parse_i64(v, 2, INT64_MAX, &max_tokens))
+                return cli_fail("ppl", "bad --max-tokens");
+        } else if (cli_is(argv[i], NULL, "--dense-prefill")) {
+            dense_prefill = true;
+        } else if (cli_is(argv[i], NULL, "--json")) {
+            json = true;
+        } else if (cli_is(argv[i], "-q", "--quiet")) {
+            quiet = true;
+        } else {
+            help(stderr);
+            return cli_fail("ppl", "unknown option '%s'", argv[i]);
+        }
+    }
+    if (!model_path || !text_path) {
+        help(stderr);
+        return cli_fail("ppl", "-m and -f are required");
+    }
+    if (sparsity >= 0 && !profile_path) return cli_fail("ppl", "--sparsity needs --profile");
+    int rc = 1;
+    sl_error err;
+    sl_model *model = NULL;
+    sl_profile *profile = NULL;
+    sl_context *ctx = NULL;
+    int32_t *ids = NULL, n_ids = 0;
+    size_t len = 0;
+    char *text = cli_read_file("ppl", text_path, (size_t)1 << 30, &len);
+    if (!text) goto done;
+    if (!(model = sl_model_load(model_path, NULL, &err))) {
+        cli_fail_err("ppl", &err);
+        goto done;
+    }
+    const sl_model_config *c = sl_model_get_config(model);
+    const sl_vocab *vocab = sl_model_get_vocab(model);
+    if (!vocab) {
+        cli_fail("ppl", "'%s' has no tokenizer", model_path);
+        goto done;
+    }
+    if (sl_tokenize(vocab, text, len, false, false, &ids, &n_ids, &err) != SL_OK) {
+        cli_fail_err("ppl", &err);
+        goto done;
+    }
+    if (max_tokens && max_tokens < n_ids) n_ids = (int32_t)max_tokens;
+    if (n_ids < 2) {
+        cli_fail("ppl", "the text has %d tokens; at least 2 are needed", n_ids);
+        goto done;
+    }
+    if (!ctx_len) ctx_len = c->n_ctx_train < 512 ? c->n_ctx_train : 512;
+    sl_context_params cp = sl_context_default_params();
+    cp.n_ctx = ctx_len;
+    cp.n_threads = threads;
+    cp.n_batch = ctx_len < 256 ? ctx_len : 256;
+    if (!(ctx = sl_context_init(model, &cp, &err))) {
+        cli_fail_err("ppl", &err);
+        goto done;
+    }
+    if (profile_path) {
+        if (!(profile = sl_profile_load(profile_path, model, &err)) || (sparsity >= 0 && sl_profile_set_sparsity(profile, sparsity, &err)) ||
+            sl_context_set_profile(ctx, profile, !dense_prefill, &err)) {
+            cli_fail_err("ppl", &err);
+            goto done;
+        }
+        sl_context_track_recall(ctx, true);
+    }
+    cli_progress prog;
+    cli_progress_start(&prog, "ppl", "tok", quiet || json);
+    sl_ppl_result r;
+    if (sl_perplexity(ctx, ids, n_ids, ctx_len, cli_progress_cb, &prog, &r, &err) != SL_OK) {
+        cli_fail_err("ppl", &err);
+        goto done;
+    }
+    double sum_active = 0, sum_neurons = 0;
+    if (json) {
+        printf("{\"model\": \"%s\", \"text\": \"%s\", \"ctx\": %d, \"tokens\": %d, \"scored\": %lld, \"windows\": %d, \"ppl\": %.6f, "
+               "\"nll_mean\": %.6f",
+               model_path, text_path, ctx_len, n_ids, (long long)r.n_scored, r.n_windows, r.ppl, r.nll_mean);
+    } else {
+        printf("model:      %s\ntext:       %s (%d tokens, %d windows of %d)\n", model_path, text_path, n_ids, r.n_windows, ctx_len);
+        if (profile) printf("profile:    %s (%s)\n", profile_path, sl_profile_method(profile));
+    }
+    if (profile) {
+        if (json) printf(", \"profile\": \"%s\", \"layers\": [", profile_path);
+        else printf("\nlayer  rule       sparsity  recall  precision  true_density\n");
+        for (int l = 0; l < c->n_layer; l++) {
+            sl_layer_stats st;
+            sl_profile_layer info;
+            sl_context_get_layer_stats(ctx, l, &st, &err);
+            sl_profile_get_layer(profile, l, &info, &err);
+            double sp = st.n_neurons ? 1.0 - (double)st.n_active / (double)st.n_neurons : 0.0;
+            double tp = (double)st.true_pos, rec = tp + st.false_neg > 0 ? tp / (tp + st.false_neg) : NAN,
+                   prec = tp + st.false_pos > 0 ? tp / (tp + st.false_pos) : NAN,
+                   dens = st.n_neurons ? (tp + st.false_neg) / (double)st.n_neurons : NAN;
+            sum_active += (double)st.n_active;
+            sum_neurons += (double)st.n_neurons;
+            if (json)
+                printf("%s{\"layer\": %d, \"rule\": \"%s\", \"sparsity\": %.4f, \"recall\": %.4f, \"precision\": %.4f, \"true_density\": %.4f}",
+                       l ? ", " : "", l, sl_skip_rule_name(info.rule), sp, isnan(rec) ? -1.0 : rec, isnan(prec) ? -1.0 : prec,
+                       isnan(dens) ? -1.0 : dens);
+            else
+                printf("%5d  %-9s  %8.4f  %6.4f  %9.4f  %12.4f\n", l, sl_skip_rule_name(info.rule), sp, rec, prec, dens);
+        }
+        double mlp_sparsity = sum_neurons > 0 ? 1.0 - sum_active / sum_neurons : 0.0;
+        if (json) printf("], \"mlp_sparsity\": %.4f", mlp_sparsity);
+        else printf("\nMLP sparsity (all layers): %.4f\n", mlp_sparsity);
+    }
+    if (json) printf("}\n");
+    else printf("perplexity: %.4f (nll %.5f ± %.5f over %lld scored tokens)\n", r.ppl, r.nll_mean, r.nll_sd, (long long)r.n_scored);
+    rc = 0;
+done:
+    sl_free_tokens(ids);
+    sl_context_free(ctx);
+    sl_profile_free(profile);
+    sl_model_free(model);
+    free(text);
+    return rc;
+}

@@ -1,0 +1,568 @@
+/*
+ * skipllama.h — the one public header of libskipllama.
+ *
+ * skipllama runs LLaMA-family models stored in GGUF files on the CPU, and can skip the MLP
+ * neurons a per-layer predictor says are inactive. This header is the whole contract between
+ * the library and its users (the `skipllama` CLI, language bindings): plain C11, opaque handles
+ * with init/free pairs, a status code plus a readable message on every fallible call.
+ *
+ * Conventions
+ *  - Every fallible function returns an sl_status (or NULL) and, when given a non-NULL
+ *    sl_error*, fills it with the code and a human-readable message. The library never prints
+ *    and never exits.
+ *  - Buffers returned by the library are owned by the handle they came from unless the
+ *    function's comment says otherwise; they stay valid until the next call on that handle.
+ *  - Thread safety: a model (sl_model) is immutable after loading and may be shared by any
+ *    number of threads and contexts. A context (sl_context) is used by one thread at a time;
+ *    the library may use its own worker threads inside a call (n_threads).
+ *  - No global state: any number of models and contexts may live in one process.
+ */
+#ifndef SKIPLLAMA_H
+#define SKIPLLAMA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SKIPLLAMA_VERSION "0.1.0"
+
+/* ---------------------------------------------------------------------------------------------
+ * Status and errors
+ * ------------------------------------------------------------------------------------------- */
+
+typedef enum sl_status {
+    SL_OK = 0,
+    SL_ERR_INVALID_ARG = 1, /* a caller-supplied argument is wrong (NULL, out of range, shape) */
+    SL_ERR_IO = 2,          /* open/read/mmap/write failed */
+    SL_ERR_FORMAT = 3,      /* a file is malformed, truncated or inconsistent */
+    SL_ERR_UNSUPPORTED = 4, /* well-formed but not supported (architecture, tensor type) */
+    SL_ERR_NOMEM = 5,       /* an allocation failed or would exceed a stated limit */
+    SL_ERR_RANGE = 6,       /* a token id, position or length is outside what is allowed */
+} sl_status;
+
+typedef struct sl_error {
+    sl_status code;    /* SL_OK when nothing went wrong */
+    char message[512]; /* NUL-terminated description of the first problem found */
+} sl_error;
+
+/* Short name of a status code ("ok", "invalid argument", ...). Never NULL. */
+const char *sl_status_str(sl_status status);
+
+/* ---------------------------------------------------------------------------------------------
+ * Tensor (weight) types. Values equal ggml's type ids so GGUF files map one to one.
+ * ------------------------------------------------------------------------------------------- */
+
+typedef enum sl_type {
+    SL_TYPE_F32 = 0,
+    SL_TYPE_F16 = 1,
+    SL_TYPE_Q4_0 = 2,  /* blocks of 32: f16 scale + 16 bytes of 4-bit values (offset 8) */
+    SL_TYPE_Q8_0 = 8,  /* blocks of 32: f16 scale + 32 int8 values */
+    SL_TYPE_BF16 = 30,
+} sl_type;
+
+/* Name of a type ("f32", "q8_0", ...), or NULL when the type is not supported. */
+const char *sl_type_name(int type);
+/* Parse a type name (case-insensitive); returns false when unknown. */
+bool sl_type_from_name(const char *name, sl_type *out);
+/* Bytes needed to store n elements of `type` (n must be a multiple of the block size), or 0. */
+size_t sl_type_row_size(sl_type type, int64_t n);
+/* Elements per block (1 for float types, 32 for Q8_0/Q4_0), or 0 for unknown types. */
+int64_t sl_type_block_size(sl_type type);
+
+/* ---------------------------------------------------------------------------------------------
+ * Models
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct sl_model sl_model; /* opaque: weights (mmapped) + hyperparameters + vocabulary */
+
+typedef enum sl_activation {
+    SL_ACT_SILU = 0, /* x * sigmoid(x) — SwiGLU LLaMA */
+    SL_ACT_RELU = 1, /* max(x, 0) — ReLU-fied LLaMA / ProSparse */
+    SL_ACT_GELU = 2, /* tanh approximation */
+} sl_activation;
+
+/* Name of an activation ("silu", "relu", "gelu") or NULL. */
+const char *sl_activation_name(sl_activation act);
+/* Parse an activation name; false when unknown. */
+bool sl_activation_from_name(const char *name, sl_activation *out);
+
+/* Hyperparameters read from the GGUF metadata. */
+typedef struct sl_model_config {
+    int32_t n_vocab;        /* vocabulary size = rows of token_embd */
+    int32_t n_embd;         /* model width (dim) */
+    int32_t n_ff;           /* feed-forward (MLP) width */
+    int32_t n_layer;        /* transformer blocks */
+    int32_t n_head;         /* query heads */
+    int32_t n_head_kv;      /* key/value heads (GQA when < n_head) */
+    int32_t head_dim;       /* n_embd / n_head */
+    int32_t n_rot;          /* rotary dimensions per head (<= head_dim) */
+    int32_t n_ctx_train;    /* context length the model was trained with */
+    float rms_eps;          /* RMSNorm epsilon */
+    float rope_freq_base;   /* RoPE theta */
+    sl_activation act;      /* FFN activation */
+    bool tied_embeddings;   /* output projection reuses token_embd.weight */
+    bool has_rope_freqs;    /* rope_freqs.weight present (Llama 3.1+ frequency factors) */
+    sl_type weight_type;    /* type of most 2-D weights (the type of ffn_gate of layer 0) */
+} sl_model_config;
+
+typedef struct sl_model_params {
+    bool vocab_only; /* load only the tokenizer (no tensors needed; any architecture) */
+} sl_model_params;
+
+/* Default load parameters. */
+sl_model_params sl_model_default_params(void);
+
+/* Load a GGUF model. Returns NULL and fills *err on any problem. The file is mmapped read-only
+ * and stays mapped until sl_model_free. */
+sl_model *sl_model_load(const char *path, const sl_model_params *params, sl_error *err);
+void sl_model_free(sl_model *model);
+
+/* Hyperparameters of a loaded model (pointer owned by the model). */
+const sl_model_config *sl_model_get_config(const sl_model *model);
+
+/* Number of parameters (elements of all tensors) and bytes of the file. */
+int64_t sl_model_n_params(const sl_model *model);
+int64_t sl_model_file_size(const sl_model *model);
+
+/* Write a multi-line human-readable description (architecture, shapes, tensor types, parameter
+ * count, file size) into buf (always NUL-terminated). Returns the length it wanted to write. */
+size_t sl_model_describe(const sl_model *model, char *buf, size_t buf_size);
+
+/* ---------------------------------------------------------------------------------------------
+ * Contexts: KV cache + scratch buffers for evaluating tokens
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct sl_context sl_context; /* opaque: one sequence being evaluated */
+
+typedef struct sl_context_params {
+    int32_t n_ctx;     /* KV cache length in tokens; 0 = the model's training context */
+    int32_t n_threads; /* worker threads used inside calls; 0 = 1 */
+    int32_t n_batch;   /* max tokens evaluated per internal step during prefill; 0 = 64 */
+    bool kv_f16;       /* store the KV cache as F16 instead of F32 */
+} sl_context_params;
+
+sl_context_params sl_context_default_params(void);
+
+/* Create a context for `model` (the model must outlive the context). Sizes are checked before
+ * anything is allocated; a KV cache that would not fit gets SL_ERR_NOMEM naming the size. */
+sl_context *sl_context_init(const sl_model *model, const sl_context_params *params, sl_error *err);
+void sl_context_free(sl_context *ctx);
+
+/* Tokens currently held in the KV cache (the next token is evaluated at this position). */
+int32_t sl_context_n_past(const sl_context *ctx);
+int32_t sl_context_n_ctx(const sl_context *ctx);
+
+/* Drop the KV cache contents so the context can start a new sequence at position 0. */
+void sl_context_reset(sl_context *ctx);
+
+/* Evaluate n_tokens tokens at positions n_past..n_past+n_tokens-1, appending to the KV cache.
+ * If logits is non-NULL and all_logits is true, writes n_tokens rows of n_vocab floats (row i =
+ * distribution after token i); if all_logits is false, writes only the last row (n_vocab floats).
+ * Errors: token id out of range, exceeding n_ctx (SL_ERR_RANGE), n_tokens <= 0. On error the
+ * context is left as it was before the call. */
+sl_status sl_eval(sl_context *ctx, const int32_t *tokens, int32_t n_tokens, float *logits,
+                  bool all_logits, sl_error *err);
+
+/* ---------------------------------------------------------------------------------------------
+ * Tokenizer (src/tokenizer*.c)
+ * ------------------------------------------------------------------------------------------- */
+/* @@TOKENIZER-SECTION@@ */
+
+/* The tokenizer of a model, read from its `tokenizer.ggml.*` metadata. It reproduces llama.cpp's
+ * tokenization token for token: "llama" vocabularies (SentencePiece BPE: score-driven merges, "▁"
+ * for spaces, a space prefix, <0xXX> byte fallback) and "gpt2" vocabularies (byte-level BPE:
+ * merges by rank after the regex pre-tokenizer named by tokenizer.ggml.pre). Owned by the model;
+ * immutable, so it may be used from any number of threads at once. */
+typedef struct sl_vocab sl_vocab;
+
+typedef enum sl_vocab_type {
+    SL_VOCAB_SPM = 1, /* tokenizer.ggml.model = "llama" */
+    SL_VOCAB_BPE = 2, /* tokenizer.ggml.model = "gpt2" */
+} sl_vocab_type;
+
+/* The model's tokenizer, or NULL when the file has none. */
+const sl_vocab *sl_model_get_vocab(const sl_model *model);
+
+sl_vocab_type sl_vocab_get_type(const sl_vocab *vocab);
+/* tokenizer.ggml.pre ("" when absent; SPM vocabularies report "default" or ""). */
+const char *sl_vocab_pre_name(const sl_vocab *vocab);
+int32_t sl_vocab_n_tokens(const sl_vocab *vocab);
+/* Special token ids, or -1 when the vocabulary has none. eot is read from metadata or found by
+ * its text ("<|eot_id|>", "<|im_end|>", "<|endoftext|>", ...), as llama.cpp does. */
+int32_t sl_vocab_bos(const sl_vocab *vocab);
+int32_t sl_vocab_eos(const sl_vocab *vocab);
+int32_t sl_vocab_eot(const sl_vocab *vocab);
+/* Whether the model wants BOS (EOS) added to a prompt (tokenizer.ggml.add_bos_token, or the
+ * default for the vocabulary type: true for SPM and Llama-3 BPE, false for other BPE). */
+bool sl_vocab_add_bos(const sl_vocab *vocab);
+bool sl_vocab_add_eos(const sl_vocab *vocab);
+/* Does this token end generation (EOS, EOT, EOM and the end tokens llama.cpp recognises)? */
+bool sl_vocab_is_eog(const sl_vocab *vocab, int32_t id);
+/* Is this a control token (e.g. <s>, <|eot_id|>) — not rendered unless asked for? */
+bool sl_vocab_is_control(const sl_vocab *vocab, int32_t id);
+/* The stored text of a token (GPT-2 byte-encoded for BPE, "▁" for spaces in SPM), *len bytes,
+ * not NUL-terminated; NULL when id is out of range. */
+const char *sl_vocab_token_text(const sl_vocab *vocab, int32_t id, size_t *len);
+/* The id of the token whose stored text is exactly text[0..len), or -1. */
+int32_t sl_vocab_find_token(const sl_vocab *vocab, const char *text, size_t len);
+/* tokenizer.chat_template (NUL-terminated), or NULL when the file has none. */
+const char *sl_vocab_chat_template(const sl_vocab *vocab);
+
+/* Tokenize text[0..len) (length-delimited: NUL bytes are ordinary characters).
+ *  add_bos:       prepend BOS if the vocabulary wants it (sl_vocab_add_bos), and append EOS if it
+ *                 wants that (as llama.cpp's add_special).
+ *  parse_special: text equal to a control/user-defined token ("<|eot_id|>", "<s>") becomes that
+ *                 token; otherwise it is tokenized as plain text. User-defined tokens are always
+ *                 cut out, as in llama.cpp.
+ * On success *out_ids is a malloc'd array of *out_n ids (NULL when *out_n == 0) that the caller
+ * releases with sl_free_tokens (or free). Invalid UTF-8 never fails: SPM turns the bytes into
+ * <0xXX> byte tokens (grouping bytes by their lead byte, like llama.cpp); BPE replaces each invalid
+ * byte with U+FFFD (tokenized as its UTF-8 bytes), also as llama.cpp does. Texts longer than
+ * 1 GiB are refused (SL_ERR_RANGE). */
+sl_status sl_tokenize(const sl_vocab *vocab, const char *text, size_t len, bool add_bos, bool parse_special,
+                      int32_t **out_ids, int32_t *out_n, sl_error *err);
+void sl_free_tokens(int32_t *ids);
+
+/* The text of one token as bytes (a "piece"): spaces restored, GPT-2 bytes decoded, <0xXX> byte
+ * tokens as their byte (so a piece may be part of a UTF-8 character, and may contain NUL).
+ * Control and unknown tokens give "" unless special is true, in which case their text is given.
+ * Returns a pointer owned by the vocabulary (valid while the model lives) and sets *len; NULL with
+ * *len = 0 when id is out of range. */
+const char *sl_token_to_piece(const sl_vocab *vocab, int32_t id, bool special, size_t *len);
+
+/* Turn ids back into text, as llama.cpp's llama_detokenize: pieces concatenated; SPM removes
+ * the space prefix added by tokenize (the leading space of the first piece); BPE vocabularies for
+ * which llama.cpp does it apply clean_up_tokenization_spaces (" ," -> ","; "gpt-2", "llama-bpe",
+ * "starcoder", ...; not "deepseek-llm"). remove_special drops a leading BOS / trailing EOS that the
+ * vocabulary adds; unparse_special renders control tokens as their text. *out_text is a malloc'd
+ * NUL-terminated string (*out_len bytes, may contain NUL) released with sl_free_text (or free).
+ * An id out of range gives SL_ERR_RANGE naming its position. */
+sl_status sl_detokenize(const sl_vocab *vocab, const int32_t *ids, int32_t n_ids, bool remove_special,
+                        bool unparse_special, char **out_text, size_t *out_len, sl_error *err);
+void sl_free_text(char *text);
+
+/* Streaming detokenizer for generation: push one token at a time and get back the bytes that are
+ * ready to print. Bytes of a UTF-8 character split across tokens (e.g. <0xE2><0x96><0x81>) are
+ * held back until the character is complete, so a chunk never ends inside a character; bytes that
+ * can never form a valid character are passed through as they are. The concatenation of all
+ * chunks (plus sl_detok_flush) equals the concatenation of the pieces. No space-prefix removal or
+ * space clean-up is done (as llama.cpp's generation loop). */
+typedef struct sl_detok sl_detok;
+
+/* special: render control tokens as their text (as sl_token_to_piece). */
+sl_detok *sl_detok_init(const sl_vocab *vocab, bool special, sl_error *err);
+/* Add a token; *out and *out_len get the bytes ready now (owned by d, valid until the next call;
+ * *out_len may be 0). An id out of range gives SL_ERR_RANGE and changes nothing. */
+sl_status sl_detok_push(sl_detok *d, int32_t id, const char **out, size_t *out_len, sl_error *err);
+/* Return whatever is still held back (an incomplete character at the end) and clear it. */
+void sl_detok_flush(sl_detok *d, const char **out, size_t *out_len);
+void sl_detok_free(sl_detok *d);
+
+/* ---------------------------------------------------------------------------------------------
+ * Sampling (src/sampler.c)
+ * ------------------------------------------------------------------------------------------- */
+/* @@SAMPLER-SECTION@@ */
+
+/* ---------------------------------------------------------------------------------------------
+ * Sparse MLP operator (src/sparse_mlp.c)
+ * ------------------------------------------------------------------------------------------- */
+/* ---------------------------------------------------------------------------------------------
+ * Sparsity profiles and the skip model (src/profile.c, src/calibrate.c, src/forward.c)
+ * ------------------------------------------------------------------------------------------- */
+/* @@PROFILE-SECTION@@ */
+
+/* A sparsity profile says, per layer, which MLP neurons to skip for each token. It lives in its
+ * own GGUF file next to the model (model.gguf + model.skip.gguf; format in docs/profile-format.md)
+ * and is bound to one model by a fingerprint (shapes + a hash of weight bytes). */
+typedef struct sl_profile sl_profile;
+
+typedef enum sl_skip_rule {
+    SL_RULE_DENSE = 0,          /* compute every neuron */
+    SL_RULE_CATS = 1,           /* training-free: compute gate fully, keep |act(gate)| > threshold */
+    SL_RULE_PRED_THRESHOLD = 2, /* predictor score B(A x) > threshold */
+    SL_RULE_PRED_TOPK = 3,      /* the topk neurons of highest predictor score */
+    SL_RULE_PRED_STAT_TOPK = 4, /* score > mean + std * PhiInv(1 - topk / n_ff) over this token's scores */
+} sl_skip_rule;
+
+/* Name of a rule ("dense", "cats", "threshold", "topk", "stat-topk"), or NULL. */
+const char *sl_skip_rule_name(sl_skip_rule rule);
+
+/* One layer of a profile. */
+typedef struct sl_profile_layer {
+    sl_skip_rule rule;     /* how active neurons are chosen */
+    float threshold;       /* CATS: on |act(gate)|; PRED_THRESHOLD: on the score */
+    int32_t topk;          /* PRED_TOPK / PRED_STAT_TOPK: neurons kept per token */
+    float target_sparsity; /* fraction of neurons meant to be skipped (informational; also what
+                              --sparsity overrides) */
+    int32_t rank;          /* predictor rank r (0 = no predictor in this layer) */
+    float recall;          /* predictor metrics on validation data (NAN when unknown) */
+    float precision;       /* " */
+    float true_density;    /* fraction of neurons truly active (gate > 0) on calibration data */
+    float pred_density;    /* fraction predicted active on validation data (NAN when unknown) */
+} sl_profile_layer;
+
+/* An empty profile for `model`: every layer dense, no predictors. */
+sl_profile *sl_profile_init(const sl_model *model, sl_error *err);
+/* Load a profile and check it belongs to `model` (fingerprint and shapes): a profile made for
+ * another model is refused with SL_ERR_INVALID_ARG and a message saying why. */
+sl_profile *sl_profile_load(const char *path, const sl_model *model, sl_error *err);
+/* Write the profile (via a temp file + rename: readers never see a partial file). */
+sl_status sl_profile_save(const sl_profile *profile, const char *path, sl_error *err);
+void sl_profile_free(sl_profile *profile);
+
+int32_t sl_profile_n_layer(const sl_profile *profile);
+/* The method string stored in the profile ("cats", "predictor", ...; owned by the profile). */
+const char *sl_profile_method(const sl_profile *profile);
+sl_status sl_profile_set_method(sl_profile *profile, const char *method, sl_error *err);
+sl_status sl_profile_get_layer(const sl_profile *profile, int32_t layer, sl_profile_layer *out, sl_error *err);
+/* Replace a layer's rule and parameters (the predictor tensors are set separately). Rules that
+ * need a predictor are refused for a layer without one; CATS needs threshold >= 0. */
+sl_status sl_profile_set_layer(sl_profile *profile, int32_t layer, const sl_profile_layer *info, sl_error *err);
+/* Give a layer a low-rank predictor: A [rank, n_embd] and B [n_ff, rank], row-major f32, stored
+ * as `type` (F32, F16, BF16, or Q8_0 when n_embd and rank are multiples of 32). Copied. */
+sl_status sl_profile_set_predictor(sl_profile *profile, int32_t layer, int32_t rank, sl_type type, const float *A,
+                                   const float *B, sl_error *err);
+/* CATS: the |act(gate)| value below which a fraction q of calibration activations fall, for
+ * q in [0, 1] (interpolated from the stored quantile table); NAN when the layer has none. */
+float sl_profile_cats_threshold(const sl_profile *profile, int32_t layer, float q);
+/* Fraction of gate pre-activations <= 0 measured at calibration (NAN if unknown). */
+float sl_profile_gate_nonpositive(const sl_profile *profile, int32_t layer);
+/* Set the target sparsity of every non-dense layer: CATS thresholds come from the quantile
+ * table, top-k rules get topk = round((1 - s) * n_ff), threshold rules are left alone (their
+ * sparsity is what training chose). s in [0, 1). */
+sl_status sl_profile_set_sparsity(sl_profile *profile, float sparsity, sl_error *err);
+
+/* Calibration: run the dense model over tokens and write CATS thresholds reaching `sparsity`
+ * (or per-layer targets) into a new profile. */
+typedef struct sl_calibrate_params {
+    float sparsity;              /* global target fraction of skipped neurons, [0, 1) */
+    const float *layer_sparsity; /* per-layer targets [n_layer] overriding `sparsity`, or NULL;
+                                    a negative entry keeps that layer dense */
+    int32_t n_ctx;               /* window length the text is cut into (0 = min(model ctx, 512)) */
+    int32_t n_threads;           /* worker threads (0 = 1) */
+    /* progress(ud, tokens_done, tokens_total) after every window; may be NULL */
+    void (*progress)(void *ud, int64_t done, int64_t total);
+    void *progress_ud;           /* passed to progress */
+} sl_calibrate_params;
+
+sl_calibrate_params sl_calibrate_default_params(void);
+sl_status sl_calibrate(const sl_model *model, const int32_t *tokens, int64_t n_tokens, const sl_calibrate_params *params,
+                       sl_profile **out, sl_error *err);
+
+/* Use a profile for the MLPs of this context (NULL = dense again). The profile must outlive the
+ * context's use of it. sparse_prefill: also skip neurons when evaluating several tokens at once
+ * (each token with its own mask); by default batches run dense and single tokens sparse.
+ * Builds the transposed down matrices of sparse layers once (memory: the size of ffn_down of
+ * those layers). */
+sl_status sl_context_set_profile(sl_context *ctx, const sl_profile *profile, bool sparse_prefill, sl_error *err);
+
+/* Sparsity actually achieved by one layer since the last reset. */
+typedef struct sl_layer_stats {
+    int64_t n_tokens;        /* tokens that went through this layer's MLP */
+    int64_t n_sparse_tokens; /* of which took the sparse path */
+    int64_t n_active;        /* neurons computed, summed over sparse tokens */
+    int64_t n_neurons;       /* n_ff * n_sparse_tokens */
+    /* with sl_context_track_recall on: predicted vs true active (gate > 0), sparse tokens only */
+    int64_t true_pos;        /* predicted active and truly active */
+    int64_t false_pos;       /* predicted active, truly inactive */
+    int64_t false_neg;       /* predicted inactive, truly active (the errors that cost accuracy) */
+} sl_layer_stats;
+
+sl_status sl_context_get_layer_stats(const sl_context *ctx, int32_t layer, sl_layer_stats *out, sl_error *err);
+void sl_context_reset_stats(sl_context *ctx);
+/* Also compute the full gate on sparse tokens to measure recall/precision (slower; for ppl). */
+void sl_context_track_recall(sl_context *ctx, bool on);
+
+/* Perplexity over tokens the way llama.cpp's llama-perplexity and the fixtures define it: cut
+ * the tokens into consecutive windows of `window` tokens (the last may be shorter), evaluate
+ * each from an empty cache, score every token but the first of each window with its natural-log
+ * probability; ppl = exp(mean NLL). The context needs n_ctx >= window. */
+typedef struct sl_ppl_result {
+    double ppl;         /* exp(nll_mean) */
+    double nll_mean;    /* mean negative log-likelihood of scored tokens */
+    double nll_sd;      /* standard deviation of the per-token NLL */
+    int64_t n_scored;   /* tokens scored */
+    int32_t n_windows;  /* windows evaluated */
+} sl_ppl_result;
+
+sl_status sl_perplexity(sl_context *ctx, const int32_t *tokens, int64_t n_tokens, int32_t window,
+                        void (*progress)(void *ud, int64_t done, int64_t total), void *progress_ud,
+                        sl_ppl_result *out, sl_error *err);
+
+/* @@SPARSE-MLP-SECTION@@ */
+/* The MLP of one LLaMA block on caller-provided weights, skipping inactive neurons:
+ *     out[b] = sum over active i of  act(gate_i . x[b]) * (up_i . x[b]) * down[:, i]
+ * H = n_embd, I = n_ff. gate/up are [I, H] and down is [H, I], row-major, exactly as GGUF stores
+ * ffn_gate/ffn_up/ffn_down. Works without a model; the model's forward pass uses the same code.
+ *
+ * Cost model: gate and up rows of the active neurons are gathered and dotted with x (x is
+ * converted once per call: quantized to Q8_0 blocks for Q8_0/Q4_0 weights); the down projection
+ * adds one contiguous row per active neuron from down_t = transpose(down), [I, H]. The operator
+ * builds down_t at init unless the caller passes it. Memory cost of building it: the size of
+ * down (same type). F32/F16/BF16 are transposed exactly; Q8_0/Q4_0 rows are re-quantized in
+ * blocks of 32 along H, rounding each weight a second time (extra error at most 1/254 of the
+ * block's largest magnitude for Q8_0, 1/16 for Q4_0 — comparable to the file's own rounding).
+ * Work is split over threads by equal chunks of the active-neuron list; each thread sums its
+ * down rows into a private [H] accumulator, reduced at the end. */
+
+/* How batch rows combine (B > 1). With B = 1 all modes are the same. */
+typedef enum sl_mlp_mode {
+    SL_MLP_PER_ROW = 0,        /* row b uses its own active set; each (row, neuron) pair is scheduled on its own */
+    SL_MLP_UNION = 1,          /* every row uses the union of all rows' sets; each neuron is gathered once and
+                                  dotted with all B rows (the prototype's union mask) */
+    SL_MLP_PER_ROW_SHARED = 2, /* the results of PER_ROW, the schedule of UNION: each neuron of the union is
+                                  gathered once and used only by the rows that selected it */
+} sl_mlp_mode;
+
+typedef struct sl_mlp_weights {
+    sl_type type;       /* element type of gate, up, down and down_t */
+    int64_t n_embd;     /* H: input and output width */
+    int64_t n_ff;       /* I: number of neurons */
+    const void *gate;   /* [I, H] */
+    const void *up;     /* [I, H] */
+    const void *down;   /* [H, I] as in GGUF; may be NULL when down_t is given (the dense forward then
+                           uses down_t) */
+    const void *down_t; /* [I, H] transposed down (row i = column i of down), or NULL to have the
+                           operator build it */
+} sl_mlp_weights;
+
+/* Stage breakdown of one call, filled only when requested (sl_sparse_mlp_set_stats). Thread
+ * stages are the slowest thread's time. */
+typedef struct sl_sparse_mlp_stats {
+    double t_select;      /* seconds: checking the mask / index lists, building the active lists, cache update */
+    double t_prepare;     /* converting x (Q8_0 quantization for quantized weights) */
+    double t_gate_up;     /* gate and up row dots */
+    double t_act;         /* act(g) * u */
+    double t_down;        /* down projection (axpy of down_t rows; dense: the [H, I] product) */
+    double t_reduce;      /* summing per-thread accumulators into out */
+    double t_total;       /* the whole call */
+    int64_t n_pairs;      /* (row, neuron) products computed */
+    int64_t n_unique;     /* distinct neurons touched (size of the union) */
+    int64_t weight_bytes; /* distinct weight bytes read: n_unique rows of gate, up and down_t */
+    bool cache_used;      /* the active-row cache served this call */
+    int64_t cache_kept;   /* neurons already in the cache */
+    int64_t cache_added;  /* neurons copied in */
+    int64_t cache_removed;/* neurons dropped */
+} sl_sparse_mlp_stats;
+
+typedef struct sl_sparse_mlp sl_sparse_mlp; /* opaque prepared operator */
+
+/* Check the weights, build down_t if needed and start n_threads - 1 workers (0 = 1). The weights
+ * are borrowed: they must stay valid and unchanged until sl_sparse_mlp_free. Errors: NULL
+ * pointers or non-positive sizes (SL_ERR_INVALID_ARG), a type or activation the operator does
+ * not support (SL_ERR_UNSUPPORTED), H or I not a multiple of 32 for Q8_0/Q4_0 (SL_ERR_INVALID_ARG). */
+sl_sparse_mlp *sl_sparse_mlp_init(const sl_mlp_weights *w, sl_activation act, int n_threads, sl_error *err);
+/* Like sl_sparse_mlp_init, but borrow the worker threads of `threads_from` instead of starting
+ * new ones (one set of threads for all the layers of a model). The two operators must not run
+ * at the same time, and threads_from must be freed after this one. */
+sl_sparse_mlp *sl_sparse_mlp_init_shared(const sl_mlp_weights *w, sl_activation act, sl_sparse_mlp *threads_from,
+                                         sl_error *err);
+void sl_sparse_mlp_free(sl_sparse_mlp *op);
+
+/* Bytes the operator owns beyond the caller's weights: down_t (when it built it), the active-row
+ * cache and the scratch buffers. */
+size_t sl_sparse_mlp_memory(const sl_sparse_mlp *op);
+
+/* Sparse forward. x: [B, H] f32; out: [B, H] f32 (may not alias x). Active neurons: mask [B, I]
+ * (row-major bool) or per-row index lists idx[b][0 .. n_idx[b]) (any order; idx[b] may be NULL
+ * when n_idx[b] == 0); not both; neither = all neurons. Errors: B < 1, mask and idx both given,
+ * idx without n_idx, n_idx[b] outside 0..I, a bad mode (SL_ERR_INVALID_ARG); an index outside
+ * [0, I) (SL_ERR_RANGE); an index repeated within one row (SL_ERR_INVALID_ARG: it would count
+ * the neuron twice). A row with no active neuron gets zeros. On error out is untouched. An
+ * operator is used by one thread at a time. */
+sl_status sl_sparse_mlp_forward(sl_sparse_mlp *op, const float *x, int64_t B, const bool *mask,
+                                const int32_t *const *idx, const int32_t *n_idx, sl_mlp_mode mode, float *out,
+                                sl_error *err);
+
+/* The dense MLP the model runs without sparsity (gate/up/down products through the library's
+ * matrix kernels, down in its [H, I] layout), for comparison. Same x/out contract. */
+sl_status sl_mlp_dense_forward(sl_sparse_mlp *op, const float *x, int64_t B, float *out, sl_error *err);
+
+/* Active-row cache for decoding ("LLM in a flash"): keep copies of the gate/up/down_t rows of
+ * the last call's active neurons packed together, replacing only the rows whose neurons changed
+ * (swap-delete). It pays only when consecutive active sets overlap heavily; the stats report the
+ * overlap. capacity: neurons it may hold (0 = I); memory = capacity x (two gate rows + one
+ * down_t row). capacity < 0 turns the cache off and frees it. */
+sl_status sl_sparse_mlp_set_cache(sl_sparse_mlp *op, int64_t capacity, sl_error *err);
+
+/* Ask every following forward call (sparse or dense) to overwrite *stats with its stage times;
+ * NULL stops it. Without it the calls read no clocks. */
+void sl_sparse_mlp_set_stats(sl_sparse_mlp *op, sl_sparse_mlp_stats *stats);
+
+/* Plain reference used by tests: dequantize to f32, accumulate in double, skip neurons whose
+ * mask entry is false (mask NULL = all active). Uses w->down when given, else w->down_t. Slow. */
+sl_status sl_sparse_mlp_reference(const sl_mlp_weights *w, sl_activation act, const float *x, int64_t B,
+                                  const bool *mask, float *out, sl_error *err);
+
+/* ---------------------------------------------------------------------------------------------
+ * Model generation and type conversion (src/synth.c, src/convert.c)
+ * ------------------------------------------------------------------------------------------- */
+/* @@MODELGEN-SECTION@@ */
+
+/* Shape and options of a synthetic llama model with random weights (for benchmarks and tests:
+ * no real weights can be downloaded everywhere). Matrices are drawn ~N(0, 1/sqrt(fan_in)),
+ * embeddings ~N(0, 1/sqrt(n_embd)), norms close to 1, so activations stay finite. */
+typedef struct sl_synth_params {
+    char name[64];          /* general.name */
+    int32_t n_vocab;        /* vocabulary size (>= 259: 3 specials + 256 byte tokens) */
+    int32_t n_embd;         /* model width */
+    int32_t n_ff;           /* MLP width */
+    int32_t n_layer;        /* transformer blocks */
+    int32_t n_head;         /* query heads (n_embd divisible by it) */
+    int32_t n_head_kv;      /* key/value heads (divides n_head) */
+    int32_t n_rot;          /* rotary dims per head; 0 = head_dim */
+    int32_t n_ctx;          /* llama.context_length written to the metadata */
+    float rms_eps;          /* RMSNorm epsilon */
+    float rope_freq_base;   /* RoPE theta */
+    bool tied_embeddings;   /* no output.weight: the output projection reuses token_embd */
+    bool rope_freqs;        /* write rope_freqs.weight (Llama 3.1-style frequency factors) */
+    sl_activation act;      /* SILU or RELU (RELU adds the key skipllama.activation = "relu") */
+    sl_type type;           /* type of every 2-D weight (token_embd included); 1-D stay F32 */
+    uint64_t seed;          /* same seed + shape + type = same bytes, at any n_threads */
+    int32_t n_threads;      /* generation threads; 0 = 1 */
+} sl_synth_params;
+
+/* The "tiny" preset in F32, seed 1, 1 thread. */
+sl_synth_params sl_synth_default_params(void);
+/* Set the shape fields (name, sizes, eps, rope, tied, rope_freqs) of a named preset: "tiny",
+ * "tinyllama-1.1b", "llama-3.2-1b", "llama-2-7b"; other fields are left alone. False if unknown. */
+bool sl_synth_preset(const char *name, sl_synth_params *params);
+/* Name of preset i (0, 1, ...), NULL past the last: for listing them. */
+const char *sl_synth_preset_name(int i);
+/* Elements of all tensors of the model `params` describes, or -1 when the shape is invalid. */
+int64_t sl_synth_n_params(const sl_synth_params *params);
+/* Write the model as a llama GGUF (with a minimal SentencePiece vocabulary) to path, streaming
+ * tensor by tensor in bounded memory; the file appears atomically (path.tmp + rename). */
+sl_status sl_synth_write(const sl_synth_params *params, const char *path, sl_error *err);
+
+/* llama.cpp's LLAMA_FTYPE for a file whose weights are `type` (F32 0, F16 1, Q4_0 2, Q8_0 7,
+ * BF16 32), or -1 for unsupported types. */
+int32_t sl_type_to_ftype(sl_type type);
+/* Encode n f32 values as `type` (ggml's reference rounding; the block layouts llama.cpp reads).
+ * Returns bytes written, or 0 when the type is unknown or n is not a multiple of its block. */
+size_t sl_convert_from_f32(sl_type type, const float *src, void *dst, int64_t n);
+/* Decode n elements of `type` to f32. False when the type is unknown or n is not a multiple
+ * of its block. */
+bool sl_convert_to_f32(sl_type type, const void *src, float *dst, int64_t n);
+
+/* Write a copy of the GGUF at in_path with every 2-D tensor re-encoded as `type` (via f32),
+ * 1-D tensors as F32, all metadata copied and general.file_type set to sl_type_to_ftype(type).
+ * A 2-D tensor whose rows are not a multiple of the block size falls back to F16 (as llama.cpp
+ * does). Streams with bounded memory; n_threads (0 = 1) share the encoding work. */
+sl_status sl_model_quantize(const char *in_path, const char *out_path, sl_type type, int32_t n_threads,
+                            sl_error *err);
+
+/* Bytes of weights read from memory to decode one token: every layer matrix plus the output
+ * projection (token_embd only when tied, since otherwise one row is read). For the effective
+ * bandwidth of generation = this × tokens/s. */
+int64_t sl_model_decode_bytes(const sl_model *model);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SKIPLLAMA_H */

@@ -1,0 +1,301 @@
+/*
+ * forward.c — the LLaMA forward pass over a KV cache: sl_context and sl_eval.
+ *
+ * What it is for: turning a batch of token ids into logits, one transformer block after the
+ * other, exactly as the PyTorch reference (HF LlamaModel / llama2.c) does; each step quotes the
+ * line it implements. Weight products go through sl_matmul (src/kernels), which picks SIMD
+ * variants; the batch of prompt tokens goes through each weight matrix at once (prefill), and a
+ * single token is the B = 1 case (decode). What it is not: the MLP sparsity logic — the MLP step
+ * is one function (mlp_forward) so the skip model can replace it.
+ */
+#include "forward.h"
+
+#include "kernels/kernels.h"
+#include "quant.h"
+#include "util.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SL_MAX_CTX (1 << 22) /* 4M tokens: beyond this a KV cache size is surely a mistake */
+
+sl_context_params sl_context_default_params(void) {
+    sl_context_params p;
+    memset(&p, 0, sizeof(p));
+    return p;
+}
+
+void sl_context_free(sl_context *ctx) {
+    if (!ctx) return;
+    sl_context_set_profile(ctx, NULL, false, NULL);
+    free(ctx->stats);
+    sl_pool_free(ctx->pool);
+    sl_free_aligned(ctx->k_cache);
+    sl_free_aligned(ctx->v_cache);
+    sl_free_aligned(ctx->scratch);
+    free(ctx);
+}
+
+static size_t physical_memory_bytes(void) {
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    return pages > 0 && page > 0 ? (size_t)pages * (size_t)page : (size_t)1 << 40;
+}
+
+sl_context *sl_context_init(const sl_model *model, const sl_context_params *params, sl_error *err) {
+    sl_clear_error(err);
+    if (!model || !model->layers) {
+        sl_set_error(err, SL_ERR_INVALID_ARG, "context: model is NULL or was loaded vocab-only");
+        return NULL;
+    }
+    sl_context_params p = params ? *params : sl_context_default_params();
+    const sl_model_config *c = &model->config;
+    if (p.n_ctx < 0 || p.n_ctx > SL_MAX_CTX) {
+        sl_set_error(err, SL_ERR_INVALID_ARG, "context: n_ctx %d is outside 0..%d", p.n_ctx, SL_MAX_CTX);
+        return NULL;
+    }
+    if (p.n_threads < 0 || p.n_threads > 512 || p.n_batch < 0 || p.n_batch > 65536) {
+        sl_set_error(err, SL_ERR_INVALID_ARG, "context: n_threads must be 0..512 and n_batch 0..65536");
+        return NULL;
+    }
+    int n_ctx = p.n_ctx ? p.n_ctx : c->n_ctx_train;
+    if (n_ctx > SL_MAX_CTX) n_ctx = SL_MAX_CTX;
+    int n_threads = p.n_threads ? p.n_threads : 1;
+    int n_batch = p.n_batch ? p.n_batch : 64;
+    if (n_batch > n_ctx) n_batch = n_ctx;
+
+    /* sizes first, all in size_t with overflow checks, against physical memory */
+    const size_t kv_dim = (size_t)c->n_head_kv * (size_t)c->head_dim, q_dim = (size_t)c->n_head * (size_t)c->head_dim;
+    const size_t elem = p.kv_f16 ? 2 : 4;
+    size_t kv_bytes = 0;
+    bool overflow = sl_mul_overflow((size_t)c->n_layer, (size_t)n_ctx, &kv_bytes) || sl_mul_overflow(kv_bytes, kv_dim, &kv_bytes) ||
+                    sl_mul_overflow(kv_bytes, elem, &kv_bytes);
+    /* scratch: x, xb, xb2 [B, E]; q, attn [B, Q]; k, v [B, KV]; hb, hb2 [B, F]; logits [B, V];
+     * att [threads, n_ctx]; act [prepared input of the widest matrix] */
+    size_t per_tok = 3 * (size_t)c->n_embd + 2 * q_dim + 2 * kv_dim + 2 * (size_t)c->n_ff + (size_t)c->n_vocab;
+    size_t floats = 0, tmp = 0;
+    overflow = overflow || sl_mul_overflow(per_tok, (size_t)n_batch, &floats) ||
+               sl_mul_overflow((size_t)n_threads, (size_t)n_ctx, &tmp) || sl_add_overflow(floats, tmp, &floats);
+    size_t scratch_bytes = 0;
+    overflow = overflow || sl_mul_overflow(floats, sizeof(float), &scratch_bytes);
+    size_t total = 0;
+    overflow = overflow || sl_add_overflow(2 * kv_bytes, scratch_bytes, &total);
+    if (overflow || total > physical_memory_bytes()) {
+        sl_set_error(err, SL_ERR_NOMEM,
+                     "context: n_ctx %d needs %.1f MiB of KV cache + %.1f MiB of buffers, more than this machine's %.1f MiB of memory",
+                     n_ctx, overflow ? INFINITY : 2.0 * (double)kv_bytes / 1048576.0, (double)scratch_bytes / 1048576.0,
+                     (double)physical_memory_bytes() / 1048576.0);
+        return NULL;
+    }
+
+    sl_context *ctx = calloc(1, sizeof(*ctx));
+    if (!ctx) goto nomem;
+    ctx->model = model;
+    ctx->n_ctx = n_ctx;
+    ctx->n_batch = n_batch;
+    ctx->n_threads = n_threads;
+    ctx->kv_f16 = p.kv_f16;
+    ctx->kv_dim = (int)kv_dim;
+    ctx->k_cache = sl_malloc_aligned(kv_bytes);
+    ctx->v_cache = sl_malloc_aligned(kv_bytes);
+    ctx->scratch = sl_malloc_aligned(scratch_bytes);
+    ctx->pool = sl_pool_init(n_threads);
+    ctx->stats = calloc((size_t)c->n_layer, sizeof(sl_layer_stats));
+    if (!ctx->k_cache || !ctx->v_cache || !ctx->scratch || !ctx->pool || !ctx->stats) goto nomem;
+    float *s = ctx->scratch;
+    const size_t B = (size_t)n_batch;
+    ctx->x = s, s += B * (size_t)c->n_embd;
+    ctx->xb = s, s += B * (size_t)c->n_embd;
+    ctx->xb2 = s, s += B * (size_t)c->n_embd;
+    ctx->q = s, s += B * q_dim;
+    ctx->attn = s, s += B * q_dim;
+    ctx->k = s, s += B * kv_dim;
+    ctx->v = s, s += B * kv_dim;
+    ctx->hb = s, s += B * (size_t)c->n_ff;
+    ctx->hb2 = s, s += B * (size_t)c->n_ff;
+    ctx->logits = s, s += B * (size_t)c->n_vocab;
+    ctx->att = s;
+    return ctx;
+nomem:
+    sl_context_free(ctx);
+    sl_set_error(err, SL_ERR_NOMEM, "context: cannot allocate %.1f MiB (KV cache + buffers)", (double)total / 1048576.0);
+    return NULL;
+}
+
+int32_t sl_context_n_past(const sl_context *ctx) { return ctx->n_past; }
+int32_t sl_context_n_ctx(const sl_context *ctx) { return ctx->n_ctx; }
+void sl_context_reset(sl_context *ctx) { ctx->n_past = 0; }
+
+/* ---- building blocks ------------------------------------------------------------------------ */
+
+/* out = x * rsqrt(mean(x^2) + eps) * w        (LlamaRMSNorm) */
+static void rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
+    float ss = 0.0f;
+    for (int i = 0; i < n; i++) ss += x[i] * x[i];
+    const float scale = 1.0f / sqrtf(ss / (float)n + eps);
+    for (int i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
+}
+
+/* Rotate consecutive pairs (2i, 2i+1) of the first n_rot dims of each head by pos * theta_i,
+ * theta_i = base^(-2i/n_rot) / freq_factor_i   (the interleaved "llama" RoPE layout). */
+static void rope(float *v, int n_heads, int head_dim, int n_rot, int pos, float base, const float *freq_factors) {
+    for (int i = 0; i < n_rot / 2; i++) {
+        float theta = (float)pos * powf(base, -2.0f * (float)i / (float)n_rot);
+        if (freq_factors) theta /= freq_factors[i];
+        const float cs = cosf(theta), sn = sinf(theta);
+        for (int h = 0; h < n_heads; h++) {
+            float *p = v + h * head_dim + 2 * i;
+            const float a = p[0], b = p[1];
+            p[0] = a * cs - b * sn;
+            p[1] = a * sn + b * cs;
+        }
+    }
+}
+
+float sl_activate(sl_activation act, float x) {
+    switch (act) {
+    case SL_ACT_RELU: return x > 0.0f ? x : 0.0f;
+    case SL_ACT_GELU: return 0.5f * x * (1.0f + tanhf(0.7978845608f * (x + 0.044715f * x * x * x)));
+    case SL_ACT_SILU: default: return x / (1.0f + expf(-x));
+    }
+}
+
+/* Store rows [B, kv_dim] of k and v into the caches of layer l at positions pos0.. */
+static void kv_store(sl_context *ctx, int l, int pos0, int B) {
+    const size_t row = (size_t)ctx->kv_dim;
+    const size_t base = ((size_t)l * (size_t)ctx->n_ctx + (size_t)pos0) * row;
+    if (ctx->kv_f16) {
+        uint16_t *kc = (uint16_t *)ctx->k_cache + base, *vc = (uint16_t *)ctx->v_cache + base;
+        for (size_t i = 0; i < (size_t)B * row; i++) {
+            kc[i] = sl_fp32_to_fp16(ctx->k[i]);
+            vc[i] = sl_fp32_to_fp16(ctx->v[i]);
+        }
+    } else {
+        memcpy((float *)ctx->k_cache + base, ctx->k, (size_t)B * row * sizeof(float));
+        memcpy((float *)ctx->v_cache + base, ctx->v, (size_t)B * row * sizeof(float));
+    }
+}
+
+typedef struct attn_task {
+    sl_context *ctx; /* context */
+    int layer;       /* block index */
+    int pos0;        /* position of token 0 of the batch */
+    int B;           /* tokens in the batch */
+} attn_task;
+
+/* Work items are (token, head) pairs split evenly over threads: each runs the attention of one
+ * query head of one token over its causal prefix. */
+static void attn_worker(void *arg, int ith, int nth) {
+    attn_task *t = arg;
+    sl_context *ctx = t->ctx;
+    const sl_model_config *c = &ctx->model->config;
+    const size_t layer_off = (size_t)t->layer * (size_t)ctx->n_ctx * (size_t)ctx->kv_dim * (ctx->kv_f16 ? 2 : 4);
+    const void *kc = (const uint8_t *)ctx->k_cache + layer_off, *vc = (const uint8_t *)ctx->v_cache + layer_off;
+    const int q_dim = c->n_head * c->head_dim;
+    long long i0, i1;
+    sl_split_range((long long)t->B * c->n_head, ith, nth, &i0, &i1);
+    float *att = ctx->att + (size_t)ith * (size_t)ctx->n_ctx;
+    for (long long i = i0; i < i1; i++) {
+        const int b = (int)(i / c->n_head), h = (int)(i % c->n_head);
+        const int group = c->n_head / c->n_head_kv; /* query heads sharing one KV head (repeat_kv) */
+        sl_attention_head(ctx->q + (size_t)b * q_dim + (size_t)h * c->head_dim, kc, vc, ctx->kv_f16, t->pos0 + b + 1, ctx->kv_dim,
+                          h / group, c->head_dim, ctx->attn + (size_t)b * q_dim + (size_t)h * c->head_dim, att);
+    }
+}
+
+/* xb2 <- down(act(gate(xb)) * up(xb))    (LlamaMLP.forward), or its sparse version when the
+ * context has a profile that makes this layer sparse (skip.c). */
+static void mlp_forward(sl_context *ctx, int l, int B) {
+    const sl_model_config *c = &ctx->model->config;
+    const sl_layer *L = &ctx->model->layers[l];
+    ctx->stats[l].n_tokens += B;
+    if (ctx->profile && ctx->profile->layers[l].info.rule != SL_RULE_DENSE && (B == 1 || ctx->sparse_prefill)) {
+        sl_mlp_sparse_forward(ctx, l, B);
+        return;
+    }
+    sl_matmul(ctx->pool, L->ffn_gate.type, L->ffn_gate.data, c->n_ff, c->n_embd, ctx->xb, B, ctx->hb);
+    if (ctx->mlp_hook) ctx->mlp_hook(ctx->mlp_hook_ud, l, B, ctx->hb, c->n_ff);
+    sl_matmul(ctx->pool, L->ffn_up.type, L->ffn_up.data, c->n_ff, c->n_embd, ctx->xb, B, ctx->hb2);
+    const size_t n = (size_t)B * (size_t)c->n_ff;
+    for (size_t i = 0; i < n; i++) ctx->hb[i] = sl_activate(c->act, ctx->hb[i]) * ctx->hb2[i];
+    sl_matmul(ctx->pool, L->ffn_down.type, L->ffn_down.data, c->n_embd, c->n_ff, ctx->hb, B, ctx->xb2);
+}
+
+/* Run one batch of B <= n_batch tokens at positions n_past.. through the model. */
+static void forward_batch(sl_context *ctx, const int32_t *tokens, int B, float *logits_out, bool all_logits) {
+    const sl_model *m = ctx->model;
+    const sl_model_config *c = &m->config;
+    const int E = c->n_embd, Q = c->n_head * c->head_dim, KV = ctx->kv_dim;
+    const int pos0 = ctx->n_past;
+
+    /* x = embed_tokens(input_ids) */
+    for (int b = 0; b < B; b++)
+        sl_dequantize_row_ref(m->tok_embd.type, (const uint8_t *)m->tok_embd.data + (size_t)tokens[b] * m->tok_embd.row_bytes,
+                              ctx->x + (size_t)b * E, E);
+    if (ctx->hidden_hook) ctx->hidden_hook(ctx->hidden_hook_ud, -1, pos0, B, ctx->x, E);
+
+    for (int l = 0; l < c->n_layer; l++) {
+        const sl_layer *L = &m->layers[l];
+        /* h = input_layernorm(x) */
+        for (int b = 0; b < B; b++) rmsnorm(ctx->xb + (size_t)b * E, ctx->x + (size_t)b * E, L->attn_norm, E, c->rms_eps);
+        /* q, k, v = q_proj(h), k_proj(h), v_proj(h) */
+        sl_matmul(ctx->pool, L->wq.type, L->wq.data, Q, E, ctx->xb, B, ctx->q);
+        sl_matmul(ctx->pool, L->wk.type, L->wk.data, KV, E, ctx->xb, B, ctx->k);
+        sl_matmul(ctx->pool, L->wv.type, L->wv.data, KV, E, ctx->xb, B, ctx->v);
+        /* q, k = apply_rotary_pos_emb(q, k, cos, sin) */
+        for (int b = 0; b < B; b++) {
+            rope(ctx->q + (size_t)b * Q, c->n_head, c->head_dim, c->n_rot, pos0 + b, c->rope_freq_base, m->rope_freqs);
+            rope(ctx->k + (size_t)b * KV, c->n_head_kv, c->head_dim, c->n_rot, pos0 + b, c->rope_freq_base, m->rope_freqs);
+        }
+        /* past_key_value.update(k, v) */
+        kv_store(ctx, l, pos0, B);
+        /* attn = softmax(q @ k.T / sqrt(d) + causal_mask) @ v   (GQA: repeat_kv) */
+        attn_task at = {ctx, l, pos0, B};
+        sl_pool_run(ctx->pool, attn_worker, &at);
+        /* x = x + o_proj(attn) */
+        sl_matmul(ctx->pool, L->wo.type, L->wo.data, E, Q, ctx->attn, B, ctx->xb2);
+        for (size_t i = 0; i < (size_t)B * E; i++) ctx->x[i] += ctx->xb2[i];
+        /* h = post_attention_layernorm(x) */
+        for (int b = 0; b < B; b++) rmsnorm(ctx->xb + (size_t)b * E, ctx->x + (size_t)b * E, L->ffn_norm, E, c->rms_eps);
+        /* x = x + mlp(h) */
+        mlp_forward(ctx, l, B);
+        for (size_t i = 0; i < (size_t)B * E; i++) ctx->x[i] += ctx->xb2[i];
+        if (ctx->hidden_hook) ctx->hidden_hook(ctx->hidden_hook_ud, l, pos0, B, ctx->x, E);
+    }
+
+    /* logits = lm_head(norm(x)) — only for the rows the caller wants */
+    if (!logits_out) return;
+    const int first = all_logits ? 0 : B - 1, n_rows = B - first;
+    for (int b = first; b < B; b++) rmsnorm(ctx->xb + (size_t)(b - first) * E, ctx->x + (size_t)b * E, m->output_norm, E, c->rms_eps);
+    sl_matmul(ctx->pool, m->output.type, m->output.data, c->n_vocab, E, ctx->xb, n_rows, logits_out);
+}
+
+sl_status sl_eval(sl_context *ctx, const int32_t *tokens, int32_t n_tokens, float *logits, bool all_logits, sl_error *err) {
+    sl_clear_error(err);
+    if (!ctx || !tokens || n_tokens <= 0) return sl_set_error(err, SL_ERR_INVALID_ARG, "eval: no tokens given");
+    const sl_model_config *c = &ctx->model->config;
+    if (n_tokens > ctx->n_ctx - ctx->n_past)
+        return sl_set_error(err, SL_ERR_RANGE, "eval: %d tokens at position %d exceed the context of %d tokens", n_tokens, ctx->n_past,
+                            ctx->n_ctx);
+    for (int32_t i = 0; i < n_tokens; i++)
+        if (tokens[i] < 0 || tokens[i] >= c->n_vocab)
+            return sl_set_error(err, SL_ERR_RANGE, "eval: token id %d at index %d is outside the vocabulary [0, %d)", tokens[i], i,
+                                c->n_vocab);
+    for (int32_t done = 0; done < n_tokens;) {
+        int B = n_tokens - done < ctx->n_batch ? n_tokens - done : ctx->n_batch;
+        bool last = done + B == n_tokens;
+        float *dst = NULL;
+        bool all = false;
+        if (logits && all_logits) {
+            dst = logits + (size_t)done * (size_t)c->n_vocab;
+            all = true;
+        } else if (logits && last) {
+            dst = logits;
+        }
+        forward_batch(ctx, tokens + done, B, dst, all);
+        ctx->n_past += B;
+        done += B;
+    }
+    return SL_OK;
+}

@@ -1,0 +1,184 @@
+/*
+ * dot_avx512.c — AVX-512 (F/BW/VL/DQ + VNNI) row kernels: the Q8_0 activation quantizer, row
+ * dot products with prepared activations, row axpy, and this variant's table of kernels.
+ *
+ * Quantized dot products follow ggml's math (exact integer sum per block of 32, times the two
+ * block scales) using vpdpbusd, which multiplies unsigned by signed bytes. Weights are made
+ * unsigned by an offset — Q8_0: w + 128 (an xor of the sign bit); Q4_0: the stored nibble q,
+ * whose value is q - 8 — and the offset times the block's activation sum is subtracted:
+ * sum((w+K) x) - K sum(x) = sum(w x). The activation sum comes from one more vpdpbusd with the
+ * constant K, shared by every row that uses the block. Float weights use plain f32 FMAs
+ * (F16 via vcvtph2ps, BF16 by a 16-bit shift), never rounding activations.
+ * Compiled only with the AVX-512 flags and called only after CPU detection (dot.c).
+ */
+#include "simd_avx512.h"
+
+/* ---- Q8_0 quantizer ---------------------------------------------------------------------- */
+
+void sl_x5_quantize_q8(const float *x, void *blocks, int64_t n) {
+    sl_block_q8_0 *out = blocks;
+    const __m512 sign = _mm512_set1_ps(-0.0f);
+    for (int64_t i = 0; i < n / SL_QK8_0; i++) {
+        __m512 v0 = _mm512_loadu_ps(x + i * SL_QK8_0), v1 = _mm512_loadu_ps(x + i * SL_QK8_0 + 16);
+        float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_andnot_ps(sign, v0), _mm512_andnot_ps(sign, v1)));
+        /* the same scalar steps as sl_quantize_row_ref, so the blocks are bit-identical */
+        float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        out[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __m512 vid = _mm512_set1_ps(id);
+        __m512i q0 = _mm512_cvttps_epi32(x5_round_away(_mm512_mul_ps(v0, vid)));
+        __m512i q1 = _mm512_cvttps_epi32(x5_round_away(_mm512_mul_ps(v1, vid)));
+        _mm_storeu_si128((__m128i *)out[i].qs, _mm512_cvtepi32_epi8(q0));
+        _mm_storeu_si128((__m128i *)(out[i].qs + 16), _mm512_cvtepi32_epi8(q1));
+    }
+}
+
+/* ---- quantized rows x Q8_0 activations --------------------------------------------------- */
+
+/* The 32 weights of block i of a Q8_0/Q4_0 row as unsigned bytes (w + 128, or the nibble). */
+SL_INLINE __m256i q_block_u8(sl_type t, const uint8_t *row, int64_t i) {
+    if (t == SL_TYPE_Q8_0) {
+        const sl_block_q8_0 *b = (const sl_block_q8_0 *)row + i;
+        return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)b->qs), _mm256_set1_epi8((char)0x80));
+    }
+    const sl_block_q4_0 *b = (const sl_block_q4_0 *)row + i;
+    /* both 128-bit halves hold the 16 bytes; shift the upper half by 4 to expose the high nibbles */
+    __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)b->qs));
+    v = _mm256_srlv_epi16(v, _mm256_setr_epi64x(0, 0, 0x0004000400040004LL, 0x0004000400040004LL));
+    return _mm256_and_si256(v, _mm256_set1_epi8(0x0f));
+}
+
+SL_INLINE uint16_t q_block_d(sl_type t, const uint8_t *row, int64_t i) {
+    return t == SL_TYPE_Q8_0 ? ((const sl_block_q8_0 *)row)[i].d : ((const sl_block_q4_0 *)row)[i].d;
+}
+
+/* y[r] = dot(row r, x) for NR rows at stride ws. */
+SL_INLINE void qdot_rows(sl_type t, const int NR, const uint8_t *w, size_t ws, const sl_block_q8_0 *xb, int64_t nb,
+                         float *y) {
+    const __m256i K = _mm256_set1_epi8(t == SL_TYPE_Q8_0 ? (char)0x80 : 8);
+    __m256 acc[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) acc[r] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        __m256i x = _mm256_loadu_si256((const __m256i *)xb[i].qs);
+        __m256i negc = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_dpbusd_epi32(_mm256_setzero_si256(), K, x));
+        float dx = x5_half(xb[i].d);
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) {
+            const uint8_t *row = w + (size_t)r * ws;
+            __m256i s = _mm256_dpbusd_epi32(negc, q_block_u8(t, row, i), x);
+            __m256 scale = _mm256_set1_ps(dx * x5_half(q_block_d(t, row, i)));
+            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), scale, acc[r]);
+        }
+    }
+    __m256 z = _mm256_setzero_ps();
+    __m128 s = x5_hsum4_256(acc[0], NR > 1 ? acc[1] : z, NR > 2 ? acc[2] : z, NR > 3 ? acc[3] : z);
+    _mm_mask_storeu_ps(y, (__mmask8)((1u << NR) - 1), s);
+}
+
+void sl_x5_qdot_rows(sl_type t, int nr, const uint8_t *w, size_t ws, const sl_block_q8_0 *xb, int64_t nb, float *y) {
+    if (t == SL_TYPE_Q8_0) {
+        switch (nr) {
+        case 1: qdot_rows(SL_TYPE_Q8_0, 1, w, ws, xb, nb, y); return;
+        case 2: qdot_rows(SL_TYPE_Q8_0, 2, w, ws, xb, nb, y); return;
+        case 3: qdot_rows(SL_TYPE_Q8_0, 3, w, ws, xb, nb, y); return;
+        default: qdot_rows(SL_TYPE_Q8_0, 4, w, ws, xb, nb, y); return;
+        }
+    }
+    switch (nr) {
+    case 1: qdot_rows(SL_TYPE_Q4_0, 1, w, ws, xb, nb, y); return;
+    case 2: qdot_rows(SL_TYPE_Q4_0, 2, w, ws, xb, nb, y); return;
+    case 3: qdot_rows(SL_TYPE_Q4_0, 3, w, ws, xb, nb, y); return;
+    default: qdot_rows(SL_TYPE_Q4_0, 4, w, ws, xb, nb, y); return;
+    }
+}
+
+/* ---- float rows ------------------------------------------------------------------------------ */
+
+SL_INLINE float fdot(sl_type t, const void *w, const float *x, int64_t n) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 32 <= n; k += 32) {
+        a0 = _mm512_fmadd_ps(x5_load_w(t, w, k), _mm512_loadu_ps(x + k), a0);
+        a1 = _mm512_fmadd_ps(x5_load_w(t, w, k + 16), _mm512_loadu_ps(x + k + 16), a1);
+    }
+    for (; k < n; k += 16) {
+        __mmask16 m = x5_mask(n - k);
+        a0 = _mm512_fmadd_ps(x5_load_w_mask(t, w, k, m), _mm512_maskz_loadu_ps(m, x + k), a0);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+}
+
+static float vec_dot(sl_type t, const void *w, const void *act, int64_t n) {
+    switch (t) {
+    case SL_TYPE_F32: return fdot(SL_TYPE_F32, w, act, n);
+    case SL_TYPE_F16: return fdot(SL_TYPE_F16, w, act, n);
+    case SL_TYPE_BF16: return fdot(SL_TYPE_BF16, w, act, n);
+    case SL_TYPE_Q8_0:
+    case SL_TYPE_Q4_0: {
+        float y;
+        sl_x5_qdot_rows(t, 1, w, 0, act, n / SL_QK8_0, &y);
+        return y;
+    }
+    }
+    return 0.0f;
+}
+
+/* ---- axpy ------------------------------------------------------------------------------------ */
+
+SL_INLINE void faxpy(sl_type t, const void *w, float a, float *y, int64_t n) {
+    __m512 va = _mm512_set1_ps(a);
+    int64_t k = 0;
+    for (; k + 16 <= n; k += 16)
+        _mm512_storeu_ps(y + k, _mm512_fmadd_ps(va, x5_load_w(t, w, k), _mm512_loadu_ps(y + k)));
+    if (k < n) {
+        __mmask16 m = x5_mask(n - k);
+        _mm512_mask_storeu_ps(y + k, m, _mm512_fmadd_ps(va, x5_load_w_mask(t, w, k, m), _mm512_maskz_loadu_ps(m, y + k)));
+    }
+}
+
+/* y[0..16) += s * (f32)q for 16 signed 32-bit integers q */
+SL_INLINE void axpy16(float *y, __m512 s, __m512i q) {
+    _mm512_storeu_ps(y, _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(q), _mm512_loadu_ps(y)));
+}
+
+static void vec_axpy(sl_type t, const void *w, float a, float *y, int64_t n) {
+    switch (t) {
+    case SL_TYPE_F32: faxpy(SL_TYPE_F32, w, a, y, n); return;
+    case SL_TYPE_F16: faxpy(SL_TYPE_F16, w, a, y, n); return;
+    case SL_TYPE_BF16: faxpy(SL_TYPE_BF16, w, a, y, n); return;
+    case SL_TYPE_Q8_0: {
+        const sl_block_q8_0 *b = w;
+        for (int64_t i = 0; i < n / SL_QK8_0; i++, y += SL_QK8_0) {
+            __m512 s = _mm512_set1_ps(a * x5_half(b[i].d));
+            axpy16(y, s, _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)b[i].qs)));
+            axpy16(y + 16, s, _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b[i].qs + 16))));
+        }
+        return;
+    }
+    case SL_TYPE_Q4_0: {
+        const sl_block_q4_0 *b = w;
+        const __m128i lo4 = _mm_set1_epi8(0x0f);
+        const __m512i eight = _mm512_set1_epi32(8);
+        for (int64_t i = 0; i < n / SL_QK4_0; i++, y += SL_QK4_0) {
+            __m512 s = _mm512_set1_ps(a * x5_half(b[i].d));
+            __m128i q = _mm_loadu_si128((const __m128i *)b[i].qs);
+            __m512i lo = _mm512_cvtepu8_epi32(_mm_and_si128(q, lo4));
+            __m512i hi = _mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(q, 4), lo4));
+            axpy16(y, s, _mm512_sub_epi32(lo, eight));
+            axpy16(y + 16, s, _mm512_sub_epi32(hi, eight));
+        }
+        return;
+    }
+    }
+}
+
+const sl_kernel_ops sl_kernels_avx512_ops = {
+    .name = "avx512",
+    .quantize_q8 = sl_x5_quantize_q8,
+    .vec_dot = vec_dot,
+    .vec_axpy = vec_axpy,
+    .mm_prep_size = sl_x5_mm_prep_size,
+    .mm_prep = sl_x5_mm_prep,
+    .mm_rows = sl_x5_mm_rows,
+    .attention_group = sl_x5_attention_group,
+};

@@ -1,0 +1,83 @@
+/*
+ * matmul.c — sl_matmul: prepares the activations once per call (quantized to Q8_0 for
+ * quantized weights, in the layout the selected variant wants), then splits the weight rows
+ * over the pool's threads and runs the variant's row kernel on each share.
+ *
+ * Rows are handed out in units of 16 so that no two threads write the same 64-byte line of Y;
+ * the split is even (shares differ by at most one unit). The prepared activations live in the
+ * pool's grow-only scratch buffer, so steady-state calls never allocate; without a pool they
+ * are allocated per call (a convenience path, not the hot one), and if that allocation fails the
+ * exact reference runs instead — slower, never wrong.
+ */
+#include "kernels_impl.h"
+
+#include "../util.h"
+
+/* Below this many activation elements the preparation runs on the caller: a second pool
+ * dispatch would cost more than it saves. */
+#define PREP_PARALLEL_MIN (1 << 15)
+#define ROW_UNIT 16
+
+typedef struct prep_task {
+    const sl_kernel_ops *ops; /* variant */
+    sl_type type;             /* weight type */
+    const float *X;           /* [B, n] */
+    int64_t n, B;             /* shape */
+    void *xp;                 /* destination */
+} prep_task;
+
+static void prep_worker(void *arg, int ith, int nth) {
+    prep_task *t = arg;
+    long long b0, b1;
+    sl_split_range(t->B, ith, nth, &b0, &b1);
+    if (b0 < b1) t->ops->mm_prep(t->type, t->X, t->n, t->B, b0, b1, t->xp);
+}
+
+typedef struct rows_task {
+    const sl_kernel_ops *ops; /* variant */
+    sl_mm_args args;          /* the product */
+} rows_task;
+
+static void rows_worker(void *arg, int ith, int nth) {
+    rows_task *t = arg;
+    long long units = (t->args.rows + ROW_UNIT - 1) / ROW_UNIT, u0, u1;
+    sl_split_range(units, ith, nth, &u0, &u1);
+    int64_t r0 = u0 * ROW_UNIT, r1 = u1 * ROW_UNIT;
+    if (r1 > t->args.rows) r1 = t->args.rows;
+    if (r0 < r1) t->ops->mm_rows(&t->args, r0, r1);
+}
+
+typedef struct ref_task {
+    sl_type type;    /* weight type */
+    const void *W;   /* [rows, n] */
+    int64_t rows, n; /* shape */
+    const float *X;  /* [B, n] */
+    int64_t B;       /* batch */
+    float *Y;        /* [B, rows] */
+} ref_task;
+
+static void ref_worker(void *arg, int ith, int nth) {
+    ref_task *t = arg;
+    sl_matmul_ref(t->type, t->W, t->rows, t->n, t->X, t->B, t->Y, ith, nth);
+}
+
+void sl_matmul(sl_pool *pool, sl_type type, const void *W, int64_t rows, int64_t n, const float *X, int64_t B, float *Y) {
+    if (rows <= 0 || B <= 0) return;
+    const sl_kernel_ops *ops = sl_kernels_ops();
+    size_t xbytes = ops->mm_prep_size(type, n, B);
+    void *xp = NULL, *owned = NULL;
+    if (xbytes) {
+        xp = pool ? sl_pool_scratch(pool, xbytes) : (owned = sl_malloc_aligned(xbytes));
+        if (!xp) {
+            ref_task rt = {type, W, rows, n, X, B, Y};
+            sl_pool_run(pool, ref_worker, &rt);
+            return;
+        }
+        prep_task pt = {ops, type, X, n, B, xp};
+        if (B > 1 && B * n >= PREP_PARALLEL_MIN) sl_pool_run(pool, prep_worker, &pt);
+        else prep_worker(&pt, 0, 1);
+    }
+    rows_task t = {ops, {type, W, sl_type_row_size(type, n), rows, n, X, xp, B, Y}};
+    sl_pool_run(pool, rows_worker, &t);
+    sl_free_aligned(owned);
+}

@@ -1,0 +1,306 @@
+/*
+ * matmul_avx512.c — AVX-512 matrix kernels behind sl_matmul: Y[b, r] = W[r, :] · X[b, :].
+ *
+ * Float weights (F32/F16/BF16): a register tile of 4 weight rows x 6 tokens, 24 zmm
+ * accumulators; each step loads (and widens) 16 weights of each row once and 16 activations of
+ * each token once, then issues 24 FMAs, so the FMA unit — not loads — is the limit. The tile
+ * reads X straight from the caller (no copy). For B > 1 the reduction dimension is cut into
+ * chunks whose slice of X (B x kc floats) stays in L2 while every row tile of this thread
+ * passes over it; the 4-row weight tile of a chunk stays in L1 while all token tiles use it.
+ * For B == 1 the same tile with one token streams 4 rows at once with independent
+ * accumulators: that is the bandwidth-bound decode matvec.
+ *
+ * Quantized weights (Q8_0/Q4_0), B == 1: X is quantized once to Q8_0 blocks and each group of
+ * 4 rows runs the block kernel of dot_avx512.c. B > 1: both operands are re-laid out so that
+ * one zmm holds 4 bytes from each of 16 consecutive blocks ("superblock" of 512 values): eight
+ * vpdpbusd then leave the complete integer dot product of block l in lane l, so the per-block
+ * float work (convert, scale by dw*dx, accumulate) is one vector op per 16 blocks instead of one
+ * per block. X is laid out that way once per call (mm_prep); each 4-row weight tile is laid out
+ * once per chunk (with gathers) into a stack buffer and then reused by every token tile.
+ *
+ * Threads call sl_x5_mm_rows on disjoint row ranges; nothing here is shared or allocated.
+ */
+#include "simd_avx512.h"
+
+#include <string.h>
+
+/* Bytes of X (any form) a chunk may keep per thread: about half of a 1 MB L2. */
+#define CHUNK_BYTES (384 * 1024)
+
+/* ================================ float weights ================================ */
+
+#define FR 4 /* rows per tile */
+#define FT 6 /* tokens per tile */
+
+/* y[b * ys + r] (= or +=) sum_k w[r][k] x[b][k] for r < NR, b < NT, k < kn. */
+SL_INLINE void ftile(sl_type t, const int NR, const int NT, const uint8_t *w, size_t ws, const float *x, int64_t xs,
+                     int64_t kn, float *y, int64_t ys, bool first) {
+    __m512 acc[FR][FT];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++)
+#pragma GCC unroll 6
+        for (int b = 0; b < NT; b++) acc[r][b] = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 16 <= kn; k += 16) {
+        __m512 wv[FR];
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) wv[r] = x5_load_w(t, w + (size_t)r * ws, k);
+#pragma GCC unroll 6
+        for (int b = 0; b < NT; b++) {
+            __m512 xv = _mm512_loadu_ps(x + b * xs + k);
+#pragma GCC unroll 4
+            for (int r = 0; r < NR; r++) acc[r][b] = _mm512_fmadd_ps(wv[r], xv, acc[r][b]);
+        }
+    }
+    if (k < kn) {
+        __mmask16 m = x5_mask(kn - k);
+        __m512 wv[FR];
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) wv[r] = x5_load_w_mask(t, w + (size_t)r * ws, k, m);
+#pragma GCC unroll 6
+        for (int b = 0; b < NT; b++) {
+            __m512 xv = _mm512_maskz_loadu_ps(m, x + b * xs + k);
+#pragma GCC unroll 4
+            for (int r = 0; r < NR; r++) acc[r][b] = _mm512_fmadd_ps(wv[r], xv, acc[r][b]);
+        }
+    }
+    const __m512 z = _mm512_setzero_ps();
+    const __mmask8 m = (__mmask8)((1u << NR) - 1);
+#pragma GCC unroll 6
+    for (int b = 0; b < NT; b++) {
+        __m128 s = x5_hsum4(acc[0][b], NR > 1 ? acc[1][b] : z, NR > 2 ? acc[2][b] : z, NR > 3 ? acc[3][b] : z);
+        float *yb = y + b * ys;
+        if (!first) s = _mm_add_ps(s, _mm_maskz_loadu_ps(m, yb));
+        _mm_mask_storeu_ps(yb, m, s);
+    }
+}
+
+typedef void (*ftile_fn)(const uint8_t *w, size_t ws, const float *x, int64_t xs, int64_t kn, float *y, int64_t ys,
+                         bool first);
+
+#define FT_FN(T, TN, NR, NT)                                                                                            \
+    static void ft_##TN##_##NR##_##NT(const uint8_t *w, size_t ws, const float *x, int64_t xs, int64_t kn, float *y,   \
+                                      int64_t ys, bool first) {                                                         \
+        ftile(T, NR, NT, w, ws, x, xs, kn, y, ys, first);                                                               \
+    }
+#define FT_ROW(T, TN, NR)                                                                                               \
+    FT_FN(T, TN, NR, 1) FT_FN(T, TN, NR, 2) FT_FN(T, TN, NR, 3) FT_FN(T, TN, NR, 4) FT_FN(T, TN, NR, 5) FT_FN(T, TN, NR, 6)
+#define FT_TYPE(T, TN) FT_ROW(T, TN, 1) FT_ROW(T, TN, 2) FT_ROW(T, TN, 3) FT_ROW(T, TN, 4)
+FT_TYPE(SL_TYPE_F32, f32)
+FT_TYPE(SL_TYPE_F16, f16)
+FT_TYPE(SL_TYPE_BF16, bf16)
+
+#define FT_REF_ROW(TN, NR) {ft_##TN##_##NR##_1, ft_##TN##_##NR##_2, ft_##TN##_##NR##_3, ft_##TN##_##NR##_4, ft_##TN##_##NR##_5, ft_##TN##_##NR##_6}
+#define FT_REF_TYPE(TN) {FT_REF_ROW(TN, 1), FT_REF_ROW(TN, 2), FT_REF_ROW(TN, 3), FT_REF_ROW(TN, 4)}
+static const ftile_fn ftiles[3][FR][FT] = {FT_REF_TYPE(f32), FT_REF_TYPE(f16), FT_REF_TYPE(bf16)};
+
+static void mm_rows_float(const sl_mm_args *a, int64_t r0, int64_t r1) {
+    const int ti = a->type == SL_TYPE_F32 ? 0 : a->type == SL_TYPE_F16 ? 1 : 2;
+    const size_t esize = a->type == SL_TYPE_F32 ? 4 : 2;
+    const int64_t n = a->n, B = a->B;
+    /* chunk of the reduction dimension: all of it for small batches, else what keeps B x kc
+     * floats of X within CHUNK_BYTES (a multiple of 16, at least 256) */
+    int64_t kc = n;
+    if (B > 1 && B * n * 4 > CHUNK_BYTES) {
+        kc = (CHUNK_BYTES / (B * 4)) & ~(int64_t)15;
+        if (kc < 256) kc = 256;
+        if (kc > n) kc = n;
+    }
+    for (int64_t k0 = 0; k0 < n; k0 += kc) {
+        int64_t kn = n - k0 < kc ? n - k0 : kc;
+        for (int64_t r = r0; r < r1; r += FR) {
+            int nr = r1 - r < FR ? (int)(r1 - r) : FR;
+            const uint8_t *w = (const uint8_t *)a->W + (size_t)r * a->row_bytes + (size_t)k0 * esize;
+            for (int64_t b = 0; b < B; b += FT) {
+                int nt = B - b < FT ? (int)(B - b) : FT;
+                ftiles[ti][nr - 1][nt - 1](w, a->row_bytes, a->X + b * n + k0, n, kn, a->Y + b * a->rows + r, a->rows,
+                                           k0 == 0);
+            }
+        }
+    }
+}
+
+/* ================================ quantized weights ================================ */
+
+#define SB_BLOCKS 16                 /* blocks per superblock */
+#define SB_QS 512                    /* bytes of values per superblock */
+#define XSB_BYTES (SB_QS + 64 + 64)  /* X superblock: values, per-block offset correction, scales */
+#define WSB_BYTES (SB_QS + 64)       /* W superblock: values, scales */
+#define QR 4                         /* rows per tile */
+#define QT 4                         /* tokens per tile */
+#define MAX_CHUNK_SB 8               /* superblocks per chunk, bounds the stack buffer */
+
+static int64_t n_superblocks(int64_t n) { return (n / SL_QK8_0 + SB_BLOCKS - 1) / SB_BLOCKS; }
+
+size_t sl_x5_mm_prep_size(sl_type type, int64_t n, int64_t B) {
+    if (type != SL_TYPE_Q8_0 && type != SL_TYPE_Q4_0) return 0;
+    if (B == 1) return sl_type_row_size(SL_TYPE_Q8_0, n);
+    return (size_t)B * (size_t)n_superblocks(n) * XSB_BYTES;
+}
+
+/* lane l of vector j = bytes 4j..4j+3 of block l: gather offsets of dword j */
+SL_INLINE __m512i lane_offsets(int stride, int first) {
+    return _mm512_add_epi32(_mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                               _mm512_set1_epi32(stride)),
+                            _mm512_set1_epi32(first));
+}
+
+void sl_x5_mm_prep(sl_type type, const float *X, int64_t n, int64_t B, int64_t b0, int64_t b1, void *xp) {
+    if (B == 1) {
+        sl_x5_quantize_q8(X, xp, n);
+        return;
+    }
+    const int64_t nb = n / SL_QK8_0, nsb = n_superblocks(n);
+    /* the weights carry an offset K (see dot_avx512.c); fold -K * sum(x) of each block in here */
+    const __m512i negk = _mm512_set1_epi32(type == SL_TYPE_Q8_0 ? -128 : -8);
+    const __m512i ones = _mm512_set1_epi8(1);
+    const __m512i off_d = lane_offsets(sizeof(sl_block_q8_0), 0);
+    for (int64_t b = b0; b < b1; b++) {
+        uint8_t *dst = (uint8_t *)xp + (size_t)b * (size_t)nsb * XSB_BYTES;
+        for (int64_t s = 0; s < nsb; s++, dst += XSB_BYTES) {
+            int64_t nblk = nb - s * SB_BLOCKS < SB_BLOCKS ? nb - s * SB_BLOCKS : SB_BLOCKS;
+            sl_block_q8_0 tmp[SB_BLOCKS];
+            sl_x5_quantize_q8(X + b * n + s * SB_QS, tmp, nblk * SL_QK8_0);
+            __mmask16 m = x5_mask(nblk);
+            __m512i sum = _mm512_setzero_si512();
+            for (int j = 0; j < 8; j++) {
+                __m512i v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m,
+                                                        _mm512_add_epi32(off_d, _mm512_set1_epi32(2 + 4 * j)), tmp, 1);
+                _mm512_store_si512(dst + 64 * j, v);
+                sum = _mm512_dpbusd_epi32(sum, ones, v);
+            }
+            _mm512_store_si512(dst + SB_QS, _mm512_mullo_epi32(sum, negk));
+            __m512i d = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, off_d, tmp, 1);
+            _mm512_store_ps(dst + SB_QS + 64, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(d)));
+        }
+    }
+}
+
+/* Lay out superblocks [s0, s0 + S) of one weight row as W superblocks (WSB_BYTES each). */
+static void w_repack(sl_type t, const uint8_t *row, int64_t nb, int64_t s0, int S, uint8_t *dst) {
+    const int bs = t == SL_TYPE_Q8_0 ? (int)sizeof(sl_block_q8_0) : (int)sizeof(sl_block_q4_0);
+    const __m512i off = lane_offsets(bs, 0);
+    const __m512i z = _mm512_setzero_si512();
+    for (int s = 0; s < S; s++, dst += WSB_BYTES) {
+        int64_t first = (s0 + s) * SB_BLOCKS;
+        int64_t nblk = nb - first < SB_BLOCKS ? nb - first : SB_BLOCKS;
+        __mmask16 m = x5_mask(nblk);
+        const uint8_t *base = row + (size_t)first * (size_t)bs;
+        if (t == SL_TYPE_Q8_0) {
+            const __m512i bias = _mm512_set1_epi8((char)0x80);
+            for (int j = 0; j < 8; j++) {
+                __m512i v = _mm512_mask_i32gather_epi32(z, m, _mm512_add_epi32(off, _mm512_set1_epi32(2 + 4 * j)), base, 1);
+                _mm512_store_si512(dst + 64 * j, _mm512_maskz_xor_epi32(m, v, bias));
+            }
+        } else {
+            const __m512i lo4 = _mm512_set1_epi8(0x0f);
+            for (int j = 0; j < 4; j++) {
+                __m512i v = _mm512_mask_i32gather_epi32(z, m, _mm512_add_epi32(off, _mm512_set1_epi32(2 + 4 * j)), base, 1);
+                _mm512_store_si512(dst + 64 * j, _mm512_and_si512(v, lo4));
+                _mm512_store_si512(dst + 64 * (j + 4), _mm512_and_si512(_mm512_srli_epi32(v, 4), lo4));
+            }
+        }
+        __m512i d = _mm512_mask_i32gather_epi32(z, m, off, base, 1);
+        _mm512_store_ps(dst + SB_QS, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(d)));
+    }
+}
+
+/* y[b * ys + r] (= or +=) over S superblocks for NR rows (W superblocks at w + r*wrs) and NT
+ * tokens (X superblocks at x + b*xts). */
+SL_INLINE void qtile(const int NR, const int NT, const uint8_t *w, size_t wrs, const uint8_t *x, size_t xts, int S,
+                     float *y, int64_t ys, bool first) {
+    __m512 facc[QR][QT];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++)
+#pragma GCC unroll 4
+        for (int b = 0; b < NT; b++) facc[r][b] = _mm512_setzero_ps();
+    for (int s = 0; s < S; s++) {
+        const uint8_t *ws = w + (size_t)s * WSB_BYTES, *xsb = x + (size_t)s * XSB_BYTES;
+        __m512i acc[QR][QT];
+#pragma GCC unroll 4
+        for (int b = 0; b < NT; b++) {
+            __m512i c = _mm512_load_si512(xsb + b * xts + SB_QS);
+#pragma GCC unroll 4
+            for (int r = 0; r < NR; r++) acc[r][b] = c;
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+            __m512i xv[QT];
+#pragma GCC unroll 4
+            for (int b = 0; b < NT; b++) xv[b] = _mm512_load_si512(xsb + b * xts + 64 * j);
+#pragma GCC unroll 4
+            for (int r = 0; r < NR; r++) {
+                __m512i wv = _mm512_load_si512(ws + r * wrs + 64 * j);
+#pragma GCC unroll 4
+                for (int b = 0; b < NT; b++) acc[r][b] = _mm512_dpbusd_epi32(acc[r][b], wv, xv[b]);
+            }
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) {
+            __m512 dw = _mm512_load_ps(ws + r * wrs + SB_QS);
+#pragma GCC unroll 4
+            for (int b = 0; b < NT; b++) {
+                __m512 scale = _mm512_mul_ps(dw, _mm512_load_ps(xsb + b * xts + SB_QS + 64));
+                facc[r][b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r][b]), scale, facc[r][b]);
+            }
+        }
+    }
+    const __m512 z = _mm512_setzero_ps();
+    const __mmask8 m = (__mmask8)((1u << NR) - 1);
+#pragma GCC unroll 4
+    for (int b = 0; b < NT; b++) {
+        __m128 s = x5_hsum4(facc[0][b], NR > 1 ? facc[1][b] : z, NR > 2 ? facc[2][b] : z, NR > 3 ? facc[3][b] : z);
+        float *yb = y + b * ys;
+        if (!first) s = _mm_add_ps(s, _mm_maskz_loadu_ps(m, yb));
+        _mm_mask_storeu_ps(yb, m, s);
+    }
+}
+
+typedef void (*qtile_fn)(const uint8_t *w, size_t wrs, const uint8_t *x, size_t xts, int S, float *y, int64_t ys,
+                         bool first);
+#define QT_FN(NR, NT)                                                                                                   \
+    static void qt_##NR##_##NT(const uint8_t *w, size_t wrs, const uint8_t *x, size_t xts, int S, float *y, int64_t ys, \
+                               bool first) {                                                                            \
+        qtile(NR, NT, w, wrs, x, xts, S, y, ys, first);                                                                 \
+    }
+#define QT_ROW(NR) QT_FN(NR, 1) QT_FN(NR, 2) QT_FN(NR, 3) QT_FN(NR, 4)
+QT_ROW(1) QT_ROW(2) QT_ROW(3) QT_ROW(4)
+#define QT_REF_ROW(NR) {qt_##NR##_1, qt_##NR##_2, qt_##NR##_3, qt_##NR##_4}
+static const qtile_fn qtiles[QR][QT] = {QT_REF_ROW(1), QT_REF_ROW(2), QT_REF_ROW(3), QT_REF_ROW(4)};
+
+static void mm_rows_quant(const sl_mm_args *a, int64_t r0, int64_t r1) {
+    const int64_t nb = a->n / SL_QK8_0, B = a->B;
+    if (B == 1) {
+        for (int64_t r = r0; r < r1; r += 4) {
+            int nr = r1 - r < 4 ? (int)(r1 - r) : 4;
+            sl_x5_qdot_rows(a->type, nr, (const uint8_t *)a->W + (size_t)r * a->row_bytes, a->row_bytes, a->xp, nb,
+                            a->Y + r);
+        }
+        return;
+    }
+    const int64_t nsb = n_superblocks(a->n);
+    const size_t xts = (size_t)nsb * XSB_BYTES;
+    int64_t sc = CHUNK_BYTES / ((int64_t)B * XSB_BYTES);
+    if (sc < 1) sc = 1;
+    if (sc > MAX_CHUNK_SB) sc = MAX_CHUNK_SB;
+    _Alignas(64) uint8_t wbuf[QR * MAX_CHUNK_SB * WSB_BYTES];
+    for (int64_t s0 = 0; s0 < nsb; s0 += sc) {
+        int S = nsb - s0 < sc ? (int)(nsb - s0) : (int)sc;
+        size_t wrs = (size_t)S * WSB_BYTES;
+        for (int64_t r = r0; r < r1; r += QR) {
+            int nr = r1 - r < QR ? (int)(r1 - r) : QR;
+            for (int i = 0; i < nr; i++)
+                w_repack(a->type, (const uint8_t *)a->W + (size_t)(r + i) * a->row_bytes, nb, s0, S, wbuf + i * wrs);
+            for (int64_t b = 0; b < B; b += QT) {
+                int nt = B - b < QT ? (int)(B - b) : QT;
+                qtiles[nr - 1][nt - 1](wbuf, wrs, (const uint8_t *)a->xp + (size_t)b * xts + (size_t)s0 * XSB_BYTES, xts,
+                                       S, a->Y + b * a->rows + r, a->rows, s0 == 0);
+            }
+        }
+    }
+}
+
+void sl_x5_mm_rows(const sl_mm_args *a, int64_t r0, int64_t r1) {
+    if (a->type == SL_TYPE_Q8_0 || a->type == SL_TYPE_Q4_0) mm_rows_quant(a, r0, r1);
+    else mm_rows_float(a, r0, r1);
+}

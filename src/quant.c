@@ -1,0 +1,236 @@
+/*
+ * quant.c — scalar reference implementations of the tensor types (see quant.h).
+ *
+ * These functions define what each block format means; they are deliberately plain C so that a
+ * reader can check them against the ggml layouts by eye. Speed lives in src/kernels/.
+ */
+#include "quant.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <string.h>
+
+static const sl_type_traits traits_f32 = {"f32", 1, 4};
+static const sl_type_traits traits_f16 = {"f16", 1, 2};
+static const sl_type_traits traits_bf16 = {"bf16", 1, 2};
+static const sl_type_traits traits_q8_0 = {"q8_0", SL_QK8_0, sizeof(sl_block_q8_0)};
+static const sl_type_traits traits_q4_0 = {"q4_0", SL_QK4_0, sizeof(sl_block_q4_0)};
+
+const sl_type_traits *sl_type_traits_of(int type) {
+    switch (type) {
+    case SL_TYPE_F32: return &traits_f32;
+    case SL_TYPE_F16: return &traits_f16;
+    case SL_TYPE_BF16: return &traits_bf16;
+    case SL_TYPE_Q8_0: return &traits_q8_0;
+    case SL_TYPE_Q4_0: return &traits_q4_0;
+    default: return NULL;
+    }
+}
+
+const char *sl_type_name(int type) {
+    const sl_type_traits *t = sl_type_traits_of(type);
+    return t ? t->name : NULL;
+}
+
+bool sl_type_from_name(const char *name, sl_type *out) {
+    static const sl_type all[] = {SL_TYPE_F32, SL_TYPE_F16, SL_TYPE_BF16, SL_TYPE_Q8_0, SL_TYPE_Q4_0};
+    if (!name) return false;
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+        const char *a = sl_type_name(all[i]), *b = name;
+        while (*a && *b && tolower((unsigned char)*a) == tolower((unsigned char)*b)) a++, b++;
+        if (*a == 0 && *b == 0) {
+            *out = all[i];
+            return true;
+        }
+    }
+    return false;
+}
+
+int64_t sl_type_block_size(sl_type type) {
+    const sl_type_traits *t = sl_type_traits_of(type);
+    return t ? t->block_size : 0;
+}
+
+size_t sl_type_row_size(sl_type type, int64_t n) {
+    const sl_type_traits *t = sl_type_traits_of(type);
+    if (!t || n < 0 || n % t->block_size) return 0;
+    return (size_t)(n / t->block_size) * t->type_size;
+}
+
+/* ---- half / bfloat16 ------------------------------------------------------------------------ */
+
+static inline uint32_t f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static inline float bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+float sl_fp16_to_fp32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ff;
+    if (exp == 0) {
+        /* zero or subnormal: man * 2^-24 */
+        float v = (float)man * 5.9604644775390625e-8f;
+        return sign ? -v : v;
+    }
+    if (exp == 31) return bits_f32(sign | 0x7f800000u | (man << 13)); /* inf / nan */
+    return bits_f32(sign | ((exp + 112) << 23) | (man << 13));
+}
+
+uint16_t sl_fp32_to_fp16(float f) {
+    uint32_t x = f32_bits(f);
+    uint32_t sign = (x >> 16) & 0x8000;
+    uint32_t absx = x & 0x7fffffffu;
+    if (absx >= 0x7f800000u) return (uint16_t)(sign | 0x7c00 | (absx > 0x7f800000u ? 0x200 : 0));
+    if (absx >= 0x477ff000u) return (uint16_t)(sign | 0x7c00); /* rounds to >= 65520: inf */
+    if (absx < 0x38800000u) {
+        /* result is subnormal half (or zero): value / 2^-24, rounded to nearest even */
+        float v = bits_f32(absx) * 16777216.0f; /* exact: scaling by a power of two */
+        uint32_t r = (uint32_t)v;
+        float frac = v - (float)r;
+        if (frac > 0.5f || (frac == 0.5f && (r & 1))) r++;
+        return (uint16_t)(sign | r);
+    }
+    uint32_t e = ((absx >> 23) - 112) << 10;
+    uint32_t m = (absx >> 13) & 0x3ff;
+    uint32_t rest = absx & 0x1fff;
+    uint32_t h = e | m;
+    if (rest > 0x1000 || (rest == 0x1000 && (h & 1))) h++; /* carry into exponent is correct */
+    return (uint16_t)(sign | h);
+}
+
+float sl_bf16_to_fp32(uint16_t h) { return bits_f32((uint32_t)h << 16); }
+
+uint16_t sl_fp32_to_bf16(float f) {
+    uint32_t x = f32_bits(f);
+    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 64); /* quiet nan */
+    return (uint16_t)((x + (0x7fff + ((x >> 16) & 1))) >> 16);
+}
+
+/* ---- rows ------------------------------------------------------------------------------------ */
+
+void sl_dequantize_row_ref(sl_type type, const void *src, float *dst, int64_t n) {
+    switch (type) {
+    case SL_TYPE_F32: memcpy(dst, src, (size_t)n * 4); break;
+    case SL_TYPE_F16: {
+        const uint16_t *s = src;
+        for (int64_t i = 0; i < n; i++) dst[i] = sl_fp16_to_fp32(s[i]);
+        break;
+    }
+    case SL_TYPE_BF16: {
+        const uint16_t *s = src;
+        for (int64_t i = 0; i < n; i++) dst[i] = sl_bf16_to_fp32(s[i]);
+        break;
+    }
+    case SL_TYPE_Q8_0: {
+        const sl_block_q8_0 *b = src;
+        for (int64_t i = 0; i < n / SL_QK8_0; i++) {
+            float d = sl_fp16_to_fp32(b[i].d);
+            for (int j = 0; j < SL_QK8_0; j++) dst[i * SL_QK8_0 + j] = d * (float)b[i].qs[j];
+        }
+        break;
+    }
+    case SL_TYPE_Q4_0: {
+        const sl_block_q4_0 *b = src;
+        for (int64_t i = 0; i < n / SL_QK4_0; i++) {
+            float d = sl_fp16_to_fp32(b[i].d);
+            for (int j = 0; j < SL_QK4_0 / 2; j++) {
+                dst[i * SL_QK4_0 + j] = d * (float)((b[i].qs[j] & 0x0f) - 8);
+                dst[i * SL_QK4_0 + j + SL_QK4_0 / 2] = d * (float)((b[i].qs[j] >> 4) - 8);
+            }
+        }
+        break;
+    }
+    }
+}
+
+void sl_quantize_row_ref(sl_type type, const float *src, void *dst, int64_t n) {
+    switch (type) {
+    case SL_TYPE_F32: memcpy(dst, src, (size_t)n * 4); break;
+    case SL_TYPE_F16: {
+        uint16_t *d = dst;
+        for (int64_t i = 0; i < n; i++) d[i] = sl_fp32_to_fp16(src[i]);
+        break;
+    }
+    case SL_TYPE_BF16: {
+        uint16_t *d = dst;
+        for (int64_t i = 0; i < n; i++) d[i] = sl_fp32_to_bf16(src[i]);
+        break;
+    }
+    case SL_TYPE_Q8_0: {
+        sl_block_q8_0 *b = dst;
+        for (int64_t i = 0; i < n / SL_QK8_0; i++) {
+            const float *x = src + i * SL_QK8_0;
+            float amax = 0.0f;
+            for (int j = 0; j < SL_QK8_0; j++) amax = fmaxf(amax, fabsf(x[j]));
+            float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
+            b[i].d = sl_fp32_to_fp16(d);
+            for (int j = 0; j < SL_QK8_0; j++) b[i].qs[j] = (int8_t)roundf(x[j] * id);
+        }
+        break;
+    }
+    case SL_TYPE_Q4_0: {
+        sl_block_q4_0 *b = dst;
+        for (int64_t i = 0; i < n / SL_QK4_0; i++) {
+            const float *x = src + i * SL_QK4_0;
+            /* ggml: scale from the element of largest magnitude, keeping its sign, so that it
+             * maps exactly to -8 */
+            float amax = 0.0f, max = 0.0f;
+            for (int j = 0; j < SL_QK4_0; j++) {
+                if (fabsf(x[j]) > amax) { amax = fabsf(x[j]); max = x[j]; }
+            }
+            float d = max / -8.0f, id = d ? 1.0f / d : 0.0f;
+            b[i].d = sl_fp32_to_fp16(d);
+            for (int j = 0; j < SL_QK4_0 / 2; j++) {
+                float x0 = x[j] * id, x1 = x[j + SL_QK4_0 / 2] * id;
+                int q0 = (int)(x0 + 8.5f), q1 = (int)(x1 + 8.5f);
+                if (q0 > 15) q0 = 15;
+                if (q1 > 15) q1 = 15;
+                b[i].qs[j] = (uint8_t)(q0 | (q1 << 4));
+            }
+        }
+        break;
+    }
+    }
+}
+
+float sl_dot_row_ref(sl_type type, const void *w, const float *x, int64_t n) {
+    float sum = 0.0f;
+    switch (type) {
+    case SL_TYPE_F32: {
+        const float *a = w;
+        for (int64_t i = 0; i < n; i++) sum += a[i] * x[i];
+        break;
+    }
+    case SL_TYPE_F16: {
+        const uint16_t *a = w;
+        for (int64_t i = 0; i < n; i++) sum += sl_fp16_to_fp32(a[i]) * x[i];
+        break;
+    }
+    case SL_TYPE_BF16: {
+        const uint16_t *a = w;
+        for (int64_t i = 0; i < n; i++) sum += sl_bf16_to_fp32(a[i]) * x[i];
+        break;
+    }
+    case SL_TYPE_Q8_0: {
+        const sl_block_q8_0 *b = w;
+        for (int64_t i = 0; i < n / SL_QK8_0; i++) {
+            float s = 0.0f;
+            for (int j = 0; j < SL_QK8_0; j++) s += (float)b[i].qs[j] * x[i * SL_QK8_0 + j];
+            sum += sl_fp16_to_fp32(b[i].d) * s;
+        }
+        break;
+    }
+    case SL_TYPE_Q4_0: {
+        const sl_block_q4_0 *b = w;
+        for (int64_t i = 0; i < n / SL_QK4_0; i++) {
+            const float *xb = x + i * SL_QK4_0;
+            float s = 0.0f;
+            for (int j = 0; j < SL_QK4_0 / 2; j++) {
+                s += (float)((b[i].qs[j] & 0x0f) - 8) * xb[j];
+                s += (float)((b[i].qs[j] >> 4) - 8) * xb[j + SL_QK4_0 / 2];
+            }
+            sum += sl_fp16_to_fp32(b[i].d) * s;
+        }
+        break;
+    }
+    }
+    return sum;
+}

@@ -1,0 +1,61 @@
+/*
+ * quant.h — tensor element types and their block formats (internal).
+ *
+ * What it is for: the exact ggml block layouts of the weight types skipllama reads (F32, F16,
+ * BF16, Q8_0, Q4_0), conversions between them and f32, and the plain scalar reference dot
+ * product of one weight row with an f32 vector. Every fast kernel in src/kernels/ is tested
+ * against these references. What it is not: fast. Nothing here uses SIMD.
+ *
+ * Adding a type (Q4_K, Q6_K...): a block struct, a row in the traits table of quant.c, and the
+ * three reference functions below; kernels fall back to the reference until given a fast path.
+ */
+#ifndef SL_QUANT_H
+#define SL_QUANT_H
+
+#include "skipllama.h"
+
+#include <stdint.h>
+#include <stddef.h>
+
+#define SL_QK4_0 32
+#define SL_QK8_0 32
+
+/* Q4_0: 32 weights = d * (q - 8), q in 0..15; byte j holds element j (low nibble) and
+ * element j + 16 (high nibble). 18 bytes. */
+typedef struct {
+    uint16_t d;              /* scale, IEEE half */
+    uint8_t qs[SL_QK4_0 / 2]; /* nibbles */
+} sl_block_q4_0;
+
+/* Q8_0: 32 weights = d * q, q in -127..127. 34 bytes. */
+typedef struct {
+    uint16_t d;          /* scale, IEEE half */
+    int8_t qs[SL_QK8_0]; /* quants */
+} sl_block_q8_0;
+
+_Static_assert(sizeof(sl_block_q4_0) == 18, "q4_0 block must be 18 bytes");
+_Static_assert(sizeof(sl_block_q8_0) == 34, "q8_0 block must be 34 bytes");
+
+typedef struct sl_type_traits {
+    const char *name;  /* "f32", "q8_0", ... */
+    int64_t block_size; /* elements per block */
+    size_t type_size;   /* bytes per block */
+} sl_type_traits;
+
+/* Traits of a supported type, or NULL for any other id (including unknown ggml types). */
+const sl_type_traits *sl_type_traits_of(int type);
+
+/* Scalar conversions (round-to-nearest-even for the f32 -> half/bf16 direction). */
+float sl_fp16_to_fp32(uint16_t h);
+uint16_t sl_fp32_to_fp16(float f);
+float sl_bf16_to_fp32(uint16_t h);
+uint16_t sl_fp32_to_bf16(float f);
+
+/* dst[0..n) = the n elements of a row of `type` starting at src (n a multiple of the block). */
+void sl_dequantize_row_ref(sl_type type, const void *src, float *dst, int64_t n);
+/* Encode n f32 values into a row of `type` (same rounding as ggml's reference quantizers). */
+void sl_quantize_row_ref(sl_type type, const float *src, void *dst, int64_t n);
+/* sum_i w[i] * x[i] for one weight row of `type`, accumulated in double-free plain f32 order. */
+float sl_dot_row_ref(sl_type type, const void *w, const float *x, int64_t n);
+
+#endif

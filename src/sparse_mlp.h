@@ -1,0 +1,96 @@
+/*
+ * sparse_mlp.h — the sparse MLP operator on the model's weight views (internal).
+ *
+ * What it is for: the functions the model's forward pass calls per layer (forward.c), and the
+ * pieces the public sl_sparse_mlp handle (include/skipllama.h) is built from: a reusable
+ * scratch workspace, the transposed down matrix, the active-row cache, and the sparse and dense
+ * MLP on sl_weight views with a caller-supplied thread pool. Nothing here copies weights per
+ * call. What it is not: a predictor — which neurons are active is the caller's business.
+ *
+ * Shapes (H = n_embd, I = n_ff):  gate, up: [I, H] (rows of H);  down: [H, I] as GGUF stores it;
+ * down_t: [I, H], row i = column i of down = the H weights neuron i writes into the output.
+ */
+#ifndef SL_SPARSE_MLP_H
+#define SL_SPARSE_MLP_H
+
+#include "model.h"
+#include "skipllama.h"
+#include "threadpool.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Scratch memory reused across calls (prepared inputs, index lists, per-thread accumulators).
+ * It grows to the largest call seen and never shrinks; one workspace per thread of callers. */
+typedef struct sl_sparse_ws sl_sparse_ws;
+
+sl_sparse_ws *sl_sparse_ws_init(void);
+void sl_sparse_ws_free(sl_sparse_ws *ws);
+/* Bytes currently held by the workspace. */
+size_t sl_sparse_ws_bytes(const sl_sparse_ws *ws);
+
+/* ---- transposed down matrix ----------------------------------------------------------------
+ * Building down_t costs one pass over down and as many bytes as down itself (when stored in the
+ * same type). F32/F16/BF16 are transposed exactly. Q8_0/Q4_0 rows of down_t are re-quantized in
+ * blocks of 32 along H (the old blocks ran along I), so each weight is rounded a second time:
+ * for Q8_0 the extra error is at most half a step (1/254 of the block's largest magnitude), for
+ * Q4_0 at most 1/16 of it — about the error the file's own quantization already has. Choosing
+ * `type` = SL_TYPE_Q8_0 for a Q4_0 down avoids most of that at 1.9x the memory. */
+
+/* Bytes of the [I, H] transposed form of `down` stored as `type` (0 when impossible: unsupported
+ * type, or H not a multiple of the type's block size). */
+size_t sl_mlp_down_t_bytes(const sl_weight *down, sl_type type);
+/* Write the transposed form of down ([H, I]) into dst (dst_bytes >= sl_mlp_down_t_bytes) and
+ * describe it in *down_t (rows = I, cols = H, data = dst). pool may be NULL. */
+sl_status sl_mlp_transpose_down(sl_pool *pool, const sl_weight *down, sl_type type, void *dst, size_t dst_bytes,
+                                sl_weight *down_t, sl_error *err);
+
+/* ---- active-row cache ("LLM in a flash") ---------------------------------------------------
+ * Keeps private copies of the gate, up and down_t rows of the neurons active in the previous
+ * call, packed contiguously, so the gathers of the next call stream through one region. When
+ * the active set changes, leaving neurons' slots are refilled with entering neurons, then the
+ * remaining holes are closed by moving the last slots in (swap-delete); only changed rows are
+ * copied. Memory: capacity * (2 * gate row bytes + down_t row bytes). A call whose active set
+ * (union over the batch) exceeds the capacity runs uncached and leaves the cache as it was.
+ * The cache mirrors one layer's weights: use one cache per layer. */
+typedef struct sl_row_cache sl_row_cache;
+
+/* capacity 0 means n_ff (every neuron fits). NULL and *err on bad shapes or no memory. */
+sl_row_cache *sl_row_cache_init(const sl_weight *gate, const sl_weight *up, const sl_weight *down_t, int64_t capacity,
+                                sl_error *err);
+void sl_row_cache_free(sl_row_cache *cache);
+/* Bytes held by the cache. */
+size_t sl_row_cache_bytes(const sl_row_cache *cache);
+/* Forget the cached rows (the next call copies its whole active set in). */
+void sl_row_cache_clear(sl_row_cache *cache);
+
+/* ---- the operator --------------------------------------------------------------------------
+ * out[b] = sum over active neurons i of act(gate_i . x[b]) * (up_i . x[b]) * down_t_i.
+ * Active neurons come from mask ([B, I] bool, row-major) or from per-row index lists
+ * (idx[b][0..n_idx[b]) ; idx[b] may be NULL when n_idx[b] == 0), never both; with neither, every
+ * neuron is active. Index lists may be in any order; an index outside [0, I) is SL_ERR_RANGE and a
+ * repeated index within one row is SL_ERR_INVALID_ARG (it would count the neuron twice). The
+ * mode says how rows combine (see sl_mlp_mode). gate and up share a type; down_t may have its
+ * own. ws may be NULL (scratch is then allocated for this call), cache may be NULL, stats may be
+ * NULL (when non-NULL it is overwritten with this call's stage times and counts). On any error
+ * out is left untouched. */
+sl_status sl_sparse_mlp_forward_pool(sl_pool *pool, sl_sparse_ws *ws, const sl_weight *gate, const sl_weight *up,
+                                     const sl_weight *down_t, sl_activation act, sl_row_cache *cache, const float *x,
+                                     int64_t B, const bool *mask, const int32_t *const *idx, const int32_t *n_idx,
+                                     sl_mlp_mode mode, float *out, sl_sparse_mlp_stats *stats, sl_error *err);
+
+/* The dense MLP the model runs (sl_matmul for gate, up and down in the [H, I] layout), with the
+ * same stage accounting: out[b] = down . (act(gate . x[b]) * (up . x[b])). */
+sl_status sl_mlp_dense_forward_pool(sl_pool *pool, sl_sparse_ws *ws, const sl_weight *gate, const sl_weight *up,
+                                    const sl_weight *down, sl_activation act, const float *x, int64_t B, float *out,
+                                    sl_sparse_mlp_stats *stats, sl_error *err);
+
+/* Plain reference: dequantize every row to f32 and accumulate in double; mask NULL = all active;
+ * inactive neurons contribute nothing. Give `down` ([H, I]) or, when down is NULL, `down_t`.
+ * Slow on purpose: it defines what the operator computes. */
+sl_status sl_mlp_reference_w(const sl_weight *gate, const sl_weight *up, const sl_weight *down,
+                             const sl_weight *down_t, sl_activation act, const float *x, int64_t B, const bool *mask,
+                             float *out, sl_error *err);
+
+#endif

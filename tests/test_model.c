@@ -1,0 +1,279 @@
+/*
+ * test_model.c — the dense forward pass against the reference outputs in tests/data:
+ *  - F32 fixtures (tiny-silu, tiny-relu): logits of every prompt position and the residual stream
+ *    after every block equal PyTorch's; greedy continuation equals the reference ids;
+ *    one-token-at-a-time decoding equals evaluating the prompt at once; batch sizes and thread
+ *    counts do not change the result beyond float reassociation.
+ *  - Quantized files (F16, BF16, Q8_0, Q4_0): log-probabilities of llama.cpp's top-20 tokens
+ *    at each of 64 positions match llama.cpp's within a per-type tolerance (see TOL_* below).
+ */
+#include "forward.h"
+#include "skipllama.h"
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* PyTorch vs us, F32 weights: both compute in f32 with different summation orders. The issue
+ * asks for 1e-4 on logits; the residual stream (|x| <= ~2) gets the same bound. */
+#define TOL_LOGITS_F32 1e-4
+#define TOL_HIDDEN_F32 1e-4
+/* Incremental vs batched, and across thread counts / batch sizes: same math, reassociated. */
+#define TOL_SAME_MATH 2e-5
+
+static float *read_floats(const char *path, size_t expect) {
+    size_t size = 0;
+    float *f = test_read_file(path, &size);
+    if (!f || size != expect * sizeof(float)) {
+        printf("cannot read %s (%zu bytes, expected %zu)\n", path, size, expect * sizeof(float));
+        free(f);
+        return NULL;
+    }
+    return f;
+}
+
+typedef struct hidden_capture {
+    float *buf;  /* [n_layer + 1, n_tokens, n_embd] */
+    int n_tokens; /* capacity in tokens */
+} hidden_capture;
+
+static void capture(void *ud, int layer, int pos0, int B, const float *x, int n_embd) {
+    hidden_capture *h = ud;
+    for (int b = 0; b < B; b++)
+        if (pos0 + b < h->n_tokens)
+            memcpy(h->buf + ((size_t)(layer + 1) * h->n_tokens + pos0 + b) * n_embd, x + (size_t)b * n_embd, n_embd * sizeof(float));
+}
+
+static int argmax(const float *v, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (v[i] > v[best]) best = i;
+    return best;
+}
+
+static void test_f32_fixture(const char *name) {
+    char path[256];
+    size_t jsize;
+    snprintf(path, sizeof(path), "tests/data/%s.json", name);
+    char *json = test_read_file(path, &jsize);
+    if (!CHECK(json != NULL, "%s: read reference json", name)) return;
+    int32_t ids[64], greedy[64];
+    int n = test_json_ints(json, "prompt_ids", ids, 64);
+    int n_greedy = test_json_ints(json, "greedy_ids", greedy, 64);
+    CHECK(n > 1 && n_greedy == 32, "%s: reference has %d prompt ids and %d greedy ids", name, n, n_greedy);
+
+    snprintf(path, sizeof(path), "tests/data/%s.gguf", name);
+    sl_error err;
+    sl_model *m = sl_model_load(path, NULL, &err);
+    if (!CHECK(m != NULL, "%s: load (%s)", name, m ? "ok" : err.message)) return;
+    const sl_model_config *c = sl_model_get_config(m);
+    CHECK(c->n_embd == 128 && c->n_layer == 4 && c->n_head == 8 && c->n_head_kv == 4 && c->n_ff == 384 && c->n_vocab == 2048,
+          "%s: config dim %d layers %d heads %d/%d ff %d vocab %d", name, c->n_embd, c->n_layer, c->n_head, c->n_head_kv, c->n_ff,
+          c->n_vocab);
+    CHECK(c->act == (strstr(name, "relu") ? SL_ACT_RELU : SL_ACT_SILU), "%s: activation %s", name, sl_activation_name(c->act));
+    CHECK(c->tied_embeddings, "%s: tied embeddings detected", name);
+
+    const size_t V = (size_t)c->n_vocab, E = (size_t)c->n_embd, L = (size_t)c->n_layer;
+    snprintf(path, sizeof(path), "tests/data/%s.logits.f32", name);
+    float *ref = read_floats(path, (size_t)n * V);
+    snprintf(path, sizeof(path), "tests/data/%s.hidden.f32", name);
+    float *ref_hidden = read_floats(path, (L + 1) * (size_t)n * E);
+    float *logits = malloc((size_t)n * V * sizeof(float));
+    float *logits2 = malloc((size_t)n * V * sizeof(float));
+    hidden_capture hc = {calloc((L + 1) * (size_t)n * E, sizeof(float)), n};
+
+    /* whole prompt at once, with the residual stream captured */
+    sl_context_params cp = sl_context_default_params();
+    cp.n_ctx = 256;
+    sl_context *ctx = sl_context_init(m, &cp, &err);
+    CHECK(ctx != NULL, "%s: context", name);
+    ctx->hidden_hook = capture;
+    ctx->hidden_hook_ud = &hc;
+    CHECK(sl_eval(ctx, ids, n, logits, true, &err) == SL_OK, "%s: eval prompt", name);
+    ctx->hidden_hook = NULL;
+    if (ref) {
+        for (int i = 0; i < n; i++) {
+            char what[96];
+            snprintf(what, sizeof(what), "%s: logits at position %d vs PyTorch", name, i);
+            CHECK_CLOSE(logits + i * V, ref + i * V, V, TOL_LOGITS_F32, what);
+        }
+    }
+    if (ref_hidden) {
+        for (size_t l = 0; l <= L; l++) {
+            char what[96];
+            snprintf(what, sizeof(what), "%s: residual stream %s %zu vs PyTorch", name, l ? "after block" : "embeddings", l ? l - 1 : 0);
+            CHECK_CLOSE(hc.buf + l * n * E, ref_hidden + l * n * E, (size_t)n * E, TOL_HIDDEN_F32, what);
+        }
+    }
+
+    /* greedy continuation of 32 tokens, decoding one token at a time */
+    int32_t tok = argmax(logits + (size_t)(n - 1) * V, (int)V);
+    int match = 0;
+    float *row = malloc(V * sizeof(float));
+    for (int g = 0; g < n_greedy; g++) {
+        if (tok == greedy[g]) match++;
+        else printf("  greedy[%d]: got %d, reference %d\n", g, tok, greedy[g]);
+        if (sl_eval(ctx, &tok, 1, row, false, &err) != SL_OK) break;
+        tok = argmax(row, (int)V);
+    }
+    CHECK(match == n_greedy, "%s: greedy continuation matches reference (%d/%d)", name, match, n_greedy);
+
+    /* incremental decoding == whole-prompt evaluation */
+    sl_context_reset(ctx);
+    for (int i = 0; i < n; i++) sl_eval(ctx, ids + i, 1, logits2 + i * V, false, &err);
+    CHECK_CLOSE(logits2, logits, (size_t)n * V, TOL_SAME_MATH, "incremental (KV cache) == batched prompt");
+    sl_context_free(ctx);
+
+    /* other batch sizes and thread counts, and an f16 KV cache (looser: f16 rounding of K/V) */
+    int configs[][2] = {{1, 3}, {2, 4}, {3, 64}, {2, 1}};
+    for (size_t k = 0; k < sizeof(configs) / sizeof(configs[0]); k++) {
+        cp.n_threads = configs[k][0];
+        cp.n_batch = configs[k][1];
+        ctx = sl_context_init(m, &cp, &err);
+        sl_eval(ctx, ids, n, logits2, true, &err);
+        char what[96];
+        snprintf(what, sizeof(what), "%s: threads %d, batch %d == threads 1, batch 64", name, configs[k][0], configs[k][1]);
+        CHECK_CLOSE(logits2, logits, (size_t)n * V, TOL_SAME_MATH, what);
+        sl_context_free(ctx);
+    }
+    cp.n_threads = 1;
+    cp.n_batch = 0;
+    cp.kv_f16 = true;
+    ctx = sl_context_init(m, &cp, &err);
+    sl_eval(ctx, ids, n, logits2, true, &err);
+    CHECK_CLOSE(logits2, ref ? ref : logits, (size_t)n * V, 2e-2, "f16 KV cache vs PyTorch (f16 rounding of keys/values)");
+    sl_context_free(ctx);
+
+    free(row);
+    free(hc.buf);
+    free(logits);
+    free(logits2);
+    free(ref);
+    free(ref_hidden);
+    free(json);
+    sl_model_free(m);
+}
+
+/* Compare with llama.cpp's top-20 natural-log probabilities. llama.cpp quantizes activations to
+ * Q8_0 before Q8_0/Q4_0 dot products (we do the same) and rounds them to bf16 for BF16 weights
+ * (we keep f32), so tolerances differ per type:
+ *   F16:  f32 activations on both sides -> only summation order differs: 2e-3
+ *   BF16: llama.cpp's bf16 activations vs our f32 -> up to ~0.2 per the fixture notes; measured
+ *         here well below that; bound 0.1
+ *   Q8_0: same activation quantization as llama.cpp, different summation order and kernels:
+ *         measured 0.013; bound 3e-2
+ *   Q4_0: same, but coarser weights amplify those differences through 4 layers: measured
+ *         0.044; bound 8e-2 (still well under the ~0.2 an f32-activation engine shows)
+ * The argmax must agree wherever llama.cpp's top-2 gap exceeds twice the tolerance. */
+static void test_oracle(const char *type, double tol) {
+    char path[256];
+    size_t size;
+    snprintf(path, sizeof(path), "tests/data/tiny-silu-%s.oracle.json", type);
+    char *json = test_read_file(path, &size);
+    if (!CHECK(json != NULL, "%s: read oracle", type)) return;
+    int32_t ids[128];
+    int n = test_json_ints(json, "ids", ids, 128);
+    snprintf(path, sizeof(path), "tests/data/tiny-silu-%s.gguf", type);
+    sl_error err;
+    sl_model *m = sl_model_load(path, NULL, &err);
+    if (!CHECK(m != NULL, "%s: load (%s)", type, m ? "ok" : err.message)) {
+        free(json);
+        return;
+    }
+    const int V = sl_model_get_config(m)->n_vocab;
+    sl_context_params cp = sl_context_default_params();
+    cp.n_ctx = 128;
+    sl_context *ctx = sl_context_init(m, &cp, &err);
+    float *logits = malloc((size_t)n * V * sizeof(float));
+    CHECK(sl_eval(ctx, ids, n, logits, true, &err) == SL_OK, "%s: eval %d ids", type, n);
+    double worst = 0.0;
+    int n_compared = 0, argmax_bad = 0;
+    const char *p = test_json_find(json, "positions");
+    for (int i = 0; i < n && p; i++) {
+        p = test_json_find(p, "top");
+        if (!p) break;
+        const float *row = logits + (size_t)i * V;
+        double mx = row[0], sum = 0.0;
+        for (int v = 1; v < V; v++) mx = row[v] > mx ? row[v] : mx;
+        for (int v = 0; v < V; v++) sum += exp(row[v] - mx);
+        double lse = mx + log(sum);
+        p++; /* past '[' */
+        double first_lp = 0, second_lp = 0;
+        int first_id = -1;
+        for (int k = 0; k < 20; k++) {
+            char *end;
+            while (*p && *p != '[') p++;
+            long id = strtol(p + 1, &end, 10);
+            p = end;
+            while (*p == ',' || *p == ' ') p++;
+            double lp = strtod(p, &end);
+            p = end;
+            double ours = row[id] - lse;
+            double d = fabs(ours - lp);
+            if (d > worst) worst = d;
+            n_compared++;
+            if (k == 0) first_lp = lp, first_id = (int)id;
+            if (k == 1) second_lp = lp;
+        }
+        if (first_lp - second_lp > 2 * tol && argmax(row, V) != first_id) argmax_bad++;
+    }
+    CHECK(n_compared == n * 20, "%s: compared %d top-20 log-probs over %d positions", type, n_compared, n);
+    CHECK(worst <= tol, "%s: max |logprob - llama.cpp| = %.4g <= tol %.3g", type, worst, tol);
+    CHECK(argmax_bad == 0, "%s: argmax agrees with llama.cpp where its top-2 gap > 2*tol (%d disagreements)", type, argmax_bad);
+    free(logits);
+    sl_context_free(ctx);
+    sl_model_free(m);
+    free(json);
+}
+
+static void test_errors(void) {
+    sl_error err;
+    sl_model *m = sl_model_load("tests/data/tiny-silu.gguf", NULL, &err);
+    if (!m) return;
+    sl_context_params cp = sl_context_default_params();
+    cp.n_ctx = 8;
+    sl_context *ctx = sl_context_init(m, &cp, &err);
+    int32_t bad[2] = {1, 2048};
+    float logits[2048];
+    CHECK(sl_eval(ctx, bad, 2, logits, false, &err) == SL_ERR_RANGE, "token id 2048 rejected: %s", err.message);
+    bad[1] = -1;
+    CHECK(sl_eval(ctx, bad, 2, logits, false, &err) == SL_ERR_RANGE, "token id -1 rejected");
+    CHECK(sl_context_n_past(ctx) == 0, "failed eval leaves the cache untouched");
+    int32_t many[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+    CHECK(sl_eval(ctx, many, 9, logits, false, &err) == SL_ERR_RANGE, "9 tokens in an 8-token context rejected: %s", err.message);
+    CHECK(sl_eval(ctx, many, 8, logits, false, &err) == SL_OK, "8 tokens fit");
+    CHECK(sl_eval(ctx, many, 1, logits, false, &err) == SL_ERR_RANGE, "9th token rejected: %s", err.message);
+    CHECK(sl_eval(ctx, many, 0, logits, false, &err) == SL_ERR_INVALID_ARG, "zero tokens rejected");
+    sl_context_free(ctx);
+    cp.n_ctx = 1 << 22;
+    cp.n_batch = 65536;
+    cp.n_threads = 512;
+    sl_model_config cfg = *sl_model_get_config(m);
+    (void)cfg;
+    ctx = sl_context_init(m, &cp, &err);
+    /* 4M tokens x 4 layers x 64 x 2 x 4 bytes = 8 GiB of cache: may or may not fit this machine, but
+     * either way no crash; a negative size is always refused */
+    sl_context_free(ctx);
+    cp.n_ctx = -5;
+    CHECK(sl_context_init(m, &cp, &err) == NULL && err.code == SL_ERR_INVALID_ARG, "negative n_ctx refused: %s", err.message);
+    sl_model_load("tests/data/does-not-exist.gguf", NULL, &err);
+    CHECK(err.code == SL_ERR_IO, "missing file: %s", err.message);
+    sl_model_params vp = sl_model_default_params();
+    sl_model *vm = sl_model_load("tests/data/tiny-silu.gguf", &vp, &err);
+    CHECK(vm != NULL, "second model in the same process");
+    sl_model_free(vm);
+    sl_model_free(m);
+}
+
+int main(void) {
+    test_f32_fixture("tiny-silu");
+    test_f32_fixture("tiny-relu");
+    test_oracle("f16", 2e-3);
+    test_oracle("bf16", 1e-1);
+    test_oracle("q8_0", 3e-2);
+    test_oracle("q4_0", 8e-2);
+    test_errors();
+    return test_summary();
+}
