@@ -40,7 +40,7 @@ STATIC_LIB := $(BUILD)/libskipllama.a
 SHARED_LIB := $(BUILD)/libskipllama.so
 BIN        := $(BUILD)/skipllama
 
-.PHONY: all lib test asan run install clean fuzz bench python
+.PHONY: all lib test asan run install clean fuzz fuzz-smoke fuzz-bins bench python
 all: $(BIN) $(SHARED_LIB)
 
 lib: $(STATIC_LIB) $(SHARED_LIB)
@@ -101,6 +101,37 @@ bench: $(BENCH_BIN)
 $(BUILD)/bench/%: bench/%.c $(STATIC_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(STATIC_LIB) $(LDLIBS)
+
+# Fuzzing (fuzz/, docs/fuzzing.md): libFuzzer harnesses built with clang, the library and CLI
+# helpers compiled with the same coverage + ASan/UBSan flags into $(FUZZ_BUILD). `make fuzz`
+# builds them; `fuzz/run.sh SECONDS` runs each; `make fuzz-smoke` is the short CI-sized run.
+FUZZ_CC    ?= clang
+FUZZ_BUILD ?= build-fuzz
+FUZZ_BIN   := $(patsubst fuzz/%.c,$(BUILD)/fuzz/%,$(sort $(wildcard fuzz/fuzz_*.c)))
+CLI_LIB    := $(BUILD)/libskipllama-cli.a
+
+fuzz:
+	$(MAKE) BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) OPT="-O1 -g -fno-omit-frame-pointer" \
+	    SAN_FLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -include fuzz/clang_compat.h" fuzz-bins
+
+fuzz-smoke: fuzz
+	FUZZ_BUILD=$(FUZZ_BUILD) sh fuzz/run.sh 15
+
+fuzz-bins: $(FUZZ_BIN)
+
+# the CLI's helpers and subcommands without main() (fuzz_cli_args and tests/test_regress call them)
+$(CLI_LIB): $(filter-out %/main.o,$(CLI_OBJ))
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz_common.h $(CLI_LIB) $(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fsanitize=fuzzer -Icli -o $@ $< $(CLI_LIB) $(STATIC_LIB) $(LDLIBS)
+
+# replays tests/regress/<harness>/* through the harness sources it #includes (needs the CLI helpers)
+$(BUILD)/tests/test_regress: tests/test_regress.c $(TEST_COMMON) $(wildcard fuzz/*.c fuzz/*.h) $(CLI_LIB) $(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itests -Icli -o $@ $< $(TEST_COMMON) $(CLI_LIB) $(STATIC_LIB) $(LDLIBS)
 
 clean:
 	rm -rf build build-asan build-fuzz

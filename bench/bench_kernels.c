@@ -11,9 +11,13 @@
  *     turn, so the weights really come from DRAM as in a real decode step;
  *   - prefill matmul (B = 128) GFLOP/s per type (2 * rows * n * B flops per call);
  *   - attention of one token over 2048 cached positions (32 heads, 4 KV heads, head 64).
- * Every figure is the median of -r runs (default 7). The machine may be shared: medians, and
- * rerun when in doubt. Usage: bench_kernels [-t 1,2] [-r 7] [-v auto|scalar|avx2|avx512] [-q]
- * (-q: skip the slow scalar-heavy parts, i.e. only matvec and matmul).
+ * Every figure is the median of -r runs (default 7). On a shared machine wall-clock figures
+ * measure the neighbours as much as the kernels, so matvec/matmul cells read "wall [cpu]
+ * share": the wall-clock figure, the same work divided by the process's CPU time per thread
+ * (what the kernels do while they actually run), and the fraction of the threads' wall time
+ * they got a CPU (1.00 = uncontended; trust the wall figure only near 1).
+ * Usage: bench_kernels [-t 1,2] [-r 7] [-v auto|scalar|avx2|avx512] [-q] [-s]
+ * (-q: skip attention; -s: only the first shape of each table).
  */
 #include "kernels/kernels.h"
 #include "threadpool.h"
@@ -21,6 +25,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,6 +43,24 @@ static int cmp_double(const void *a, const void *b) {
 static double median(double *v, int n) {
     qsort(v, (size_t)n, sizeof(double), cmp_double);
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static double cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* a rate measured both ways (see the header comment) */
+typedef struct rate {
+    double wall;  /* units per wall second */
+    double cpu;   /* units per CPU second per thread */
+    double share; /* CPU seconds / (wall seconds * threads) */
+} rate;
+
+static rate rate_median(double *wall, double *cpu, double *share, int n) {
+    rate r = {median(wall, n), median(cpu, n), median(share, n)};
+    return r;
 }
 
 /* ---- read bandwidth ---------------------------------------------------------------------------- */
@@ -158,45 +181,53 @@ static float *make_x(int64_t count) {
     return x;
 }
 
-/* median GB/s of B=1 products over the copies */
-static double bench_matvec(sl_pool *pool, sl_type t, const shape *sh) {
-    int copies;
+/* GB/s of B=1 products over the copies */
+static rate bench_matvec(sl_pool *pool, sl_type t, const shape *sh) {
+    rate none = {0, 0, 0};
+    int copies, nth = sl_pool_n_threads(pool);
     size_t one;
     uint8_t *w = make_copies(t, sh->rows, sh->n, (size_t)256 << 20, &copies, &one);
-    if (!w) return 0;
+    if (!w) return none;
     float *x = make_x(sh->n), *y = sl_malloc_aligned(sizeof(float) * (size_t)sh->rows);
     sl_matmul(pool, t, w, sh->rows, sh->n, x, 1, y); /* warm-up: scratch, page faults */
-    double v[64];
+    double vw[64], vc[64], vs[64];
     for (int r = 0; r < n_runs; r++) {
         int reps = copies < 8 ? 8 : copies;
-        double t0 = sl_time_s();
+        double t0 = sl_time_s(), c0 = cpu_s();
         for (int i = 0; i < reps; i++) sl_matmul(pool, t, w + one * (size_t)(i % copies), sh->rows, sh->n, x, 1, y);
-        v[r] = (double)one * reps / (sl_time_s() - t0) / 1e9;
+        double dt = sl_time_s() - t0, dc = cpu_s() - c0;
+        vw[r] = (double)one * reps / dt / 1e9;
+        vc[r] = (double)one * reps / (dc / nth) / 1e9;
+        vs[r] = dc / (dt * nth);
     }
     sl_free_aligned(w);
     sl_free_aligned(x);
     sl_free_aligned(y);
-    return median(v, n_runs);
+    return rate_median(vw, vc, vs, n_runs);
 }
 
-/* median GFLOP/s of B-token products */
-static double bench_matmul(sl_pool *pool, sl_type t, const shape *sh, int64_t B) {
-    int copies;
+/* GFLOP/s of B-token products */
+static rate bench_matmul(sl_pool *pool, sl_type t, const shape *sh, int64_t B) {
+    rate none = {0, 0, 0};
+    int copies, nth = sl_pool_n_threads(pool);
     size_t one;
     uint8_t *w = make_copies(t, sh->rows, sh->n, 0, &copies, &one);
-    if (!w) return 0;
+    if (!w) return none;
     float *x = make_x(sh->n * B), *y = sl_malloc_aligned(sizeof(float) * (size_t)(sh->rows * B));
     sl_matmul(pool, t, w, sh->rows, sh->n, x, B, y);
-    double v[64];
+    double vw[64], vc[64], vs[64], flop = 2.0 * (double)sh->rows * (double)sh->n * (double)B;
     for (int r = 0; r < n_runs; r++) {
-        double t0 = sl_time_s();
+        double t0 = sl_time_s(), c0 = cpu_s();
         sl_matmul(pool, t, w, sh->rows, sh->n, x, B, y);
-        v[r] = 2.0 * (double)sh->rows * (double)sh->n * (double)B / (sl_time_s() - t0) / 1e9;
+        double dt = sl_time_s() - t0, dc = cpu_s() - c0;
+        vw[r] = flop / dt / 1e9;
+        vc[r] = flop / (dc / nth) / 1e9;
+        vs[r] = dc / (dt * nth);
     }
     sl_free_aligned(w);
     sl_free_aligned(x);
     sl_free_aligned(y);
-    return median(v, n_runs);
+    return rate_median(vw, vc, vs, n_runs);
 }
 
 /* ---- attention ---------------------------------------------------------------------------------- */
@@ -248,7 +279,7 @@ static double bench_attention(sl_pool *pool, bool f16, int n_pos) {
 
 int main(int argc, char **argv) {
     int threads[8] = {1, 2}, n_threads = 2;
-    bool quick = false;
+    bool quick = false, one_shape = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-r") && i + 1 < argc) {
             n_runs = atoi(argv[++i]);
@@ -271,8 +302,10 @@ int main(int argc, char **argv) {
             }
         } else if (!strcmp(argv[i], "-q")) {
             quick = true;
+        } else if (!strcmp(argv[i], "-s")) {
+            one_shape = true;
         } else {
-            fprintf(stderr, "usage: %s [-t 1,2] [-r runs] [-v auto|scalar|avx2|avx512] [-q]\n", argv[0]);
+            fprintf(stderr, "usage: %s [-t 1,2] [-r runs] [-v auto|scalar|avx2|avx512] [-q] [-s]\n", argv[0]);
             return 2;
         }
     }
@@ -285,23 +318,26 @@ int main(int argc, char **argv) {
         double bw = bench_bandwidth(pool);
         printf("read bandwidth (512 MB sum): %.1f GB/s\n", bw);
         printf("pool round trip (empty task): %.2f us\n", bench_roundtrip(pool));
-        printf("\n| decode matvec GB/s (%% of read bw) | f32 | f16 | bf16 | q8_0 | q4_0 |\n|---|---|---|---|---|---|\n");
-        for (int s = 0; s < (int)(sizeof(shapes) / sizeof(shapes[0])); s++) {
+        printf("\n| decode matvec GB/s: wall [cpu] share | f32 | f16 | bf16 | q8_0 | q4_0 |\n|---|---|---|---|---|---|\n");
+        int n_shapes = one_shape ? 1 : (int)(sizeof(shapes) / sizeof(shapes[0]));
+        for (int s = 0; s < n_shapes; s++) {
             printf("| %s |", shapes[s].name);
             fflush(stdout);
             for (int t = 0; t < 5; t++) {
-                double g = bench_matvec(pool, types[t], &shapes[s]);
-                printf(" %.1f (%.0f%%) |", g, 100.0 * g / bw);
+                rate g = bench_matvec(pool, types[t], &shapes[s]);
+                printf(" %.1f [%.1f] %.2f |", g.wall, g.cpu, g.share);
                 fflush(stdout);
             }
             printf("\n");
         }
-        printf("\n| prefill matmul B=128 GFLOP/s | f32 | f16 | bf16 | q8_0 | q4_0 |\n|---|---|---|---|---|---|\n");
-        for (int s = 0; s < 3; s++) {
+        printf("(read bandwidth above: %.1f GB/s)\n", bw);
+        printf("\n| prefill matmul B=128 GFLOP/s: wall [cpu] share | f32 | f16 | bf16 | q8_0 | q4_0 |\n|---|---|---|---|---|---|\n");
+        for (int s = 0; s < (one_shape ? 1 : 3); s++) {
             printf("| %s |", shapes[s].name);
             fflush(stdout);
             for (int t = 0; t < 5; t++) {
-                printf(" %.1f |", bench_matmul(pool, types[t], &shapes[s], 128));
+                rate g = bench_matmul(pool, types[t], &shapes[s], 128);
+                printf(" %.1f [%.1f] %.2f |", g.wall, g.cpu, g.share);
                 fflush(stdout);
             }
             printf("\n");

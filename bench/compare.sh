@@ -138,7 +138,7 @@ done
 # The table: one row per (model, type, threads, test); medians of tokens/s.
 awk -F'|' -v have_llama="$llama_kind" '
     $1 == "skipllama" { key = $2 "|" $3 "|" $4 "|" $5; order[++n] = key; ours[key] = $6; sd[key] = $8; bw[key] = $9; dram[key] = $10
-                        if ($11 + 0 > rss[$2 "|" $3]) rss[$2 "|" $3] = $11 + 0 }
+                        if ($11 + 0 > rss[$2 "/" $3]) rss[$2 "/" $3] = $11 + 0 }
     $1 == "llama.cpp" { key = $2 "|" $3 "|" $4 "|" $5; theirs[key] = $6 }
     END {
         print "| model | type | threads | test | skipllama t/s (median) | llama.cpp t/s (median) | ratio | eff. BW GB/s | DRAM read GB/s |"

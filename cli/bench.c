@@ -243,8 +243,13 @@ static const char *base_name(const char *path) {
 static void print_md(const bench_opts *o, const sl_model *model, const row_result *res, int n_res, double rss_mib,
                      int64_t decode_bytes) {
     const sl_model_config *cfg = sl_model_get_config(model);
-    double size_gib = (double)sl_model_file_size(model) / (1024.0 * 1024.0 * 1024.0);
-    double params_b = (double)sl_model_n_params(model) / 1e9;
+    double size = (double)sl_model_file_size(model), params = (double)sl_model_n_params(model);
+    char size_s[32], params_s[32];
+    /* llama-bench units for real models; small test models would read 0.00 */
+    if (size >= 1024.0 * 1024.0 * 1024.0) snprintf(size_s, sizeof(size_s), "%.2f GiB", size / (1024.0 * 1024.0 * 1024.0));
+    else snprintf(size_s, sizeof(size_s), "%.2f MiB", size / (1024.0 * 1024.0));
+    if (params >= 1e9) snprintf(params_s, sizeof(params_s), "%.2f B", params / 1e9);
+    else snprintf(params_s, sizeof(params_s), "%.2f M", params / 1e6);
     printf("| model | size | params | type | threads | test | t/s | median t/s | eff. BW GB/s | DRAM read GB/s |\n");
     printf("| --- | ---: | ---: | --- | ---: | --- | ---: | ---: | ---: | ---: |\n");
     for (int i = 0; i < n_res; i++) {
@@ -253,8 +258,8 @@ static void print_md(const bench_opts *o, const sl_model *model, const row_resul
         /* effective bandwidth only means something for one-token steps */
         if (r->row->kind == ROW_GEN) snprintf(bw, sizeof(bw), "%.1f", (double)decode_bytes * r->median / 1e9);
         if (r->dram_gbs > 0) snprintf(dram, sizeof(dram), "%.1f", r->dram_gbs);
-        printf("| %s | %.2f GiB | %.2f B | %s | %d | %s | %.2f ± %.2f | %.2f | %s | %s |\n", base_name(o->model), size_gib,
-               params_b, sl_type_name(cfg->weight_type), r->n_threads, r->row->label, r->mean, r->sd, r->median, bw, dram);
+        printf("| %s | %s | %s | %s | %d | %s | %.2f ± %.2f | %.2f | %s | %s |\n", base_name(o->model), size_s, params_s,
+               sl_type_name(cfg->weight_type), r->n_threads, r->row->label, r->mean, r->sd, r->median, bw, dram);
     }
     printf("\npeak RSS %.0f MiB (model file %.0f MiB, KV cache %d tokens %s); a generated token reads %.1f MiB of "
            "weights; eff. BW = that × median t/s; DRAM read = best of 5 streaming reads of %d MiB at the same thread "

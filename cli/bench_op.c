@@ -46,11 +46,16 @@ typedef struct bo_opts {
     bool cache;                        /* --cache: run the active-row cache experiment */
     bool use_idx;                      /* --input idx: index lists instead of bool masks */
     uint64_t seed;                     /* --seed */
+    bool use_min;                      /* --stat min: report the fastest call instead of the median */
 } bo_opts;
+
+static bool g_use_min = false; /* --stat min (read by timing_finish) */
+
+static clockid_t g_clock = CLOCK_MONOTONIC; /* --clock cpu: CLOCK_THREAD_CPUTIME_ID */
 
 static double now_s(void) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(g_clock, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
@@ -205,7 +210,10 @@ static void timing_add(bo_timing *t, double total, const sl_sparse_mlp_stats *s)
 }
 
 static void timing_finish(bo_timing *t) {
-    for (int f = 0; f < ST_N; f++) t->med[f] = median(t->v[f], t->n);
+    for (int f = 0; f < ST_N; f++) {
+        t->med[f] = median(t->v[f], t->n);
+        if (g_use_min && t->n > 0) t->med[f] = t->v[f][0]; /* sorted by median() */
+    }
 }
 
 /* ---- output ---------------------------------------------------------------------------------- */
@@ -279,87 +287,95 @@ static void timing_free(bo_timing *t) {
 
 #define BO_MASK_SETS 8 /* distinct random inputs cycled per row */
 
-/* Time the dense MLP and every (fraction, mode) of one (shape, type, threads, B). */
+/* One timed configuration of a batch: the dense MLP (mode < 0) or the sparse operator at one
+ * fraction and mode, with its inputs. */
+typedef struct bo_config {
+    int mode;                     /* -1 dense, else sl_mlp_mode */
+    double fraction;              /* requested active fraction */
+    int64_t k;                    /* active neurons per row */
+    bo_input in[BO_MASK_SETS];    /* inputs cycled over the calls */
+    bo_timing tm;                 /* samples */
+} bo_config;
+
+/* Time the dense MLP and every (fraction, mode) of one (shape, type, threads, B). The calls of
+ * all configurations are interleaved (one of each per repetition), so a change of load on a
+ * shared machine hits dense and sparse alike and the ratios stay meaningful. */
 static int run_batch(const bo_opts *o, const char *shape, sl_type type, int64_t H, int64_t I, int threads, int B,
                      sl_sparse_mlp **ops, int L, sl_sparse_mlp_stats *stats, uint64_t *s) {
     const char *cmd = "bench-op";
     const int reps = o->reps, warm = L < 2 ? 2 : L;
+    const int n_modes = B > 1 ? o->n_modes : 1, n_cfg = 1 + n_modes * o->n_fractions;
     float *x = malloc((size_t)B * (size_t)H * sizeof(float)), *out = malloc((size_t)B * (size_t)H * sizeof(float));
     int32_t *perm = malloc((size_t)I * sizeof(int32_t));
-    bo_input in[BO_MASK_SETS];
-    memset(in, 0, sizeof(in));
-    bo_timing tm;
-    bool ok = x && out && perm && timing_alloc(&tm, reps);
-    for (int m = 0; m < BO_MASK_SETS && ok; m++) ok = input_alloc(&in[m], B, I);
+    bo_config *cfg = calloc((size_t)n_cfg, sizeof(bo_config));
+    bool ok = x && out && perm && cfg;
+    for (int c = 0; c < n_cfg && ok; c++) {
+        bo_config *g = &cfg[c];
+        g->mode = c == 0 ? -1 : (int)(B > 1 ? o->modes[(c - 1) / o->n_fractions] : SL_MLP_PER_ROW);
+        g->fraction = c == 0 ? 1.0 : o->fractions[(c - 1) % o->n_fractions];
+        g->k = active_count(g->fraction, I);
+        ok = timing_alloc(&g->tm, reps);
+        for (int m = 0; m < BO_MASK_SETS && ok && c > 0; m++) ok = input_alloc(&g->in[m], B, I);
+    }
+    int rc = 0;
+    sl_error err;
     if (!ok) {
-        free(x), free(out), free(perm);
-        for (int m = 0; m < BO_MASK_SETS; m++) input_free(&in[m]);
-        return cli_fail(cmd, "out of memory");
+        rc = cli_fail(cmd, "out of memory");
+        goto done;
     }
     for (int64_t q = 0; q < (int64_t)B * H; q++) x[q] = rng_unit(s);
     for (int64_t i = 0; i < I; i++) perm[i] = (int32_t)i;
-    sl_error err;
-    int rc = 0;
+    for (int c = 1; c < n_cfg; c++)
+        for (int m = 0; m < BO_MASK_SETS; m++) input_random(&cfg[c].in[m], B, I, cfg[c].k, perm, s);
 
-    /* dense */
-    tm.n = 0;
-    for (int r = 0; r < warm + reps; r++) {
-        sl_sparse_mlp *op = ops[r % L];
-        double t0 = now_s();
-        if (sl_mlp_dense_forward(op, x, B, out, &err)) {
-            rc = cli_fail_err(cmd, &err);
-            goto done;
-        }
-        double t1 = now_s();
-        if (r >= warm) timing_add(&tm, t1 - t0, stats);
-    }
-    timing_finish(&tm);
-    const double dense_ms = tm.med[ST_TOTAL] * 1e3, dense_gbs = tm.med[ST_BYTES] / tm.med[ST_TOTAL] * 1e-9;
-    bo_row row = {shape, type, B, threads, "dense", 1.0, 1.0, dense_ms, dense_gbs, 1.0, 1.0, {0}};
-    for (int f = 0; f < 6; f++) row.stage[f] = tm.med[ST_SELECT + f] * 1e3;
-    print_row(o, &row);
-
-    const int n_modes = B > 1 ? o->n_modes : 1;
-    for (int mi = 0; mi < n_modes; mi++) {
-        const sl_mlp_mode mode = B > 1 ? o->modes[mi] : SL_MLP_PER_ROW;
-        bo_verdict *v = n_verdicts < 1024 ? &verdicts[n_verdicts++] : &verdicts[1023];
-        snprintf(v->what, sizeof(v->what), "%s %s B=%d t=%d %s", shape, sl_type_name(type), B, threads, mode_name((int)mode));
-        v->ratio_10 = v->ratio_100 = NAN;
-        v->min_gbs_50 = INFINITY;
-        for (int fi = 0; fi < o->n_fractions; fi++) {
-            const double f = o->fractions[fi];
-            const int64_t k = active_count(f, I);
-            for (int m = 0; m < BO_MASK_SETS; m++) input_random(&in[m], B, I, k, perm, s);
-            tm.n = 0;
-            for (int r = 0; r < warm + reps; r++) {
-                sl_sparse_mlp *op = ops[r % L];
-                const bo_input *ip = &in[r % BO_MASK_SETS];
-                double t0 = now_s();
-                sl_status st = o->use_idx ? sl_sparse_mlp_forward(op, x, B, NULL, (const int32_t *const *)ip->idx, ip->n_idx, mode, out, &err)
-                                          : sl_sparse_mlp_forward(op, x, B, ip->mask, NULL, NULL, mode, out, &err);
-                double t1 = now_s();
-                if (st) {
-                    rc = cli_fail_err(cmd, &err);
-                    goto done;
-                }
-                if (r >= warm) timing_add(&tm, t1 - t0, stats);
+    for (int r = 0; r < warm + reps; r++)
+        for (int c = 0; c < n_cfg; c++) {
+            bo_config *g = &cfg[c];
+            sl_sparse_mlp *op = ops[(r * n_cfg + c) % L];
+            const bo_input *ip = &g->in[(r + c) % BO_MASK_SETS];
+            double t0 = now_s();
+            sl_status st = g->mode < 0 ? sl_mlp_dense_forward(op, x, B, out, &err)
+                           : o->use_idx ? sl_sparse_mlp_forward(op, x, B, NULL, (const int32_t *const *)ip->idx, ip->n_idx,
+                                                                (sl_mlp_mode)g->mode, out, &err)
+                                        : sl_sparse_mlp_forward(op, x, B, ip->mask, NULL, NULL, (sl_mlp_mode)g->mode, out, &err);
+            double t1 = now_s();
+            if (st) {
+                rc = cli_fail_err(cmd, &err);
+                goto done;
             }
-            timing_finish(&tm);
-            bo_row sr = {shape, type, B, threads, mode_name((int)mode), (double)k / (double)I, tm.med[ST_UNIQUE] / (double)I,
-                         tm.med[ST_TOTAL] * 1e3, tm.med[ST_BYTES] / tm.med[ST_TOTAL] * 1e-9, 0, 0, {0}};
-            sr.ratio = sr.ms / dense_ms;
-            sr.gbs_ratio = sr.gbs / dense_gbs;
-            for (int q = 0; q < 6; q++) sr.stage[q] = tm.med[ST_SELECT + q] * 1e3;
-            print_row(o, &sr);
-            if (fabs(f - 0.1) < 1e-9) v->ratio_10 = sr.ratio;
-            if (fabs(f - 1.0) < 1e-9) v->ratio_100 = sr.ratio;
-            if (f >= 0.5 - 1e-9 && sr.gbs_ratio < v->min_gbs_50) v->min_gbs_50 = sr.gbs_ratio;
+            if (r >= warm) timing_add(&g->tm, t1 - t0, stats);
         }
+
+    for (int c = 0; c < n_cfg; c++) timing_finish(&cfg[c].tm);
+    const double dense_ms = cfg[0].tm.med[ST_TOTAL] * 1e3, dense_gbs = cfg[0].tm.med[ST_BYTES] / cfg[0].tm.med[ST_TOTAL] * 1e-9;
+    bo_verdict *v = NULL;
+    for (int c = 0; c < n_cfg; c++) {
+        bo_config *g = &cfg[c];
+        bo_row row = {shape, type, B, threads, mode_name(g->mode), (double)g->k / (double)I, g->tm.med[ST_UNIQUE] / (double)I,
+                      g->tm.med[ST_TOTAL] * 1e3, g->tm.med[ST_BYTES] / g->tm.med[ST_TOTAL] * 1e-9, 0, 0, {0}};
+        if (c == 0) row.fraction = row.unique = 1.0;
+        row.ratio = row.ms / dense_ms;
+        row.gbs_ratio = row.gbs / dense_gbs;
+        for (int q = 0; q < 6; q++) row.stage[q] = g->tm.med[ST_SELECT + q] * 1e3;
+        print_row(o, &row);
+        if (c == 0) continue;
+        if ((c - 1) % o->n_fractions == 0) { /* first fraction of a mode: a new acceptance line */
+            v = n_verdicts < 1024 ? &verdicts[n_verdicts++] : &verdicts[1023];
+            snprintf(v->what, sizeof(v->what), "%s %s B=%d t=%d %s", shape, sl_type_name(type), B, threads, mode_name(g->mode));
+            v->ratio_10 = v->ratio_100 = NAN;
+            v->min_gbs_50 = INFINITY;
+        }
+        if (fabs(g->fraction - 0.1) < 1e-6) v->ratio_10 = row.ratio;
+        if (fabs(g->fraction - 1.0) < 1e-6) v->ratio_100 = row.ratio;
+        if (g->fraction >= 0.5 - 1e-6 && row.gbs_ratio < v->min_gbs_50) v->min_gbs_50 = row.gbs_ratio;
     }
 done:
     free(x), free(out), free(perm);
-    for (int m = 0; m < BO_MASK_SETS; m++) input_free(&in[m]);
-    timing_free(&tm);
+    for (int c = 0; cfg && c < n_cfg; c++) {
+        for (int m = 0; m < BO_MASK_SETS; m++) input_free(&cfg[c].in[m]);
+        timing_free(&cfg[c].tm);
+    }
+    free(cfg);
     return rc;
 }
 
@@ -463,6 +479,9 @@ static void usage(FILE *f) {
             "  --input K        mask (default) or idx: how active neurons are passed\n"
             "  --cache          also run the active-row cache experiment (B = 1)\n"
             "  --overlaps L     mask overlaps between consecutive calls for --cache (default 1,0.95,0.8,0.5)\n"
+            "  --stat S         median (default) or min: the statistic reported per row (each column on its own)\n"
+            "  --clock C        wall (default) or cpu: CPU time of the calling thread, for single-thread runs on a\n"
+            "                   busy machine (it leaves out time spent descheduled; stage columns stay wall time)\n"
             "  --seed N         random seed (default 1)\n"
             "  -o md|json       output format (default md)\n");
 }
@@ -562,6 +581,12 @@ int cmd_bench_op(int argc, char **argv) {
         } else if (cli_is(a, NULL, "--input")) {
             if (!strcmp(v, "idx")) o.use_idx = true;
             else if (strcmp(v, "mask")) return cli_fail(cmd, "--input must be mask or idx");
+        } else if (cli_is(a, NULL, "--clock")) {
+            if (!strcmp(v, "cpu")) g_clock = CLOCK_THREAD_CPUTIME_ID;
+            else if (strcmp(v, "wall")) return cli_fail(cmd, "--clock must be wall or cpu");
+        } else if (cli_is(a, NULL, "--stat")) {
+            if (!strcmp(v, "min")) o.use_min = g_use_min = true;
+            else if (strcmp(v, "median")) return cli_fail(cmd, "--stat must be median or min");
         } else if (cli_is(a, NULL, "--seed")) {
             int64_t seed;
             if (!cli_parse_i64(v, 1, INT64_MAX, &seed)) return cli_fail(cmd, "bad --seed '%s'", v);
@@ -588,8 +613,14 @@ int cmd_bench_op(int argc, char **argv) {
     uint64_t s = o.seed * 0x9E3779B97F4A7C15ULL + 1;
     int rc = 0;
     if (!o.json)
-        printf("# bench-op: median of %d calls, activation %s, %s input; times in ms; GB/s = distinct weight bytes read / time\n\n",
-               o.reps, sl_activation_name(o.act), o.use_idx ? "index-list" : "mask");
+        printf("# bench-op: %s%s of %d calls, activation %s, %s input; times in ms; GB/s = distinct weight bytes read / time\n\n",
+               g_clock == CLOCK_MONOTONIC ? "" : "thread CPU time, ", o.use_min ? "min" : "median", o.reps, sl_activation_name(o.act), o.use_idx ? "index-list" : "mask");
+    if (!o.json) {
+        FILE *la = fopen("/proc/loadavg", "r");
+        char buf[64] = "";
+        if (la && fgets(buf, sizeof(buf), la)) printf("# load average at start: %s\n", strtok(buf, "\n"));
+        if (la) fclose(la);
+    }
     print_header(&o);
     for (int si = 0; si < o.n_shapes && !rc; si++) {
         const int64_t H = o.shape[si][0], I = o.shape[si][1];

@@ -19,10 +19,19 @@ int cmd_info(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_ppl(int argc, char **argv);
 int cmd_calibrate(int argc, char **argv);
+int cmd_profile(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_bench_op(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_detokenize(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_train_predictor(int argc, char **argv);
+
+/* Read a whole file ('-' = standard input) into a malloc'd NUL-terminated buffer (*len bytes, may
+ * contain NUL). Prints an error naming cmd and returns NULL on failure. (cli/tokenize.c) */
+char *cli_read_input(const char *cmd, const char *path, size_t *len);
 
 /* A one-line progress bar with rate and ETA on stderr, redrawn in place (only when stderr is a
  * terminal, or every 10% otherwise). Call with done == total to finish the line. */

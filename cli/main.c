@@ -22,6 +22,11 @@ static const command commands[] = {
     {"bench-op", cmd_bench_op, "time the sparse MLP operator against the dense MLP on random weights"},
     {"ppl", cmd_ppl, "perplexity of a text file, dense or with a sparsity profile"},
     {"calibrate", cmd_calibrate, "write CATS sparsity thresholds for a model from a text file"},
+    {"tokenize", cmd_tokenize, "print the token ids of a text (works on vocab-only GGUF files)"},
+    {"detokenize", cmd_detokenize, "print the text of comma-separated token ids"},
+    {"run", cmd_run, "generate text from a prompt, streaming it as it is produced"},
+    {"train-predictor", cmd_train_predictor, "train low-rank skip predictors from a text and write them into a profile"},
+    {"profile", cmd_profile, "show a sparsity profile, or write one with random predictors (speed proxy)"},
     /* @@COMMANDS@@ (one line per subcommand; keep this marker) */
 };
 

@@ -262,10 +262,83 @@ sl_status sl_detok_push(sl_detok *d, int32_t id, const char **out, size_t *out_l
 void sl_detok_flush(sl_detok *d, const char **out, size_t *out_len);
 void sl_detok_free(sl_detok *d);
 
+/* Wrap one user message (and an optional system message, may be NULL) in the model's chat
+ * template, when tokenizer.chat_template is one llama.cpp knows by these markers: Llama-3
+ * ("<|start_header_id|>") or Llama-2 ("[INST]"). The text is laid out as llama.cpp's built-in
+ * templates do (messages trimmed, ending with the assistant header / " [/INST]"); BOS is not
+ * included — sl_tokenize adds it. Tokenize the result with parse_special = true. *out is a
+ * malloc'd NUL-terminated string (*out_len bytes) released with sl_free_text.
+ * SL_ERR_UNSUPPORTED when the vocabulary has no template or one of another family. */
+sl_status sl_chat_format(const sl_vocab *vocab, const char *system, const char *user, size_t user_len, char **out,
+                         size_t *out_len, sl_error *err);
+
 /* ---------------------------------------------------------------------------------------------
  * Sampling (src/sampler.c)
  * ------------------------------------------------------------------------------------------- */
 /* @@SAMPLER-SECTION@@ */
+
+/* Picks the next token from a row of logits. A sampler is a chain of steps applied in order to
+ * the candidate list — repetition penalty, top-k, top-p, min-p, temperature (the order llama.cpp
+ * uses) — then a final pick: the most likely token (temperature <= 0) or a random draw from the
+ * softmax of what is left, with the sampler's own seeded generator: the same seed and the same
+ * logits give the same tokens. One sampler per sequence; not thread-safe. */
+typedef struct sl_sampler sl_sampler;
+
+typedef struct sl_sampler_params {
+    float temperature;     /* divide logits by this; <= 0: greedy (argmax after the penalty) */
+    int32_t top_k;         /* keep the k most likely tokens; <= 0: off */
+    float top_p;           /* keep the fewest most likely tokens whose probability adds up to >= top_p; >= 1: off */
+    float min_p;           /* drop tokens less likely than min_p times the most likely one; <= 0: off */
+    float repeat_penalty;  /* recent tokens: positive logits divided by it, negative multiplied; 1: off */
+    int32_t repeat_last_n; /* how many of the most recent accepted tokens the penalty covers; 0: off */
+    uint64_t seed;         /* random generator seed */
+} sl_sampler_params;
+
+/* llama.cpp's defaults: temperature 0.8, top_k 40, top_p 0.95, min_p 0.05, repeat_penalty 1.0
+ * (off), repeat_last_n 64, seed 0. */
+sl_sampler_params sl_sampler_default_params(void);
+/* Check the parameters (finite numbers, top_p/min_p in [0, 1], repeat_penalty > 0, sizes >= 0).
+ * Returns false and fills *err naming the bad field. */
+bool sl_sampler_params_check(const sl_sampler_params *params, sl_error *err);
+/* Create a sampler; NULL when the parameters fail sl_sampler_params_check or memory runs out. */
+sl_sampler *sl_sampler_init(const sl_sampler_params *params);
+/* Choose a token from logits[0..n_vocab). NaN logits count as -inf. Returns the token id, or -1
+ * when logits is NULL, n_vocab <= 0, every logit is -inf/NaN, or memory runs out. The token is
+ * not recorded: call sl_sampler_accept with the token actually used. */
+int32_t sl_sampler_sample(sl_sampler *s, const float *logits, int32_t n_vocab);
+/* Record a token that became part of the sequence (prompt tokens too), for the repetition penalty. */
+void sl_sampler_accept(sl_sampler *s, int32_t token);
+/* Forget the history and restart the random generator from the seed. */
+void sl_sampler_reset(sl_sampler *s);
+void sl_sampler_free(sl_sampler *s);
+
+/* Extending the chain: a step sees the candidate list and may change logits, reorder, or shrink
+ * it (never grow it). Steps added with sl_sampler_add_step run after the built-in ones, before
+ * the final pick. */
+typedef struct sl_token_prob {
+    int32_t id;  /* token id */
+    float logit; /* current (possibly modified) logit */
+    float p;     /* probability, valid only where a step says so (after top-p / at the final pick) */
+} sl_token_prob;
+
+typedef struct sl_candidates {
+    sl_token_prob *data; /* the candidates */
+    int32_t size;        /* how many; a step may lower it (keeping at least 1) */
+    bool sorted;         /* data is sorted by logit, highest first (steps that reorder set/clear it) */
+} sl_candidates;
+
+typedef struct sl_sampler_step {
+    const char *name;                              /* for messages ("top-k") */
+    void (*apply)(void *state, sl_candidates *c);  /* required */
+    void (*accept)(void *state, int32_t token);    /* may be NULL */
+    void (*reset)(void *state);                    /* may be NULL */
+    void (*free_state)(void *state);               /* may be NULL; called by sl_sampler_free */
+    void *state;                                   /* passed to the functions above */
+} sl_sampler_step;
+
+/* Append a step (copied; the sampler owns step->state from now on). SL_ERR_INVALID_ARG when
+ * apply is NULL; SL_ERR_NOMEM. */
+sl_status sl_sampler_add_step(sl_sampler *s, const sl_sampler_step *step, sl_error *err);
 
 /* ---------------------------------------------------------------------------------------------
  * Sparse MLP operator (src/sparse_mlp.c)
@@ -393,6 +466,123 @@ sl_status sl_perplexity(sl_context *ctx, const int32_t *tokens, int64_t n_tokens
                         void (*progress)(void *ud, int64_t done, int64_t total), void *progress_ud,
                         sl_ppl_result *out, sl_error *err);
 
+/* ---------------------------------------------------------------------------------------------
+ * Predictor training (src/predictor_train.c; method and numbers in docs/predictor-training.md)
+ * ------------------------------------------------------------------------------------------- */
+/* @@TRAIN-SECTION@@ */
+
+/* Train each layer's low-rank predictor score = B (A x) (A [r, n_embd], B [n_ff, r], no bias) to
+ * predict the true activation mask gate . x > 0 from the MLP input x (after ffn_norm):
+ * class-weighted binary cross-entropy on the scores (positives weighted (1 - d) / d for a layer
+ * of true density d), AdamW, mini-batches; then on held-out windows the rule's threshold (or k)
+ * is chosen as the one that just reaches target_recall, and the predictor, the rule and its
+ * validation metrics go into the profile.
+ *
+ * Memory: the (x, mask) pairs take tokens x n_layer x (2 n_embd + ceil(n_ff / 8)) bytes (x as
+ * f16, masks as bits; sl_train_store_bytes). They stay in RAM up to mem_limit, else go to an
+ * unlinked temp file. Beyond that, training holds at most 64 MiB of shuffled rows, one
+ * mini-batch (about batch x (2 n_embd + 4 n_ff) floats), the parameters with their AdamW moments
+ * (4 r (n_embd + n_ff) floats) and at most 256 MiB of validation scores.
+ *
+ * Deterministic: the same tokens, parameters and seed give the same predictors and profile bytes
+ * (for any n_threads, on one CPU kernel variant). */
+
+typedef enum sl_train_phase {
+    SL_TRAIN_COLLECT = 0, /* running the dense model over the text: done/total in tokens */
+    SL_TRAIN_FIT = 1,     /* training one layer: done/total in mini-batch steps */
+    SL_TRAIN_SELECT = 2,  /* choosing that layer's threshold / k on validation: done/total in passes */
+} sl_train_phase;
+
+typedef struct sl_train_params {
+    int32_t rank;          /* predictor rank r; 0 = from rank_frac */
+    float rank_frac;       /* r = rank_frac x n_ff rounded to the nearest multiple of 16 (at least 16, at most
+                              n_embd; a multiple of 32 for Q8_0). Default 0.04 */
+    int64_t max_tokens;    /* use about max_tokens tokens: that many whole windows (rounded up), spread evenly over
+                              the text (0 = all of it) */
+    int32_t epochs;        /* passes over the training rows (default 4) */
+    float lr;              /* AdamW peak learning rate (default 3e-3): warm-up, then cosine decay to 5% */
+    float weight_decay;    /* AdamW decoupled weight decay (default 0.01) */
+    int32_t batch;         /* rows (token, layer inputs) per mini-batch (default 256) */
+    float pos_weight;      /* BCE weight of active neurons; 0 = (1 - d) / d from the layer's training density d */
+    float val_frac;        /* fraction of windows held out for validation, in (0, 1) (default 0.1): window w
+                              validates when floor((w + 1) f) > floor(w f), spread over the whole text */
+    float target_recall;   /* recall on validation the rule must reach, in (0, 1] (default 0.99) */
+    sl_skip_rule rule;     /* SL_RULE_PRED_THRESHOLD (default), SL_RULE_PRED_TOPK or SL_RULE_PRED_STAT_TOPK */
+    sl_type type;          /* storage type of A and B: F32 (default), F16, BF16, Q8_0 */
+    uint64_t seed;         /* initialisation and shuffling (default 1) */
+    int32_t n_threads;     /* threads for the forward pass and training (0 = 1) */
+    int32_t n_ctx;         /* window length the text is cut into, each evaluated from an empty cache
+                              (0 = min(model context, 512)) */
+    int64_t mem_limit;     /* bytes of RAM the collected pairs may take before going to a temp file (default 1 GiB) */
+    const char *tmp_dir;   /* directory of that temp file (NULL = $TMPDIR, else /tmp) */
+    /* progress(ud, phase, layer (-1 while collecting), done, total); may be NULL */
+    void (*progress)(void *ud, sl_train_phase phase, int32_t layer, int64_t done, int64_t total);
+    void *progress_ud;     /* passed to progress */
+} sl_train_params;
+
+sl_train_params sl_train_default_params(void);
+
+/* What training one layer gave (metrics on the validation rows, with the predictor as stored). */
+typedef struct sl_train_layer_report {
+    int32_t layer;         /* layer index */
+    int32_t rank;          /* r */
+    sl_skip_rule rule;     /* the rule written */
+    float threshold;       /* its score threshold (threshold rule) */
+    int32_t topk;          /* its k (top-k rules) */
+    float true_density;    /* fraction of (token, neuron) pairs truly active */
+    float pred_density;    /* fraction the rule keeps (1 - achieved sparsity) */
+    float precision;       /* kept and active / kept */
+    float recall;          /* kept and active / active (>= target_recall by construction) */
+    float f1;              /* 2 precision recall / (precision + recall) */
+    float pos_weight;      /* BCE weight of positives used */
+    float train_loss;      /* mean weighted BCE per (token, neuron) over the last epoch */
+    float val_loss;        /* the same on validation, with the stored predictor */
+    int64_t n_train;       /* training rows */
+    int64_t n_val;         /* validation rows */
+    double fit_seconds;    /* time training */
+    double select_seconds; /* time choosing the rule and measuring it */
+} sl_train_layer_report;
+
+typedef struct sl_train_report {
+    int64_t n_tokens;       /* tokens used */
+    int64_t n_train_tokens; /* of which in training windows */
+    int64_t n_val_tokens;   /* of which in validation windows */
+    int64_t n_windows;      /* windows */
+    int64_t n_val_windows;  /* of which held out */
+    int32_t rank;           /* r */
+    int64_t store_bytes;    /* bytes of collected (x, mask) pairs */
+    bool store_on_disk;     /* they went to a temp file (over mem_limit) */
+    double t_collect;       /* seconds running the model */
+    double t_fit;           /* seconds training (all layers) */
+    double t_select;        /* seconds choosing rules and measuring them */
+    double t_total;         /* seconds in all */
+    sl_train_layer_report *layers; /* caller-provided [n_layer] array to fill, or NULL */
+} sl_train_report;
+
+/* r for a model of this shape under these parameters (see sl_train_params.rank_frac). */
+int32_t sl_train_rank(const sl_train_params *params, int32_t n_embd, int32_t n_ff);
+/* tokens x n_layer x (2 n_embd + ceil(n_ff / 8)): bytes of collected pairs; -1 on overflow. */
+int64_t sl_train_store_bytes(int64_t n_tokens, int32_t n_layer, int32_t n_embd, int32_t n_ff);
+
+/* Collect (x, mask) pairs from the dense model over tokens (consecutive windows of n_ctx tokens,
+ * each from an empty cache), train every layer's predictor and set, in `profile` (made with
+ * sl_profile_init or sl_profile_load for this model), each layer's predictor tensors, rule,
+ * threshold or k, target_sparsity (= 1 - pred_density) and metrics; the method becomes
+ * "predictor". Anything else in the profile (CATS quantiles) is kept. report may be NULL. On
+ * error the profile may hold some trained layers; do not save it. */
+sl_status sl_train_predictors(const sl_model *model, const int32_t *tokens, int64_t n_tokens, const sl_train_params *params,
+                              sl_profile *profile, sl_train_report *report, sl_error *err);
+
+/* The same training and rule selection for one layer on data in memory (tests, experiments):
+ * x [n_train, n_embd] with mask [n_train, n_ff] to train on, x_val / mask_val [n_val, ...] to
+ * choose the rule on. x is rounded to f16 as in the model path. Writes A [r, n_embd] and
+ * B [n_ff, r] (r = sl_train_rank(params, ...)) as f32, and the chosen rule and metrics (for
+ * the predictor as params->type would store it) in *report. params->max_tokens, val_frac,
+ * n_ctx, mem_limit and tmp_dir are not used. */
+sl_status sl_predictor_fit(const float *x, const bool *mask, int64_t n_train, const float *x_val, const bool *mask_val, int64_t n_val,
+                           int32_t n_embd, int32_t n_ff, const sl_train_params *params, float *A, float *B,
+                           sl_train_layer_report *report, sl_error *err);
+
 /* @@SPARSE-MLP-SECTION@@ */
 /* The MLP of one LLaMA block on caller-provided weights, skipping inactive neurons:
  *     out[b] = sum over active i of  act(gate_i . x[b]) * (up_i . x[b]) * down[:, i]
@@ -404,10 +594,14 @@ sl_status sl_perplexity(sl_context *ctx, const int32_t *tokens, int64_t n_tokens
  * adds one contiguous row per active neuron from down_t = transpose(down), [I, H]. The operator
  * builds down_t at init unless the caller passes it. Memory cost of building it: the size of
  * down (same type). F32/F16/BF16 are transposed exactly; Q8_0/Q4_0 rows are re-quantized in
- * blocks of 32 along H, rounding each weight a second time (extra error at most 1/254 of the
- * block's largest magnitude for Q8_0, 1/16 for Q4_0 — comparable to the file's own rounding).
+ * blocks of 32 along H, rounding each weight a second time: the extra error is at most 1/254
+ * (Q8_0) or 1/8 (Q4_0) of the new block's largest magnitude; measured on Gaussian weights, the
+ * RMS extra error is 0.5% (Q8_0) and 7.6% (Q4_0) of the RMS weight — for Q4_0 about as much as
+ * the file's own rounding, so sparse Q4_0 outputs differ from dense ones by a few percent.
  * Work is split over threads by equal chunks of the active-neuron list; each thread sums its
- * down rows into a private [H] accumulator, reduced at the end. */
+ * down rows into a private [H] accumulator, reduced at the end. When at least 80% of the
+ * neurons are active (55% for Q4_0) and down ([H, I]) is available, the down projection instead
+ * runs as the dense product (one pass over down is then cheaper than the gathered rows). */
 
 /* How batch rows combine (B > 1). With B = 1 all modes are the same. */
 typedef enum sl_mlp_mode {
@@ -442,7 +636,9 @@ typedef struct sl_sparse_mlp_stats {
     double t_total;       /* the whole call */
     int64_t n_pairs;      /* (row, neuron) products computed */
     int64_t n_unique;     /* distinct neurons touched (size of the union) */
-    int64_t weight_bytes; /* distinct weight bytes read: n_unique rows of gate, up and down_t */
+    int64_t weight_bytes; /* distinct weight bytes read: n_unique rows of gate and up, plus n_unique rows
+                             of down_t (or all of down when dense_down) */
+    bool dense_down;      /* the down projection ran as the dense product (mostly active, down given) */
     bool cache_used;      /* the active-row cache served this call */
     int64_t cache_kept;   /* neurons already in the cache */
     int64_t cache_added;  /* neurons copied in */

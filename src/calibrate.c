@@ -32,7 +32,7 @@ typedef struct calib_state {
     sl_activation act;      /* model activation */
 } calib_state;
 
-static void record(void *ud, int layer, int B, const float *gate, int n_ff) {
+static void record(void *ud, int layer, int B, const float *x, int n_embd, const float *gate, int n_ff) {
     calib_state *s = ud;
     layer_hist *h = &s->hist[layer];
     const size_t n = (size_t)B * (size_t)n_ff;

@@ -215,7 +215,7 @@ static void mlp_forward(sl_context *ctx, int l, int B) {
         return;
     }
     sl_matmul(ctx->pool, L->ffn_gate.type, L->ffn_gate.data, c->n_ff, c->n_embd, ctx->xb, B, ctx->hb);
-    if (ctx->mlp_hook) ctx->mlp_hook(ctx->mlp_hook_ud, l, B, ctx->hb, c->n_ff);
+    if (ctx->mlp_hook) ctx->mlp_hook(ctx->mlp_hook_ud, l, B, ctx->xb, c->n_embd, ctx->hb, c->n_ff);
     sl_matmul(ctx->pool, L->ffn_up.type, L->ffn_up.data, c->n_ff, c->n_embd, ctx->xb, B, ctx->hb2);
     const size_t n = (size_t)B * (size_t)c->n_ff;
     for (size_t i = 0; i < n; i++) ctx->hb[i] = sl_activate(c->act, ctx->hb[i]) * ctx->hb2[i];

@@ -14,8 +14,9 @@
  * (the embeddings), then after each block l = 0..n_layer-1. */
 typedef void (*sl_hidden_hook)(void *ud, int layer, int pos0, int B, const float *x, int n_embd);
 
-/* Called in the dense MLP with the gate pre-activations gate [B, n_ff] (calibration, tests). */
-typedef void (*sl_mlp_hook)(void *ud, int layer, int B, const float *gate, int n_ff);
+/* Called in the dense MLP with its input x [B, n_embd] (after ffn_norm) and the gate
+ * pre-activations gate [B, n_ff] (calibration, predictor training, tests). */
+typedef void (*sl_mlp_hook)(void *ud, int layer, int B, const float *x, int n_embd, const float *gate, int n_ff);
 
 /* What a sparse layer needs beyond the model's weights. */
 typedef struct sl_sparse_layer {

@@ -15,7 +15,7 @@
  *   prepare  convert each x[b] once into the kernels' prepared form (Q8_0 for quantized weights)
  *   compute  one pool task; thread ith takes an equal slice of the active list and does, in turn,
  *            gate+up dots for its slice, act(g) * u, then the axpys of its down_t rows into a
- *            private accumulator (nth == 1: straight into out)
+ *            private accumulator (one thread and B = 1: straight into out)
  *   reduce   a second pool task sums the accumulators into out, split over columns of H
  */
 #include "sparse_mlp.h"
@@ -27,13 +27,36 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define SL_MLP_MAX_DIM ((int64_t)1 << 30) /* H and I beyond this are surely a mistake (indices are int32) */
 #define SL_MLP_MAX_THREADS 512
+#define SP_GROUP_DENSE_MIN 0.75 /* active fraction from which rows are read one neuron at a time, unprefetched */
+/* Active fraction from which the down projection runs densely (when down is given). Q4_0 rows
+ * cost the most to expand per byte in an axpy (nibbles -> f32), so its crossover comes first. */
+static double dense_down_min(sl_type t) { return t == SL_TYPE_Q4_0 ? 0.55 : 0.8; }
 #define ACC_ALIGN_FLOATS 16 /* accumulator rows padded to 64 bytes: no two threads share a cache line */
-#define PREFETCH_BYTES 512  /* head of the next gathered row to prefetch (the hardware streamer does the rest) */
 
 static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+/* Allocation for large gathered matrices (down_t, the row cache): 2 MiB aligned and, where the
+ * kernel allows, backed by transparent huge pages — random row gathers touch a new 4 KiB page
+ * at almost every row, and the TLB misses cost ~20% of a sparse call at 10% active (measured on
+ * Q4_0 rows). Free with big_free. */
+#define BIG_ALIGN ((size_t)2 << 20)
+static void *big_alloc(size_t bytes) {
+    size_t rounded;
+    if (bytes < BIG_ALIGN) return aligned_alloc(64, align64(bytes ? bytes : 1));
+    if (sl_add_overflow(bytes, BIG_ALIGN - 1, &rounded)) return NULL;
+    rounded &= ~(BIG_ALIGN - 1);
+    void *p = aligned_alloc(BIG_ALIGN, rounded);
+#ifdef MADV_HUGEPAGE
+    if (p) madvise(p, rounded, MADV_HUGEPAGE); /* advice only: failure is harmless */
+#endif
+    return p;
+}
+
+static void big_free(void *p) { free(p); /* both paths of big_alloc use aligned_alloc */ }
 
 static inline float act_apply(sl_activation act, float v) {
     switch (act) {
@@ -46,9 +69,66 @@ static inline float act_apply(sl_activation act, float v) {
 
 static bool act_supported(sl_activation act) { return act == SL_ACT_SILU || act == SL_ACT_RELU || act == SL_ACT_GELU; }
 
-static inline void prefetch_row(const uint8_t *p, size_t bytes) {
-    size_t n = bytes < PREFETCH_BYTES ? bytes : PREFETCH_BYTES;
-    for (size_t o = 0; o < n; o += 64) __builtin_prefetch(p + o, 0, 1);
+
+/* ---- row-group kernels: per-row fallback and dispatch ----------------------------------------- */
+
+void sl_sp_dot_rows_ref(sl_type t, const uint8_t *const *rows, int nr, const void *x, int64_t n, float *out,
+                        const uint8_t *const *next, int nnext) {
+    for (int r = 0; r < nnext; r++) __builtin_prefetch(next[r], 0, 1); /* at least the head of each next row */
+    for (int r = 0; r < nr; r++) out[r] = sl_vec_dot(t, rows[r], x, n);
+}
+
+void sl_sp_axpy_rows_ref(sl_type t, const uint8_t *const *rows, const float *a, int nr, float *y, int64_t n,
+                         const uint8_t *const *next, int nnext) {
+    for (int r = 0; r < nnext; r++) __builtin_prefetch(next[r], 0, 1);
+    for (int r = 0; r < nr; r++) sl_vec_axpy(t, rows[r], a[r], y, n);
+}
+
+void sl_sp_dot_rows_batch_ref(sl_type t, const uint8_t *const *rows, int nr, const uint8_t *x, size_t xs, int nb, int64_t n,
+                              float *out, const uint8_t *const *next, int nnext) {
+    for (int r = 0; r < nnext; r++) __builtin_prefetch(next[r], 0, 1);
+    for (int b = 0; b < nb; b++)
+        for (int r = 0; r < nr; r++) out[b * nr + r] = sl_vec_dot(t, rows[r], x + (size_t)b * xs, n);
+}
+
+void sl_sp_axpy_rows_batch_ref(sl_type t, const uint8_t *const *rows, int nr, const float *a, int astride, int nb, float *y,
+                               int64_t ys, int64_t n, const uint8_t *const *next, int nnext) {
+    for (int r = 0; r < nnext; r++) __builtin_prefetch(next[r], 0, 1);
+    for (int b = 0; b < nb; b++)
+        for (int r = 0; r < nr; r++)
+            if (a[r * astride + b] != 0.0f) sl_vec_axpy(t, rows[r], a[r * astride + b], y + (size_t)b * (size_t)ys, n);
+}
+
+void sl_sp_kernels(sl_sp_kernel_set *k) {
+#if defined(__x86_64__)
+    if (sl_kernels_current() == SL_KERNELS_AVX512) {
+        k->dot = sl_sp_dot_rows_avx512;
+        k->axpy = sl_sp_axpy_rows_avx512;
+        k->dot_batch = sl_sp_dot_rows_batch_avx512;
+        k->axpy_batch = sl_sp_axpy_rows_batch_avx512;
+        return;
+    }
+#endif
+    k->dot = sl_sp_dot_rows_ref;
+    k->axpy = sl_sp_axpy_rows_ref;
+    k->dot_batch = sl_sp_dot_rows_batch_ref;
+    k->axpy_batch = sl_sp_axpy_rows_batch_ref;
+}
+
+/* Group sizes, from measurements on Zen 4 (bench-op and a kernel micro-benchmark): with mostly
+ * consecutive rows (dense masks) one neuron at a time keeps each matrix a single sequential
+ * stream, which the hardware prefetcher follows best; sparser gathers need several independent
+ * row streams in flight (4 neurons = 8 rows for gate/up; 4 quantized or 8 float rows for down). */
+void sl_sp_groups(sl_type t_gu, sl_type t_d, double density, int *g_gu, int *g_down) {
+    const bool quant_d = t_d == SL_TYPE_Q8_0 || t_d == SL_TYPE_Q4_0;
+    (void)t_gu;
+    if (density >= SP_GROUP_DENSE_MIN) {
+        *g_gu = 1;
+        *g_down = quant_d ? 4 : 1;
+    } else {
+        *g_gu = 4;
+        *g_down = quant_d ? 4 : 8;
+    }
 }
 
 /* ---- workspace ------------------------------------------------------------------------------ */
@@ -281,9 +361,9 @@ sl_row_cache *sl_row_cache_init(const sl_weight *gate, const sl_weight *up, cons
     c->job_slot = malloc((size_t)capacity * sizeof(int32_t));
     c->jobs = malloc((size_t)capacity * sizeof(int32_t));
     c->tmp = malloc((2 * (size_t)capacity + (size_t)I) * sizeof(int32_t));
-    c->gate = sl_calloc_array((size_t)capacity, c->rb_gu);
-    c->up = sl_calloc_array((size_t)capacity, c->rb_gu);
-    c->down = sl_calloc_array((size_t)capacity, c->rb_d);
+    c->gate = big_alloc((size_t)capacity * c->rb_gu); /* no overflow: capacity <= I and I rows exist */
+    c->up = big_alloc((size_t)capacity * c->rb_gu);
+    c->down = big_alloc((size_t)capacity * c->rb_d);
     if (!c->slot_of || !c->neuron_of || !c->job_neuron || !c->job_slot || !c->jobs || !c->tmp || !c->gate || !c->up || !c->down)
         goto nomem;
     for (int64_t i = 0; i < I; i++) c->slot_of[i] = -1;
@@ -303,9 +383,9 @@ void sl_row_cache_free(sl_row_cache *c) {
     free(c->job_slot);
     free(c->jobs);
     free(c->tmp);
-    sl_free_aligned(c->gate);
-    sl_free_aligned(c->up);
-    sl_free_aligned(c->down);
+    big_free(c->gate);
+    big_free(c->up);
+    big_free(c->down);
     free(c);
 }
 
@@ -416,6 +496,7 @@ typedef struct sparse_task {
     size_t rb_gu, rb_d;              /* row bytes */
     sl_type t_gu, t_d;               /* types */
     int64_t H;                       /* row length */
+    int64_t I;                       /* neurons */
     sl_activation act;               /* activation */
     const uint8_t *xq;               /* [B] prepared inputs, xs bytes apart */
     size_t xs;                       /* bytes per prepared input */
@@ -428,12 +509,22 @@ typedef struct sparse_task {
     int64_t n_items;                 /* pairs (per-row) or neurons (union) */
     float *g, *u;                    /* per item (per-row) or per item x B (union): gate, up, then h in g */
     float *out;                      /* [B, H] result */
-    float *acc;                      /* nth > 1: per-thread accumulators, acc_stride floats apart */
+    float *acc;                      /* unless direct: per-thread accumulators, acc_stride floats apart */
     size_t acc_stride;               /* floats per thread accumulator (B * Hp) */
-    int64_t Hp;                      /* accumulator row stride (H padded to 64 bytes) */
+    int64_t Hp;                      /* accumulator row stride (H padded to 64 bytes, never a multiple of 4 KiB) */
+    bool direct;                     /* one thread, B = 1: accumulate straight into out */
     thread_info *ti;                 /* [nth] */
     sl_row_cache *cache;             /* pending row copies to run before use, or NULL */
     bool timing;                     /* record stage times */
+    sl_sp_dot_rows_fn dot_rows;      /* row-group kernels of the variant in use */
+    sl_sp_axpy_rows_fn axpy_rows;
+    sl_sp_kernel_set k;              /* all of them (batched forms for the union schedule) */
+    float *tile;                     /* union, B > 1: per thread B * SP_MAX_ROWS floats of dot results */
+    bool batched;                    /* union schedule with the batched kernels (all rows of the batch at once) */
+    float *hd;                       /* dense_down: [B, I] h scattered here (zero elsewhere), no down phase */
+    int g_gu;                        /* neurons per gate/up group (2 rows each) */
+    int g_down;                      /* rows per down group */
+    bool prefetch;                   /* software-prefetch the next group's rows (sparse gathers only) */
 } sparse_task;
 
 static int64_t row_of(const int64_t *off, int64_t B, int64_t p) {
@@ -446,100 +537,244 @@ static int64_t row_of(const int64_t *off, int64_t B, int64_t p) {
     return lo;
 }
 
-static void sparse_worker(void *arg, int ith, int nth) {
-    sparse_task *t = arg;
-    thread_info *ti = &t->ti[ith];
-    const int64_t H = t->H, B = t->B;
-    long long s, e;
-    sl_split_range(t->n_items, ith, nth, &s, &e);
-    double c0 = t->timing ? sl_time_s() : 0.0;
-    float *acc = nth == 1 ? t->out : t->acc + (size_t)ith * t->acc_stride;
-    const int64_t rs = nth == 1 ? H : t->Hp; /* accumulator row stride */
-    if (nth == 1) memset(t->out, 0, (size_t)B * (size_t)H * sizeof(float));
-    ti->b0 = 1;
-    ti->b1 = 0;
-    if (s >= e) {
-        if (t->timing) ti->t_gate_up = ti->t_act = ti->t_down = 0.0;
+/* Down rows waiting to be summed into one accumulator row, flushed in groups. */
+typedef struct down_group {
+    const uint8_t *rows[SP_MAX_ROWS]; /* down_t rows */
+    float a[SP_MAX_ROWS];             /* their h */
+    int n;                            /* rows held */
+    int64_t b;                        /* batch row they belong to */
+} down_group;
+
+static void down_flush(const sparse_task *t, down_group *dg, float *acc, int64_t rs, const uint8_t *const *next, int nn) {
+    if (dg->n) t->axpy_rows(t->t_d, dg->rows, dg->a, dg->n, acc + dg->b * rs, t->H, next, nn);
+    dg->n = 0;
+}
+
+/* Per-row schedule: the slice [s, e) of the flat (row, neuron) list. */
+static void per_row_slice(const sparse_task *t, int64_t s, int64_t e, float *acc, int64_t rs, thread_info *ti, int nth,
+                          double *c1, double *c2) {
+    const int64_t H = t->H;
+    const int32_t *flat = t->flat;
+    const int G = t->g_gu, GD = t->g_down;
+    const uint8_t *nx[SP_MAX_ROWS];
+    int64_t b = row_of(t->off, t->B, s);
+    const int64_t b_first = b;
+    /* gate + up, G neurons (2G rows) at a time while they belong to the same batch row */
+    for (int64_t p = s; p < e;) {
+        while (p >= t->off[b + 1]) b++;
+        int np = 1;
+        while (np < G && p + np < e && p + np < t->off[b + 1]) np++;
+        const uint8_t *rows[SP_MAX_ROWS];
+        for (int j = 0; j < np; j++) {
+            rows[2 * j] = t->gate + (size_t)flat[p + j] * t->rb_gu;
+            rows[2 * j + 1] = t->up + (size_t)flat[p + j] * t->rb_gu;
+        }
+        int nn = 0;
+        if (t->prefetch)
+            for (int64_t q = p + np; q < e && q < p + np + G; q++) {
+                nx[nn++] = t->gate + (size_t)flat[q] * t->rb_gu;
+                nx[nn++] = t->up + (size_t)flat[q] * t->rb_gu;
+            }
+        float r[SP_MAX_ROWS];
+        t->dot_rows(t->t_gu, rows, 2 * np, t->xq + (size_t)b * t->xs, H, r, nx, nn);
+        for (int j = 0; j < np; j++) t->g[p + j] = r[2 * j], t->u[p + j] = r[2 * j + 1];
+        p += np;
+    }
+    *c1 = t->timing ? sl_time_s() : 0.0;
+    for (int64_t p = s; p < e; p++) t->g[p] = act_apply(t->act, t->g[p]) * t->u[p];
+    *c2 = t->timing ? sl_time_s() : 0.0;
+    if (t->hd) { /* the caller runs the down projection densely */
+        int64_t bb = b_first;
+        for (int64_t p = s; p < e; p++) {
+            while (p >= t->off[bb + 1]) bb++;
+            t->hd[(size_t)bb * (size_t)t->I + (size_t)flat[p]] = t->g[p];
+        }
         return;
     }
-    double c1, c2, c3;
-    if (t->per_row) {
-        /* gate + up for each (row, neuron) pair of this slice */
-        int64_t b = row_of(t->off, B, s);
-        const int64_t b_first = b;
-        for (int64_t p = s; p < e; p++) {
-            while (p >= t->off[b + 1]) b++;
-            const int32_t i = t->flat[p];
-            if (p + 1 < e) {
-                prefetch_row(t->gate + (size_t)t->flat[p + 1] * t->rb_gu, t->rb_gu);
-                prefetch_row(t->up + (size_t)t->flat[p + 1] * t->rb_gu, t->rb_gu);
-            }
-            const void *xb = t->xq + (size_t)b * t->xs;
-            t->g[p] = sl_vec_dot(t->t_gu, t->gate + (size_t)i * t->rb_gu, xb, H);
-            t->u[p] = sl_vec_dot(t->t_gu, t->up + (size_t)i * t->rb_gu, xb, H);
-        }
-        c1 = t->timing ? sl_time_s() : 0.0;
-        for (int64_t p = s; p < e; p++) t->g[p] = act_apply(t->act, t->g[p]) * t->u[p];
-        c2 = t->timing ? sl_time_s() : 0.0;
-        ti->b0 = b_first;
-        ti->b1 = b;
-        if (nth > 1) memset(acc + b_first * rs, 0, (size_t)((b - b_first + 1) * rs) * sizeof(float));
-        b = b_first;
-        for (int64_t p = s; p < e; p++) {
-            while (p >= t->off[b + 1]) b++;
-            if (p + 1 < e) prefetch_row(t->down + (size_t)t->flat[p + 1] * t->rb_d, t->rb_d);
-            const float h = t->g[p];
-            if (h != 0.0f) sl_vec_axpy(t->t_d, t->down + (size_t)t->flat[p] * t->rb_d, h, acc + b * rs, H);
-        }
-    } else {
-        /* union: each neuron's rows are gathered once and used by every row that needs them */
-        for (int64_t k = s; k < e; k++) {
-            if (t->cache) cache_run_job(t->cache, k);
-            const size_t r = t->rows ? (size_t)t->rows[k] : (size_t)k;
-            if (k + 1 < e && t->rows) {
-                prefetch_row(t->gate + (size_t)t->rows[k + 1] * t->rb_gu, t->rb_gu);
-                prefetch_row(t->up + (size_t)t->rows[k + 1] * t->rb_gu, t->rb_gu);
-            }
-            const uint8_t *gr = t->gate + r * t->rb_gu, *ur = t->up + r * t->rb_gu;
-            float *g = t->g + (size_t)k * B, *u = t->u + (size_t)k * B;
-            const uint8_t *sel = t->sel ? t->sel + (size_t)k * B : NULL;
-            for (int64_t b = 0; b < B; b++) {
-                if (sel && !sel[b]) {
-                    g[b] = u[b] = 0.0f;
-                    continue;
-                }
-                const void *xb = t->xq + (size_t)b * t->xs;
-                g[b] = sl_vec_dot(t->t_gu, gr, xb, H);
-                u[b] = sl_vec_dot(t->t_gu, ur, xb, H);
-            }
-        }
-        c1 = t->timing ? sl_time_s() : 0.0;
-        for (int64_t q = s * B; q < e * B; q++) t->g[q] = act_apply(t->act, t->g[q]) * t->u[q];
-        c2 = t->timing ? sl_time_s() : 0.0;
-        ti->b0 = 0;
-        ti->b1 = B - 1;
-        if (nth > 1) memset(acc, 0, (size_t)(B * rs) * sizeof(float));
-        for (int64_t k = s; k < e; k++) {
-            const size_t r = t->rows ? (size_t)t->rows[k] : (size_t)k;
-            if (k + 1 < e && t->rows) prefetch_row(t->down + (size_t)t->rows[k + 1] * t->rb_d, t->rb_d);
-            const uint8_t *dr = t->down + r * t->rb_d;
-            const float *h = t->g + (size_t)k * B;
-            for (int64_t b = 0; b < B; b++)
-                if (h[b] != 0.0f) sl_vec_axpy(t->t_d, dr, h[b], acc + b * rs, H);
+    ti->b0 = b_first;
+    ti->b1 = b;
+    if (!t->direct) memset(acc + b_first * rs, 0, (size_t)((b - b_first + 1) * rs) * sizeof(float));
+    /* down: rows with h != 0 of one batch row, GD at a time */
+    down_group dg = {.n = 0, .b = b_first};
+    b = b_first;
+    for (int64_t p = s; p < e; p++) {
+        while (p >= t->off[b + 1]) b++;
+        if (dg.n && b != dg.b) down_flush(t, &dg, acc, rs, NULL, 0);
+        const float h = t->g[p];
+        if (h == 0.0f) continue; /* exact zeros (ReLU) add nothing */
+        dg.rows[dg.n] = t->down + (size_t)flat[p] * t->rb_d;
+        dg.a[dg.n++] = h;
+        dg.b = b;
+        if (dg.n == GD) {
+            int nn = 0;
+            if (t->prefetch)
+                for (int64_t q = p + 1; q < e && nn < GD; q++) nx[nn++] = t->down + (size_t)flat[q] * t->rb_d;
+            down_flush(t, &dg, acc, rs, nx, nn);
         }
     }
-    if (t->timing) {
-        c3 = sl_time_s();
-        ti->t_gate_up = c1 - c0;
-        ti->t_act = c2 - c1;
-        ti->t_down = c3 - c2;
+    down_flush(t, &dg, acc, rs, NULL, 0);
+}
+
+/* h of union items [s, e) into the dense [B, I] buffer (dense down projection). */
+static void union_scatter(const sparse_task *t, int64_t s, int64_t e) {
+    for (int64_t k = s; k < e; k++) {
+        const size_t i = (size_t)(t->cache ? t->cache->neuron_of[k] : t->rows[k]);
+        for (int64_t b = 0; b < t->B; b++) t->hd[(size_t)b * (size_t)t->I + i] = t->g[(size_t)k * (size_t)t->B + (size_t)b];
     }
 }
 
-static void reduce_worker(void *arg, int ith, int nth) {
+/* Union schedule with every row using every neuron (SL_MLP_UNION, B > 1): each group's rows are
+ * read once and used for all B tokens by the batched kernels. tile: B * SP_MAX_ROWS floats. */
+static void union_slice_batched(const sparse_task *t, int64_t s, int64_t e, float *acc, int64_t rs, thread_info *ti,
+                                float *tile, int nth, double *c1, double *c2) {
+    const int64_t H = t->H, B = t->B;
+    const int G = t->g_gu, GD = t->g_down;
+#define ITEM_ROW(k) ((size_t)(t->rows ? t->rows[(k)] : (int32_t)(k)))
+    const uint8_t *nx[SP_MAX_ROWS], *rows[SP_MAX_ROWS];
+    for (int64_t k = s; k < e; k += G) {
+        const int np = e - k < G ? (int)(e - k) : G;
+        if (t->cache)
+            for (int j = 0; j < np; j++) cache_run_job(t->cache, k + j);
+        int nn = 0;
+        if (t->prefetch)
+            for (int64_t q = k + np; q < e && q < k + np + G; q++) {
+                nx[nn++] = t->gate + ITEM_ROW(q) * t->rb_gu;
+                nx[nn++] = t->up + ITEM_ROW(q) * t->rb_gu;
+            }
+        for (int j = 0; j < np; j++) {
+            rows[2 * j] = t->gate + ITEM_ROW(k + j) * t->rb_gu;
+            rows[2 * j + 1] = t->up + ITEM_ROW(k + j) * t->rb_gu;
+        }
+        t->k.dot_batch(t->t_gu, rows, 2 * np, t->xq, t->xs, (int)B, H, tile, nx, nn);
+        for (int j = 0; j < np; j++)
+            for (int64_t b = 0; b < B; b++) {
+                const bool use = !t->sel || t->sel[(size_t)(k + j) * B + b]; /* per-row-shared: mask the pair */
+                t->g[(size_t)(k + j) * B + b] = use ? tile[b * 2 * np + 2 * j] : 0.0f;
+                t->u[(size_t)(k + j) * B + b] = use ? tile[b * 2 * np + 2 * j + 1] : 0.0f;
+            }
+    }
+    *c1 = t->timing ? sl_time_s() : 0.0;
+    for (int64_t q = s * B; q < e * B; q++) t->g[q] = act_apply(t->act, t->g[q]) * t->u[q];
+    *c2 = t->timing ? sl_time_s() : 0.0;
+    if (t->hd) { /* the caller runs the down projection densely */
+        union_scatter(t, s, e);
+        return;
+    }
+    ti->b0 = 0;
+    ti->b1 = B - 1;
+    if (!t->direct) memset(acc, 0, (size_t)(B * rs) * sizeof(float));
+    for (int64_t k = s; k < e; k += GD) {
+        const int nk = e - k < GD ? (int)(e - k) : GD;
+        int nn = 0;
+        if (t->prefetch)
+            for (int64_t q = k + nk; q < e && q < k + nk + GD; q++) nx[nn++] = t->down + ITEM_ROW(q) * t->rb_d;
+        for (int j = 0; j < nk; j++) rows[j] = t->down + ITEM_ROW(k + j) * t->rb_d;
+        t->k.axpy_batch(t->t_d, rows, nk, t->g + (size_t)k * B, (int)B, (int)B, acc, rs, H, nx, nn);
+    }
+#undef ITEM_ROW
+}
+
+/* Union schedule: neurons [s, e) of the item list, each used by all (selected) batch rows. */
+static void union_slice(const sparse_task *t, int64_t s, int64_t e, float *acc, int64_t rs, thread_info *ti, int ith,
+                        int nth, double *c1, double *c2) {
+    const int64_t H = t->H, B = t->B;
+    const int G = t->g_gu, GD = t->g_down;
+#define ITEM_ROW(k) ((size_t)(t->rows ? t->rows[(k)] : (int32_t)(k)))
+    const uint8_t *nx[SP_MAX_ROWS];
+    if (t->batched) {
+        union_slice_batched(t, s, e, acc, rs, ti, t->tile + (size_t)ith * (size_t)B * SP_MAX_ROWS, nth, c1, c2);
+        return;
+    }
+    /* gate + up, G neurons at a time; the rows stay in L1/L2 while the other batch rows use them */
+    for (int64_t k = s; k < e; k += G) {
+        const int np = e - k < G ? (int)(e - k) : G;
+        if (t->cache)
+            for (int j = 0; j < np; j++) cache_run_job(t->cache, k + j);
+        int nn = 0;
+        if (t->prefetch)
+            for (int64_t q = k + np; q < e && q < k + np + G; q++) {
+                nx[nn++] = t->gate + ITEM_ROW(q) * t->rb_gu;
+                nx[nn++] = t->up + ITEM_ROW(q) * t->rb_gu;
+            }
+        for (int64_t b = 0; b < B; b++) {
+            const uint8_t *rows[SP_MAX_ROWS];
+            int sel[SP_MAX_ROWS / 2], ns = 0;
+            for (int j = 0; j < np; j++) {
+                t->g[(size_t)(k + j) * B + b] = t->u[(size_t)(k + j) * B + b] = 0.0f;
+                if (t->sel && !t->sel[(size_t)(k + j) * B + b]) continue;
+                rows[2 * ns] = t->gate + ITEM_ROW(k + j) * t->rb_gu;
+                rows[2 * ns + 1] = t->up + ITEM_ROW(k + j) * t->rb_gu;
+                sel[ns++] = j;
+            }
+            if (!ns) continue;
+            float r[SP_MAX_ROWS];
+            t->dot_rows(t->t_gu, rows, 2 * ns, t->xq + (size_t)b * t->xs, H, r, nx, nn);
+            nn = 0; /* prefetch once per group */
+            for (int q = 0; q < ns; q++) {
+                t->g[(size_t)(k + sel[q]) * B + b] = r[2 * q];
+                t->u[(size_t)(k + sel[q]) * B + b] = r[2 * q + 1];
+            }
+        }
+    }
+    *c1 = t->timing ? sl_time_s() : 0.0;
+    for (int64_t q = s * B; q < e * B; q++) t->g[q] = act_apply(t->act, t->g[q]) * t->u[q];
+    *c2 = t->timing ? sl_time_s() : 0.0;
+    if (t->hd) { /* the caller runs the down projection densely */
+        union_scatter(t, s, e);
+        return;
+    }
+    ti->b0 = 0;
+    ti->b1 = B - 1;
+    if (!t->direct) memset(acc, 0, (size_t)(B * rs) * sizeof(float));
+    /* down: GD neurons at a time, for each batch row the ones with h != 0 */
+    for (int64_t k = s; k < e; k += GD) {
+        const int nk = e - k < GD ? (int)(e - k) : GD;
+        int nn = 0;
+        if (t->prefetch)
+            for (int64_t q = k + nk; q < e && q < k + nk + GD; q++) nx[nn++] = t->down + ITEM_ROW(q) * t->rb_d;
+        for (int64_t b = 0; b < B; b++) {
+            down_group dg = {.n = 0, .b = b};
+            for (int j = 0; j < nk; j++) {
+                const float h = t->g[(size_t)(k + j) * B + b];
+                if (h == 0.0f) continue;
+                dg.rows[dg.n] = t->down + ITEM_ROW(k + j) * t->rb_d;
+                dg.a[dg.n++] = h;
+            }
+            if (dg.n) {
+                down_flush(t, &dg, acc, rs, nx, nn);
+                nn = 0; /* prefetch once per group */
+            }
+        }
+    }
+#undef ITEM_ROW
+}
+
+static void sparse_worker(void *arg, int ith, int nth) {
     sparse_task *t = arg;
+    thread_info *ti = &t->ti[ith];
+    long long s, e;
+    sl_split_range(t->n_items, ith, nth, &s, &e);
+    double c0 = t->timing ? sl_time_s() : 0.0, c1 = c0, c2 = c0;
+    float *acc = t->direct ? t->out : t->acc + (size_t)ith * t->acc_stride;
+    const int64_t rs = t->direct ? t->H : t->Hp; /* accumulator row stride */
+    if (t->direct && !t->hd) memset(t->out, 0, (size_t)t->H * sizeof(float));
+    ti->b0 = 1;
+    ti->b1 = 0;
+    if (s < e) {
+        if (t->per_row) per_row_slice(t, s, e, acc, rs, ti, nth, &c1, &c2);
+        else union_slice(t, s, e, acc, rs, ti, ith, nth, &c1, &c2);
+    }
+    if (t->timing) {
+        double c3 = sl_time_s();
+        ti->t_gate_up = s < e ? c1 - c0 : 0.0;
+        ti->t_act = s < e ? c2 - c1 : 0.0;
+        ti->t_down = s < e ? c3 - c2 : 0.0;
+    }
+}
+
+/* out = sum of the accumulators of the n_acc compute threads, columns of share ith of nth. */
+static void reduce_columns(const sparse_task *t, int n_acc, int ith, int nth) {
     const int64_t H = t->H;
-    const int n_acc = nth; /* the compute task ran on the same pool */
     long long s, e;
     sl_split_range((H + ACC_ALIGN_FLOATS - 1) / ACC_ALIGN_FLOATS, ith, nth, &s, &e);
     const int64_t c0 = s * ACC_ALIGN_FLOATS, c1 = e * ACC_ALIGN_FLOATS < H ? e * ACC_ALIGN_FLOATS : H;
@@ -557,6 +792,10 @@ static void reduce_worker(void *arg, int ith, int nth) {
         }
         if (first) memset(o + c0, 0, (size_t)(c1 - c0) * sizeof(float));
     }
+}
+
+static void reduce_worker(void *arg, int ith, int nth) {
+    reduce_columns(arg, nth, ith, nth); /* the compute task ran on this same pool: nth accumulators */
 }
 
 typedef struct prepare_task {
@@ -580,12 +819,22 @@ sl_status sl_sparse_mlp_forward_pool(sl_pool *pool, sl_sparse_ws *ws, const sl_w
                                      const sl_weight *down_t, sl_activation act, sl_row_cache *cache, const float *x,
                                      int64_t B, const bool *mask, const int32_t *const *idx, const int32_t *n_idx,
                                      sl_mlp_mode mode, float *out, sl_sparse_mlp_stats *stats, sl_error *err) {
+    return sl_sparse_mlp_forward_pool_ex(pool, ws, gate, up, down_t, NULL, act, cache, x, B, mask, idx, n_idx, mode, out,
+                                         stats, err);
+}
+
+sl_status sl_sparse_mlp_forward_pool_ex(sl_pool *pool, sl_sparse_ws *ws, const sl_weight *gate, const sl_weight *up,
+                                        const sl_weight *down_t, const sl_weight *down, sl_activation act,
+                                        sl_row_cache *cache, const float *x, int64_t B, const bool *mask,
+                                        const int32_t *const *idx, const int32_t *n_idx, sl_mlp_mode mode, float *out,
+                                        sl_sparse_mlp_stats *stats, sl_error *err) {
     const double t_start = stats ? sl_time_s() : 0.0;
     int64_t H, I;
     sl_status st = check_gate_up(gate, up, act, &H, &I, err);
     if (st) return st;
     if (!down_t) return sl_set_error(err, SL_ERR_INVALID_ARG, "sparse mlp: down_t is NULL");
     if ((st = check_matrix(down_t, I, H, "down_t", err))) return st;
+    if (down && (st = check_matrix(down, H, I, "down", err))) return st;
     if (!x || !out) return sl_set_error(err, SL_ERR_INVALID_ARG, "sparse mlp: x or out is NULL");
     if (B < 1 || B > SL_MLP_MAX_DIM) return sl_set_error(err, SL_ERR_INVALID_ARG, "sparse mlp: batch size %lld must be >= 1", (long long)B);
     if (mode != SL_MLP_PER_ROW && mode != SL_MLP_UNION && mode != SL_MLP_PER_ROW_SHARED)
@@ -621,7 +870,12 @@ sl_status sl_sparse_mlp_forward_pool(sl_pool *pool, sl_sparse_ws *ws, const sl_w
     const int64_t max_union = N < I ? N : I;
     const int64_t n_h = per_row ? N : max_union * B; /* g/u entries */
     const size_t xs = align64(sl_act_size(gate->type, H));
-    const int64_t Hp = (H + ACC_ALIGN_FLOATS - 1) / ACC_ALIGN_FLOATS * ACC_ALIGN_FLOATS;
+    /* accumulator rows: whole cache lines, and a stride that is not a multiple of 4 KiB — the
+     * batched axpy stores to every row at the same column, and 4K-aliased rows would make each
+     * load wait on an unrelated store (measured 2x slower) */
+    int64_t Hp = (H + ACC_ALIGN_FLOATS - 1) / ACC_ALIGN_FLOATS * ACC_ALIGN_FLOATS;
+    if ((Hp * (int64_t)sizeof(float)) % 4096 == 0) Hp += ACC_ALIGN_FLOATS;
+    const bool direct = nth == 1 && B == 1; /* accumulate straight into out (unless the down runs densely) */
     const size_t acc_stride = (size_t)B * (size_t)Hp;
 
     sl_sparse_ws *own_ws = NULL;
@@ -643,8 +897,10 @@ sl_status sl_sparse_mlp_forward_pool(sl_pool *pool, sl_sparse_ws *ws, const sl_w
         carve(&cv, use_sel ? (size_t)max_union * (size_t)B : 0);
         carve(&cv, (size_t)n_h * sizeof(float));
         carve(&cv, (size_t)n_h * sizeof(float));
-        carve(&cv, nth > 1 ? (size_t)nth * acc_stride * sizeof(float) : 0);
+        carve(&cv, !direct ? (size_t)nth * acc_stride * sizeof(float) : 0);
         carve(&cv, (size_t)nth * sizeof(thread_info));
+        carve(&cv, (size_t)nth * (size_t)B * SP_MAX_ROWS * sizeof(float));
+        carve(&cv, down ? (size_t)B * (size_t)I * sizeof(float) : 0);
     }
     cv.off = 0;
     uint8_t *xq = carve(&cv, (size_t)B * xs);
@@ -654,8 +910,10 @@ sl_status sl_sparse_mlp_forward_pool(sl_pool *pool, sl_sparse_ws *ws, const sl_w
     uint8_t *sel = carve(&cv, use_sel ? (size_t)max_union * (size_t)B : 0);
     float *g = carve(&cv, (size_t)n_h * sizeof(float));
     float *u = carve(&cv, (size_t)n_h * sizeof(float));
-    float *acc = carve(&cv, nth > 1 ? (size_t)nth * acc_stride * sizeof(float) : 0);
+    float *acc = carve(&cv, !direct ? (size_t)nth * acc_stride * sizeof(float) : 0);
     thread_info *ti = carve(&cv, (size_t)nth * sizeof(thread_info));
+    float *tile = carve(&cv, (size_t)nth * (size_t)B * SP_MAX_ROWS * sizeof(float));
+    float *hd = carve(&cv, down ? (size_t)B * (size_t)I * sizeof(float) : 0);
 
     /* flat per-row lists; index lists are checked for range and repeats here */
     int64_t p = 0;
@@ -737,8 +995,28 @@ sl_status sl_sparse_mlp_forward_pool(sl_pool *pool, sl_sparse_ws *ws, const sl_w
     t.acc = acc;
     t.acc_stride = acc_stride;
     t.Hp = Hp;
+    /* mostly-active calls run the down projection as the dense product over down ([H, I]): past
+     * dense_down_min the axpys of down_t rows cost more than one pass over all of down */
+    const double density = per_row ? (double)N / ((double)B * (double)I) : (double)nU / (double)I;
+    const bool dense_down = down != NULL && density >= dense_down_min(down_t->type);
+    t.direct = direct && !dense_down;
+    t.I = I;
+    if (dense_down) {
+        memset(hd, 0, (size_t)B * (size_t)I * sizeof(float));
+        t.hd = hd;
+    }
     t.ti = ti;
     t.timing = stats != NULL;
+    sl_sp_kernels(&t.k);
+    t.dot_rows = t.k.dot;
+    t.axpy_rows = t.k.axpy;
+    t.tile = tile;
+    /* per-row-shared with dense selections also goes batched (computing the unselected pairs and
+     * dropping them is cheaper than gathering per batch row) */
+    t.batched = !per_row && B > 1 && (mode == SL_MLP_UNION || (double)N >= 0.5 * (double)nU * (double)B);
+    sl_sp_groups(gate->type, down_t->type, density, &t.g_gu, &t.g_down);
+    /* consecutive rows (dense masks) are streamed best by the hardware prefetcher alone */
+    t.prefetch = density < SP_GROUP_DENSE_MIN;
     t.n_items = per_row ? N : nU;
     t.rows = U;
     bool cache_used = false;
@@ -767,14 +1045,22 @@ sl_status sl_sparse_mlp_forward_pool(sl_pool *pool, sl_sparse_ws *ws, const sl_w
     const double t_sel = stats ? sl_time_s() : 0.0;
 
     prepare_task pt = {gate->type, x, B, H, xq, xs};
-    if (B >= 2 * nth) sl_pool_run(pool, prepare_worker, &pt);
+    /* on the caller unless large: a pool dispatch costs more than a few rows of quantizing */
+    if (nth > 1 && (size_t)B * (size_t)H >= ((size_t)1 << 20)) sl_pool_run(pool, prepare_worker, &pt);
     else prepare_worker(&pt, 0, 1);
     const double t_prep = stats ? sl_time_s() : 0.0;
 
     sl_pool_run(pool, sparse_worker, &t);
     if (cache_used) cache_reset_jobs(cache);
     const double t_comp = stats ? sl_time_s() : 0.0;
-    if (nth > 1) sl_pool_run(pool, reduce_worker, &t);
+    /* Small reductions run on the caller: a second dispatch would cost more than the adds
+     * (and on a busy machine, waiting for a descheduled worker costs a time slice). */
+    if (dense_down) {
+        sl_matmul(pool, down->type, down->data, H, I, hd, B, out);
+    } else if (!direct) {
+        if (nth == 1 || (size_t)B * (size_t)H * (size_t)nth <= ((size_t)1 << 20)) reduce_columns(&t, nth, 0, 1);
+        else sl_pool_run(pool, reduce_worker, &t);
+    }
 
     if (stats) {
         const double t_end = sl_time_s();
@@ -793,7 +1079,8 @@ sl_status sl_sparse_mlp_forward_pool(sl_pool *pool, sl_sparse_ws *ws, const sl_w
             if (ti[th].t_act > s0.t_act) s0.t_act = ti[th].t_act;
             if (ti[th].t_down > s0.t_down) s0.t_down = ti[th].t_down;
         }
-        s0.t_reduce = t_end - t_comp;
+        s0.t_reduce = dense_down ? 0.0 : t_end - t_comp;
+        if (dense_down) s0.t_down = t_end - t_comp;
         s0.t_total = t_end - t_start;
         s0.n_unique = per_row ? -1 : nU;
         if (per_row) { /* distinct neurons, counted only for the stats */
@@ -803,7 +1090,9 @@ sl_status sl_sparse_mlp_forward_pool(sl_pool *pool, sl_sparse_ws *ws, const sl_w
             s0.n_unique = d;
         }
         s0.n_pairs = (mode == SL_MLP_UNION || B == 1) ? nU * B : N;
-        s0.weight_bytes = s0.n_unique * (int64_t)(2 * gate->row_bytes + down_t->row_bytes);
+        s0.weight_bytes = s0.n_unique * (int64_t)(2 * gate->row_bytes) +
+                          (dense_down ? H * (int64_t)down->row_bytes : s0.n_unique * (int64_t)down_t->row_bytes);
+        s0.dense_down = dense_down;
         *stats = s0;
     }
     sl_sparse_ws_free(own_ws);
@@ -999,7 +1288,7 @@ static sl_sparse_mlp *op_init(const sl_mlp_weights *w, sl_activation act, int n_
         op->down_t = make_view(w->down_t, w->type, I, H);
     } else {
         size_t bytes = sl_mlp_down_t_bytes(&op->down, w->type);
-        if (!(op->down_t_owned = sl_malloc_aligned(bytes))) goto nomem;
+        if (!(op->down_t_owned = big_alloc(bytes))) goto nomem;
         if (sl_mlp_transpose_down(op->pool, &op->down, w->type, op->down_t_owned, bytes, &op->down_t, err)) {
             sl_sparse_mlp_free(op);
             return NULL;
@@ -1032,7 +1321,7 @@ void sl_sparse_mlp_free(sl_sparse_mlp *op) {
     if (!op->pool_borrowed) sl_pool_free(op->pool);
     sl_sparse_ws_free(op->ws);
     sl_row_cache_free(op->cache);
-    sl_free_aligned(op->down_t_owned);
+    big_free(op->down_t_owned);
     free(op);
 }
 
@@ -1048,8 +1337,8 @@ sl_status sl_sparse_mlp_forward(sl_sparse_mlp *op, const float *x, int64_t B, co
                                 sl_error *err) {
     sl_clear_error(err);
     if (!op) return sl_set_error(err, SL_ERR_INVALID_ARG, "sparse mlp: operator is NULL");
-    return sl_sparse_mlp_forward_pool(op->pool, op->ws, &op->gate, &op->up, &op->down_t, op->act, op->cache, x, B, mask,
-                                      idx, n_idx, mode, out, op->stats, err);
+    return sl_sparse_mlp_forward_pool_ex(op->pool, op->ws, &op->gate, &op->up, &op->down_t, op->down.data ? &op->down : NULL,
+                                         op->act, op->cache, x, B, mask, idx, n_idx, mode, out, op->stats, err);
 }
 
 sl_status sl_mlp_dense_forward(sl_sparse_mlp *op, const float *x, int64_t B, float *out, sl_error *err) {

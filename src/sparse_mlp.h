@@ -34,9 +34,10 @@ size_t sl_sparse_ws_bytes(const sl_sparse_ws *ws);
  * Building down_t costs one pass over down and as many bytes as down itself (when stored in the
  * same type). F32/F16/BF16 are transposed exactly. Q8_0/Q4_0 rows of down_t are re-quantized in
  * blocks of 32 along H (the old blocks ran along I), so each weight is rounded a second time:
- * for Q8_0 the extra error is at most half a step (1/254 of the block's largest magnitude), for
- * Q4_0 at most 1/16 of it — about the error the file's own quantization already has. Choosing
- * `type` = SL_TYPE_Q8_0 for a Q4_0 down avoids most of that at 1.9x the memory. */
+ * for Q8_0 the extra error is at most half a step (1/254 of the new block's largest magnitude),
+ * for Q4_0 at most 1/8 of it (RMS: 0.5% and 7.6% of the RMS weight on Gaussian weights) — for
+ * Q4_0 about the error the file's own quantization already has. Choosing `type` = SL_TYPE_Q8_0
+ * for a Q4_0 down avoids most of that at 1.9x the memory (down_t may have its own type). */
 
 /* Bytes of the [I, H] transposed form of `down` stored as `type` (0 when impossible: unsupported
  * type, or H not a multiple of the type's block size). */
@@ -80,6 +81,18 @@ sl_status sl_sparse_mlp_forward_pool(sl_pool *pool, sl_sparse_ws *ws, const sl_w
                                      int64_t B, const bool *mask, const int32_t *const *idx, const int32_t *n_idx,
                                      sl_mlp_mode mode, float *out, sl_sparse_mlp_stats *stats, sl_error *err);
 
+/* The same, given also the original down ([H, I], may be NULL): when the active fraction of a
+ * call (pairs / (B * I) per row, or |union| / I for the union schedules) is at least 0.8 (0.55
+ * for Q4_0, whose axpy costs the most per byte), the
+ * down projection runs as the dense product over down (h zero for inactive neurons) — at that
+ * density one streaming pass over down is cheaper than the gathered axpys. Pass it whenever the
+ * model has it (the model's ffn_down). */
+sl_status sl_sparse_mlp_forward_pool_ex(sl_pool *pool, sl_sparse_ws *ws, const sl_weight *gate, const sl_weight *up,
+                                        const sl_weight *down_t, const sl_weight *down, sl_activation act,
+                                        sl_row_cache *cache, const float *x, int64_t B, const bool *mask,
+                                        const int32_t *const *idx, const int32_t *n_idx, sl_mlp_mode mode, float *out,
+                                        sl_sparse_mlp_stats *stats, sl_error *err);
+
 /* The dense MLP the model runs (sl_matmul for gate, up and down in the [H, I] layout), with the
  * same stage accounting: out[b] = down . (act(gate . x[b]) * (up . x[b])). */
 sl_status sl_mlp_dense_forward_pool(sl_pool *pool, sl_sparse_ws *ws, const sl_weight *gate, const sl_weight *up,
@@ -92,5 +105,56 @@ sl_status sl_mlp_dense_forward_pool(sl_pool *pool, sl_sparse_ws *ws, const sl_we
 sl_status sl_mlp_reference_w(const sl_weight *gate, const sl_weight *up, const sl_weight *down,
                              const sl_weight *down_t, sl_activation act, const float *x, int64_t B, const bool *mask,
                              float *out, sl_error *err);
+
+/* ---- row-group kernels ----------------------------------------------------------------------
+ * The inner loops of the operator, on 1..8 gathered rows at once (sparse_mlp_avx512.c explains
+ * why). dot: out[r] = rows[r] . x for r < nr (1..8), x in sl_act_prepare form for type t. axpy:
+ * y[0..n) += sum_r a[r] * rows[r]. next[0..nnext) (nnext <= 8, may be 0) are the rows the caller
+ * will use next, prefetched while these are read. _ref runs row by row through sl_vec_dot /
+ * sl_vec_axpy (whatever variant those use); the AVX-512 versions need AVX-512 F/BW/VL + VNNI. */
+typedef void (*sl_sp_dot_rows_fn)(sl_type t, const uint8_t *const *rows, int nr, const void *x, int64_t n, float *out,
+                                  const uint8_t *const *next, int nnext);
+typedef void (*sl_sp_axpy_rows_fn)(sl_type t, const uint8_t *const *rows, const float *a, int nr, float *y, int64_t n,
+                                   const uint8_t *const *next, int nnext);
+void sl_sp_dot_rows_ref(sl_type t, const uint8_t *const *rows, int nr, const void *x, int64_t n, float *out,
+                        const uint8_t *const *next, int nnext);
+void sl_sp_axpy_rows_ref(sl_type t, const uint8_t *const *rows, const float *a, int nr, float *y, int64_t n,
+                         const uint8_t *const *next, int nnext);
+#if defined(__x86_64__)
+void sl_sp_dot_rows_avx512(sl_type t, const uint8_t *const *rows, int nr, const void *x, int64_t n, float *out,
+                           const uint8_t *const *next, int nnext);
+void sl_sp_axpy_rows_avx512(sl_type t, const uint8_t *const *rows, const float *a, int nr, float *y, int64_t n,
+                            const uint8_t *const *next, int nnext);
+#endif
+/* Batched forms for the union schedule: the same rows for nb tokens.
+ * dot: out[b * nr + r] = rows[r] . x_b, x_b = x + b * xs bytes (prepared inputs), nr <= 8.
+ * axpy: y_b[0..n) += sum_r a[r * astride + b] * rows[r], y_b = y + b * ys floats, nr <= 8. */
+typedef void (*sl_sp_dot_rows_batch_fn)(sl_type t, const uint8_t *const *rows, int nr, const uint8_t *x, size_t xs, int nb,
+                                        int64_t n, float *out, const uint8_t *const *next, int nnext);
+typedef void (*sl_sp_axpy_rows_batch_fn)(sl_type t, const uint8_t *const *rows, int nr, const float *a, int astride,
+                                         int nb, float *y, int64_t ys, int64_t n, const uint8_t *const *next, int nnext);
+void sl_sp_dot_rows_batch_ref(sl_type t, const uint8_t *const *rows, int nr, const uint8_t *x, size_t xs, int nb, int64_t n,
+                              float *out, const uint8_t *const *next, int nnext);
+void sl_sp_axpy_rows_batch_ref(sl_type t, const uint8_t *const *rows, int nr, const float *a, int astride, int nb, float *y,
+                               int64_t ys, int64_t n, const uint8_t *const *next, int nnext);
+#if defined(__x86_64__)
+void sl_sp_dot_rows_batch_avx512(sl_type t, const uint8_t *const *rows, int nr, const uint8_t *x, size_t xs, int nb,
+                                 int64_t n, float *out, const uint8_t *const *next, int nnext);
+void sl_sp_axpy_rows_batch_avx512(sl_type t, const uint8_t *const *rows, int nr, const float *a, int astride, int nb,
+                                  float *y, int64_t ys, int64_t n, const uint8_t *const *next, int nnext);
+#endif
+
+/* The kernels matching the variant in use (sl_kernels_current): AVX-512 or the fallback. */
+typedef struct sl_sp_kernel_set {
+    sl_sp_dot_rows_fn dot;                 /* rows x one input */
+    sl_sp_axpy_rows_fn axpy;               /* rows into one accumulator */
+    sl_sp_dot_rows_batch_fn dot_batch;     /* rows x many inputs */
+    sl_sp_axpy_rows_batch_fn axpy_batch;   /* rows into many accumulators */
+} sl_sp_kernel_set;
+void sl_sp_kernels(sl_sp_kernel_set *k);
+/* Rows per kernel call: gate/up neurons per group (2 rows each) and down rows per group, for a
+ * call whose active fraction (pairs / (B * I)) is `density`. At most SP_MAX_ROWS rows. */
+#define SP_MAX_ROWS 8
+void sl_sp_groups(sl_type t_gu, sl_type t_d, double density, int *g_gu, int *g_down);
 
 #endif

@@ -12,7 +12,11 @@
  *   - sl_pool_run publishes fn/arg, sets `pending`, and bumps `generation` (release). Workers
  *     spin on `generation` with a pause instruction, so a spinning worker starts the task within
  *     a cache-line transfer (~0.1-0.5 µs).
- *   - A worker that has spun for SPIN_NS without new work goes to sleep on a condition variable,
+ *   - After SPIN_PAUSE_NS of pause-spinning a waiting worker keeps polling but calls
+ *     sched_yield between polls: when the machine is oversubscribed (more runnable threads than
+ *     cores: other programs, or -t above the core count) the thread everybody waits for gets
+ *     the core instead of a spinner; on an idle machine yield returns at once.
+ *   - A worker that has waited SPIN_NS without new work goes to sleep on a condition variable,
  *     so an idle pool (between prompts, while the user types) burns no CPU. It announces itself
  *     in `sleepers` before its last check of `generation`; sl_pool_run bumps `generation` before
  *     reading `sleepers`. Both are sequentially consistent, so at least one side sees the other:
@@ -49,8 +53,8 @@
  * matrices of one token (norms, rope, attention on the caller), short enough that a pool idle
  * between tokens or prompts stops burning a core almost at once. */
 #define SPIN_NS 200000LL
-/* Caller-side pause-spins before it starts yielding its core while waiting for workers. */
-#define WAIT_SPINS 4000
+/* Pause-spinning before polls start yielding the core (worker and caller side). */
+#define SPIN_PAUSE_NS 20000LL
 
 struct sl_pool {
     int n_threads;            /* including the caller */
@@ -81,14 +85,19 @@ static long long now_ns(void) {
 /* Wait until generation != seen (or stop); returns the new generation. */
 static unsigned wait_generation(sl_pool *pool, unsigned seen) {
     long long start = 0;
+    bool yielding = false;
     for (unsigned spins = 0;; spins++) {
         unsigned g = atomic_load_explicit(&pool->generation, memory_order_acquire);
         if (g != seen || atomic_load_explicit(&pool->stop, memory_order_relaxed)) return g;
-        cpu_relax();
-        if ((spins & 255) != 255) continue;
-        /* reading the clock costs ~20 ns: only every 256 spins */
+        if (yielding) sched_yield();
+        else cpu_relax();
+        if ((spins & 63) != 63) continue; /* reading the clock costs ~20 ns: every 64 polls */
         long long t = now_ns();
-        if (!start) start = t;
+        if (!start) {
+            start = t;
+            continue;
+        }
+        if (t - start >= SPIN_PAUSE_NS) yielding = true;
         if (t - start < SPIN_NS) continue;
         pthread_mutex_lock(&pool->mu);
         atomic_fetch_add(&pool->sleepers, 1); /* seq_cst: ordered before the load below */
@@ -97,6 +106,7 @@ static unsigned wait_generation(sl_pool *pool, unsigned seen) {
         atomic_fetch_sub(&pool->sleepers, 1);
         pthread_mutex_unlock(&pool->mu);
         start = 0;
+        yielding = false;
     }
 }
 
@@ -191,9 +201,19 @@ void sl_pool_run(sl_pool *pool, sl_task_fn fn, void *arg) {
         pthread_mutex_unlock(&pool->mu);
     }
     fn(arg, 0, pool->n_threads);
-    for (int spins = 0; atomic_load_explicit(&pool->pending, memory_order_acquire) > 0; spins++) {
-        if (spins < WAIT_SPINS) cpu_relax();
-        else sched_yield();
+    long long start = 0;
+    bool yielding = false;
+    for (unsigned spins = 0; atomic_load_explicit(&pool->pending, memory_order_acquire) > 0; spins++) {
+        if (yielding) {
+            sched_yield();
+            continue;
+        }
+        cpu_relax();
+        if ((spins & 63) == 63) {
+            long long t = now_ns();
+            if (!start) start = t;
+            else if (t - start >= SPIN_PAUSE_NS) yielding = true;
+        }
     }
 }
 

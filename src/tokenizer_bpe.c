@@ -54,7 +54,10 @@ static const char re_punct_default[] = "[\\p{P}\\$\\+<=>\\^~\\|]+";
 static const char re_punct_falcon[] = "[\\p{P}\\$\\+<=>\\^~\\|`]+";
 
 /* DeepSeek LLM: cased letters (Lu/Ll/Lt, written out as DeepSeek's tokenizer.json does), then
- * ASCII and full-width punctuation, then CJK/Hangul runs. */
+ * ASCII and full-width punctuation, then CJK/Hangul runs. llama.cpp runs these literal-range
+ * regexes on text where every non-ASCII whitespace character was replaced by \v, so whitespace
+ * never matches a range: U+3000 is left out of the punctuation class, and U+1680, U+2000-U+200A,
+ * U+2028, U+2029, U+202F, U+205F and U+3000 out of the U+0800-U+4E00 range. */
 static const char re_ds_letters[] =
     S_ "?["
     "\\x{0041}-\\x{005A}\\x{0061}-\\x{007A}\\x{00B5}\\x{00C0}-\\x{00D6}\\x{00D8}-\\x{00F6}"
@@ -77,8 +80,10 @@ static const char re_ds_letters[] =
     "\\x{104D8}-\\x{104FB}\\x{10C80}-\\x{10CB2}\\x{10CC0}-\\x{10CF2}\\x{118A0}-\\x{118DF}"
     "\\x{1E900}-\\x{1E943}]+";
 static const char re_ds_punct[] =
-    S_ "?[!-/:-~\\x{FF01}-\\x{FF0F}\\x{FF1A}-\\x{FF5E}\\x{2018}-\\x{201F}\\x{3000}-\\x{3002}]+";
-static const char re_ds_cjk[] = "[\\x{4E00}-\\x{9FA5}\\x{0800}-\\x{4E00}\\x{AC00}-\\x{D7FF}]+";
+    S_ "?[!-/:-~\\x{FF01}-\\x{FF0F}\\x{FF1A}-\\x{FF5E}\\x{2018}-\\x{201F}\\x{3001}-\\x{3002}]+";
+static const char re_ds_cjk[] = "[\\x{4E00}-\\x{9FA5}\\x{0800}-\\x{167F}\\x{1681}-\\x{1FFF}\\x{200B}-\\x{2027}"
+                                "\\x{202A}-\\x{202E}\\x{2030}-\\x{205E}\\x{2060}-\\x{2FFF}\\x{3001}-\\x{4E00}"
+                                "\\x{AC00}-\\x{D7FF}]+";
 
 /* DeepSeek Coder */
 static const char re_dsc_letters[] = S_ "?\\p{L}+";

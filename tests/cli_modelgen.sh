@@ -6,7 +6,7 @@
 # Prints "ok ..." / "not ok ..." lines; exits 1 on any failure. Kept small: runs in seconds.
 B=${BUILD:-build}
 SL="$B/skipllama"
-F32DIFF="$B/tools/f32diff"
+F32DIFF=${F32DIFF:-$B/tools/f32diff}
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 fails=0

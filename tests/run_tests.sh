@@ -1,6 +1,6 @@
 #!/bin/sh
 # Runs each test program given as an argument (from the repository root, so tests find
-# tests/data), then tests/cli_tests.sh. Prints one line per program and the closing
+# tests/data), then every tests/cli_*.sh script. Prints one line per program and the closing
 # "N passed, N failed" line; exits non-zero when anything failed.
 passed=0
 failed=0
@@ -17,16 +17,20 @@ for t in "$@"; do
         tail -n 20 "${t}.log" | sed 's/^/    /'
     fi
 done
-if [ -f tests/cli_tests.sh ]; then
-    if BUILD="${BUILD:-build}" sh tests/cli_tests.sh > "${BUILD:-build}/cli_tests.log" 2>&1; then
+# CLI-level test scripts: every tests/cli_*.sh, run with BUILD set
+for script in tests/cli_*.sh; do
+    [ -f "$script" ] || continue
+    name=$(basename "$script" .sh)
+    log="${BUILD:-build}/$name.log"
+    if BUILD="${BUILD:-build}" sh "$script" > "$log" 2>&1; then
         passed=$((passed + 1))
-        echo "PASS cli_tests ($(grep -c '^ok ' "${BUILD:-build}/cli_tests.log") checks)"
+        echo "PASS $name ($(grep -c '^ok ' "$log") checks)"
     else
         failed=$((failed + 1))
-        failed_names="$failed_names cli_tests"
-        echo "FAIL cli_tests — last lines of ${BUILD:-build}/cli_tests.log:"
-        tail -n 20 "${BUILD:-build}/cli_tests.log" | sed 's/^/    /'
+        failed_names="$failed_names $name"
+        echo "FAIL $name — last lines of $log:"
+        tail -n 20 "$log" | sed 's/^/    /'
     fi
-fi
+done
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ] || { echo "failed:$failed_names"; exit 1; }

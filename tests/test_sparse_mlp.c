@@ -121,11 +121,11 @@ static void round_input(sl_type type, const float *x, float *xr, int64_t B, int6
 }
 
 /* Worst (maxdiff / tolerance) seen per comparison kind within one group of cases. */
-enum { K_SAME_MATH, K_ORIGINAL, K_IDX, K_IDX_SHUFFLED, K_SHARED, K_UNION, K_THREADS, K_DENSE, K_NULLMASK, K_DOWN_T, K_N };
+enum { K_SAME_MATH, K_ORIGINAL, K_IDX, K_IDX_SHUFFLED, K_SHARED, K_UNION, K_THREADS, K_DENSE, K_NULLMASK, K_DOWN_T, K_DENSE_DOWN, K_N };
 static const char *kind_names[K_N] = {"vs reference (same math)", "vs reference (original x, down)", "index lists == mask",
                                       "shuffled index lists", "per-row-shared == per-row", "union == per-row on union mask",
                                       "threads 2,3 == 1", "all-true == dense", "mask NULL == all-true",
-                                      "caller down_t == built down_t"};
+                                      "caller down_t == built down_t", "dense down path (>= 80% active) vs reference"};
 static double worst[K_N];
 static double worst_diff[K_N];
 static int n_cases[K_N];
@@ -180,21 +180,31 @@ static void random_mask(bool *mask, int64_t B, int64_t I, int kind, test_rng *r)
 static const char *mask_kind_name[] = {"all-false", "all-true", "single", "10%", "50%", "90%", "per-row densities"};
 #define N_MASK_KINDS 7
 
-/* Everything about one (type, shape, activation). */
+/* Everything about one (type, shape, activation).
+ * op[0..2]: 1, 2, 3 threads on down_t only (no [H, I] down), so every call runs the gathered
+ *           axpys and the comparisons between schedules are exact up to summation order.
+ * op[3]:    built from down (transposes it itself) — it may run the down projection densely.
+ * op[4]:    given down and the test's down_t: must reproduce op[3] bit for bit. */
 static void test_case(const fixture *f, sl_activation act, test_rng *r) {
     const int64_t H = f->H, I = f->I;
     sl_error err;
-    sl_mlp_weights w = fixture_weights(f, false), wt = fixture_weights(f, true);
-    sl_sparse_mlp *op[4] = {sl_sparse_mlp_init(&w, act, 1, &err), sl_sparse_mlp_init(&w, act, 2, &err),
-                            sl_sparse_mlp_init(&w, act, 3, &err), sl_sparse_mlp_init(&wt, act, 1, &err)};
-    if (!op[0] || !op[1] || !op[2] || !op[3]) {
+    sl_mlp_weights wt = fixture_weights(f, true), w = fixture_weights(f, false), wb = wt;
+    wt.down = NULL;
+    sl_sparse_mlp *op[5] = {sl_sparse_mlp_init(&wt, act, 1, &err), sl_sparse_mlp_init(&wt, act, 2, &err),
+                            sl_sparse_mlp_init(&wt, act, 3, &err), sl_sparse_mlp_init(&w, act, 1, &err),
+                            sl_sparse_mlp_init(&wb, act, 1, &err)};
+    sl_sparse_mlp_stats stats;
+    memset(&stats, 0, sizeof(stats));
+    if (!op[0] || !op[1] || !op[2] || !op[3] || !op[4]) {
         CHECK(false, "init %s H=%lld I=%lld %s: %s", sl_type_name(f->type), (long long)H, (long long)I, act_name(act), err.message);
         goto done;
     }
+    sl_sparse_mlp_set_stats(op[3], &stats);
     const int64_t BMAX = 3;
     float *x = malloc((size_t)(BMAX * H) * sizeof(float)), *xr = malloc((size_t)(BMAX * H) * sizeof(float));
     float *ref = malloc((size_t)(BMAX * H) * sizeof(float)), *ref2 = malloc((size_t)(BMAX * H) * sizeof(float));
     float *o1 = malloc((size_t)(BMAX * H) * sizeof(float)), *o2 = malloc((size_t)(BMAX * H) * sizeof(float));
+    float *o3 = malloc((size_t)(BMAX * H) * sizeof(float)), *o4 = malloc((size_t)(BMAX * H) * sizeof(float));
     bool *mask = malloc((size_t)(BMAX * I)), *umask = malloc((size_t)(BMAX * I));
     int32_t *idx_store = malloc((size_t)(BMAX * I) * sizeof(int32_t)), *idx[3], n_idx[3];
     for (int b = 0; b < BMAX; b++) idx[b] = idx_store + b * I;
@@ -214,6 +224,12 @@ static void test_case(const fixture *f, sl_activation act, test_rng *r) {
             }
             track(K_SAME_MATH, rel_diff(o1, ref, n), TOL_SAME_MATH);
             track(K_ORIGINAL, rel_diff(o1, ref2, n), tol_vs_original(f->type));
+            /* the operator that also has down: original reference, whichever down path it took */
+            sl_sparse_mlp_forward(op[3], x, B, mask, NULL, NULL, SL_MLP_PER_ROW, o3, &err);
+            track(stats.dense_down ? K_DENSE_DOWN : K_ORIGINAL, rel_diff(o3, ref2, n), tol_vs_original(f->type));
+            if (!stats.dense_down) track(K_SAME_MATH, rel_diff(o3, o1, n), TOL_ORDER); /* same down_t bytes */
+            sl_sparse_mlp_forward(op[4], x, B, mask, NULL, NULL, SL_MLP_PER_ROW, o4, &err);
+            track(K_DOWN_T, test_maxdiff(o4, o3, n), 1e-30);
             /* index lists: sorted ones reproduce the mask result exactly, shuffled ones up to order */
             mask_to_idx(mask, B, I, idx, n_idx, NULL);
             sl_sparse_mlp_forward(op[0], x, B, NULL, (const int32_t *const *)idx, n_idx, SL_MLP_PER_ROW, o2, &err);
@@ -223,36 +239,37 @@ static void test_case(const fixture *f, sl_activation act, test_rng *r) {
             track(K_IDX_SHUFFLED, rel_diff(o2, o1, n), TOL_ORDER);
             sl_sparse_mlp_forward(op[0], x, B, mask, NULL, NULL, SL_MLP_PER_ROW_SHARED, o2, &err);
             track(K_SHARED, rel_diff(o2, o1, n), TOL_ORDER);
-            sl_sparse_mlp_forward(op[3], x, B, mask, NULL, NULL, SL_MLP_PER_ROW, o2, &err);
-            track(K_DOWN_T, test_maxdiff(o2, o1, n), 1e-30);
             /* union mode = per-row mode with every row given the union */
             for (int64_t i = 0; i < I; i++) {
                 bool any = false;
                 for (int64_t b = 0; b < B; b++) any |= mask[b * I + i];
                 for (int64_t b = 0; b < B; b++) umask[b * I + i] = any;
             }
-            float *o3 = ref2; /* reuse: ref2 no longer needed */
             sl_sparse_mlp_forward(op[0], x, B, umask, NULL, NULL, SL_MLP_PER_ROW, o3, &err);
             sl_sparse_mlp_forward(op[0], x, B, mask, NULL, NULL, SL_MLP_UNION, o2, &err);
             track(K_UNION, rel_diff(o2, o3, n), TOL_ORDER);
-            for (int th = 1; th <= 2; th++)
+            /* threads do not interact with the activation: check them with silu only (each
+             * pool call can spin a worker, which is what makes this test slow on a busy box) */
+            for (int th = 1; th <= (act == SL_ACT_SILU ? 2 : 0); th++)
                 for (int mode = 0; mode < 3; mode++) {
                     sl_sparse_mlp_forward(op[th], x, B, mode == 1 ? umask : mask, NULL, NULL, (sl_mlp_mode)mode, o2, &err);
                     track(K_THREADS, rel_diff(o2, mode == 1 ? o3 : o1, n), TOL_ORDER);
                 }
             if (kind == 1) {
-                for (int th = 0; th < 3; th++) {
-                    sl_mlp_dense_forward(op[th], x, B, o2, &err);
-                    track(K_DENSE, rel_diff(o2, o1, n), tol_vs_original(f->type));
+                /* all active: the dense MLP (op[3] has down), and mask NULL == all-true */
+                sl_mlp_dense_forward(op[3], x, B, o2, &err);
+                sl_sparse_mlp_forward(op[3], x, B, mask, NULL, NULL, SL_MLP_PER_ROW, o4, &err);
+                track(K_DENSE, rel_diff(o2, o4, n), is_quant(f->type) ? TOL_Q8_0 : TOL_ORDER);
+                for (int th = 0; th < (act == SL_ACT_SILU ? 3 : 1); th++) {
                     sl_sparse_mlp_forward(op[th], x, B, NULL, NULL, NULL, SL_MLP_PER_ROW, o2, &err);
                     track(K_NULLMASK, rel_diff(o2, o1, n), TOL_ORDER);
                 }
             }
         }
     }
-    free(x), free(xr), free(ref), free(ref2), free(o1), free(o2), free(mask), free(umask), free(idx_store);
+    free(x), free(xr), free(ref), free(ref2), free(o1), free(o2), free(o3), free(o4), free(mask), free(umask), free(idx_store);
 done:
-    for (int k = 0; k < 4; k++) sl_sparse_mlp_free(op[k]);
+    for (int k = 0; k < 5; k++) sl_sparse_mlp_free(op[k]);
 }
 
 static void test_correctness(void) {
@@ -561,12 +578,122 @@ static void test_down_t_only(void) {
     fixture_free(&f);
 }
 
+
+/* The row-group kernels against the scalar definitions (sl_vec_dot_ref / sl_vec_axpy_ref), row
+ * by row, for 1..8 rows, awkward lengths and every type; with and without prefetch lists. */
+static void test_row_kernels(void) {
+    test_rng r = {2024};
+    sl_sp_kernel_set ks;
+    sl_sp_kernels(&ks);
+    sl_sp_dot_rows_fn dot = ks.dot;
+    sl_sp_axpy_rows_fn axpy = ks.axpy;
+    const bool simd = dot != sl_sp_dot_rows_ref;
+    static const int64_t float_n[] = {1, 3, 7, 15, 16, 17, 31, 33, 129, 2048};
+    static const int64_t quant_n[] = {32, 64, 96, 160, 2048};
+    for (size_t ti = 0; ti < sizeof(all_types) / sizeof(all_types[0]); ti++) {
+        const sl_type type = all_types[ti];
+        const int64_t *ns = is_quant(type) ? quant_n : float_n;
+        const size_t n_ns = is_quant(type) ? sizeof(quant_n) / sizeof(quant_n[0]) : sizeof(float_n) / sizeof(float_n[0]);
+        double worst_dot = 0.0, worst_axpy = 0.0;
+        for (size_t k = 0; k < n_ns; k++) {
+            const int64_t n = ns[k];
+            uint8_t *w = rand_matrix(type, 16, n, 1.0f, &r);
+            const size_t rb = sl_type_row_size(type, n);
+            float *x = malloc((size_t)n * sizeof(float)), *y = malloc((size_t)n * sizeof(float)), *yr = malloc((size_t)n * sizeof(float));
+            void *xp = malloc(sl_act_size(type, n));
+            for (int64_t c = 0; c < n; c++) x[c] = test_rng_normal(&r);
+            sl_act_prepare(type, x, n, xp);
+            for (int nr = 1; nr <= SP_MAX_ROWS; nr++) {
+                const uint8_t *rows[SP_MAX_ROWS], *next[SP_MAX_ROWS];
+                float a[SP_MAX_ROWS], out[SP_MAX_ROWS], scale = 0.0f;
+                for (int q = 0; q < nr; q++) {
+                    rows[q] = w + (size_t)((q * 5 + 3) % 16) * rb; /* gathered, out of order */
+                    next[q] = w + (size_t)((q * 7 + 1) % 16) * rb;
+                    a[q] = test_rng_normal(&r);
+                }
+                dot(type, rows, nr, xp, n, out, next, nr % 2 ? nr : 0);
+                for (int q = 0; q < nr; q++) {
+                    const float ref = sl_vec_dot_ref(type, rows[q], xp, n);
+                    scale = fmaxf(scale, fabsf(ref));
+                    worst_dot = fmax(worst_dot, fabs((double)out[q] - ref) / (1.0 + fabs(ref)) / sqrt((double)n));
+                }
+                for (int64_t c = 0; c < n; c++) y[c] = yr[c] = test_rng_normal(&r);
+                axpy(type, rows, a, nr, y, n, next, nr % 2 ? 0 : nr);
+                for (int q = 0; q < nr; q++) sl_vec_axpy_ref(type, rows[q], a[q], yr, n);
+                worst_axpy = fmax(worst_axpy, rel_diff(y, yr, (size_t)n));
+            }
+            free(w), free(x), free(y), free(yr), free(xp);
+        }
+        /* batched forms: the same rows for several prepared inputs / accumulator rows */
+        double worst_bdot = 0.0, worst_baxpy = 0.0;
+        for (size_t k = 0; k < n_ns; k++) {
+            const int64_t n = ns[k];
+            const int NB = 5;
+            uint8_t *w = rand_matrix(type, 16, n, 1.0f, &r);
+            const size_t rb = sl_type_row_size(type, n), xs = sl_act_size(type, n);
+            float *x = malloc((size_t)n * sizeof(float)), *y = malloc((size_t)(NB * n) * sizeof(float)),
+                  *yr = malloc((size_t)(NB * n) * sizeof(float));
+            uint8_t *xp = malloc(xs * NB);
+            for (int b = 0; b < NB; b++) {
+                for (int64_t c = 0; c < n; c++) x[c] = test_rng_normal(&r);
+                sl_act_prepare(type, x, n, xp + b * xs);
+            }
+            for (int nr = 1; nr <= SP_MAX_ROWS; nr++)
+                for (int nb = 1; nb <= NB; nb += 2) {
+                    const uint8_t *rows[SP_MAX_ROWS];
+                    float a[SP_MAX_ROWS * 5], out[SP_MAX_ROWS * 5];
+                    for (int q = 0; q < nr; q++) rows[q] = w + (size_t)((q * 5 + 3) % 16) * rb;
+                    for (int q = 0; q < nr * nb; q++) a[q] = q % 3 ? test_rng_normal(&r) : 0.0f;
+                    ks.dot_batch(type, rows, nr, xp, xs, nb, n, out, rows, nr);
+                    for (int b = 0; b < nb; b++)
+                        for (int q = 0; q < nr; q++) {
+                            const float ref = sl_vec_dot_ref(type, rows[q], xp + b * xs, n);
+                            worst_bdot = fmax(worst_bdot, fabs((double)out[b * nr + q] - ref) / (1.0 + fabs(ref)) / sqrt((double)n));
+                        }
+                    for (int64_t c = 0; c < nb * n; c++) y[c] = yr[c] = test_rng_normal(&r);
+                    ks.axpy_batch(type, rows, nr, a, nb, nb, y, n, n, NULL, 0);
+                    for (int b = 0; b < nb; b++)
+                        for (int q = 0; q < nr; q++) sl_vec_axpy_ref(type, rows[q], a[q * nb + b], yr + b * n, n);
+                    worst_baxpy = fmax(worst_baxpy, rel_diff(y, yr, (size_t)(nb * n)));
+                }
+            free(w), free(x), free(y), free(yr), free(xp);
+        }
+        CHECK(worst_bdot <= 1e-6, "row kernels (%s) %s: batched dot (1..8 rows x 1..5 inputs) == sl_vec_dot_ref (worst %.3g)",
+              simd ? "avx512" : "fallback", sl_type_name(type), worst_bdot);
+        CHECK(worst_baxpy <= 1e-5, "row kernels (%s) %s: batched axpy (1..8 rows x 1..5 rows of y) == sl_vec_axpy_ref (worst %.3g)",
+              simd ? "avx512" : "fallback", sl_type_name(type), worst_baxpy);
+        CHECK(worst_dot <= 1e-6, "row kernels (%s) %s: dot of 1..8 gathered rows == sl_vec_dot_ref (worst %.3g per sqrt(n))",
+              simd ? "avx512" : "fallback", sl_type_name(type), worst_dot);
+        CHECK(worst_axpy <= 1e-5, "row kernels (%s) %s: axpy of 1..8 gathered rows == sl_vec_axpy_ref (worst rel %.3g)",
+              simd ? "avx512" : "fallback", sl_type_name(type), worst_axpy);
+    }
+}
+
+/* The whole operator on the scalar kernels (the per-row fallback of the row-group kernels). */
+static void test_scalar_variant(void) {
+    if (!sl_kernels_select(SL_KERNELS_SCALAR)) return;
+    test_rng r = {777};
+    static const sl_type types[] = {SL_TYPE_F16, SL_TYPE_Q4_0};
+    for (size_t ti = 0; ti < 2; ti++) {
+        fixture f;
+        fixture_make(&f, types[ti], 64, 96, &r);
+        test_case(&f, SL_ACT_SILU, &r);
+        fixture_free(&f);
+        char what[64];
+        snprintf(what, sizeof(what), "scalar kernels: %s silu", sl_type_name(types[ti]));
+        report_group(what);
+    }
+    sl_kernels_select(SL_KERNELS_AUTO);
+}
+
 int main(void) {
+    test_row_kernels();
     test_transpose();
     test_correctness();
     test_cache();
     test_stats();
     test_bad_args();
     test_down_t_only();
+    test_scalar_variant();
     return test_summary();
 }

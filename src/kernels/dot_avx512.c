@@ -34,64 +34,6 @@ void sl_x5_quantize_q8(const float *x, void *blocks, int64_t n) {
 
 /* ---- quantized rows x Q8_0 activations --------------------------------------------------- */
 
-/* The 32 weights of block i of a Q8_0/Q4_0 row as unsigned bytes (w + 128, or the nibble). */
-SL_INLINE __m256i q_block_u8(sl_type t, const uint8_t *row, int64_t i) {
-    if (t == SL_TYPE_Q8_0) {
-        const sl_block_q8_0 *b = (const sl_block_q8_0 *)row + i;
-        return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)b->qs), _mm256_set1_epi8((char)0x80));
-    }
-    const sl_block_q4_0 *b = (const sl_block_q4_0 *)row + i;
-    /* both 128-bit halves hold the 16 bytes; shift the upper half by 4 to expose the high nibbles */
-    __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)b->qs));
-    v = _mm256_srlv_epi16(v, _mm256_setr_epi64x(0, 0, 0x0004000400040004LL, 0x0004000400040004LL));
-    return _mm256_and_si256(v, _mm256_set1_epi8(0x0f));
-}
-
-SL_INLINE uint16_t q_block_d(sl_type t, const uint8_t *row, int64_t i) {
-    return t == SL_TYPE_Q8_0 ? ((const sl_block_q8_0 *)row)[i].d : ((const sl_block_q4_0 *)row)[i].d;
-}
-
-/* y[r] = dot(row r, x) for NR rows at stride ws. */
-SL_INLINE void qdot_rows(sl_type t, const int NR, const uint8_t *w, size_t ws, const sl_block_q8_0 *xb, int64_t nb,
-                         float *y) {
-    const __m256i K = _mm256_set1_epi8(t == SL_TYPE_Q8_0 ? (char)0x80 : 8);
-    __m256 acc[4];
-#pragma GCC unroll 4
-    for (int r = 0; r < NR; r++) acc[r] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < nb; i++) {
-        __m256i x = _mm256_loadu_si256((const __m256i *)xb[i].qs);
-        __m256i negc = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_dpbusd_epi32(_mm256_setzero_si256(), K, x));
-        float dx = x5_half(xb[i].d);
-#pragma GCC unroll 4
-        for (int r = 0; r < NR; r++) {
-            const uint8_t *row = w + (size_t)r * ws;
-            __m256i s = _mm256_dpbusd_epi32(negc, q_block_u8(t, row, i), x);
-            __m256 scale = _mm256_set1_ps(dx * x5_half(q_block_d(t, row, i)));
-            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), scale, acc[r]);
-        }
-    }
-    __m256 z = _mm256_setzero_ps();
-    __m128 s = x5_hsum4_256(acc[0], NR > 1 ? acc[1] : z, NR > 2 ? acc[2] : z, NR > 3 ? acc[3] : z);
-    _mm_mask_storeu_ps(y, (__mmask8)((1u << NR) - 1), s);
-}
-
-void sl_x5_qdot_rows(sl_type t, int nr, const uint8_t *w, size_t ws, const sl_block_q8_0 *xb, int64_t nb, float *y) {
-    if (t == SL_TYPE_Q8_0) {
-        switch (nr) {
-        case 1: qdot_rows(SL_TYPE_Q8_0, 1, w, ws, xb, nb, y); return;
-        case 2: qdot_rows(SL_TYPE_Q8_0, 2, w, ws, xb, nb, y); return;
-        case 3: qdot_rows(SL_TYPE_Q8_0, 3, w, ws, xb, nb, y); return;
-        default: qdot_rows(SL_TYPE_Q8_0, 4, w, ws, xb, nb, y); return;
-        }
-    }
-    switch (nr) {
-    case 1: qdot_rows(SL_TYPE_Q4_0, 1, w, ws, xb, nb, y); return;
-    case 2: qdot_rows(SL_TYPE_Q4_0, 2, w, ws, xb, nb, y); return;
-    case 3: qdot_rows(SL_TYPE_Q4_0, 3, w, ws, xb, nb, y); return;
-    default: qdot_rows(SL_TYPE_Q4_0, 4, w, ws, xb, nb, y); return;
-    }
-}
-
 /* ---- float rows ------------------------------------------------------------------------------ */
 
 SL_INLINE float fdot(sl_type t, const void *w, const float *x, int64_t n) {
@@ -108,17 +50,54 @@ SL_INLINE float fdot(sl_type t, const void *w, const float *x, int64_t n) {
     return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
 }
 
+/* One quantized row: two blocks per iteration on independent accumulators. Q8_0 uses the sign
+ * trick (|w| times x carrying w's sign, no offset to correct); Q4_0 the nibble masks of the
+ * matvec (matmul_avx512.c) with the block's offset correction from one more vpdpbusd. */
+SL_INLINE __m256 qdot1_block(sl_type t, const uint8_t *w, const sl_block_q8_0 *xb, int64_t i, __m256 acc) {
+    __m256i x = _mm256_loadu_si256((const __m256i *)xb[i].qs);
+    __m256i d;
+    float dw;
+    if (t == SL_TYPE_Q8_0) {
+        const sl_block_q8_0 *b = (const sl_block_q8_0 *)w + i;
+        __m256i v = _mm256_loadu_si256((const __m256i *)b->qs);
+        d = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(v), _mm256_sign_epi8(x, v));
+        dw = x5_half(b->d);
+    } else {
+        const sl_block_q4_0 *b = (const sl_block_q4_0 *)w + i;
+        const __m256i nib = _mm256_setr_epi64x(0x0f0f0f0f0f0f0f0fLL, 0x0f0f0f0f0f0f0f0fLL,
+                                               (long long)0xf0f0f0f0f0f0f0f0ULL, (long long)0xf0f0f0f0f0f0f0f0ULL);
+        const __m256i k = _mm256_setr_epi64x(0x0808080808080808LL, 0x0808080808080808LL,
+                                             (long long)0x8080808080808080ULL, (long long)0x8080808080808080ULL);
+        __m256i v = _mm256_and_si256(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)b->qs)), nib);
+        __m256i c = _mm256_dpbusd_epi32(_mm256_setzero_si256(), k, x);
+        d = _mm256_sub_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), v, x), c);
+        dw = x5_half(b->d);
+    }
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(dw * x5_half(xb[i].d)), acc);
+}
+
+SL_INLINE float qdot1(sl_type t, const uint8_t *w, const sl_block_q8_0 *xb, int64_t nb) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        a0 = qdot1_block(t, w, xb, i, a0);
+        a1 = qdot1_block(t, w, xb, i + 1, a1);
+    }
+    if (i < nb) a0 = qdot1_block(t, w, xb, i, a0);
+    __m256 a = _mm256_add_ps(a0, a1);
+    if (t == SL_TYPE_Q4_0) a = _mm256_mul_ps(a, _mm256_setr_ps(1, 1, 1, 1, 1.0f / 16, 1.0f / 16, 1.0f / 16, 1.0f / 16));
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    return _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
+}
+
 static float vec_dot(sl_type t, const void *w, const void *act, int64_t n) {
     switch (t) {
     case SL_TYPE_F32: return fdot(SL_TYPE_F32, w, act, n);
     case SL_TYPE_F16: return fdot(SL_TYPE_F16, w, act, n);
     case SL_TYPE_BF16: return fdot(SL_TYPE_BF16, w, act, n);
-    case SL_TYPE_Q8_0:
-    case SL_TYPE_Q4_0: {
-        float y;
-        sl_x5_qdot_rows(t, 1, w, 0, act, n / SL_QK8_0, &y);
-        return y;
-    }
+    case SL_TYPE_Q8_0: return qdot1(SL_TYPE_Q8_0, w, act, n / SL_QK8_0);
+    case SL_TYPE_Q4_0: return qdot1(SL_TYPE_Q4_0, w, act, n / SL_QK8_0);
     }
     return 0.0f;
 }

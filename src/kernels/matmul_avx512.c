@@ -8,7 +8,8 @@
  * chunks whose slice of X (B x kc floats) stays in L2 while every row tile of this thread
  * passes over it; the 4-row weight tile of a chunk stays in L1 while all token tiles use it.
  * For B == 1 the same tile with one token streams 4 rows at once with independent
- * accumulators: that is the bandwidth-bound decode matvec.
+ * accumulators and software-prefetches the next 4 rows: that is the bandwidth-bound decode
+ * matvec.
  *
  * Quantized weights (Q8_0/Q4_0), B == 1: X is quantized once to Q8_0 blocks and each group of
  * 4 rows runs the block kernel of dot_avx512.c. B > 1: both operands are re-laid out so that
@@ -25,7 +26,19 @@
 #include <string.h>
 
 /* Bytes of X (any form) a chunk may keep per thread: about half of a 1 MB L2. */
+#ifndef CHUNK_BYTES
 #define CHUNK_BYTES (384 * 1024)
+#endif
+/* Matvec software prefetch: how many groups of rows ahead (0: none). */
+#ifndef MV_PF_GROUPS
+#define MV_PF_GROUPS 2
+#endif
+#ifndef MV_PF_HINT
+#define MV_PF_HINT _MM_HINT_T1
+#endif
+#ifndef MV_BCAST
+#define MV_BCAST 0
+#endif
 
 /* ================================ float weights ================================ */
 
@@ -41,8 +54,15 @@ SL_INLINE void ftile(sl_type t, const int NR, const int NT, const uint8_t *w, si
 #pragma GCC unroll 6
         for (int b = 0; b < NT; b++) acc[r][b] = _mm512_setzero_ps();
     int64_t k = 0;
+    const size_t esize = t == SL_TYPE_F32 ? 4 : 2;
     for (; k + 16 <= kn; k += 16) {
         __m512 wv[FR];
+        if (NT == 1 && MV_PF_GROUPS) {
+            /* matvec: rows are streamed once; fetch the next group of rows at the same pace
+             * (short rows defeat the hardware prefetcher, which must re-learn every stream) */
+#pragma GCC unroll 4
+            for (int r = 0; r < NR; r++) _mm_prefetch((const char *)(w + (size_t)(MV_PF_GROUPS * NR + r) * ws + (size_t)k * esize), MV_PF_HINT);
+        }
 #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) wv[r] = x5_load_w(t, w + (size_t)r * ws, k);
 #pragma GCC unroll 6
@@ -111,10 +131,13 @@ static void mm_rows_float(const sl_mm_args *a, int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; r += FR) {
             int nr = r1 - r < FR ? (int)(r1 - r) : FR;
             const uint8_t *w = (const uint8_t *)a->W + (size_t)r * a->row_bytes + (size_t)k0 * esize;
-            for (int64_t b = 0; b < B; b += FT) {
-                int nt = B - b < FT ? (int)(B - b) : FT;
+            /* balanced token tiles (128 = 18 x 6 + 4 x 5, not 21 x 6 + 2): a thin last tile wastes FMAs */
+            const int64_t tiles = (B + FT - 1) / FT, base = B / tiles, extra = B % tiles;
+            for (int64_t ti2 = 0, b = 0; ti2 < tiles; ti2++) {
+                int nt = (int)(base + (ti2 < extra ? 1 : 0));
                 ftiles[ti][nr - 1][nt - 1](w, a->row_bytes, a->X + b * n + k0, n, kn, a->Y + b * a->rows + r, a->rows,
                                            k0 == 0);
+                b += nt;
             }
         }
     }
@@ -132,12 +155,6 @@ static void mm_rows_float(const sl_mm_args *a, int64_t r0, int64_t r1) {
 
 static int64_t n_superblocks(int64_t n) { return (n / SL_QK8_0 + SB_BLOCKS - 1) / SB_BLOCKS; }
 
-size_t sl_x5_mm_prep_size(sl_type type, int64_t n, int64_t B) {
-    if (type != SL_TYPE_Q8_0 && type != SL_TYPE_Q4_0) return 0;
-    if (B == 1) return sl_type_row_size(SL_TYPE_Q8_0, n);
-    return (size_t)B * (size_t)n_superblocks(n) * XSB_BYTES;
-}
-
 /* lane l of vector j = bytes 4j..4j+3 of block l: gather offsets of dword j */
 SL_INLINE __m512i lane_offsets(int stride, int first) {
     return _mm512_add_epi32(_mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
@@ -145,9 +162,137 @@ SL_INLINE __m512i lane_offsets(int stride, int first) {
                             _mm512_set1_epi32(first));
 }
 
+/* ---- B == 1: matvec -------------------------------------------------------------------------
+ * X is laid out as [nb x 32 int8 values][nb x 8 int32 offset corrections][nb f32 scales], so
+ * the inner loop needs no per-block scalar work for X. Before a run of blocks, the weight scales
+ * of the 4 rows are converted once (a gather of the halves, vcvtph2ps and the product with dx,
+ * 16 blocks per instruction), so the per-block scale is a broadcast load.
+ * Q4_0 is not unpacked with a shift: the 16 bytes are loaded into both halves of a ymm and
+ * masked with 0x0f (low half: the low nibbles, elements 0..15) and 0xf0 (high half: 16 x the
+ * high nibbles, elements 16..31). Lanes 4..7 of every block's dot product are then exactly 16x
+ * too large (their correction is pre-multiplied by 16 too), and since that factor is the same
+ * for every block, the accumulator's lanes 4..7 are scaled by 1/16 (exact) once at the end.
+ * Per block and row that leaves: one AND (Q4_0) or XOR (Q8_0), vpdpbusd, convert, FMA. */
+
+#define MV_BLOCK_BYTES (32 + 32 + 4) /* values, corrections, scale */
+#define MV_RUN 256                   /* blocks per scale prepass: bounds the stack arrays */
+
+static void mv_prep(sl_type t, const float *x, int64_t n, void *xp) {
+    const int64_t nb = n / SL_QK8_0;
+    int8_t *qs = xp;
+    int32_t *negc = (int32_t *)(qs + nb * 32);
+    float *dx = (float *)(qs + nb * 64);
+    /* offset K of the unsigned weights per lane: Q8_0 128; Q4_0 8 (low lanes), 16 * 8 (high lanes) */
+    const __m256i K = t == SL_TYPE_Q8_0 ? _mm256_set1_epi8((char)0x80)
+                                        : _mm256_setr_epi64x(0x0808080808080808LL, 0x0808080808080808LL,
+                                                             (long long)0x8080808080808080ULL, (long long)0x8080808080808080ULL);
+    for (int64_t i0 = 0; i0 < nb; i0 += SB_BLOCKS) {
+        int64_t cnt = nb - i0 < SB_BLOCKS ? nb - i0 : SB_BLOCKS;
+        sl_block_q8_0 tmp[SB_BLOCKS];
+        sl_x5_quantize_q8(x + i0 * SL_QK8_0, tmp, cnt * SL_QK8_0);
+        for (int64_t j = 0; j < cnt; j++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)tmp[j].qs);
+            _mm256_storeu_si256((__m256i *)(qs + (i0 + j) * 32), v);
+            __m256i c = _mm256_dpbusd_epi32(_mm256_setzero_si256(), K, v);
+            _mm256_storeu_si256((__m256i *)(negc + (i0 + j) * 8), _mm256_sub_epi32(_mm256_setzero_si256(), c));
+            dx[i0 + j] = x5_half(tmp[j].d);
+        }
+    }
+}
+
+/* y[r] = W[r] . x for NR rows (stride ws) with x in the matvec layout. */
+SL_INLINE void qmv(sl_type t, const int NR, const uint8_t *w, size_t ws, const uint8_t *xp, int64_t nb, float *y) {
+    const int8_t *qs = (const int8_t *)xp;
+    const __m256i *negc = (const __m256i *)(xp + nb * 32);
+    const float *dx = (const float *)(xp + nb * 64);
+    _Alignas(64) float sc[4][MV_RUN];
+    const int bsize = t == SL_TYPE_Q8_0 ? (int)sizeof(sl_block_q8_0) : (int)sizeof(sl_block_q4_0);
+    const __m512i offs = lane_offsets(bsize, 0);
+    const __m256i nib = _mm256_setr_epi64x(0x0f0f0f0f0f0f0f0fLL, 0x0f0f0f0f0f0f0f0fLL, (long long)0xf0f0f0f0f0f0f0f0ULL,
+                                           (long long)0xf0f0f0f0f0f0f0f0ULL);
+    __m256 acc[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) acc[r] = _mm256_setzero_ps();
+    for (int64_t i0 = 0; i0 < nb; i0 += MV_RUN) {
+        int cnt = nb - i0 < MV_RUN ? (int)(nb - i0) : MV_RUN;
+        for (int r = 0; r < NR; r++) {
+            const uint8_t *row = w + (size_t)r * ws + (size_t)i0 * bsize;
+            for (int i = 0; i < cnt; i += 16) {
+                __mmask16 m = x5_mask(cnt - i);
+                /* the 4 bytes at each block start hold its half scale in the low 16 bits */
+                __m512i g = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, offs, row + (size_t)i * bsize, 1);
+                __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
+                _mm512_mask_storeu_ps(&sc[r][i], m, _mm512_mul_ps(d, _mm512_maskz_loadu_ps(m, dx + i0 + i)));
+            }
+        }
+        for (int i = 0; i < cnt; i++) {
+            const int64_t bi = i0 + i;
+            /* the next group of rows follows this one in memory: fetch it at the same pace */
+            if (MV_PF_GROUPS) {
+                const uint8_t *pf = w + (size_t)(MV_PF_GROUPS * NR) * ws + (size_t)bi * (size_t)(NR * bsize);
+                _mm_prefetch((const char *)pf, MV_PF_HINT);
+                if (NR * bsize > 64) _mm_prefetch((const char *)pf + 64, MV_PF_HINT);
+                if (NR * bsize > 128) _mm_prefetch((const char *)pf + 128, MV_PF_HINT);
+            }
+            __m256i x = _mm256_load_si256((const __m256i *)(qs + bi * 32));
+#pragma GCC unroll 4
+            for (int r = 0; r < NR; r++) {
+                __m256i wq;
+                if (t == SL_TYPE_Q8_0) {
+                    wq = q_block_u8(t, w + (size_t)r * ws, bi);
+                } else {
+                    const sl_block_q4_0 *b = (const sl_block_q4_0 *)(w + (size_t)r * ws) + bi;
+                    wq = _mm256_and_si256(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)b->qs)), nib);
+                }
+                __m256i d = _mm256_dpbusd_epi32(_mm256_load_si256(negc + bi), wq, x);
+#if MV_BCAST == 0
+                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_broadcast_ss(&sc[r][i]), acc[r]);
+#elif MV_BCAST == 1
+                __m256 sv;
+                __asm__("vbroadcastss %1, %0" : "=v"(sv) : "m"(sc[r][i]));
+                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), sv, acc[r]);
+#else
+                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_castsi256_ps(_mm256_load_si256(negc + bi)), acc[r]);
+#endif
+            }
+        }
+    }
+    if (t == SL_TYPE_Q4_0) {
+        const __m256 fix = _mm256_setr_ps(1, 1, 1, 1, 1.0f / 16, 1.0f / 16, 1.0f / 16, 1.0f / 16);
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) acc[r] = _mm256_mul_ps(acc[r], fix);
+    }
+    __m256 z = _mm256_setzero_ps();
+    __m128 s = x5_hsum4_256(acc[0], NR > 1 ? acc[1] : z, NR > 2 ? acc[2] : z, NR > 3 ? acc[3] : z);
+    _mm_mask_storeu_ps(y, (__mmask8)((1u << NR) - 1), s);
+}
+
+static void qmv_rows(sl_type t, int nr, const uint8_t *w, size_t ws, const uint8_t *xp, int64_t nb, float *y) {
+    if (t == SL_TYPE_Q8_0) {
+        switch (nr) {
+        case 1: qmv(SL_TYPE_Q8_0, 1, w, ws, xp, nb, y); return;
+        case 2: qmv(SL_TYPE_Q8_0, 2, w, ws, xp, nb, y); return;
+        case 3: qmv(SL_TYPE_Q8_0, 3, w, ws, xp, nb, y); return;
+        default: qmv(SL_TYPE_Q8_0, 4, w, ws, xp, nb, y); return;
+        }
+    }
+    switch (nr) {
+    case 1: qmv(SL_TYPE_Q4_0, 1, w, ws, xp, nb, y); return;
+    case 2: qmv(SL_TYPE_Q4_0, 2, w, ws, xp, nb, y); return;
+    case 3: qmv(SL_TYPE_Q4_0, 3, w, ws, xp, nb, y); return;
+    default: qmv(SL_TYPE_Q4_0, 4, w, ws, xp, nb, y); return;
+    }
+}
+
+size_t sl_x5_mm_prep_size(sl_type type, int64_t n, int64_t B) {
+    if (type != SL_TYPE_Q8_0 && type != SL_TYPE_Q4_0) return 0;
+    if (B == 1) return (size_t)(n / SL_QK8_0) * MV_BLOCK_BYTES;
+    return (size_t)B * (size_t)n_superblocks(n) * XSB_BYTES;
+}
+
 void sl_x5_mm_prep(sl_type type, const float *X, int64_t n, int64_t B, int64_t b0, int64_t b1, void *xp) {
     if (B == 1) {
-        sl_x5_quantize_q8(X, xp, n);
+        mv_prep(type, X, n, xp);
         return;
     }
     const int64_t nb = n / SL_QK8_0, nsb = n_superblocks(n);
@@ -273,8 +418,7 @@ static void mm_rows_quant(const sl_mm_args *a, int64_t r0, int64_t r1) {
     if (B == 1) {
         for (int64_t r = r0; r < r1; r += 4) {
             int nr = r1 - r < 4 ? (int)(r1 - r) : 4;
-            sl_x5_qdot_rows(a->type, nr, (const uint8_t *)a->W + (size_t)r * a->row_bytes, a->row_bytes, a->xp, nb,
-                            a->Y + r);
+            qmv_rows(a->type, nr, (const uint8_t *)a->W + (size_t)r * a->row_bytes, a->row_bytes, a->xp, nb, a->Y + r);
         }
         return;
     }

@@ -65,10 +65,25 @@ SL_INLINE __mmask16 x5_mask(int64_t n) { return (__mmask16)(n >= 16 ? 0xffff : n
 /* Half-precision scale of a block as f32. */
 SL_INLINE float x5_half(uint16_t h) { return _cvtsh_ss(h); }
 
+/* The 32 weights of block i of a Q8_0/Q4_0 row as unsigned bytes (w + 128, or the nibble). */
+SL_INLINE __m256i q_block_u8(sl_type t, const uint8_t *row, int64_t i) {
+    if (t == SL_TYPE_Q8_0) {
+        const sl_block_q8_0 *b = (const sl_block_q8_0 *)row + i;
+        return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)b->qs), _mm256_set1_epi8((char)0x80));
+    }
+    const sl_block_q4_0 *b = (const sl_block_q4_0 *)row + i;
+    /* both 128-bit halves hold the 16 bytes; shift the upper half by 4 to expose the high nibbles */
+    __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)b->qs));
+    v = _mm256_srlv_epi16(v, _mm256_setr_epi64x(0, 0, 0x0004000400040004LL, 0x0004000400040004LL));
+    return _mm256_and_si256(v, _mm256_set1_epi8(0x0f));
+}
+
+SL_INLINE uint16_t q_block_d(sl_type t, const uint8_t *row, int64_t i) {
+    return t == SL_TYPE_Q8_0 ? ((const sl_block_q8_0 *)row)[i].d : ((const sl_block_q4_0 *)row)[i].d;
+}
+
 /* Shared entry points of the AVX-512 files. */
 void sl_x5_quantize_q8(const float *x, void *blocks, int64_t n);
-/* Q8_0/Q4_0 weight rows (NR of them, stride ws bytes) dotted with Q8_0 activation blocks. */
-void sl_x5_qdot_rows(sl_type t, int nr, const uint8_t *w, size_t ws, const sl_block_q8_0 *xb, int64_t nb, float *y);
 size_t sl_x5_mm_prep_size(sl_type type, int64_t n, int64_t B);
 void sl_x5_mm_prep(sl_type type, const float *X, int64_t n, int64_t B, int64_t b0, int64_t b1, void *xp);
 void sl_x5_mm_rows(const sl_mm_args *a, int64_t r0, int64_t r1);

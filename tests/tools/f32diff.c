@@ -33,6 +33,8 @@ int main(int argc, char **argv) {
     double tol = atof(argv[3]);
     if (!a || !b || na != nb || na == 0) {
         printf("f32diff: cannot compare %s (%ld floats) with %s (%ld floats)\n", argv[1], na, argv[2], nb);
+        free(a);
+        free(b);
         return 1;
     }
     double m = 0;
@@ -42,5 +44,7 @@ int main(int argc, char **argv) {
         if (d > m) m = d;
     }
     printf("maxdiff %.3g (tol %.3g, %ld floats)\n", m, tol, na);
+    free(a);
+    free(b);
     return m <= tol ? 0 : 1;
 }

@@ -1,0 +1,156 @@
+/*
+ * profile.c — `skipllama profile show|random`: inspect a sparsity profile, or write one with
+ * random low-rank predictors of a given rank and rule. A random predictor selects neurons
+ * without regard to the real mask — it is a speed proxy for benchmarks on random-weight models
+ * (where no predictor can be trained meaningfully), never for accuracy.
+ */
+#include "cli.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void help(FILE *out) {
+    fprintf(out, "usage: skipllama profile show -m MODEL.gguf -p PROFILE.gguf\n"
+                 "       skipllama profile random -m MODEL.gguf -o PROFILE.gguf [--rank R | --rank-frac F] [--rule topk|stat-topk]\n"
+                 "                                [--sparsity S] [--type f32|f16|bf16|q8_0] [--seed N]\n\n"
+                 "show    prints the profile's method and per-layer rule, threshold/top-k, rank and metrics\n"
+                 "random  writes random predictors (a speed proxy for benchmarks; selects arbitrary neurons)\n"
+                 "        defaults: --rank-frac 0.04 (of n_ff), --rule topk, --sparsity 0.5, --type f16\n");
+}
+
+static int show(int argc, char **argv) {
+    const char *model_path = NULL, *profile_path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (cli_is(argv[i], "-m", "--model")) {
+            if (!(model_path = cli_value("profile", argc, argv, &i))) return 1;
+        } else if (cli_is(argv[i], "-p", "--profile")) {
+            if (!(profile_path = cli_value("profile", argc, argv, &i))) return 1;
+        } else {
+            help(stderr);
+            return cli_fail("profile", "unknown option '%s'", argv[i]);
+        }
+    }
+    if (!model_path || !profile_path) return cli_fail("profile", "show needs -m MODEL and -p PROFILE");
+    sl_error err;
+    sl_model *m = sl_model_load(model_path, NULL, &err);
+    if (!m) return cli_fail_err("profile", &err);
+    sl_profile *p = sl_profile_load(profile_path, m, &err);
+    if (!p) {
+        sl_model_free(m);
+        return cli_fail_err("profile", &err);
+    }
+    printf("profile: %s\nmethod:  %s\nlayers:  %d\n\n", profile_path, sl_profile_method(p), sl_profile_n_layer(p));
+    printf("layer  rule       threshold   topk  target  rank  recall  precision  true_dens  pred_dens  gate<=0\n");
+    for (int l = 0; l < sl_profile_n_layer(p); l++) {
+        sl_profile_layer L;
+        sl_profile_get_layer(p, l, &L, &err);
+        printf("%5d  %-9s  %9.4g  %5d  %6.3f  %4d  %6.4f  %9.4f  %9.4f  %9.4f  %7.4f\n", l, sl_skip_rule_name(L.rule), L.threshold,
+               L.topk, L.target_sparsity, L.rank, L.recall, L.precision, L.true_density, L.pred_density, sl_profile_gate_nonpositive(p, l));
+    }
+    sl_profile_free(p);
+    sl_model_free(m);
+    return 0;
+}
+
+static uint64_t splitmix(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static float gaussian(uint64_t *s) {
+    double u1 = ((double)(splitmix(s) >> 11) + 1.0) / 9007199254740993.0, u2 = (double)(splitmix(s) >> 11) / 9007199254740992.0;
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+static int random_profile(int argc, char **argv) {
+    const char *model_path = NULL, *out_path = NULL;
+    float rank_frac = 0.04f, sparsity = 0.5f;
+    int rank = 0;
+    int64_t seed = 1;
+    sl_skip_rule rule = SL_RULE_PRED_TOPK;
+    sl_type type = SL_TYPE_F16;
+    for (int i = 1; i < argc; i++) {
+        const char *v;
+        if (cli_is(argv[i], "-m", "--model")) {
+            if (!(model_path = cli_value("profile", argc, argv, &i))) return 1;
+        } else if (cli_is(argv[i], "-o", "--output")) {
+            if (!(out_path = cli_value("profile", argc, argv, &i))) return 1;
+        } else if (cli_is(argv[i], NULL, "--rank")) {
+            if (!(v = cli_value("profile", argc, argv, &i)) || !cli_parse_int(v, 1, 1 << 20, &rank)) return cli_fail("profile", "bad --rank");
+        } else if (cli_is(argv[i], NULL, "--rank-frac")) {
+            if (!(v = cli_value("profile", argc, argv, &i)) || !cli_parse_float(v, 1e-4f, 1.0f, &rank_frac))
+                return cli_fail("profile", "bad --rank-frac");
+        } else if (cli_is(argv[i], NULL, "--sparsity")) {
+            if (!(v = cli_value("profile", argc, argv, &i)) || !cli_parse_float(v, 0.0f, 0.999f, &sparsity))
+                return cli_fail("profile", "bad --sparsity");
+        } else if (cli_is(argv[i], NULL, "--seed")) {
+            if (!(v = cli_value("profile", argc, argv, &i)) || !cli_parse_i64(v, 0, INT64_MAX, &seed)) return cli_fail("profile", "bad --seed");
+        } else if (cli_is(argv[i], NULL, "--rule")) {
+            if (!(v = cli_value("profile", argc, argv, &i))) return 1;
+            if (!strcmp(v, "topk")) rule = SL_RULE_PRED_TOPK;
+            else if (!strcmp(v, "stat-topk")) rule = SL_RULE_PRED_STAT_TOPK;
+            else return cli_fail("profile", "--rule must be topk or stat-topk");
+        } else if (cli_is(argv[i], NULL, "--type")) {
+            if (!(v = cli_value("profile", argc, argv, &i)) || !sl_type_from_name(v, &type)) return cli_fail("profile", "bad --type");
+        } else {
+            help(stderr);
+            return cli_fail("profile", "unknown option '%s'", argv[i]);
+        }
+    }
+    if (!model_path || !out_path) return cli_fail("profile", "random needs -m MODEL and -o PROFILE");
+    sl_error err;
+    sl_model *m = sl_model_load(model_path, NULL, &err);
+    if (!m) return cli_fail_err("profile", &err);
+    const sl_model_config *c = sl_model_get_config(m);
+    if (!rank) rank = (int)lroundf(rank_frac * (float)c->n_ff);
+    if (type == SL_TYPE_Q8_0) rank = (rank + 31) / 32 * 32;
+    if (rank < 1) rank = 1;
+    if (rank > c->n_embd) rank = c->n_embd;
+    int rc = 1;
+    sl_profile *p = sl_profile_init(m, &err);
+    float *A = malloc((size_t)rank * (size_t)c->n_embd * sizeof(float)), *B = malloc((size_t)c->n_ff * (size_t)rank * sizeof(float));
+    if (!p || !A || !B) {
+        cli_fail("profile", "out of memory");
+        goto done;
+    }
+    uint64_t s = (uint64_t)seed;
+    for (int l = 0; l < c->n_layer; l++) {
+        for (size_t i = 0; i < (size_t)rank * (size_t)c->n_embd; i++) A[i] = gaussian(&s) / sqrtf((float)c->n_embd);
+        for (size_t i = 0; i < (size_t)c->n_ff * (size_t)rank; i++) B[i] = gaussian(&s) / sqrtf((float)rank);
+        sl_profile_layer info = {.rule = rule, .topk = (int32_t)lroundf((1.0f - sparsity) * (float)c->n_ff), .target_sparsity = sparsity};
+        if (info.topk < 1) info.topk = 1;
+        if (sl_profile_set_predictor(p, l, rank, type, A, B, &err) || sl_profile_set_layer(p, l, &info, &err)) {
+            cli_fail_err("profile", &err);
+            goto done;
+        }
+    }
+    sl_profile_set_method(p, "random-predictor", NULL);
+    if (sl_profile_save(p, out_path, &err)) {
+        cli_fail_err("profile", &err);
+        goto done;
+    }
+    printf("wrote %s: random rank-%d %s predictors, rule %s, sparsity %.2f, %d layers\n", out_path, rank, sl_type_name(type),
+           sl_skip_rule_name(rule), sparsity, c->n_layer);
+    rc = 0;
+done:
+    free(A);
+    free(B);
+    sl_profile_free(p);
+    sl_model_free(m);
+    return rc;
+}
+
+int cmd_profile(int argc, char **argv) {
+    if (argc < 2 || cli_is(argv[1], "-h", "--help")) {
+        help(argc < 2 ? stderr : stdout);
+        return argc < 2;
+    }
+    if (!strcmp(argv[1], "show")) return show(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "random")) return random_profile(argc - 1, argv + 1);
+    help(stderr);
+    return cli_fail("profile", "unknown action '%s' (show, random)", argv[1]);
+}

@@ -1,0 +1,135 @@
+/*
+ * tokenize.c — `skipllama tokenize -m MODEL.gguf (-p TEXT | -f FILE) [--no-bos] [--special]`:
+ * print the token ids of a text on one line, space separated, as llama.cpp's llama-tokenize
+ * does (BOS added when the vocabulary asks for it). Loads only the tokenizer, so vocab-only GGUF
+ * files of any architecture work. Also home of cli_read_input, the -f FILE reader `run` shares.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+char *cli_read_input(const char *cmd, const char *path, size_t *len) {
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (!f) {
+        cli_fail(cmd, "cannot open '%s': %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    while (buf) {
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (n < cap) break;
+        if (cap > ((size_t)1 << 31)) { /* 2 GiB: far past what any context holds */
+            free(buf);
+            buf = NULL;
+            cli_fail(cmd, "'%s' is too large", path);
+            break;
+        }
+        char *nb = realloc(buf, 2 * cap + 1);
+        if (!nb) {
+            free(buf);
+            buf = NULL;
+            cli_fail(cmd, "out of memory reading '%s'", path);
+            break;
+        }
+        buf = nb;
+        cap *= 2;
+    }
+    if (buf && ferror(f)) {
+        cli_fail(cmd, "error reading '%s'", path);
+        free(buf);
+        buf = NULL;
+    }
+    if (f != stdin) fclose(f);
+    if (!buf) return NULL;
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
+static void help(FILE *out) {
+    fprintf(out,
+            "usage: skipllama tokenize -m MODEL.gguf (-p TEXT | -f FILE) [--no-bos] [--special] [--pieces]\n\n"
+            "Prints the token ids of TEXT on one line, separated by spaces.\n"
+            "  -m, --model FILE   GGUF file with a tokenizer (vocab-only files work)\n"
+            "  -p, --prompt TEXT  the text\n"
+            "  -f, --file FILE    read the text from FILE ('-' = standard input); bytes as they are\n"
+            "  --no-bos           do not add BOS (added by default when the vocabulary asks for it)\n"
+            "  --special          turn special-token text (\"<|eot_id|>\", \"<s>\") into those tokens\n"
+            "  --pieces           print one 'id<TAB>piece' line per token instead\n");
+}
+
+int cmd_tokenize(int argc, char **argv) {
+    const char *path = NULL, *prompt = NULL, *file = NULL;
+    bool add_bos = true, special = false, pieces = false;
+    for (int i = 1; i < argc; i++) {
+        if (cli_is(argv[i], "-h", "--help")) {
+            help(stdout);
+            return 0;
+        } else if (cli_is(argv[i], "-m", "--model")) {
+            if (!(path = cli_value("tokenize", argc, argv, &i))) return 1;
+        } else if (cli_is(argv[i], "-p", "--prompt")) {
+            if (!(prompt = cli_value("tokenize", argc, argv, &i))) return 1;
+        } else if (cli_is(argv[i], "-f", "--file")) {
+            if (!(file = cli_value("tokenize", argc, argv, &i))) return 1;
+        } else if (cli_is(argv[i], NULL, "--no-bos")) {
+            add_bos = false;
+        } else if (cli_is(argv[i], NULL, "--special")) {
+            special = true;
+        } else if (cli_is(argv[i], NULL, "--pieces")) {
+            pieces = true;
+        } else {
+            help(stderr);
+            return cli_fail("tokenize", "unknown option '%s'", argv[i]);
+        }
+    }
+    if (!path) path = cli_default_model();
+    if (!prompt == !file) {
+        help(stderr);
+        return cli_fail("tokenize", "give exactly one of -p TEXT or -f FILE");
+    }
+    size_t len = 0;
+    char *text = NULL;
+    if (file) {
+        if (!(text = cli_read_input("tokenize", file, &len))) return 1;
+    } else {
+        len = strlen(prompt);
+    }
+
+    sl_model_params mp = sl_model_default_params();
+    mp.vocab_only = true;
+    sl_error err;
+    sl_model *model = sl_model_load(path, &mp, &err);
+    if (!model) {
+        free(text);
+        return cli_fail_err("tokenize", &err);
+    }
+    const sl_vocab *vocab = sl_model_get_vocab(model);
+    int rc = 0;
+    int32_t *ids = NULL, n = 0;
+    if (!vocab) {
+        rc = cli_fail("tokenize", "'%s' has no tokenizer (no tokenizer.ggml.model)", path);
+    } else if (sl_tokenize(vocab, file ? text : prompt, len, add_bos, special, &ids, &n, &err) != SL_OK) {
+        rc = cli_fail_err("tokenize", &err);
+    } else if (pieces) {
+        for (int32_t i = 0; i < n; i++) {
+            size_t pl;
+            const char *p = sl_token_to_piece(vocab, ids[i], true, &pl);
+            printf("%d\t", ids[i]);
+            fwrite(p, 1, pl, stdout);
+            putchar('\n');
+        }
+    } else {
+        for (int32_t i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
+        putchar('\n');
+    }
+    if (fflush(stdout) != 0 && rc == 0) rc = cli_fail("tokenize", "cannot write the output");
+    sl_free_tokens(ids);
+    free(text);
+    sl_model_free(model);
+    return rc;
+}

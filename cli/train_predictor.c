@@ -1,0 +1,278 @@
+/*
+ * train_predictor.c — `skipllama train-predictor -m MODEL -f TEXT -o PROFILE`: train the
+ * low-rank skip predictors of every layer from a text (sl_train_predictors) and write them, with
+ * each layer's rule chosen to reach the target recall on held-out windows, into a profile (new,
+ * or an existing one given with --profile). Progress bars per phase on stderr; a per-layer table
+ * (or JSON with --json) on stdout. The profile appears atomically (temp file + rename), so an
+ * interrupted run leaves no partial file.
+ */
+#include "cli.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void help(FILE *out) {
+    fprintf(out,
+            "usage: skipllama train-predictor -m MODEL.gguf -f TEXT -o PROFILE.gguf [options]\n\n"
+            "  -m, --model FILE        GGUF model\n"
+            "  -f, --file FILE         training text (tokenized whole, without BOS)\n"
+            "  -o, --output FILE       profile to write\n"
+            "  --profile FILE          add the predictors to this existing profile (e.g. from calibrate)\n"
+            "  --rank R                predictor rank (default: --rank-frac of n_ff)\n"
+            "  --rank-frac F           rank = F x n_ff rounded to a multiple of 16 (default 0.04)\n"
+            "  --tokens N              use about N tokens: whole windows spread evenly over the text (default all)\n"
+            "  --epochs E              passes over the training rows (default 4)\n"
+            "  --lr LR                 AdamW peak learning rate (default 0.003; warm-up then cosine decay)\n"
+            "  --weight-decay WD       AdamW weight decay (default 0.01)\n"
+            "  --batch B               rows per mini-batch (default 256)\n"
+            "  --pos-weight W          BCE weight of active neurons (default: (1 - d) / d per layer)\n"
+            "  --val-frac F            fraction of windows held out for validation (default 0.1)\n"
+            "  --target-recall R       recall each layer's rule must reach on validation (default 0.99)\n"
+            "  --rule NAME             threshold | topk | stat-topk (default threshold)\n"
+            "  --type T                predictor storage: f32 | f16 | bf16 | q8_0 (default f32)\n"
+            "  --seed S                random seed (default 1); same seed + threads = same profile bytes\n"
+            "  -c, --ctx N             window length (default: model context, at most 512)\n"
+            "  -t, --threads N         threads (default 2)\n"
+            "  --mem-limit MB          RAM for the collected pairs before they go to a temp file (default 1024)\n"
+            "  --tmp-dir DIR           where that temp file goes (default $TMPDIR or /tmp)\n"
+            "  --json                  machine-readable report on stdout\n"
+            "  -q, --quiet             no progress bars or table\n\n"
+            "Memory: the collected pairs take tokens x layers x (2 n_embd + n_ff / 8) bytes (x as f16, masks\n"
+            "as bits), in RAM up to --mem-limit, else in a temp file; training adds at most 64 MiB of shuffled\n"
+            "rows, 256 MiB of validation scores, one batch and the parameters. A 1B model (n_embd 2048,\n"
+            "n_ff 8192, 16 layers) with 1M tokens: 82 GB of pairs on disk, under 1 GB of RAM.\n");
+}
+
+/* Progress bars: one per phase (collect, then fit and select of each layer). */
+typedef struct progress_state {
+    cli_progress bar;    /* the current bar */
+    char label[48];      /* its label */
+    int phase;           /* phase of the current bar (-1 = none) */
+    int layer;           /* layer of the current bar */
+    bool quiet;          /* no output */
+} progress_state;
+
+static void on_progress(void *ud, sl_train_phase phase, int32_t layer, int64_t done, int64_t total) {
+    progress_state *ps = ud;
+    if (ps->quiet) return;
+    if ((int)phase != ps->phase || layer != ps->layer) {
+        ps->phase = (int)phase;
+        ps->layer = layer;
+        if (phase == SL_TRAIN_COLLECT) snprintf(ps->label, sizeof(ps->label), "collect");
+        else snprintf(ps->label, sizeof(ps->label), "%s layer %d", phase == SL_TRAIN_FIT ? "train " : "select", layer);
+        cli_progress_start(&ps->bar, ps->label, phase == SL_TRAIN_COLLECT ? "tok" : phase == SL_TRAIN_FIT ? "step" : "pass", false);
+    }
+    cli_progress_update(&ps->bar, done, total);
+}
+
+static bool parse_rule(const char *s, sl_skip_rule *out) {
+    if (!strcmp(s, "threshold")) *out = SL_RULE_PRED_THRESHOLD;
+    else if (!strcmp(s, "topk") || !strcmp(s, "top-k")) *out = SL_RULE_PRED_TOPK;
+    else if (!strcmp(s, "stat-topk") || !strcmp(s, "stat-top-k")) *out = SL_RULE_PRED_STAT_TOPK;
+    else return false;
+    return true;
+}
+
+/* JSON numbers: NaN has no spelling, so it becomes null. */
+static void json_num(const char *key, double v, bool comma) {
+    if (isnan(v) || isinf(v)) printf("\"%s\": null%s", key, comma ? ", " : "");
+    else printf("\"%s\": %.6g%s", key, v, comma ? ", " : "");
+}
+
+/* A string for JSON: quotes and backslashes escaped, control characters dropped. */
+static void json_str(const char *key, const char *s, bool comma) {
+    printf("\"%s\": \"", key);
+    for (const char *p = s; *p; p++) {
+        if (*p == '"' || *p == '\\') printf("\\%c", *p);
+        else if ((unsigned char)*p >= 0x20) putchar(*p);
+    }
+    printf("\"%s", comma ? ", " : "");
+}
+
+int cmd_train_predictor(int argc, char **argv) {
+    const char *cmd = "train-predictor";
+    const char *model_path = NULL, *text_path = NULL, *out_path = NULL, *in_profile = NULL;
+    sl_train_params tp = sl_train_default_params();
+    tp.n_threads = 2;
+    bool json = false, quiet = false;
+    int64_t mem_mb = tp.mem_limit >> 20;
+    for (int i = 1; i < argc; i++) {
+        const char *v = NULL;
+        const char *a = argv[i];
+        if (cli_is(a, "-h", "--help")) {
+            help(stdout);
+            return 0;
+        } else if (cli_is(a, NULL, "--json")) {
+            json = true;
+            continue;
+        } else if (cli_is(a, "-q", "--quiet")) {
+            quiet = true;
+            continue;
+        }
+        /* every other option takes a value */
+        if (!(cli_is(a, "-m", "--model") || cli_is(a, "-f", "--file") || cli_is(a, "-o", "--output") || cli_is(a, NULL, "--profile") ||
+              cli_is(a, NULL, "--rank") || cli_is(a, NULL, "--rank-frac") || cli_is(a, NULL, "--tokens") || cli_is(a, NULL, "--epochs") ||
+              cli_is(a, NULL, "--lr") || cli_is(a, NULL, "--weight-decay") || cli_is(a, NULL, "--batch") ||
+              cli_is(a, NULL, "--pos-weight") || cli_is(a, NULL, "--val-frac") || cli_is(a, NULL, "--target-recall") ||
+              cli_is(a, NULL, "--rule") || cli_is(a, NULL, "--type") || cli_is(a, NULL, "--seed") || cli_is(a, "-c", "--ctx") ||
+              cli_is(a, "-t", "--threads") || cli_is(a, NULL, "--mem-limit") || cli_is(a, NULL, "--tmp-dir"))) {
+            help(stderr);
+            return cli_fail(cmd, "unknown option '%s'", a);
+        }
+        if (!(v = cli_value(cmd, argc, argv, &i))) return 1;
+        int64_t i64;
+        if (cli_is(a, "-m", "--model")) model_path = v;
+        else if (cli_is(a, "-f", "--file")) text_path = v;
+        else if (cli_is(a, "-o", "--output")) out_path = v;
+        else if (cli_is(a, NULL, "--profile")) in_profile = v;
+        else if (cli_is(a, NULL, "--tmp-dir")) tp.tmp_dir = v;
+        else if (cli_is(a, NULL, "--rank")) {
+            if (!cli_parse_int(v, 1, 1 << 20, &tp.rank)) return cli_fail(cmd, "bad --rank '%s'", v);
+        } else if (cli_is(a, NULL, "--rank-frac")) {
+            if (!cli_parse_float(v, 1e-6f, 1.0f, &tp.rank_frac)) return cli_fail(cmd, "bad --rank-frac '%s' (expected 0 < F <= 1)", v);
+        } else if (cli_is(a, NULL, "--tokens")) {
+            if (!cli_parse_i64(v, 2, INT64_MAX, &tp.max_tokens)) return cli_fail(cmd, "bad --tokens '%s'", v);
+        } else if (cli_is(a, NULL, "--epochs")) {
+            if (!cli_parse_int(v, 1, 100000, &tp.epochs)) return cli_fail(cmd, "bad --epochs '%s'", v);
+        } else if (cli_is(a, NULL, "--lr")) {
+            if (!cli_parse_float(v, 1e-9f, 10.0f, &tp.lr)) return cli_fail(cmd, "bad --lr '%s'", v);
+        } else if (cli_is(a, NULL, "--weight-decay")) {
+            if (!cli_parse_float(v, 0.0f, 10.0f, &tp.weight_decay)) return cli_fail(cmd, "bad --weight-decay '%s'", v);
+        } else if (cli_is(a, NULL, "--batch")) {
+            if (!cli_parse_int(v, 1, 65536, &tp.batch)) return cli_fail(cmd, "bad --batch '%s' (1..65536)", v);
+        } else if (cli_is(a, NULL, "--pos-weight")) {
+            if (!cli_parse_float(v, 0.0f, 1e6f, &tp.pos_weight)) return cli_fail(cmd, "bad --pos-weight '%s'", v);
+        } else if (cli_is(a, NULL, "--val-frac")) {
+            if (!cli_parse_float(v, 1e-6f, 0.9f, &tp.val_frac)) return cli_fail(cmd, "bad --val-frac '%s' (expected 0 < F <= 0.9)", v);
+        } else if (cli_is(a, NULL, "--target-recall")) {
+            if (!cli_parse_float(v, 1e-6f, 1.0f, &tp.target_recall)) return cli_fail(cmd, "bad --target-recall '%s' (expected 0 < R <= 1)", v);
+        } else if (cli_is(a, NULL, "--rule")) {
+            if (!parse_rule(v, &tp.rule)) return cli_fail(cmd, "bad --rule '%s' (threshold, topk or stat-topk)", v);
+        } else if (cli_is(a, NULL, "--type")) {
+            sl_type t;
+            if (!sl_type_from_name(v, &t) || (t != SL_TYPE_F32 && t != SL_TYPE_F16 && t != SL_TYPE_BF16 && t != SL_TYPE_Q8_0))
+                return cli_fail(cmd, "bad --type '%s' (f32, f16, bf16 or q8_0)", v);
+            tp.type = t;
+        } else if (cli_is(a, NULL, "--seed")) {
+            if (!cli_parse_i64(v, 0, INT64_MAX, &i64)) return cli_fail(cmd, "bad --seed '%s'", v);
+            tp.seed = (uint64_t)i64;
+        } else if (cli_is(a, "-c", "--ctx")) {
+            if (!cli_parse_int(v, 2, 1 << 20, &tp.n_ctx)) return cli_fail(cmd, "bad context length '%s'", v);
+        } else if (cli_is(a, "-t", "--threads")) {
+            if (!cli_parse_int(v, 1, 512, &tp.n_threads)) return cli_fail(cmd, "bad thread count '%s'", v);
+        } else if (cli_is(a, NULL, "--mem-limit")) {
+            if (!cli_parse_i64(v, 0, (int64_t)1 << 40, &mem_mb)) return cli_fail(cmd, "bad --mem-limit '%s' (MB)", v);
+        }
+    }
+    if (!model_path || !text_path || !out_path) {
+        help(stderr);
+        return cli_fail(cmd, "-m, -f and -o are required");
+    }
+    tp.mem_limit = mem_mb << 20;
+    int rc = 1;
+    sl_error err;
+    sl_model *model = NULL;
+    sl_profile *profile = NULL;
+    int32_t *ids = NULL, n_ids = 0;
+    sl_train_layer_report *layers = NULL;
+    size_t len = 0;
+    char *text = cli_read_file(cmd, text_path, (size_t)1 << 30, &len);
+    if (!text) goto done;
+    if (!(model = sl_model_load(model_path, NULL, &err))) {
+        cli_fail_err(cmd, &err);
+        goto done;
+    }
+    const sl_model_config *c = sl_model_get_config(model);
+    if (!sl_model_get_vocab(model)) {
+        cli_fail(cmd, "'%s' has no tokenizer", model_path);
+        goto done;
+    }
+    if (sl_tokenize(sl_model_get_vocab(model), text, len, false, false, &ids, &n_ids, &err) != SL_OK) {
+        cli_fail_err(cmd, &err);
+        goto done;
+    }
+    profile = in_profile ? sl_profile_load(in_profile, model, &err) : sl_profile_init(model, &err);
+    layers = calloc((size_t)c->n_layer, sizeof(*layers));
+    if (!profile || !layers) {
+        if (!profile) cli_fail_err(cmd, &err);
+        else cli_fail(cmd, "out of memory");
+        goto done;
+    }
+    progress_state ps = {.phase = -1, .layer = -2, .quiet = quiet || json};
+    tp.progress = on_progress;
+    tp.progress_ud = &ps;
+    sl_train_report rep;
+    memset(&rep, 0, sizeof(rep));
+    rep.layers = layers;
+    if (sl_train_predictors(model, ids, n_ids, &tp, profile, &rep, &err) != SL_OK || sl_profile_save(profile, out_path, &err) != SL_OK) {
+        cli_fail_err(cmd, &err);
+        goto done;
+    }
+    if (json) {
+        printf("{");
+        json_str("model", model_path, true);
+        json_str("text", text_path, true);
+        json_str("output", out_path, true);
+        printf("\"n_layer\": %d, \"n_embd\": %d, \"n_ff\": %d, ", c->n_layer, c->n_embd, c->n_ff);
+        printf("\"rank\": %d, \"rule\": \"%s\", \"type\": \"%s\", \"target_recall\": %g, \"epochs\": %d, \"lr\": %g, \"batch\": %d, "
+               "\"seed\": %llu, \"threads\": %d, ",
+               rep.rank, sl_skip_rule_name(tp.rule), sl_type_name(tp.type), (double)tp.target_recall, tp.epochs, (double)tp.lr, tp.batch,
+               (unsigned long long)tp.seed, tp.n_threads);
+        printf("\"tokens\": %lld, \"train_tokens\": %lld, \"val_tokens\": %lld, \"windows\": %lld, \"val_windows\": %lld, "
+               "\"store_bytes\": %lld, \"store_on_disk\": %s, ",
+               (long long)rep.n_tokens, (long long)rep.n_train_tokens, (long long)rep.n_val_tokens, (long long)rep.n_windows,
+               (long long)rep.n_val_windows, (long long)rep.store_bytes, rep.store_on_disk ? "true" : "false");
+        printf("\"t_collect\": %.3f, \"t_fit\": %.3f, \"t_select\": %.3f, \"t_total\": %.3f, \"layers\": [", rep.t_collect, rep.t_fit,
+               rep.t_select, rep.t_total);
+        for (int l = 0; l < c->n_layer; l++) {
+            const sl_train_layer_report *L = &layers[l];
+            printf("%s{\"layer\": %d, \"rank\": %d, \"rule\": \"%s\", ", l ? ", " : "", l, L->rank, sl_skip_rule_name(L->rule));
+            if (L->rule == SL_RULE_PRED_THRESHOLD) json_num("threshold", L->threshold, true);
+            else printf("\"topk\": %d, ", L->topk);
+            json_num("true_density", L->true_density, true);
+            json_num("pred_density", L->pred_density, true);
+            json_num("precision", L->precision, true);
+            json_num("recall", L->recall, true);
+            json_num("f1", L->f1, true);
+            json_num("pos_weight", L->pos_weight, true);
+            json_num("train_loss", L->train_loss, true);
+            json_num("val_loss", L->val_loss, true);
+            json_num("fit_seconds", L->fit_seconds, true);
+            json_num("select_seconds", L->select_seconds, false);
+            printf("}");
+        }
+        printf("]}\n");
+    } else if (!quiet) {
+        printf("\nlayer  rank  rule       threshold/k  true_dens  pred_dens  precision  recall      F1  train_loss  val_loss  time_s\n");
+        double sum_true = 0, sum_pred = 0;
+        for (int l = 0; l < c->n_layer; l++) {
+            const sl_train_layer_report *L = &layers[l];
+            char param[32];
+            if (L->rule == SL_RULE_PRED_THRESHOLD) snprintf(param, sizeof(param), "%.5g", (double)L->threshold);
+            else snprintf(param, sizeof(param), "k=%d", L->topk);
+            printf("%5d  %4d  %-9s  %11s  %9.4f  %9.4f  %9.4f  %6.4f  %6.4f  %10.4f  %8.4f  %6.1f\n", l, L->rank, sl_skip_rule_name(L->rule),
+                   param, L->true_density, L->pred_density, L->precision, L->recall, L->f1, L->train_loss, L->val_loss,
+                   L->fit_seconds + L->select_seconds);
+            sum_true += L->true_density;
+            sum_pred += L->pred_density;
+        }
+        printf("\nmean true density %.4f, predicted density %.4f -> MLP sparsity %.4f (natural %.4f)\n", sum_true / c->n_layer,
+               sum_pred / c->n_layer, 1.0 - sum_pred / c->n_layer, 1.0 - sum_true / c->n_layer);
+        printf("tokens: %lld (%lld train, %lld validation in %lld of %lld windows); pairs %.1f MB %s\n", (long long)rep.n_tokens,
+               (long long)rep.n_train_tokens, (long long)rep.n_val_tokens, (long long)rep.n_val_windows, (long long)rep.n_windows,
+               (double)rep.store_bytes / 1e6, rep.store_on_disk ? "in a temp file" : "in RAM");
+        printf("time: collect %.1f s, train %.1f s, select %.1f s, total %.1f s (%d threads)\n", rep.t_collect, rep.t_fit, rep.t_select,
+               rep.t_total, tp.n_threads);
+        printf("wrote %s\n", out_path);
+    }
+    rc = 0;
+done:
+    free(layers);
+    sl_free_tokens(ids);
+    sl_profile_free(profile);
+    sl_model_free(model);
+    free(text);
+    return rc;
+}
