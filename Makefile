@@ -137,3 +137,30 @@ clean:
 	rm -rf build build-asan build-fuzz
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+
+# Python binding (python/skipllama; docs/python.md). `make python` installs the package, with a
+# copy of libskipllama.so inside it, into PYTHON_SITE: by default
+# $(PREFIX)/lib/python3.X/dist-packages, which Debian's python3 searches (PREFIX /usr/local or
+# /usr). Elsewhere, or for one user: make python PYTHON_SITE=$$(python3 -m site --user-site).
+# `make install` installs it too when a python3 is found. `make test` runs its tests through
+# tests/cli_python.sh, which needs the shared library built.
+PYTHON ?= $(firstword $(wildcard /usr/bin/python3) python3)
+PYTHON_SITE ?= $(shell $(PYTHON) -c 'import sys; print("$(PREFIX)/lib/python%d.%d/dist-packages" % sys.version_info[:2])' 2>/dev/null)
+PY_SRC := $(wildcard python/skipllama/*.py)
+define PYTHON_INSTALL
+install -d $(DESTDIR)$(PYTHON_SITE)/skipllama && \
+install -m 644 $(PY_SRC) $(DESTDIR)$(PYTHON_SITE)/skipllama/ && \
+install -m 755 $(SHARED_LIB) $(DESTDIR)$(PYTHON_SITE)/skipllama/libskipllama.so && \
+echo "installed the skipllama Python package in $(DESTDIR)$(PYTHON_SITE)/skipllama"
+endef
+
+.PHONY: install-python
+python: $(SHARED_LIB)
+	@test -n "$(PYTHON_SITE)" || { echo "make python: no python3 found (set PYTHON=... or PYTHON_SITE=...)"; exit 1; }
+	@$(PYTHON_INSTALL)
+
+install: install-python
+install-python: $(SHARED_LIB)
+	@if [ -n "$(PYTHON_SITE)" ]; then $(PYTHON_INSTALL); else echo "install: no python3 found; Python package not installed"; fi
+
+test: $(SHARED_LIB)

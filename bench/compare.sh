@@ -14,7 +14,11 @@
 #   -s        presets of `skipllama synth` (default: "tinyllama-1.1b llama-3.2-1b")
 #   -T        weight types (default: "f32 f16 bf16 q8_0 q4_0")
 #   --clean   delete each model after benchmarking it (a 1.1B F32 model is 4.4 GB)
+#   -O FILE   keep the raw per-row results there (default MODELS_DIR/compare-DATE.txt); rows are
+#             appended as they finish, so an interrupted run still leaves its numbers
 # env: SKIPLLAMA (default build/skipllama), MODELS_DIR (default bench/models), LLAMA_BENCH, NODE_LLAMA_DIR
+# The 1-minute load average is logged before every run: on a shared machine, numbers taken at a
+# load above the core count say more about the neighbours than about either engine.
 set -eu
 
 cd "$(dirname "$0")/.."
@@ -31,6 +35,7 @@ n_gen=64
 clean=0
 use_llama=1
 install_llama=0
+results=
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -43,7 +48,8 @@ while [ $# -gt 0 ]; do
     --clean) clean=1; shift ;;
     --no-llama-cpp) use_llama=0; shift ;;
     --install-llama-cpp) install_llama=1; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -O) results=$2; shift 2 ;;
+    -h|--help) sed -n '2,/^set -eu/p' "$0" | sed '$d'; exit 0 ;;
     *) echo "compare.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -78,13 +84,15 @@ node) echo "llama.cpp: node-llama-cpp in $NODE_LLAMA_DIR ($(node -p "require('./
 none) echo "llama.cpp: not available (set LLAMA_BENCH, put llama-bench on PATH, or use --install-llama-cpp); column skipped" >&2 ;;
 esac
 
-results=$(mktemp)
-trap 'rm -f "$results"' EXIT
+[ -n "$results" ] || results="$MODELS_DIR/compare-$(date +%Y%m%d-%H%M%S).txt"
+: > "$results"
+echo "raw results: $results" >&2
+load() { cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo "?"; }
 
-# One normalised line per row: source|shape|type|threads|test|median|mean|sd|eff_bw|dram_bw|rss
+# One normalised line per row: source|shape|type|threads|test|median|mean|sd|eff_bw|dram_bw|rss|load
 # from JSON objects on single lines (ours, the node script, llama-bench -o jsonl).
 normalise() { # $1 source, $2 shape, $3 type; JSON lines on stdin
-    awk -v src="$1" -v shape="$2" -v type="$3" '
+    awk -v src="$1" -v shape="$2" -v type="$3" -v load="$(load)" '
     function num(key,   s) {
         if (!match($0, "\"" key "\": *-?[0-9.eE+-]+")) return ""
         s = substr($0, RSTART, RLENGTH); sub(/^[^:]*: */, "", s); return s + 0
@@ -104,8 +112,8 @@ normalise() { # $1 source, $2 shape, $3 type; JSON lines on stdin
     /"avg_ts"/ {
         test = str("test")
         if (test == "") test = num("n_prompt") > 0 ? "pp" num("n_prompt") : "tg" num("n_gen")
-        printf "%s|%s|%s|%s|%s|%.2f|%.2f|%.2f|%s|%s|%s\n", src, shape, type, num("n_threads"), test, median(),
-               num("avg_ts"), num("stddev_ts"), num("eff_bw_gbs"), num("dram_read_gbs"), num("peak_rss_mib")
+        printf "%s|%s|%s|%s|%s|%.2f|%.2f|%.2f|%s|%s|%s|%s\n", src, shape, type, num("n_threads"), test, median(),
+               num("avg_ts"), num("stddev_ts"), num("eff_bw_gbs"), num("dram_read_gbs"), num("peak_rss_mib"), load
     }'
 }
 
@@ -116,17 +124,17 @@ for shape in $shapes; do
             echo "== synth $model" >&2
             "$SKIPLLAMA" synth --shape "$shape" -t "$type" --seed 1 -o "$model" >&2
         fi
-        echo "== skipllama bench $model -t $threads" >&2
+        echo "== skipllama bench $model -t $threads (load $(load))" >&2
         "$SKIPLLAMA" bench -m "$model" -p "$n_prompt" -n "$n_gen" -t "$threads" -r "$reps" -o json |
             normalise skipllama "$shape" "$type" >> "$results"
         case $llama_kind in
         bench)
-            echo "== llama-bench $model" >&2
+            echo "== llama-bench $model (load $(load))" >&2
             "$LLAMA_BENCH" -m "$model" -p "$n_prompt" -n "$n_gen" -t "$threads" -r "$reps" -o jsonl 2>/dev/null |
                 normalise llama.cpp "$shape" "$type" >> "$results" || echo "compare.sh: llama-bench failed on $model" >&2
             ;;
         node)
-            echo "== llama.cpp (node-llama-cpp) $model" >&2
+            echo "== llama.cpp (node-llama-cpp) $model (load $(load))" >&2
             NODE_LLAMA_DIR="$NODE_LLAMA_DIR" node bench/llamacpp_bench.mjs "$model" "$n_prompt" "$n_gen" "$threads" "$reps" 2>/dev/null |
                 normalise llama.cpp "$shape" "$type" >> "$results" || echo "compare.sh: node-llama-cpp failed on $model" >&2
             ;;
@@ -137,18 +145,19 @@ done
 
 # The table: one row per (model, type, threads, test); medians of tokens/s.
 awk -F'|' -v have_llama="$llama_kind" '
-    $1 == "skipllama" { key = $2 "|" $3 "|" $4 "|" $5; order[++n] = key; ours[key] = $6; sd[key] = $8; bw[key] = $9; dram[key] = $10
+    $1 == "skipllama" { key = $2 "|" $3 "|" $4 "|" $5; order[++n] = key; ours[key] = $6; sd[key] = $8; bw[key] = $9; dram[key] = $10; ld[key] = $12
                         if ($11 + 0 > rss[$2 "/" $3]) rss[$2 "/" $3] = $11 + 0 }
-    $1 == "llama.cpp" { key = $2 "|" $3 "|" $4 "|" $5; theirs[key] = $6 }
+    $1 == "llama.cpp" { key = $2 "|" $3 "|" $4 "|" $5; theirs[key] = $6; ld2[key] = $12 }
     END {
-        print "| model | type | threads | test | skipllama t/s (median) | llama.cpp t/s (median) | ratio | eff. BW GB/s | DRAM read GB/s |"
-        print "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |"
+        print "| model | type | threads | test | skipllama t/s (median) | llama.cpp t/s (median) | ratio | eff. BW GB/s | DRAM read GB/s | load avg |"
+        print "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |"
         for (i = 1; i <= n; i++) {
             k = order[i]; split(k, f, "|")
             l = (k in theirs) ? sprintf("%.2f", theirs[k]) : "n/a"
             r = (k in theirs && theirs[k] > 0) ? sprintf("%.2fx", ours[k] / theirs[k]) : ""
             b = (f[4] ~ /^tg/ && bw[k] != "") ? sprintf("%.1f", bw[k]) : ""
-            printf "| %s | %s | %s | %s | %.2f ± %.2f | %s | %s | %s | %.1f |\n", f[1], f[2], f[3], f[4], ours[k], sd[k], l, r, b, dram[k]
+            la = ld[k] ((k in ld2) ? " / " ld2[k] : "")
+            printf "| %s | %s | %s | %s | %.2f ± %.2f | %s | %s | %s | %.1f | %s |\n", f[1], f[2], f[3], f[4], ours[k], sd[k], l, r, b, dram[k], la
         }
         printf "\nskipllama peak RSS (MiB):"
         for (m in rss) printf " %s=%.0f", m, rss[m]

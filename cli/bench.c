@@ -34,6 +34,18 @@ static double now_s(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* 1-minute load average (Linux), or -1: printed with the results, since on a shared machine a
+ * load above the core count means the numbers measure the neighbours as much as the model. */
+static double load_average(void) {
+    double l = -1;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf", &l) != 1) l = -1;
+        fclose(f);
+    }
+    return l;
+}
+
 /* ---- options --------------------------------------------------------------------------------- */
 
 typedef struct bench_opts {
@@ -49,6 +61,7 @@ typedef struct bench_opts {
     bool json;                     /* -o json */
     int membw_mb;                  /* --membw-mb: buffer for the DRAM read test (0 = skip) */
     uint64_t seed;                 /* --seed: token ids */
+    double load_start, load_end;   /* 1-minute load average before and after the runs */
 } bench_opts;
 
 /* ---- rows ------------------------------------------------------------------------------------ */
@@ -261,7 +274,9 @@ static void print_md(const bench_opts *o, const sl_model *model, const row_resul
         printf("| %s | %s | %s | %s | %d | %s | %.2f ± %.2f | %.2f | %s | %s |\n", base_name(o->model), size_s, params_s,
                sl_type_name(cfg->weight_type), r->n_threads, r->row->label, r->mean, r->sd, r->median, bw, dram);
     }
-    printf("\npeak RSS %.0f MiB (model file %.0f MiB, KV cache %d tokens %s); a generated token reads %.1f MiB of "
+    printf("\nload average %.2f at start, %.2f at end (%s)\n", o->load_start, o->load_end,
+           "numbers are only meaningful when it stays below the core count");
+    printf("peak RSS %.0f MiB (model file %.0f MiB, KV cache %d tokens %s); a generated token reads %.1f MiB of "
            "weights; eff. BW = that × median t/s; DRAM read = best of 5 streaming reads of %d MiB at the same thread "
            "count; %d repetitions after 1 warm-up\n",
            rss_mib, (double)sl_model_file_size(model) / (1024.0 * 1024.0), o->n_ctx, o->kv_f16 ? "f16" : "f32",
@@ -282,9 +297,10 @@ static void print_json(const bench_opts *o, const sl_model *model, const row_res
                r->row->kind == ROW_PROMPT ? r->row->n_tokens : 0, r->row->kind == ROW_GEN ? r->row->n_tokens : 0, o->n_ctx,
                o->kv_f16 ? "true" : "false", r->mean, r->sd, r->median);
         for (int k = 0; k < r->n_samples; k++) printf("%s%.4f", k ? ", " : "", r->samples[k]);
-        printf("], \"decode_bytes_per_token\": %lld, \"eff_bw_gbs\": %.3f, \"dram_read_gbs\": %.3f, \"peak_rss_mib\": %.1f}%s\n",
+        printf("], \"decode_bytes_per_token\": %lld, \"eff_bw_gbs\": %.3f, \"dram_read_gbs\": %.3f, \"peak_rss_mib\": %.1f, "
+               "\"loadavg_start\": %.2f, \"loadavg_end\": %.2f}%s\n",
                (long long)decode_bytes, r->row->kind == ROW_GEN ? (double)decode_bytes * r->median / 1e9 : 0.0,
-               r->dram_gbs, rss_mib, i + 1 < n_res ? "," : "");
+               r->dram_gbs, rss_mib, o->load_start, o->load_end, i + 1 < n_res ? "," : "");
     }
     printf("]\n");
 }
@@ -386,6 +402,7 @@ int cmd_bench(int argc, char **argv) {
         goto done;
     }
     uint64_t rng = o.seed;
+    o.load_start = load_average();
     for (int ti = 0; ti < o.n_threads_list && rc == 0; ti++) {
         sl_context_params cp = sl_context_default_params();
         cp.n_ctx = o.n_ctx;
@@ -426,6 +443,7 @@ int cmd_bench(int argc, char **argv) {
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
         double rss_mib = (double)ru.ru_maxrss / 1024.0;
+        o.load_end = load_average();
         for (int ti = 0; ti < o.n_threads_list; ti++) {
             double gbs = o.membw_mb > 0 ? membw_measure(o.threads[ti], o.membw_mb) : 0;
             for (int ri = 0; ri < n_rows; ri++) res[ti * n_rows + ri].dram_gbs = gbs;

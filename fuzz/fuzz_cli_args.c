@@ -32,6 +32,9 @@ static char ca_prof[PATH_MAX];   /* profile of the micro model */
 static char ca_junk[PATH_MAX];   /* not a GGUF file */
 static bool ca_ready;
 
+static void ca_clean(void);
+static void ca_cleanup(void);
+
 static void ca_write(const char *path, const void *data, size_t n) {
     FILE *f = fopen(path, "wb");
     if (!f || fwrite(data, 1, n, f) != n) abort();
@@ -68,7 +71,25 @@ static int ca_init(void) {
     sl_model_free(m);
     if (!fz_fixture("vocab/ggml-vocab-llama-spm.gguf", ca_vocab, sizeof(ca_vocab))) snprintf(ca_vocab, sizeof(ca_vocab), "missing");
     ca_ready = true;
+    atexit(ca_cleanup);
     return 0;
+}
+
+/* Remove the scratch directory and the fixed files (at exit). */
+static void ca_cleanup(void) {
+    if (!ca_ready) return;
+    ca_clean();
+    rmdir(ca_dir);
+    unlink(ca_model);
+    unlink(ca_text);
+    unlink(ca_junk);
+    unlink(ca_prof);
+    char base[PATH_MAX];
+    snprintf(base, sizeof(base), "%s", ca_dir);
+    char *slash = strrchr(base, '/');
+    if (slash) *slash = 0;
+    rmdir(base);
+    ca_ready = false;
 }
 
 /* Remove every file a run left in the scratch directory (commands write only regular files). */

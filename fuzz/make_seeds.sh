@@ -21,7 +21,7 @@ for h in gguf model profile tokenize detokenize cli_args; do
     mkdir -p "$C/$h"
 done
 for h in gguf model profile tokenize detokenize cli_args; do
-    SL_FUZZ_WRITE_SEEDS="$C/$h" "$B/fuzz/fuzz_$h" > /dev/null 2>&1 || { echo "make_seeds.sh: fuzz_$h could not write its seeds" >&2; exit 1; }
+    SL_FUZZ_WRITE_SEEDS="$C/$h" "$B/fuzz/fuzz_$h" -runs=0 > /dev/null 2>&1 || { echo "make_seeds.sh: fuzz_$h could not write its seeds" >&2; exit 1; }
 done
 for f in tests/data/*.gguf tests/data/vocab/*.gguf; do
     head -c 65536 "$f" > "$C/gguf/head-$(basename "$f")"

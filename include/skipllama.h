@@ -494,7 +494,7 @@ typedef enum sl_train_phase {
 } sl_train_phase;
 
 typedef struct sl_train_params {
-    int32_t rank;          /* predictor rank r; 0 = from rank_frac */
+    int32_t rank;          /* predictor rank r (1..n_embd); 0 = from rank_frac */
     float rank_frac;       /* r = rank_frac x n_ff rounded to the nearest multiple of 16 (at least 16, at most
                               n_embd; a multiple of 32 for Q8_0). Default 0.04 */
     int64_t max_tokens;    /* use about max_tokens tokens: that many whole windows (rounded up), spread evenly over
@@ -599,13 +599,15 @@ sl_status sl_predictor_fit(const float *x, const bool *mask, int64_t n_train, co
  * RMS extra error is 0.5% (Q8_0) and 7.6% (Q4_0) of the RMS weight — for Q4_0 about as much as
  * the file's own rounding, so sparse Q4_0 outputs differ from dense ones by a few percent.
  * Work is split over threads by equal chunks of the active-neuron list; each thread sums its
- * down rows into a private [H] accumulator, reduced at the end. When at least 80% of the
- * neurons are active (55% for Q4_0) and down ([H, I]) is available, the down projection instead
- * runs as the dense product (one pass over down is then cheaper than the gathered rows). */
+ * down rows into a private [H] accumulator, reduced at the end. When down ([H, I]) is available
+ * and most neurons are active, streaming beats gathering: from 80% active (55% for Q4_0) the
+ * down projection runs as the dense product, and from 90% the whole MLP does (the dense kernels,
+ * keeping only the selected neurons' products), so a call never costs much more than dense. */
 
 /* How batch rows combine (B > 1). With B = 1 all modes are the same. */
 typedef enum sl_mlp_mode {
-    SL_MLP_PER_ROW = 0,        /* row b uses its own active set; each (row, neuron) pair is scheduled on its own */
+    SL_MLP_PER_ROW = 0,        /* row b uses its own active set; each (row, neuron) pair is scheduled on its own,
+                                  or as PER_ROW_SHARED when the rows' sets overlap (same results, fewer reads) */
     SL_MLP_UNION = 1,          /* every row uses the union of all rows' sets; each neuron is gathered once and
                                   dotted with all B rows (the prototype's union mask) */
     SL_MLP_PER_ROW_SHARED = 2, /* the results of PER_ROW, the schedule of UNION: each neuron of the union is
@@ -638,6 +640,7 @@ typedef struct sl_sparse_mlp_stats {
     int64_t n_unique;     /* distinct neurons touched (size of the union) */
     int64_t weight_bytes; /* distinct weight bytes read: n_unique rows of gate and up, plus n_unique rows
                              of down_t (or all of down when dense_down) */
+    bool dense_gate_up;   /* gate/up ran as dense products (>= 90% active, down given) */
     bool dense_down;      /* the down projection ran as the dense product (mostly active, down given) */
     bool cache_used;      /* the active-row cache served this call */
     int64_t cache_kept;   /* neurons already in the cache */

@@ -31,6 +31,7 @@ void sl_context_free(sl_context *ctx) {
     if (!ctx) return;
     sl_context_set_profile(ctx, NULL, false, NULL);
     free(ctx->stats);
+    free(ctx->rope_cs);
     sl_pool_free(ctx->pool);
     sl_free_aligned(ctx->k_cache);
     sl_free_aligned(ctx->v_cache);
@@ -102,7 +103,8 @@ sl_context *sl_context_init(const sl_model *model, const sl_context_params *para
     ctx->scratch = sl_malloc_aligned(scratch_bytes);
     ctx->pool = sl_pool_init(n_threads);
     ctx->stats = calloc((size_t)c->n_layer, sizeof(sl_layer_stats));
-    if (!ctx->k_cache || !ctx->v_cache || !ctx->scratch || !ctx->pool || !ctx->stats) goto nomem;
+    ctx->rope_cs = malloc((size_t)n_batch * (size_t)c->n_rot * sizeof(float));
+    if (!ctx->k_cache || !ctx->v_cache || !ctx->scratch || !ctx->pool || !ctx->stats || !ctx->rope_cs) goto nomem;
     float *s = ctx->scratch;
     const size_t B = (size_t)n_batch;
     ctx->x = s, s += B * (size_t)c->n_embd;
@@ -137,18 +139,30 @@ static void rmsnorm(float *out, const float *x, const float *w, int n, float eps
     for (int i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
 }
 
-/* Rotate consecutive pairs (2i, 2i+1) of the first n_rot dims of each head by pos * theta_i,
- * theta_i = base^(-2i/n_rot) / freq_factor_i   (the interleaved "llama" RoPE layout). */
-static void rope(float *v, int n_heads, int head_dim, int n_rot, int pos, float base, const float *freq_factors) {
+/* cos/sin of pos * theta_i for the B tokens at pos0.., theta_i = base^(-2i/n_rot) / freq_factor_i
+ * (freq factors: Llama 3.1+ rope_freqs). Computed once per batch, shared by all layers.
+ * cs: [B, n_rot/2, 2]. */
+static void rope_table(float *cs, int B, int pos0, int n_rot, float base, const float *freq_factors) {
     for (int i = 0; i < n_rot / 2; i++) {
-        float theta = (float)pos * powf(base, -2.0f * (float)i / (float)n_rot);
-        if (freq_factors) theta /= freq_factors[i];
-        const float cs = cosf(theta), sn = sinf(theta);
-        for (int h = 0; h < n_heads; h++) {
-            float *p = v + h * head_dim + 2 * i;
-            const float a = p[0], b = p[1];
-            p[0] = a * cs - b * sn;
-            p[1] = a * sn + b * cs;
+        float inv_freq = powf(base, -2.0f * (float)i / (float)n_rot);
+        if (freq_factors) inv_freq /= freq_factors[i];
+        for (int b = 0; b < B; b++) {
+            const float theta = (float)(pos0 + b) * inv_freq;
+            cs[((size_t)b * (n_rot / 2) + i) * 2] = cosf(theta);
+            cs[((size_t)b * (n_rot / 2) + i) * 2 + 1] = sinf(theta);
+        }
+    }
+}
+
+/* Rotate consecutive pairs (2i, 2i+1) of the first n_rot dims of each head by the token's
+ * angles (the interleaved "llama" RoPE layout). */
+static void rope(float *v, int n_heads, int head_dim, int n_rot, const float *cs) {
+    for (int h = 0; h < n_heads; h++) {
+        float *p = v + (size_t)h * head_dim;
+        for (int i = 0; i < n_rot / 2; i++) {
+            const float c = cs[2 * i], s = cs[2 * i + 1], a = p[2 * i], b = p[2 * i + 1];
+            p[2 * i] = a * c - b * s;
+            p[2 * i + 1] = a * s + b * c;
         }
     }
 }
@@ -184,23 +198,32 @@ typedef struct attn_task {
     int B;           /* tokens in the batch */
 } attn_task;
 
-/* Work items are (token, head) pairs split evenly over threads: each runs the attention of one
- * query head of one token over its causal prefix. */
+/* Work items are (token, KV head, slice of its query-head group) triples split evenly over
+ * threads: each runs the query heads of one slice against one KV head over the token's causal
+ * prefix, reading each cached K/V row once per slice (sl_attention_group). Groups are sliced
+ * only when there are fewer (token, KV head) pairs than threads. */
 static void attn_worker(void *arg, int ith, int nth) {
     attn_task *t = arg;
     sl_context *ctx = t->ctx;
     const sl_model_config *c = &ctx->model->config;
     const size_t layer_off = (size_t)t->layer * (size_t)ctx->n_ctx * (size_t)ctx->kv_dim * (ctx->kv_f16 ? 2 : 4);
     const void *kc = (const uint8_t *)ctx->k_cache + layer_off, *vc = (const uint8_t *)ctx->v_cache + layer_off;
-    const int q_dim = c->n_head * c->head_dim;
+    const int q_dim = c->n_head * c->head_dim, group = c->n_head / c->n_head_kv;
+    int slices = 1;
+    while ((long long)t->B * c->n_head_kv * slices < nth && slices < group) slices++;
+    const int per_slice = (group + slices - 1) / slices;
     long long i0, i1;
-    sl_split_range((long long)t->B * c->n_head, ith, nth, &i0, &i1);
+    sl_split_range((long long)t->B * c->n_head_kv * slices, ith, nth, &i0, &i1);
     float *att = ctx->att + (size_t)ith * (size_t)ctx->n_ctx;
     for (long long i = i0; i < i1; i++) {
-        const int b = (int)(i / c->n_head), h = (int)(i % c->n_head);
-        const int group = c->n_head / c->n_head_kv; /* query heads sharing one KV head (repeat_kv) */
-        sl_attention_head(ctx->q + (size_t)b * q_dim + (size_t)h * c->head_dim, kc, vc, ctx->kv_f16, t->pos0 + b + 1, ctx->kv_dim,
-                          h / group, c->head_dim, ctx->attn + (size_t)b * q_dim + (size_t)h * c->head_dim, att);
+        const int b = (int)(i / ((long long)c->n_head_kv * slices));
+        const int rest = (int)(i % ((long long)c->n_head_kv * slices));
+        const int kvh = rest / slices, slice = rest % slices;
+        const int h0 = kvh * group + slice * per_slice;
+        const int n_q = h0 + per_slice <= (kvh + 1) * group ? per_slice : (kvh + 1) * group - h0;
+        if (n_q <= 0) continue;
+        const size_t off = (size_t)b * q_dim + (size_t)h0 * c->head_dim;
+        sl_attention_group(ctx->q + off, n_q, kc, vc, ctx->kv_f16, t->pos0 + b + 1, ctx->kv_dim, kvh, c->head_dim, ctx->attn + off, att);
     }
 }
 
@@ -234,6 +257,7 @@ static void forward_batch(sl_context *ctx, const int32_t *tokens, int B, float *
         sl_dequantize_row_ref(m->tok_embd.type, (const uint8_t *)m->tok_embd.data + (size_t)tokens[b] * m->tok_embd.row_bytes,
                               ctx->x + (size_t)b * E, E);
     if (ctx->hidden_hook) ctx->hidden_hook(ctx->hidden_hook_ud, -1, pos0, B, ctx->x, E);
+    rope_table(ctx->rope_cs, B, pos0, c->n_rot, c->rope_freq_base, m->rope_freqs);
 
     for (int l = 0; l < c->n_layer; l++) {
         const sl_layer *L = &m->layers[l];
@@ -245,8 +269,9 @@ static void forward_batch(sl_context *ctx, const int32_t *tokens, int B, float *
         sl_matmul(ctx->pool, L->wv.type, L->wv.data, KV, E, ctx->xb, B, ctx->v);
         /* q, k = apply_rotary_pos_emb(q, k, cos, sin) */
         for (int b = 0; b < B; b++) {
-            rope(ctx->q + (size_t)b * Q, c->n_head, c->head_dim, c->n_rot, pos0 + b, c->rope_freq_base, m->rope_freqs);
-            rope(ctx->k + (size_t)b * KV, c->n_head_kv, c->head_dim, c->n_rot, pos0 + b, c->rope_freq_base, m->rope_freqs);
+            const float *cs = ctx->rope_cs + (size_t)b * (size_t)c->n_rot;
+            rope(ctx->q + (size_t)b * Q, c->n_head, c->head_dim, c->n_rot, cs);
+            rope(ctx->k + (size_t)b * KV, c->n_head_kv, c->head_dim, c->n_rot, cs);
         }
         /* past_key_value.update(k, v) */
         kv_store(ctx, l, pos0, B);

@@ -48,6 +48,7 @@ struct sl_context {
     float *hb2;            /* [n_batch, n_ff] up */
     float *logits;         /* [n_batch, n_vocab] internal logits buffer */
     float *att;            /* [n_threads, n_ctx] attention scores, one row per thread */
+    float *rope_cs;        /* [n_batch, n_rot/2, 2] cos/sin of the batch's positions */
     sl_hidden_hook hidden_hook; /* optional observer of the residual stream (tests, calibration) */
     void *hidden_hook_ud;       /* its user data */
     sl_mlp_hook mlp_hook;       /* optional observer of dense gate pre-activations */

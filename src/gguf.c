@@ -24,6 +24,11 @@
 
 #define GGUF_MAX_NESTING 8           /* arrays of arrays deeper than this are refused */
 #define GGUF_MAX_KEY_LEN 65535       /* longer keys/names are refused */
+/* issue 8 (fuzzing/limits): sizes that fit in a file can still be hostile when the file is huge
+ * but hollow (sparse): each string/array element costs a 16-48 byte index entry here, and a
+ * string may be copied by a consumer (chat template). Beyond these, a file is refused. */
+#define GGUF_MAX_STRING_LEN ((uint64_t)1 << 30)   /* 1 GiB per metadata string */
+#define GGUF_MAX_INDEXED_ELEMS ((uint64_t)1 << 24) /* 16 M string / nested-array elements per array */
 
 static const size_t type_sizes[GGUF_TYPE_COUNT] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
 static const char *const type_names[GGUF_TYPE_COUNT] = {"u8", "i8", "u16", "i16", "u32", "i32", "f32",
@@ -69,6 +74,11 @@ static bool rd_str(cursor *c, gguf_str *s, const char *what) {
                      what, (unsigned long long)len, c->pos - 8, c->size);
         return false;
     }
+    if (len > GGUF_MAX_STRING_LEN) { /* issue 8: see GGUF_MAX_STRING_LEN */
+        sl_set_error(c->err, SL_ERR_FORMAT, "gguf: %s: string length %llu at offset %zu is over the 1 GiB limit", what,
+                     (unsigned long long)len, c->pos - 8);
+        return false;
+    }
     s->len = len;
     s->data = (const char *)c->base + c->pos;
     c->pos += (size_t)len;
@@ -110,6 +120,11 @@ static bool read_array(cursor *c, gguf_array *a, int depth, const char *key) {
         if (n > remaining / min_elem) {
             sl_set_error(c->err, SL_ERR_FORMAT, "gguf: key '%s': array of %llu elements cannot fit in the %zu bytes left",
                          key, (unsigned long long)n, remaining);
+            return false;
+        }
+        if (n > GGUF_MAX_INDEXED_ELEMS) { /* issue 8: see GGUF_MAX_INDEXED_ELEMS */
+            sl_set_error(c->err, SL_ERR_FORMAT, "gguf: key '%s': array of %llu %s elements is over the limit of %llu", key,
+                         (unsigned long long)n, type_names[et], (unsigned long long)GGUF_MAX_INDEXED_ELEMS);
             return false;
         }
         a->n = n;

@@ -201,6 +201,12 @@ static bool load_tensors(sl_model *m, sl_error *err) {
     size_t n_norm_floats;
     if (sl_mul_overflow((size_t)(2 * c->n_layer + 1), (size_t)E, &n_norm_floats)) return false;
     n_norm_floats += (size_t)c->n_rot / 2;
+    /* issue 8: every norm must be in the file (>= 18 bytes per 32 elements), so a count the file
+     * cannot hold is refused here, before the buffer is sized from hyperparameters alone */
+    if (n_norm_floats / 2 > f->size)
+        return sl_set_error(err, SL_ERR_FORMAT, "model: %d layers of width %lld need %zu norm weights, more than the %zu-byte file holds",
+                            c->n_layer, (long long)E, n_norm_floats, f->size),
+               false;
     m->owned_f32 = malloc(n_norm_floats * sizeof(float));
     m->layers = calloc((size_t)c->n_layer, sizeof(sl_layer));
     if (!m->owned_f32 || !m->layers) return sl_set_error(err, SL_ERR_NOMEM, "model: out of memory"), false;

@@ -111,8 +111,8 @@ int32_t sl_train_rank(const sl_train_params *p, int32_t n_embd, int32_t n_ff) {
         r = (int32_t)lround(want / 16.0) * 16;
         if (r < 16) r = 16;
         if (p->type == SL_TYPE_Q8_0) r = (r + 31) / 32 * 32;
+        if (r > n_embd) r = n_embd; /* an explicit rank above n_embd is an error instead (check_params) */
     }
-    if (r > n_embd) r = n_embd;
     return r;
 }
 
@@ -1064,7 +1064,7 @@ sl_status sl_predictor_fit(const float *x, const bool *mask, int64_t n_train, co
             int64_t c = n - r0 < CHUNK_ROWS ? n - r0 : CHUNK_ROWS;
             int64_t np = encode_rows(xs + (size_t)r0 * n_embd, NULL, ms + (size_t)r0 * n_ff, c, n_embd, n_ff, s.row_bytes, buf);
             if (!split) pos += np;
-            store_write(&s, 0, split, r0, c, buf, err);
+            if ((st = store_write(&s, 0, split, r0, c, buf, err))) goto done;
         }
     }
     st = train_layer(&s, 0, &p, rank, pos, pool, A, B, report, err);

@@ -5,18 +5,25 @@
  * plain reference.
  *
  * What it is for: computing an LLaMA MLP over a subset of its neurons at a cost proportional to
- * that subset, for any supported weight type. The arithmetic of each row goes through the
- * shared kernels (sl_act_prepare / sl_vec_dot / sl_vec_axpy in src/kernels), so SIMD work there
- * speeds this operator up with no change here. What it is not: a predictor of active neurons,
- * nor a general sparse-matrix library.
+ * that subset, for any supported weight type. Inputs are prepared by the shared kernels
+ * (sl_act_prepare); rows are dotted / accumulated by this operator's own row-group kernels
+ * (sparse_mlp_avx512.c / sparse_mlp_avx2.c) matching the shared kernels' variant, and with the
+ * scalar variant row by row through sl_vec_dot / sl_vec_axpy. What it is not: a predictor of
+ * active neurons, nor a general sparse-matrix library.
  *
  * Schedule of one call (nth threads):
- *   select   check the mask or index lists, build flat per-row lists (and the sorted union)
+ *   select   check the mask or index lists, build flat per-row lists (and the sorted union);
+ *            update the active-row cache's bookkeeping when there is one
  *   prepare  convert each x[b] once into the kernels' prepared form (Q8_0 for quantized weights)
  *   compute  one pool task; thread ith takes an equal slice of the active list and does, in turn,
  *            gate+up dots for its slice, act(g) * u, then the axpys of its down_t rows into a
- *            private accumulator (one thread and B = 1: straight into out)
- *   reduce   a second pool task sums the accumulators into out, split over columns of H
+ *            private accumulator (one thread and B = 1: straight into out). Rows go through the
+ *            row-group kernels, several gathered rows per call with the next group prefetched
+ *            (sparse_mlp_avx512.c); the union schedule with B > 1 uses their batched forms, which
+ *            read each row once for all B inputs.
+ *   reduce   sum the accumulators into out (on the caller for small B * H, else a second task)
+ * Mostly-active calls given the original down run the down projection as one dense product
+ * instead (sl_matmul), because a streaming pass over down then costs less than the gathers.
  */
 #include "sparse_mlp.h"
 
@@ -32,6 +39,7 @@
 #define SL_MLP_MAX_DIM ((int64_t)1 << 30) /* H and I beyond this are surely a mistake (indices are int32) */
 #define SL_MLP_MAX_THREADS 512
 #define SP_GROUP_DENSE_MIN 0.75 /* active fraction from which rows are read one neuron at a time, unprefetched */
+#define SP_DENSE_ALL_MIN 0.9 /* active fraction from which the whole MLP runs densely (when down is given) */
 /* Active fraction from which the down projection runs densely (when down is given). Q4_0 rows
  * cost the most to expand per byte in an axpy (nibbles -> f32), so its crossover comes first. */
 static double dense_down_min(sl_type t) { return t == SL_TYPE_Q4_0 ? 0.55 : 0.8; }
@@ -106,6 +114,13 @@ void sl_sp_kernels(sl_sp_kernel_set *k) {
         k->axpy = sl_sp_axpy_rows_avx512;
         k->dot_batch = sl_sp_dot_rows_batch_avx512;
         k->axpy_batch = sl_sp_axpy_rows_batch_avx512;
+        return;
+    }
+    if (sl_kernels_current() == SL_KERNELS_AVX2) {
+        k->dot = sl_sp_dot_rows_avx2;
+        k->axpy = sl_sp_axpy_rows_avx2;
+        k->dot_batch = sl_sp_dot_rows_batch_avx2;
+        k->axpy_batch = sl_sp_axpy_rows_batch_avx2;
         return;
     }
 #endif
@@ -865,10 +880,11 @@ sl_status sl_sparse_mlp_forward_pool_ex(sl_pool *pool, sl_sparse_ws *ws, const s
     }
 
     const int nth = sl_pool_n_threads(pool);
-    const bool per_row = mode == SL_MLP_PER_ROW && B > 1 && !cache;
-    const bool use_sel = mode != SL_MLP_UNION && B > 1 && !per_row;
+    /* The schedule is chosen once the union is known (per-row mode may run shared, below), so
+     * size the scratch for either. */
+    const bool use_sel = mode != SL_MLP_UNION && B > 1;
     const int64_t max_union = N < I ? N : I;
-    const int64_t n_h = per_row ? N : max_union * B; /* g/u entries */
+    const int64_t n_h = N > max_union * B ? N : max_union * B; /* g/u entries */
     const size_t xs = align64(sl_act_size(gate->type, H));
     /* accumulator rows: whole cache lines, and a stride that is not a multiple of 4 KiB — the
      * batched axpy stores to every row at the same column, and 4K-aliased rows would make each
@@ -901,6 +917,7 @@ sl_status sl_sparse_mlp_forward_pool_ex(sl_pool *pool, sl_sparse_ws *ws, const s
         carve(&cv, (size_t)nth * sizeof(thread_info));
         carve(&cv, (size_t)nth * (size_t)B * SP_MAX_ROWS * sizeof(float));
         carve(&cv, down ? (size_t)B * (size_t)I * sizeof(float) : 0);
+        carve(&cv, down ? 2 * (size_t)B * (size_t)I * sizeof(float) : 0);
     }
     cv.off = 0;
     uint8_t *xq = carve(&cv, (size_t)B * xs);
@@ -914,6 +931,7 @@ sl_status sl_sparse_mlp_forward_pool_ex(sl_pool *pool, sl_sparse_ws *ws, const s
     thread_info *ti = carve(&cv, (size_t)nth * sizeof(thread_info));
     float *tile = carve(&cv, (size_t)nth * (size_t)B * SP_MAX_ROWS * sizeof(float));
     float *hd = carve(&cv, down ? (size_t)B * (size_t)I * sizeof(float) : 0);
+    float *gfull = carve(&cv, down ? 2 * (size_t)B * (size_t)I * sizeof(float) : 0), *ufull = gfull + (size_t)B * (size_t)I;
 
     /* flat per-row lists; index lists are checked for range and repeats here */
     int64_t p = 0;
@@ -953,7 +971,7 @@ sl_status sl_sparse_mlp_forward_pool_ex(sl_pool *pool, sl_sparse_ws *ws, const s
 
     /* the union, sorted (ascending rows stream better than the callers' order) */
     int64_t nU = 0;
-    if (!per_row) {
+    {
         if (B == 1 && !idx) {
             memcpy(U, flat, (size_t)N * sizeof(int32_t)); /* already sorted and unique */
             nU = N;
@@ -972,6 +990,44 @@ sl_status sl_sparse_mlp_forward_pool_ex(sl_pool *pool, sl_sparse_ws *ws, const s
         }
     }
 
+    /* Nearly every product needed (and the [H, I] down at hand): the dense MLP, keeping only the
+     * selected h — its streaming kernels beat any gather at this density. */
+    if (down && (double)(mode == SL_MLP_UNION ? nU * B : N) >= SP_DENSE_ALL_MIN * (double)B * (double)I) {
+        const double t_sel = stats ? sl_time_s() : 0.0;
+        sl_matmul(pool, gate->type, gate->data, I, H, x, B, gfull);
+        sl_matmul(pool, up->type, up->data, I, H, x, B, ufull);
+        const double t_gu = stats ? sl_time_s() : 0.0;
+        memset(hd, 0, (size_t)B * (size_t)I * sizeof(float));
+        for (int64_t b = 0; b < B; b++) {
+            const int32_t *list = mode == SL_MLP_UNION ? U : flat + off[b];
+            const int64_t n_list = mode == SL_MLP_UNION ? nU : off[b + 1] - off[b];
+            const size_t o = (size_t)b * (size_t)I;
+            for (int64_t q = 0; q < n_list; q++) hd[o + (size_t)list[q]] = act_apply(act, gfull[o + (size_t)list[q]]) * ufull[o + (size_t)list[q]];
+        }
+        const double t_act = stats ? sl_time_s() : 0.0;
+        sl_matmul(pool, down->type, down->data, H, I, hd, B, out);
+        if (stats) {
+            const double t_end = sl_time_s();
+            memset(stats, 0, sizeof(*stats));
+            stats->t_select = t_sel - t_start;
+            stats->t_gate_up = t_gu - t_sel;
+            stats->t_act = t_act - t_gu;
+            stats->t_down = t_end - t_act;
+            stats->t_total = t_end - t_start;
+            stats->n_pairs = mode == SL_MLP_UNION ? nU * B : N;
+            stats->n_unique = nU;
+            stats->weight_bytes = I * (int64_t)(2 * gate->row_bytes) + H * (int64_t)down->row_bytes;
+            stats->dense_gate_up = stats->dense_down = true;
+        }
+        sl_sparse_ws_free(own_ws);
+        return SL_OK;
+    }
+
+    /* Per-row mode schedules each (row, neuron) pair on its own only while that reads few more
+     * rows than the union has: when the rows' sets overlap (N well above |union|), the shared
+     * schedule — each union row gathered once, used by the rows that selected it — gives the
+     * same results from fewer reads. */
+    const bool per_row = mode == SL_MLP_PER_ROW && B > 1 && !cache && 2 * N <= 3 * nU;
     sparse_task t;
     memset(&t, 0, sizeof(t));
     t.gate = gate->data;
@@ -997,8 +1053,11 @@ sl_status sl_sparse_mlp_forward_pool_ex(sl_pool *pool, sl_sparse_ws *ws, const s
     t.Hp = Hp;
     /* mostly-active calls run the down projection as the dense product over down ([H, I]): past
      * dense_down_min the axpys of down_t rows cost more than one pass over all of down */
+    /* density: how close together the gathered rows lie (grouping, prefetch); work: the share
+     * of the B * I products this call needs (what the dense down projection would be paid for) */
     const double density = per_row ? (double)N / ((double)B * (double)I) : (double)nU / (double)I;
-    const bool dense_down = down != NULL && density >= dense_down_min(down_t->type);
+    const double work = (double)(mode == SL_MLP_UNION ? nU * B : N) / ((double)B * (double)I);
+    const bool dense_down = down != NULL && work >= dense_down_min(down_t->type);
     t.direct = direct && !dense_down;
     t.I = I;
     if (dense_down) {
@@ -1030,7 +1089,7 @@ sl_status sl_sparse_mlp_forward_pool_ex(sl_pool *pool, sl_sparse_ws *ws, const s
         t.rows = NULL;
         t.n_items = cache->n;
     }
-    if (use_sel) {
+    if (use_sel && !per_row) {
         /* which rows use each item; item positions come from the union order or the cache slots */
         memset(sel, 0, (size_t)nU * (size_t)B);
         if (!cache_used) {
@@ -1082,13 +1141,7 @@ sl_status sl_sparse_mlp_forward_pool_ex(sl_pool *pool, sl_sparse_ws *ws, const s
         s0.t_reduce = dense_down ? 0.0 : t_end - t_comp;
         if (dense_down) s0.t_down = t_end - t_comp;
         s0.t_total = t_end - t_start;
-        s0.n_unique = per_row ? -1 : nU;
-        if (per_row) { /* distinct neurons, counted only for the stats */
-            memset(ws->mark, 0, (size_t)I);
-            int64_t d = 0;
-            for (int64_t q = 0; q < N; q++) d += !ws->mark[flat[q]], ws->mark[flat[q]] = 1;
-            s0.n_unique = d;
-        }
+        s0.n_unique = nU;
         s0.n_pairs = (mode == SL_MLP_UNION || B == 1) ? nU * B : N;
         s0.weight_bytes = s0.n_unique * (int64_t)(2 * gate->row_bytes) +
                           (dense_down ? H * (int64_t)down->row_bytes : s0.n_unique * (int64_t)down_t->row_bytes);

@@ -82,11 +82,12 @@ sl_status sl_sparse_mlp_forward_pool(sl_pool *pool, sl_sparse_ws *ws, const sl_w
                                      sl_mlp_mode mode, float *out, sl_sparse_mlp_stats *stats, sl_error *err);
 
 /* The same, given also the original down ([H, I], may be NULL): when the active fraction of a
- * call (pairs / (B * I) per row, or |union| / I for the union schedules) is at least 0.8 (0.55
- * for Q4_0, whose axpy costs the most per byte), the
+ * call ((row, neuron) pairs computed / (B * I); SL_MLP_UNION computes |union| * B pairs) is at
+ * least 0.8 (0.55 for Q4_0, whose axpy costs the most per byte), the
  * down projection runs as the dense product over down (h zero for inactive neurons) — at that
- * density one streaming pass over down is cheaper than the gathered axpys. Pass it whenever the
- * model has it (the model's ffn_down). */
+ * density one streaming pass over down is cheaper than the gathered axpys — and from 0.9 the
+ * whole MLP runs densely (gate/up by sl_matmul too, unselected products dropped). Pass down
+ * whenever the model has it (the model's ffn_down). */
 sl_status sl_sparse_mlp_forward_pool_ex(sl_pool *pool, sl_sparse_ws *ws, const sl_weight *gate, const sl_weight *up,
                                         const sl_weight *down_t, const sl_weight *down, sl_activation act,
                                         sl_row_cache *cache, const float *x, int64_t B, const bool *mask,
@@ -111,7 +112,8 @@ sl_status sl_mlp_reference_w(const sl_weight *gate, const sl_weight *up, const s
  * why). dot: out[r] = rows[r] . x for r < nr (1..8), x in sl_act_prepare form for type t. axpy:
  * y[0..n) += sum_r a[r] * rows[r]. next[0..nnext) (nnext <= 8, may be 0) are the rows the caller
  * will use next, prefetched while these are read. _ref runs row by row through sl_vec_dot /
- * sl_vec_axpy (whatever variant those use); the AVX-512 versions need AVX-512 F/BW/VL + VNNI. */
+ * sl_vec_axpy (whatever variant those use); the AVX-512 versions need AVX-512 F/BW/VL + VNNI,
+ * the AVX2 ones AVX2 + FMA + F16C (sparse_mlp_avx2.c). */
 typedef void (*sl_sp_dot_rows_fn)(sl_type t, const uint8_t *const *rows, int nr, const void *x, int64_t n, float *out,
                                   const uint8_t *const *next, int nnext);
 typedef void (*sl_sp_axpy_rows_fn)(sl_type t, const uint8_t *const *rows, const float *a, int nr, float *y, int64_t n,
@@ -142,9 +144,17 @@ void sl_sp_dot_rows_batch_avx512(sl_type t, const uint8_t *const *rows, int nr, 
                                  int64_t n, float *out, const uint8_t *const *next, int nnext);
 void sl_sp_axpy_rows_batch_avx512(sl_type t, const uint8_t *const *rows, int nr, const float *a, int astride, int nb,
                                   float *y, int64_t ys, int64_t n, const uint8_t *const *next, int nnext);
+void sl_sp_dot_rows_avx2(sl_type t, const uint8_t *const *rows, int nr, const void *x, int64_t n, float *out,
+                         const uint8_t *const *next, int nnext);
+void sl_sp_axpy_rows_avx2(sl_type t, const uint8_t *const *rows, const float *a, int nr, float *y, int64_t n,
+                          const uint8_t *const *next, int nnext);
+void sl_sp_dot_rows_batch_avx2(sl_type t, const uint8_t *const *rows, int nr, const uint8_t *x, size_t xs, int nb,
+                               int64_t n, float *out, const uint8_t *const *next, int nnext);
+void sl_sp_axpy_rows_batch_avx2(sl_type t, const uint8_t *const *rows, int nr, const float *a, int astride, int nb,
+                                float *y, int64_t ys, int64_t n, const uint8_t *const *next, int nnext);
 #endif
 
-/* The kernels matching the variant in use (sl_kernels_current): AVX-512 or the fallback. */
+/* The kernels matching the variant in use (sl_kernels_current): AVX-512, AVX2 or the fallback. */
 typedef struct sl_sp_kernel_set {
     sl_sp_dot_rows_fn dot;                 /* rows x one input */
     sl_sp_axpy_rows_fn axpy;               /* rows into one accumulator */

@@ -413,6 +413,35 @@ static void test_synth(void) {
     CHECK(sl_synth_write(&p, path, &err) == SL_ERR_INVALID_ARG, "vocab 100 (< 259) refused (%s)", err.message);
 }
 
+/* Weight bytes a decoded token reads: every layer matrix and the output projection; token_embd
+ * only when it is the (tied) output projection. */
+static void test_decode_bytes(void) {
+    for (int tied = 0; tied < 2; tied++) {
+        sl_synth_params p = sl_synth_default_params();
+        p.type = SL_TYPE_Q8_0;
+        p.tied_embeddings = tied;
+        char path[512];
+        tmp_path(path, sizeof(path), "decode-bytes.gguf");
+        sl_error err = {0};
+        if (!CHECK(sl_synth_write(&p, path, &err) == SL_OK, "synth for decode bytes (%s)", err.message)) continue;
+        gguf_file *f = gguf_open(path, &err);
+        int64_t want = 0;
+        for (uint64_t i = 0; f && i < f->n_tensors; i++) {
+            const gguf_tensor_info *t = &f->tensors[i];
+            bool is_embd = gguf_str_eq(t->name, "token_embd.weight");
+            if (t->n_dims == 2 && (!is_embd || tied)) want += (int64_t)t->nbytes;
+        }
+        gguf_close(f);
+        sl_model_params mp = sl_model_default_params();
+        sl_model *m = sl_model_load(path, &mp, &err);
+        CHECK(m && sl_model_decode_bytes(m) == want, "%s: sl_model_decode_bytes %lld == matrices read per token %lld (%s)",
+              tied ? "tied" : "untied", m ? (long long)sl_model_decode_bytes(m) : -1LL, (long long)want, err.message);
+        sl_model_free(m);
+        remove(path);
+    }
+    CHECK(sl_model_decode_bytes(NULL) == 0, "sl_model_decode_bytes(NULL) == 0");
+}
+
 /* ---- (4) streaming writer --------------------------------------------------------------------- */
 
 static sl_status rows_source(void *ud, size_t index, int64_t row0, int64_t n_rows, void *dst, sl_error *err) {
@@ -468,6 +497,7 @@ int main(void) {
     test_round_trips();
     test_quantize_matches_llama_cpp();
     test_synth();
+    test_decode_bytes();
     test_stream_writer();
     if (rmdir(tmpdir) != 0) printf("# could not remove %s (files left behind)\n", tmpdir);
     return test_summary();

@@ -127,7 +127,7 @@ static void test_f32_fixture(const char *name) {
     sl_context_free(ctx);
 
     /* other batch sizes and thread counts, and an f16 KV cache (looser: f16 rounding of K/V) */
-    int configs[][2] = {{1, 3}, {2, 4}, {3, 64}, {2, 1}};
+    int configs[][2] = {{1, 3}, {2, 4}, {3, 64}, {2, 1}, {5, 1}}; /* 5 threads, 1 token: GQA groups get sliced */
     for (size_t k = 0; k < sizeof(configs) / sizeof(configs[0]); k++) {
         cp.n_threads = configs[k][0];
         cp.n_batch = configs[k][1];

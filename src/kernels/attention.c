@@ -2,7 +2,8 @@
  * attention.c — the multi-head entry points: sl_attention splits the query heads of one token
  * over (ith, nth) and hands each run of heads that share a KV head to the selected variant's
  * grouped kernel (sl_attention_group), so a thread reads each cached K/V row once per group.
- * The scalar variant's grouped kernel is the per-head reference in a loop.
+ * The scalar variant's grouped kernel is the per-head reference in a loop. What it is not:
+ * the arithmetic (attention_ref.c, attention_avx2.c, attention_avx512.c).
  */
 #include "kernels_impl.h"
 

@@ -2,7 +2,7 @@
  * attention_avx2.c — AVX2 attention of query heads sharing one KV head (contract in kernels.h;
  * the same design as attention_avx512.c: online softmax over blocks of positions, each K/V row
  * read once per group, F16 blocks widened once). Head sizes that are not a multiple of 8, or
- * above ATT_HD_MAX, use the scalar reference.
+ * above ATT_HD_MAX, use the scalar reference. Not a prefill (many-query) attention kernel.
  */
 #include "simd_avx2.h"
 

@@ -10,7 +10,8 @@
  * is the same softmax up to float rounding. An F16 cache block is widened to f32 once into a
  * stack buffer and then used by every head of the group. Head sizes above ATT_HD_MAX (none in
  * practice) fall back to the scalar reference. sl_attention (attention.c) and sl_attention_head
- * (attention_head.c) both come here.
+ * (attention_head.c) both come here. Not a prefill (many-query) attention kernel: each call
+ * is one query token.
  */
 #include "simd_avx512.h"
 

@@ -6,7 +6,8 @@
  * Quantized blocks use the classic AVX2 integer dot product: vpmaddubsw of |w| with x carrying
  * w's sign, then vpmaddwd with ones — exact, like ggml's. Float weights use f32 FMAs on
  * widened F16 (vcvtph2ps) / BF16 (shift) values; activations are never rounded.
- * Compiled only with the AVX2 flags and called only after CPU detection (dot.c).
+ * Compiled only with the AVX2 flags and called only after CPU detection (dot.c). Not tuned as
+ * hard as the AVX-512 path, which is what this project's machines run.
  */
 #include "simd_avx2.h"
 

@@ -3,12 +3,13 @@
  * dot products with prepared activations, row axpy, and this variant's table of kernels.
  *
  * Quantized dot products follow ggml's math (exact integer sum per block of 32, times the two
- * block scales) using vpdpbusd, which multiplies unsigned by signed bytes. Weights are made
- * unsigned by an offset — Q8_0: w + 128 (an xor of the sign bit); Q4_0: the stored nibble q,
- * whose value is q - 8 — and the offset times the block's activation sum is subtracted:
- * sum((w+K) x) - K sum(x) = sum(w x). The activation sum comes from one more vpdpbusd with the
- * constant K, shared by every row that uses the block. Float weights use plain f32 FMAs
- * (F16 via vcvtph2ps, BF16 by a 16-bit shift), never rounding activations.
+ * block scales) using vpdpbusd, which multiplies unsigned by signed bytes. Q8_0 rows here use
+ * |w| times x carrying w's sign; Q4_0 rows use the stored nibble q (value q - 8) as the
+ * unsigned operand and subtract 8 * sum(x), the offset times the block's activation sum, which
+ * one more vpdpbusd with a constant computes: sum(q x) - 8 sum(x) = sum((q - 8) x). (The
+ * matmul kernels use the same offset idea for Q8_0, w + 128, because there the activation sum
+ * is shared by many rows.) Float weights use plain f32 FMAs (F16 via vcvtph2ps, BF16 by a
+ * 16-bit shift), never rounding activations.
  * Compiled only with the AVX-512 flags and called only after CPU detection (dot.c).
  */
 #include "simd_avx512.h"

@@ -7,7 +7,8 @@
  * the split is even (shares differ by at most one unit). The prepared activations live in the
  * pool's grow-only scratch buffer, so steady-state calls never allocate; without a pool they
  * are allocated per call (a convenience path, not the hot one), and if that allocation fails the
- * exact reference runs instead — slower, never wrong.
+ * exact reference runs instead — slower, never wrong. What it is not: a kernel — the arithmetic
+ * lives in the variants (matmul_ref.c, matmul_avx2.c, matmul_avx512.c).
  */
 #include "kernels_impl.h"
 
@@ -63,6 +64,10 @@ static void ref_worker(void *arg, int ith, int nth) {
 
 void sl_matmul(sl_pool *pool, sl_type type, const void *W, int64_t rows, int64_t n, const float *X, int64_t B, float *Y) {
     if (rows <= 0 || B <= 0) return;
+    if (n <= 0) { /* empty sums: the tiled kernels would not touch Y at all */
+        for (int64_t i = 0; i < rows * B; i++) Y[i] = 0.0f;
+        return;
+    }
     const sl_kernel_ops *ops = sl_kernels_ops();
     size_t xbytes = ops->mm_prep_size(type, n, B);
     void *xp = NULL, *owned = NULL;

@@ -8,6 +8,7 @@
  * Quantized weights: X is quantized once per call to standard Q8_0 blocks (one row per token).
  * B == 1: 4 rows per pass over X. B > 1: a 2-row x 4-token tile per block: each weight block is
  * unpacked once and used for 4 tokens. Tails of n (not a multiple of 8) go through scalar code.
+ * Not the tuned path: no superblock re-layout as in matmul_avx512.c (AVX2 has no vpdpbusd).
  */
 #include "simd_avx2.h"
 

@@ -8,12 +8,13 @@
  * chunks whose slice of X (B x kc floats) stays in L2 while every row tile of this thread
  * passes over it; the 4-row weight tile of a chunk stays in L1 while all token tiles use it.
  * For B == 1 the same tile with one token streams 4 rows at once with independent
- * accumulators and software-prefetches the next 4 rows: that is the bandwidth-bound decode
- * matvec.
+ * accumulators and software-prefetches the rows two groups ahead into L2: that is the
+ * bandwidth-bound decode matvec.
  *
- * Quantized weights (Q8_0/Q4_0), B == 1: X is quantized once to Q8_0 blocks and each group of
- * 4 rows runs the block kernel of dot_avx512.c. B > 1: both operands are re-laid out so that
- * one zmm holds 4 bytes from each of 16 consecutive blocks ("superblock" of 512 values): eight
+ * Quantized weights (Q8_0/Q4_0), B == 1: X is quantized once (bit-identical Q8_0 values) into
+ * a matvec layout with precomputed offset corrections and f32 scales, and each group of 4 rows
+ * runs a one-block-per-step kernel (see "B == 1: matvec" below), with the same prefetching.
+ * B > 1: both operands are re-laid out so that one zmm holds 4 bytes from each of 16 consecutive blocks ("superblock" of 512 values): eight
  * vpdpbusd then leave the complete integer dot product of block l in lane l, so the per-block
  * float work (convert, scale by dw*dx, accumulate) is one vector op per 16 blocks instead of one
  * per block. X is laid out that way once per call (mm_prep); each 4-row weight tile is laid out
@@ -23,21 +24,19 @@
  */
 #include "simd_avx512.h"
 
-#include <string.h>
-
 /* Bytes of X (any form) a chunk may keep per thread: about half of a 1 MB L2. */
 #ifndef CHUNK_BYTES
 #define CHUNK_BYTES (384 * 1024)
 #endif
-/* Matvec software prefetch: how many groups of rows ahead (0: none). */
+/* Matvec software prefetch: how many groups of 4 rows ahead (0: none), and into which cache.
+ * Rows of 1-8 KB are too short for the hardware prefetcher to ramp up on each stream; fetching
+ * two groups ahead into L2 (T1) measured best on Zen 4 (single-thread Q8_0 from DRAM ~11 ->
+ * ~19 GB/s), T0 (L1) was clearly worse. */
 #ifndef MV_PF_GROUPS
 #define MV_PF_GROUPS 2
 #endif
 #ifndef MV_PF_HINT
 #define MV_PF_HINT _MM_HINT_T1
-#endif
-#ifndef MV_BCAST
-#define MV_BCAST 0
 #endif
 
 /* ================================ float weights ================================ */
@@ -165,8 +164,9 @@ SL_INLINE __m512i lane_offsets(int stride, int first) {
 /* ---- B == 1: matvec -------------------------------------------------------------------------
  * X is laid out as [nb x 32 int8 values][nb x 8 int32 offset corrections][nb f32 scales], so
  * the inner loop needs no per-block scalar work for X. Before a run of blocks, the weight scales
- * of the 4 rows are converted once (a gather of the halves, vcvtph2ps and the product with dx,
- * 16 blocks per instruction), so the per-block scale is a broadcast load.
+ * of the 4 rows are converted once (a scalar copy of the halves on the integer ports, then
+ * vcvtph2ps and the product with dx, 16 blocks per instruction), so the per-block scale is a
+ * broadcast load.
  * Q4_0 is not unpacked with a shift: the 16 bytes are loaded into both halves of a ymm and
  * masked with 0x0f (low half: the low nibbles, elements 0..15) and 0xf0 (high half: 16 x the
  * high nibbles, elements 16..31). Lanes 4..7 of every block's dot product are then exactly 16x
@@ -175,7 +175,12 @@ SL_INLINE __m512i lane_offsets(int stride, int first) {
  * Per block and row that leaves: one AND (Q4_0) or XOR (Q8_0), vpdpbusd, convert, FMA. */
 
 #define MV_BLOCK_BYTES (32 + 32 + 4) /* values, corrections, scale */
-#define MV_RUN 256                   /* blocks per scale prepass: bounds the stack arrays */
+/* Blocks per scale prepass (bounds the stack arrays). The prepass touches every cache line of
+ * the run in all 4 rows, so a run must stay in L1 until the main loop consumes it: Q8_0 runs of
+ * 32 blocks (4.4 KB of weights) and Q4_0 runs of 128 (9.2 KB) measured best on Zen 4; 256-block
+ * Q8_0 runs lost ~25% at n = 5632. */
+#define MV_RUN 128
+#define MV_RUN_Q8 32
 
 static void mv_prep(sl_type t, const float *x, int64_t n, void *xp) {
     const int64_t nb = n / SL_QK8_0;
@@ -207,21 +212,26 @@ SL_INLINE void qmv(sl_type t, const int NR, const uint8_t *w, size_t ws, const u
     const float *dx = (const float *)(xp + nb * 64);
     _Alignas(64) float sc[4][MV_RUN];
     const int bsize = t == SL_TYPE_Q8_0 ? (int)sizeof(sl_block_q8_0) : (int)sizeof(sl_block_q4_0);
-    const __m512i offs = lane_offsets(bsize, 0);
+    _Alignas(64) uint16_t h[MV_RUN];
     const __m256i nib = _mm256_setr_epi64x(0x0f0f0f0f0f0f0f0fLL, 0x0f0f0f0f0f0f0f0fLL, (long long)0xf0f0f0f0f0f0f0f0ULL,
                                            (long long)0xf0f0f0f0f0f0f0f0ULL);
     __m256 acc[4];
 #pragma GCC unroll 4
     for (int r = 0; r < NR; r++) acc[r] = _mm256_setzero_ps();
-    for (int64_t i0 = 0; i0 < nb; i0 += MV_RUN) {
-        int cnt = nb - i0 < MV_RUN ? (int)(nb - i0) : MV_RUN;
+    const int run = t == SL_TYPE_Q8_0 ? MV_RUN_Q8 : MV_RUN;
+    for (int64_t i0 = 0; i0 < nb; i0 += run) {
+        int cnt = nb - i0 < run ? (int)(nb - i0) : run;
         for (int r = 0; r < NR; r++) {
             const uint8_t *row = w + (size_t)r * ws + (size_t)i0 * bsize;
+            /* integer-port copy of the halves (gathers are slow on Zen 4), then 16 at a time */
+            for (int i = 0; i < cnt; i++) {
+                uint16_t hv;
+                __builtin_memcpy(&hv, row + (size_t)i * bsize, 2);
+                h[i] = hv;
+            }
             for (int i = 0; i < cnt; i += 16) {
                 __mmask16 m = x5_mask(cnt - i);
-                /* the 4 bytes at each block start hold its half scale in the low 16 bits */
-                __m512i g = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, offs, row + (size_t)i * bsize, 1);
-                __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
+                __m512 d = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, h + i));
                 _mm512_mask_storeu_ps(&sc[r][i], m, _mm512_mul_ps(d, _mm512_maskz_loadu_ps(m, dx + i0 + i)));
             }
         }
@@ -239,21 +249,13 @@ SL_INLINE void qmv(sl_type t, const int NR, const uint8_t *w, size_t ws, const u
             for (int r = 0; r < NR; r++) {
                 __m256i wq;
                 if (t == SL_TYPE_Q8_0) {
-                    wq = q_block_u8(t, w + (size_t)r * ws, bi);
+                    wq = q8_block_u8(w + (size_t)r * ws, bi);
                 } else {
                     const sl_block_q4_0 *b = (const sl_block_q4_0 *)(w + (size_t)r * ws) + bi;
                     wq = _mm256_and_si256(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)b->qs)), nib);
                 }
                 __m256i d = _mm256_dpbusd_epi32(_mm256_load_si256(negc + bi), wq, x);
-#if MV_BCAST == 0
                 acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_broadcast_ss(&sc[r][i]), acc[r]);
-#elif MV_BCAST == 1
-                __m256 sv;
-                __asm__("vbroadcastss %1, %0" : "=v"(sv) : "m"(sc[r][i]));
-                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), sv, acc[r]);
-#else
-                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_castsi256_ps(_mm256_load_si256(negc + bi)), acc[r]);
-#endif
             }
         }
     }

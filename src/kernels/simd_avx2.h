@@ -3,6 +3,7 @@
  * widening weight loads, horizontal sums, the exact roundf of the Q8_0 quantizer, the signed
  * byte dot product of one Q8_0-style block. Include only from files compiled with the AVX2
  * flags (see Makefile). AVX2 has no lane masks, so tails are left to scalar code by callers.
+ * Not an abstraction layer: each helper is one or a few instructions.
  */
 #ifndef SL_SIMD_AVX2_H
 #define SL_SIMD_AVX2_H

@@ -65,21 +65,10 @@ SL_INLINE __mmask16 x5_mask(int64_t n) { return (__mmask16)(n >= 16 ? 0xffff : n
 /* Half-precision scale of a block as f32. */
 SL_INLINE float x5_half(uint16_t h) { return _cvtsh_ss(h); }
 
-/* The 32 weights of block i of a Q8_0/Q4_0 row as unsigned bytes (w + 128, or the nibble). */
-SL_INLINE __m256i q_block_u8(sl_type t, const uint8_t *row, int64_t i) {
-    if (t == SL_TYPE_Q8_0) {
-        const sl_block_q8_0 *b = (const sl_block_q8_0 *)row + i;
-        return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)b->qs), _mm256_set1_epi8((char)0x80));
-    }
-    const sl_block_q4_0 *b = (const sl_block_q4_0 *)row + i;
-    /* both 128-bit halves hold the 16 bytes; shift the upper half by 4 to expose the high nibbles */
-    __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)b->qs));
-    v = _mm256_srlv_epi16(v, _mm256_setr_epi64x(0, 0, 0x0004000400040004LL, 0x0004000400040004LL));
-    return _mm256_and_si256(v, _mm256_set1_epi8(0x0f));
-}
-
-SL_INLINE uint16_t q_block_d(sl_type t, const uint8_t *row, int64_t i) {
-    return t == SL_TYPE_Q8_0 ? ((const sl_block_q8_0 *)row)[i].d : ((const sl_block_q4_0 *)row)[i].d;
+/* The 32 weights of block i of a Q8_0 row as unsigned bytes w + 128 (an xor of the sign bit). */
+SL_INLINE __m256i q8_block_u8(const uint8_t *row, int64_t i) {
+    const sl_block_q8_0 *b = (const sl_block_q8_0 *)row + i;
+    return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)b->qs), _mm256_set1_epi8((char)0x80));
 }
 
 /* Shared entry points of the AVX-512 files. */

@@ -1,0 +1,45 @@
+#!/bin/sh
+# The Python binding's tests (python/tests/test_*.py) against $BUILD/libskipllama.so and
+# $BUILD/skipllama, with Debian's python3 (/usr/bin/python3 when present: a pyenv python3 earlier
+# on PATH lacks Debian's python3-numpy / python3-torch). Skips, exiting 0 with a "skipped: ..."
+# line, when python3 or numpy is missing or the library was built with AddressSanitizer (a
+# Python process cannot load it); tests needing torch skip themselves, each with its reason.
+# Then checks that `make python` installs a package that imports from a fresh directory with no
+# environment help. Prints "ok ..." / "not ok ..." lines; exits 1 on any failure.
+B=${BUILD:-build}
+if [ -x /usr/bin/python3 ]; then PY=/usr/bin/python3
+elif command -v python3 > /dev/null 2>&1; then PY=$(command -v python3)
+else echo "skipped: python3 is not installed (Debian: apt-get install python3 python3-numpy python3-torch)"; exit 0
+fi
+if ! "$PY" -c "import numpy" > /dev/null 2>&1; then
+    echo "skipped: numpy is not installed for $PY (Debian: apt-get install python3-numpy python3-torch)"
+    exit 0
+fi
+"$PY" -c "import torch" > /dev/null 2>&1 || echo "note: torch is not installed for $PY: the tests against PyTorch skip (Debian: apt-get install python3-torch)"
+if [ ! -f "$B/libskipllama.so" ]; then echo "not ok: $B/libskipllama.so is missing (make BUILD=$B lib)"; exit 1; fi
+if command -v ldd > /dev/null 2>&1 && ldd "$B/libskipllama.so" 2>/dev/null | grep -q 'libasan'; then
+    echo "skipped: $B/libskipllama.so is built with AddressSanitizer, which a Python process cannot load"
+    exit 0
+fi
+
+fails=0
+SKIPLLAMA_LIB="$B/libskipllama.so" SKIPLLAMA_CLI="$B/skipllama" BUILD="$B" "$PY" python/tests/runtests.py || fails=$((fails + 1))
+
+# `make python` into a scratch DESTDIR, then import it from elsewhere with no SKIPLLAMA_LIB
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+if ${MAKE:-make} --no-print-directory BUILD="$B" PYTHON="$PY" python DESTDIR="$T" PREFIX=/usr/local > "$T/make.log" 2>&1; then
+    site=$(dirname "$(find "$T" -name __init__.py -path '*skipllama*' | head -n 1)")
+    site=$(dirname "$site")
+    root=$(pwd)
+    if out=$(cd "$T" && env -u SKIPLLAMA_LIB PYTHONPATH="$site" "$PY" -c "
+import skipllama, numpy
+m = skipllama.Model('$root/tests/data/tiny-silu.gguf', n_threads=1)
+assert skipllama.lib_path().startswith('$site'), skipllama.lib_path()
+print(skipllama.lib_path(), m.tokenize('It was'))" 2>&1); then
+        echo "ok make python installs an importable package ($out)"
+    else echo "not ok the package installed by make python does not import: $out"; fails=$((fails + 1)); fi
+else
+    echo "not ok make python failed:"; cat "$T/make.log"; fails=$((fails + 1))
+fi
+[ $fails -eq 0 ]
