@@ -6,8 +6,10 @@
  * builds it into $(BUILD)/bench/op_overhead. What it is not: the operator's own benchmark
  * (`skipllama bench-op` sweeps shapes, types and fractions and cycles several weight copies).
  *
- * Usage: op_overhead [-H 2048] [-I 8192] [-t f32|f16|bf16] [-f 0.1] [-r 200] [-n 16] [-T 1] [-s 1]
- *   -r timed calls, -n distinct random masks cycled, -T threads, -s seed.
+ * Usage: op_overhead [-H 2048] [-I 8192] [-t f32|f16|bf16] [-f 0.1] [-r 200] [-n 16] [-T 1] [-s 1] [-c wall|cpu]
+ *   -r timed calls, -n distinct random masks cycled, -T threads, -s seed, -c clock: wall time (default)
+ *   or the calling thread's CPU time (steadier on a busy machine; with -T 1 only, since the
+ *   workers' time is not counted).
  * Prints one line: "c H=.. I=.. type=.. frac=.. threads=.. calls=.. median_us=.. min_us=..".
  */
 #include "skipllama.h"
@@ -18,9 +20,11 @@
 #include <string.h>
 #include <time.h>
 
+static clockid_t g_clock = CLOCK_MONOTONIC; /* -c cpu: CLOCK_THREAD_CPUTIME_ID */
+
 static double now_s(void) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(g_clock, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
@@ -69,6 +73,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "-n")) n_masks = atoi(v);
         else if (!strcmp(a, "-T")) threads = atoi(v);
         else if (!strcmp(a, "-s")) seed = (uint64_t)atoll(v);
+        else if (!strcmp(a, "-c")) g_clock = strcmp(v, "cpu") ? CLOCK_MONOTONIC : CLOCK_THREAD_CPUTIME_ID;
         else if (!strcmp(a, "-t")) {
             if (!sl_type_from_name(v, &type)) {
                 fprintf(stderr, "op_overhead: unknown type '%s'\n", v);

@@ -13,7 +13,8 @@ The C program and the Python timings alternate for several rounds (the machine i
 noisy); each round reports the median per call, and the summary takes the median over rounds.
 Not a test: timing never decides a test. Usage (from the repository root, after `make bench`):
   SKIPLLAMA_LIB=build/libskipllama.so /usr/bin/python3 bench/python_op_overhead.py \
-      --c build/bench/op_overhead [-t f32] [-f 0.1] [-T 1] [-r 200] [--rounds 3]
+      --c build/bench/op_overhead [-t f32] [-f 0.1] [-T 1] [-r 200] [--rounds 3] [--clock wall|cpu]
+  -H 64 -I 64 shows the fixed per-call cost of each layer (the C work is then a few µs).
 """
 import argparse
 import ctypes
@@ -36,15 +37,15 @@ except ImportError:
     torch = None
 
 
-def median_us(fn, masks, reps):
+def median_us(fn, masks, reps, clock):
     for m in masks:  # warm-up: every mask once
         fn(m)
     t = []
     for r in range(reps):
         m = masks[r % len(masks)]
-        t0 = time.perf_counter()
+        t0 = clock()
         fn(m)
-        t.append(time.perf_counter() - t0)
+        t.append(clock() - t0)
     return 1e6 * statistics.median(t)
 
 
@@ -59,6 +60,8 @@ def main():
     ap.add_argument("-r", type=int, default=200, help="timed calls per round and variant")
     ap.add_argument("-n", type=int, default=16, help="distinct masks cycled")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--clock", default="wall", choices=["wall", "cpu"],
+                    help="wall time, or the calling thread's CPU time (steadier on a busy machine; -T 1 only)")
     a = ap.parse_args()
 
     rng = np.random.default_rng(1)
@@ -93,23 +96,24 @@ def main():
         tmasks = {id(m): torch.from_numpy(m) for m in masks}
         variants.append(("torch", lambda m: skipllama.sparse_mlp_forward(tx, *tw, tmasks[id(m)], "silu", n_threads=a.T)))
 
+    clock = time.thread_time if a.clock == "cpu" else time.perf_counter
     results = {"c": []}
     for name, _ in variants:
         results[name] = []
     for rnd in range(a.rounds):
         if a.c:
             line = subprocess.run([a.c, "-H", str(H), "-I", str(I), "-t", a.t, "-f", str(a.f), "-r", str(a.r),
-                                   "-n", str(a.n), "-T", str(a.T)], stdout=subprocess.PIPE, check=True).stdout.decode()
+                                   "-n", str(a.n), "-T", str(a.T), "-c", a.clock], stdout=subprocess.PIPE, check=True).stdout.decode()
             fields = dict(kv.split("=") for kv in line.split()[1:])
             results["c"].append(float(fields["median_us"]))
         for name, fn in variants:
-            results[name].append(median_us(fn, masks, a.r))
+            results[name].append(median_us(fn, masks, a.r, clock))
         print("round %d: " % (rnd + 1) + ", ".join("%s %.1f us" % (n, v[-1]) for n, v in results.items() if v), flush=True)
     op.close()
     skipllama.clear_cache()
     c = statistics.median(results["c"]) if results["c"] else None
-    print("\nH=%d I=%d %s, %.0f%% active (%d neurons), batch 1, %d thread(s), %d calls x %d rounds; median of round medians:"
-          % (H, I, a.t, 100 * a.f, k, a.T, a.r, a.rounds))
+    print("\nH=%d I=%d %s, %.0f%% active (%d neurons), batch 1, %d thread(s), %s clock, %d calls x %d rounds; "
+          "median of round medians:" % (H, I, a.t, 100 * a.f, k, a.T, a.clock, a.r, a.rounds))
     for name, v in results.items():
         if not v:
             continue

@@ -40,7 +40,10 @@ static void help(FILE *out) {
             "  --system TEXT           system message for --chat\n"
             "  --display-prompt        print the prompt before the generated text\n"
             "  --special               print special tokens (e.g. <|eot_id|>) as text\n"
-            "  --kv-f16                store the KV cache as f16\n");
+            "  --kv-f16                store the KV cache as f16\n"
+            "  --profile FILE          sparsity profile: skip MLP neurons while generating\n"
+            "  --sparsity S            override the profile's target sparsity (0 <= S < 1)\n"
+            "  --sparse-prefill        also skip neurons while evaluating the prompt (default: dense prompt)\n");
 }
 
 static double now_s(void) {
@@ -53,6 +56,10 @@ int cmd_run(int argc, char **argv) {
     const char *path = NULL, *prompt = NULL, *file = NULL, *system = NULL;
     int n_predict = -1, n_threads = 0, n_ctx = 0, n_batch = 0;
     bool add_bos = true, chat = false, display_prompt = false, special = false, kv_f16 = false, seed_set = false;
+    const char *profile_path = NULL;
+    float sparsity = -1.0f;
+    bool sparse_prefill = false;
+    sl_profile *profile = NULL;
     sl_sampler_params sp = sl_sampler_default_params();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
@@ -121,6 +128,13 @@ int cmd_run(int argc, char **argv) {
             special = true;
         } else if (cli_is(a, NULL, "--kv-f16")) {
             kv_f16 = true;
+        } else if (cli_is(a, NULL, "--profile")) {
+            if (!(profile_path = cli_value("run", argc, argv, &i))) return 1;
+        } else if (cli_is(a, NULL, "--sparsity")) {
+            const char *sv = cli_value("run", argc, argv, &i);
+            if (!sv || !cli_parse_float(sv, 0.0f, 0.999f, &sparsity)) return cli_fail("run", "bad --sparsity (expected 0 <= S < 1)");
+        } else if (cli_is(a, NULL, "--sparse-prefill")) {
+            sparse_prefill = true;
         } else {
             help(stderr);
             return cli_fail("run", "unknown option '%s'", a);
@@ -201,6 +215,16 @@ int cmd_run(int argc, char **argv) {
     if (n_batch) cp.n_batch = n_batch;
     cp.kv_f16 = kv_f16;
     if (!(ctx = sl_context_init(model, &cp, &err))) {
+        rc = cli_fail_err("run", &err);
+        goto done;
+    }
+    if (sparsity >= 0 && !profile_path) {
+        rc = cli_fail("run", "--sparsity needs --profile");
+        goto done;
+    }
+    if (profile_path && (!(profile = sl_profile_load(profile_path, model, &err)) ||
+                         (sparsity >= 0 && sl_profile_set_sparsity(profile, sparsity, &err) != SL_OK) ||
+                         sl_context_set_profile(ctx, profile, sparse_prefill, &err) != SL_OK)) {
         rc = cli_fail_err("run", &err);
         goto done;
     }
@@ -291,6 +315,16 @@ int cmd_run(int argc, char **argv) {
             t_prompt > 0 ? n_ids / t_prompt : 0.0);
     fprintf(stderr, "skipllama run: generation: %5d tokens in %9.2f ms (%8.2f tokens/s)\n", n_gen, 1e3 * t_gen,
             t_gen > 0 ? n_gen / t_gen : 0.0);
+    if (profile) {
+        /* achieved sparsity per layer over the tokens that took the sparse path */
+        fprintf(stderr, "skipllama run: MLP sparsity per layer (%s):", sl_profile_method(profile));
+        for (int l = 0; l < cfg->n_layer; l++) {
+            sl_layer_stats st;
+            sl_context_get_layer_stats(ctx, l, &st, &err);
+            fprintf(stderr, " %.2f", st.n_neurons ? 1.0 - (double)st.n_active / (double)st.n_neurons : 0.0);
+        }
+        fprintf(stderr, "\n");
+    }
 
 done:
     free(logits);
@@ -299,6 +333,7 @@ done:
     sl_detok_free(detok);
     sl_sampler_free(smpl);
     sl_context_free(ctx);
+    sl_profile_free(profile);
     sl_model_free(model);
     free(text_buf);
     return rc;

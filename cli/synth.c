@@ -11,7 +11,7 @@ static void synth_usage(FILE *out) {
     fprintf(out,
             "usage: skipllama synth (--shape NAME | --dim D --ff F --layers L --heads H [--kv-heads K] --vocab V)\n"
             "                       [--ctx C] [--tied] [--rope-freqs] [--rot R] [-t|--type TYPE] [--seed S]\n"
-            "                       [--act silu|relu] [--threads N] -o FILE.gguf\n"
+            "                       [--act silu|relu] [--name NAME] [--threads N] -o FILE.gguf\n"
             "\n"
             "Writes a llama GGUF with seeded random weights (matrices ~N(0, 1/sqrt(fan_in)), norms ~1) and a\n"
             "minimal SentencePiece vocabulary; the same arguments always give the same bytes.\n"
@@ -22,6 +22,8 @@ static void synth_usage(FILE *out) {
             "  -t, --type     weight type of every 2-D tensor: f32 f16 bf16 q8_0 q4_0 (default f32); norms stay f32\n"
             "  --tied         no output.weight (the output projection reuses token_embd)\n"
             "  --rope-freqs   add rope_freqs.weight (Llama-3.1-style RoPE frequency factors)\n"
+            "  --rot R        rotary dimensions per head (default: the head size)\n"
+            "  --name NAME    general.name (default: the preset, or \"synthetic\")\n"
             "  --threads N    generation threads (default 2)\n");
 }
 
@@ -31,7 +33,7 @@ int cmd_synth(int argc, char **argv) {
     p.n_threads = 2;
     p.name[0] = 0;
     bool have_shape = false, have_dims = false, have_kv = false;
-    const char *out = NULL;
+    const char *out = NULL, *name = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         int *ival = NULL;
@@ -61,8 +63,7 @@ int cmd_synth(int argc, char **argv) {
             p.seed = (uint64_t)s;
             continue;
         } else if (cli_is(a, NULL, "--name")) {
-            if (!(v = cli_value(cmd, argc, argv, &i))) return 1;
-            snprintf(p.name, sizeof(p.name), "%s", v);
+            if (!(name = cli_value(cmd, argc, argv, &i))) return 1;
             continue;
         } else if (cli_is(a, "-o", "--output")) {
             if (!(out = cli_value(cmd, argc, argv, &i))) return 1;
@@ -93,6 +94,7 @@ int cmd_synth(int argc, char **argv) {
     if (!out) return cli_fail(cmd, "missing -o FILE.gguf (see --help)");
     if (!have_shape && !have_dims) return cli_fail(cmd, "give --shape NAME or --dim/--ff/--layers/--heads/--vocab");
     if (!have_shape && have_dims && !have_kv) p.n_head_kv = p.n_head; /* plain multi-head attention */
+    if (name) snprintf(p.name, sizeof(p.name), "%s", name); /* after --shape, which sets its own */
     if (!p.name[0]) snprintf(p.name, sizeof(p.name), "synthetic");
     int64_t n_params = sl_synth_n_params(&p);
     sl_error err = {0};

@@ -142,7 +142,7 @@ void sl_fuzz_model_write_seeds(const char *dir) {
         uint8_t flags;  /* trailing option byte */
         const char *name;
     } kinds[] = {
-        {SL_TYPE_F32, true, false, false, 1, 4, 0x00, "f32-tied.gguf"},
+        {SL_TYPE_F32, true, false, false, 1, 1, 0x00, "f32-tied.gguf"},
         {SL_TYPE_F16, true, true, false, 2, 2, 0x06, "f16-rope.gguf"},
         {SL_TYPE_BF16, false, false, true, 1, 1, 0x1c, "bf16-relu.gguf"},
         {SL_TYPE_Q8_0, false, true, false, 2, 2, 0x0e, "q8_0.gguf"},
