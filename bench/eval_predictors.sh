@@ -17,7 +17,7 @@
 #   TOKENS=200000        training tokens (whole windows spread over TRAIN_TEXT)
 #   EVAL_TOKENS=0        evaluation tokens (0 = the whole text)
 #   THREADS=2            threads
-#   OUT=bench/out/predictors   where profiles, JSON and table.md go
+#   OUT=$TMPDIR/skipllama-eval-predictors   where profiles, JSON and table.md go (default /tmp/...)
 # needs: python3 (for the table). Not a test: it takes tens of minutes on 2 cores.
 set -eu
 
@@ -33,7 +33,7 @@ CONFIGS=${CONFIGS:-threshold:0.99:0 threshold:0.95:0 topk:0.99:0}
 TOKENS=${TOKENS:-200000}
 EVAL_TOKENS=${EVAL_TOKENS:-0}
 THREADS=${THREADS:-2}
-OUT=${OUT:-bench/out/predictors}
+OUT=${OUT:-${TMPDIR:-/tmp}/skipllama-eval-predictors}
 mkdir -p "$OUT"
 [ -x "$BIN" ] || { echo "no $BIN: run make first (or set BUILD)" >&2; exit 1; }
 

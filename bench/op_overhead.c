@@ -6,11 +6,12 @@
  * builds it into $(BUILD)/bench/op_overhead. What it is not: the operator's own benchmark
  * (`skipllama bench-op` sweeps shapes, types and fractions and cycles several weight copies).
  *
- * Usage: op_overhead [-H 2048] [-I 8192] [-t f32|f16|bf16] [-f 0.1] [-r 200] [-n 16] [-T 1] [-s 1] [-c wall|cpu]
+ * Usage: op_overhead [-H 2048] [-I 8192] [-t f32|f16|bf16] [-f 0.1] [-r 200] [-n 16] [-T 1] [-s 1] [-c wall|cpu] [-p 1]
  *   -r timed calls, -n distinct random masks cycled, -T threads, -s seed, -c clock: wall time (default)
  *   or the calling thread's CPU time (steadier on a busy machine; with -T 1 only, since the
- *   workers' time is not counted).
- * Prints one line: "c H=.. I=.. type=.. frac=.. threads=.. calls=.. median_us=.. min_us=..".
+ *   workers' time is not counted), -p 0: weights on ordinary 4 KiB pages instead of huge pages.
+ * Prints one line: "c H=.. I=.. type=.. frac=.. threads=.. thp=.. calls=.. median_us=.. min_us=..".
+ * Built with -DOP_OVERHEAD_NO_MAIN it is only op_overhead_time() (see there).
  */
 #include "skipllama.h"
 
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 static clockid_t g_clock = CLOCK_MONOTONIC; /* -c cpu: CLOCK_THREAD_CPUTIME_ID */
@@ -28,6 +30,7 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+#ifndef OP_OVERHEAD_NO_MAIN
 static uint64_t rng_next(uint64_t *s) {
     *s ^= *s >> 12;
     *s ^= *s << 25;
@@ -37,11 +40,26 @@ static uint64_t rng_next(uint64_t *s) {
 
 static float rng_unit(uint64_t *s) { return (float)(rng_next(s) >> 40) / (float)(1 << 24) - 0.5f; }
 
+static int g_thp = 1; /* -p 1: weights on transparent huge pages, as numpy allocates large arrays */
+
+/* A large buffer placed as numpy places its arrays' data: numpy (>= 1.22, Linux) advises huge
+ * pages for allocations of 4 MiB and more, which matters for random row gathers (TLB misses),
+ * so the C loop does the same unless -p 0. */
+static void *big_buffer(size_t bytes) {
+    if (!g_thp) return malloc(bytes);
+    const size_t align = (size_t)2 << 20, rounded = (bytes + align - 1) & ~(align - 1);
+    void *p = aligned_alloc(align, rounded);
+#ifdef MADV_HUGEPAGE
+    if (p) madvise(p, rounded, MADV_HUGEPAGE);
+#endif
+    return p;
+}
+
 /* rows x cols random weights of `type`, encoded through the library's converter */
 static void *random_weights(sl_type type, int64_t rows, int64_t cols, uint64_t *s) {
     const size_t n = (size_t)rows * (size_t)cols;
     float *f = malloc(n * sizeof(float));
-    void *w = malloc(sl_type_row_size(type, cols) * (size_t)rows);
+    void *w = big_buffer(sl_type_row_size(type, cols) * (size_t)rows);
     if (!f || !w) {
         free(f);
         free(w);
@@ -52,12 +70,41 @@ static void *random_weights(sl_type type, int64_t rows, int64_t cols, uint64_t *
     free(f);
     return w;
 }
+#endif /* OP_OVERHEAD_NO_MAIN */
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
 }
 
+typedef sl_status (*op_forward_fn)(sl_sparse_mlp *, const float *, int64_t, const bool *, const int32_t *const *,
+                                   const int32_t *, sl_mlp_mode, float *, sl_error *);
+
+/* The timed loop: warm up with every mask once (unless warm is 0), then reps calls of fwd(op, x,
+ * B = 1, mask r % n_masks) into t[0..reps) (seconds, sorted). The forward function comes as a pointer so that
+ * bench/python_op_overhead.py can compile this file with -DOP_OVERHEAD_NO_MAIN into a small
+ * shared object (no link to the library needed) and run this very loop inside the Python
+ * process, on the operator, weights and masks its Python calls use. Returns 0, or the first
+ * failing status. */
+int op_overhead_time(op_forward_fn fwd, sl_sparse_mlp *op, const float *x, const bool *masks, int n_masks, int64_t I,
+                     float *out, int reps, int cpu_clock, int warm, double *t) {
+    sl_error err;
+    g_clock = cpu_clock ? CLOCK_THREAD_CPUTIME_ID : CLOCK_MONOTONIC;
+    for (int m = 0; warm && m < n_masks; m++) {
+        sl_status st = fwd(op, x, 1, masks + (size_t)m * (size_t)I, NULL, NULL, SL_MLP_PER_ROW, out, &err);
+        if (st) return (int)st;
+    }
+    for (int r = 0; r < reps; r++) {
+        const bool *mask = masks + (size_t)(r % n_masks) * (size_t)I;
+        double t0 = now_s();
+        fwd(op, x, 1, mask, NULL, NULL, SL_MLP_PER_ROW, out, &err);
+        t[r] = now_s() - t0;
+    }
+    qsort(t, (size_t)reps, sizeof(double), cmp_double);
+    return 0;
+}
+
+#ifndef OP_OVERHEAD_NO_MAIN
 int main(int argc, char **argv) {
     int64_t H = 2048, I = 8192;
     double frac = 0.1;
@@ -73,6 +120,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "-n")) n_masks = atoi(v);
         else if (!strcmp(a, "-T")) threads = atoi(v);
         else if (!strcmp(a, "-s")) seed = (uint64_t)atoll(v);
+        else if (!strcmp(a, "-p")) g_thp = atoi(v) != 0;
         else if (!strcmp(a, "-c")) g_clock = strcmp(v, "cpu") ? CLOCK_MONOTONIC : CLOCK_THREAD_CPUTIME_ID;
         else if (!strcmp(a, "-t")) {
             if (!sl_type_from_name(v, &type)) {
@@ -117,20 +165,13 @@ int main(int argc, char **argv) {
         fprintf(stderr, "op_overhead: %s\n", err.message);
         return 1;
     }
-    for (int m = 0; m < n_masks; m++) /* warm-up: every mask once */
-        if (sl_sparse_mlp_forward(op, x, 1, masks + (size_t)m * (size_t)I, NULL, NULL, SL_MLP_PER_ROW, out, &err)) {
-            fprintf(stderr, "op_overhead: %s\n", err.message);
-            return 1;
-        }
-    for (int r = 0; r < reps; r++) {
-        const bool *mask = masks + (size_t)(r % n_masks) * (size_t)I;
-        double t0 = now_s();
-        sl_sparse_mlp_forward(op, x, 1, mask, NULL, NULL, SL_MLP_PER_ROW, out, &err);
-        t[r] = now_s() - t0;
+    int st = op_overhead_time(sl_sparse_mlp_forward, op, x, masks, n_masks, I, out, reps, g_clock == CLOCK_THREAD_CPUTIME_ID, 1, t);
+    if (st) {
+        fprintf(stderr, "op_overhead: forward failed (%s)\n", sl_status_str((sl_status)st));
+        return 1;
     }
-    qsort(t, (size_t)reps, sizeof(double), cmp_double);
-    printf("c H=%lld I=%lld type=%s frac=%g threads=%d calls=%d median_us=%.1f min_us=%.1f\n", (long long)H, (long long)I,
-           sl_type_name(type), frac, threads, reps, 1e6 * t[reps / 2], 1e6 * t[0]);
+    printf("c H=%lld I=%lld type=%s frac=%g threads=%d thp=%d calls=%d median_us=%.1f min_us=%.1f\n", (long long)H,
+           (long long)I, sl_type_name(type), frac, threads, g_thp, reps, 1e6 * t[reps / 2], 1e6 * t[0]);
     sl_sparse_mlp_free(op);
     free(gate);
     free(up);
@@ -142,3 +183,4 @@ int main(int argc, char **argv) {
     free(t);
     return 0;
 }
+#endif /* OP_OVERHEAD_NO_MAIN */

@@ -9,9 +9,13 @@
  * multi-threaded streaming read at the same thread count, so one can see how close decoding is
  * to the memory roofline; peak RSS goes in the report too.
  *
- * Rows are (label, kind, tokens, setup) entries built in one place (rows_build): the sparse
- * profile rows (`--profile P`) slot in there as extra entries whose setup attaches the profile
- * to the context. What it is not: a correctness check (see the tests) or a profiler.
+ * Rows are (label, kind, tokens, variant) entries built in one place (rows_build). A variant is
+ * the dense model or a sparsity profile (`--profile P`, optionally at several `--sparsity`
+ * targets); each variant has its own context (so transposed down matrices are built once), and
+ * repetitions are interleaved across rows — dense, sparse, dense, sparse... — so that a busy
+ * machine slows every row alike and the sparse/dense ratio stays meaningful. Sparse rows report
+ * that ratio and the MLP sparsity they achieved. What it is not: a correctness check (see the
+ * tests) or a profiler.
  */
 #include "cli.h"
 
@@ -25,7 +29,8 @@
 #include <time.h>
 
 #define BENCH_MAX_THREADS 64 /* thread counts in one -t list */
-#define BENCH_MAX_ROWS 16    /* rows per thread count */
+#define BENCH_MAX_ROWS 64    /* rows per thread count */
+#define BENCH_MAX_VARIANTS 16 /* dense + profiles x sparsities */
 #define BENCH_MAX_REPS 1000  /* -r upper bound */
 
 static double now_s(void) {
@@ -61,6 +66,11 @@ typedef struct bench_opts {
     bool json;                     /* -o json */
     int membw_mb;                  /* --membw-mb: buffer for the DRAM read test (0 = skip) */
     uint64_t seed;                 /* --seed: token ids */
+    const char *profiles[BENCH_MAX_VARIANTS]; /* --profile (repeatable) */
+    int n_profiles;                /* entries in profiles */
+    float sparsities[BENCH_MAX_VARIANTS]; /* --sparsity list (empty = each profile's own) */
+    int n_sparsities;              /* entries in sparsities */
+    bool sparse_prefill;           /* --sparse-prefill: prompt rows sparse too */
     double load_start, load_end;   /* 1-minute load average before and after the runs */
 } bench_opts;
 
@@ -76,27 +86,36 @@ typedef struct bench_row bench_row;
  * Returns false and fills err on failure. NULL = nothing to do (dense rows). */
 typedef bool (*row_setup_fn)(const bench_row *row, sl_context *ctx, sl_error *err);
 
+/* A way of running the model: dense (profile NULL) or with a sparsity profile. */
+typedef struct bench_variant {
+    char name[80];       /* "dense" or "<profile file>@<sparsity>" */
+    sl_profile *profile; /* owned; NULL = dense */
+} bench_variant;
+
 struct bench_row {
-    char label[48];     /* "pp128", "tg64" (sparse rows will append the profile name) */
+    char label[48];     /* "pp128", "tg64" */
     row_kind kind;      /* what is timed */
     int n_tokens;       /* tokens per repetition */
     row_setup_fn setup; /* per-repetition setup, or NULL */
-    void *setup_arg;    /* for setup (a profile handle, later) */
+    void *setup_arg;    /* for setup */
+    int variant;        /* index into the variants: 0 = dense */
+    int dense_row;      /* the dense row with the same label (for the ratio), or -1 */
 };
 
-/* The rows every thread count runs. The extension point for `--profile P`: append rows here with
- * a setup that enables the profile on the context. */
-static int rows_build(const bench_opts *o, bench_row *rows) {
+/* The rows every thread count runs: for each variant, a prompt row and a generation row. */
+static int rows_build(const bench_opts *o, bench_row *rows, int n_variants) {
     int n = 0;
-    if (o->n_prompt > 0) {
-        rows[n] = (bench_row){.kind = ROW_PROMPT, .n_tokens = o->n_prompt};
-        snprintf(rows[n].label, sizeof(rows[n].label), "pp%d", o->n_prompt);
-        n++;
-    }
-    if (o->n_gen > 0) {
-        rows[n] = (bench_row){.kind = ROW_GEN, .n_tokens = o->n_gen};
-        snprintf(rows[n].label, sizeof(rows[n].label), "tg%d", o->n_gen);
-        n++;
+    for (int v = 0; v < n_variants; v++) {
+        if (o->n_prompt > 0) {
+            rows[n] = (bench_row){.kind = ROW_PROMPT, .n_tokens = o->n_prompt, .variant = v, .dense_row = v ? 0 : -1};
+            snprintf(rows[n].label, sizeof(rows[n].label), "pp%d", o->n_prompt);
+            n++;
+        }
+        if (o->n_gen > 0) {
+            rows[n] = (bench_row){.kind = ROW_GEN, .n_tokens = o->n_gen, .variant = v, .dense_row = v ? (o->n_prompt > 0) : -1};
+            snprintf(rows[n].label, sizeof(rows[n].label), "tg%d", o->n_gen);
+            n++;
+        }
     }
     return n;
 }
@@ -110,6 +129,9 @@ typedef struct row_result {
     int n_samples;        /* reps done */
     double mean, sd, median; /* of samples */
     double dram_gbs;      /* measured read bandwidth at n_threads (0 = not measured) */
+    double sparsity;      /* MLP sparsity achieved in the last repetition (sparse rows), else -1 */
+    const char *variant_name; /* "dense" or the profile's */
+    const struct row_result *dense; /* the dense result of the same test and threads, or NULL */
 } row_result;
 
 static int cmp_double(const void *a, const void *b) {
@@ -145,6 +167,7 @@ static uint64_t rng_next(uint64_t *s) {
 static double row_run(const bench_row *row, sl_context *ctx, int32_t n_vocab, uint64_t *rng, int32_t *tokens,
                       float *logits, sl_error *err) {
     sl_context_reset(ctx);
+    sl_context_reset_stats(ctx);
     if (row->setup && !row->setup(row, ctx, err)) return -1;
     for (int i = 0; i < row->n_tokens; i++) tokens[i] = (int32_t)(rng_next(rng) % (uint64_t)n_vocab);
     double t0 = now_s();
@@ -263,16 +286,21 @@ static void print_md(const bench_opts *o, const sl_model *model, const row_resul
     else snprintf(size_s, sizeof(size_s), "%.2f MiB", size / (1024.0 * 1024.0));
     if (params >= 1e9) snprintf(params_s, sizeof(params_s), "%.2f B", params / 1e9);
     else snprintf(params_s, sizeof(params_s), "%.2f M", params / 1e6);
-    printf("| model | size | params | type | threads | test | t/s | median t/s | eff. BW GB/s | DRAM read GB/s |\n");
-    printf("| --- | ---: | ---: | --- | ---: | --- | ---: | ---: | ---: | ---: |\n");
+    printf("| model | size | params | type | threads | variant | test | t/s | median t/s | vs dense | MLP sparsity | eff. BW GB/s | DRAM read GB/s |\n");
+    printf("| --- | ---: | ---: | --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     for (int i = 0; i < n_res; i++) {
         const row_result *r = &res[i];
         char bw[32] = "", dram[32] = "";
         /* effective bandwidth only means something for one-token steps */
         if (r->row->kind == ROW_GEN) snprintf(bw, sizeof(bw), "%.1f", (double)decode_bytes * r->median / 1e9);
         if (r->dram_gbs > 0) snprintf(dram, sizeof(dram), "%.1f", r->dram_gbs);
-        printf("| %s | %s | %s | %s | %d | %s | %.2f ± %.2f | %.2f | %s | %s |\n", base_name(o->model), size_s, params_s,
-               sl_type_name(cfg->weight_type), r->n_threads, r->row->label, r->mean, r->sd, r->median, bw, dram);
+        char ratio[32] = "", sp[32] = "";
+        if (r->dense && r->dense->median > 0) snprintf(ratio, sizeof(ratio), "%.2fx", r->median / r->dense->median);
+        if (r->sparsity >= 0) snprintf(sp, sizeof(sp), "%.3f", r->sparsity);
+        if (r->row->variant) bw[0] = 0; /* a sparse token reads fewer bytes than decode_bytes */
+        printf("| %s | %s | %s | %s | %d | %s | %s | %.2f ± %.2f | %.2f | %s | %s | %s | %s |\n", base_name(o->model), size_s,
+               params_s, sl_type_name(cfg->weight_type), r->n_threads, r->variant_name, r->row->label, r->mean, r->sd, r->median,
+               ratio, sp, bw, dram);
     }
     printf("\nload average %.2f at start, %.2f at end (%s)\n", o->load_start, o->load_end,
            "numbers are only meaningful when it stays below the core count");
@@ -290,10 +318,12 @@ static void print_json(const bench_opts *o, const sl_model *model, const row_res
     for (int i = 0; i < n_res; i++) {
         const row_result *r = &res[i];
         printf("  {\"model_filename\": \"%s\", \"model_type\": \"%s\", \"model_size\": %lld, \"model_n_params\": %lld, "
-               "\"n_threads\": %d, \"test\": \"%s\", \"n_prompt\": %d, \"n_gen\": %d, \"n_ctx\": %d, \"kv_f16\": %s, "
+               "\"n_threads\": %d, \"test\": \"%s\", \"variant\": \"%s\", \"mlp_sparsity\": %.4f, \"vs_dense\": %.4f, "
+               "\"n_prompt\": %d, \"n_gen\": %d, \"n_ctx\": %d, \"kv_f16\": %s, "
                "\"avg_ts\": %.4f, \"stddev_ts\": %.4f, \"median_ts\": %.4f, \"samples_ts\": [",
                base_name(o->model), sl_type_name(cfg->weight_type), (long long)sl_model_file_size(model),
-               (long long)sl_model_n_params(model), r->n_threads, r->row->label,
+               (long long)sl_model_n_params(model), r->n_threads, r->row->label, r->variant_name, r->sparsity,
+               r->dense && r->dense->median > 0 ? r->median / r->dense->median : 1.0,
                r->row->kind == ROW_PROMPT ? r->row->n_tokens : 0, r->row->kind == ROW_GEN ? r->row->n_tokens : 0, o->n_ctx,
                o->kv_f16 ? "true" : "false", r->mean, r->sd, r->median);
         for (int k = 0; k < r->n_samples; k++) printf("%s%.4f", k ? ", " : "", r->samples[k]);
@@ -318,7 +348,11 @@ static void bench_usage(FILE *out) {
             "  -r N    timed repetitions per row, after one warm-up (default 5)\n"
             "  -c N    KV cache length (default: the longest row)\n"
             "  -b N    prefill batch (tokens per internal step, default 512)\n"
-            "  --membw-mb N  buffer of the DRAM read-bandwidth test (default 1024; 0 skips it)\n");
+            "  --membw-mb N  buffer of the DRAM read-bandwidth test (default 1024; 0 skips it)\n"
+            "  --profile P   also run with sparsity profile P (repeatable); rows report the ratio to dense\n"
+            "                and the MLP sparsity achieved; repetitions of all rows are interleaved\n"
+            "  --sparsity L  comma-separated targets overriding each profile's (e.g. 0.5,0.9)\n"
+            "  --sparse-prefill  prompt rows sparse too (default: only generation is sparse, as in `run`)\n");
 }
 
 static bool parse_threads(const char *s, bench_opts *o) {
@@ -344,6 +378,25 @@ int cmd_bench(int argc, char **argv) {
             return 0;
         } else if (cli_is(a, NULL, "--kv-f16")) {
             o.kv_f16 = true;
+            continue;
+        } else if (cli_is(a, NULL, "--sparse-prefill")) {
+            o.sparse_prefill = true;
+            continue;
+        } else if (cli_is(a, NULL, "--profile")) {
+            if (!(v = cli_value(cmd, argc, argv, &i))) return 1;
+            if (o.n_profiles >= 4) return cli_fail(cmd, "at most 4 --profile options");
+            o.profiles[o.n_profiles++] = v;
+            continue;
+        } else if (cli_is(a, NULL, "--sparsity")) {
+            if (!(v = cli_value(cmd, argc, argv, &i))) return 1;
+            char buf[256];
+            snprintf(buf, sizeof(buf), "%s", v);
+            o.n_sparsities = 0;
+            for (char *t = strtok(buf, ","); t; t = strtok(NULL, ",")) {
+                if (o.n_sparsities >= 3 || !cli_parse_float(t, 0.0f, 0.999f, &o.sparsities[o.n_sparsities]))
+                    return cli_fail(cmd, "--sparsity needs up to 3 comma-separated values in [0, 1), not '%s'", v);
+                o.n_sparsities++;
+            }
             continue;
         } else if (cli_is(a, "-m", "--model")) {
             if (!(o.model = cli_value(cmd, argc, argv, &i))) return 1;
@@ -375,8 +428,13 @@ int cmd_bench(int argc, char **argv) {
         if (!cli_parse_int(v, lo, hi, target)) return cli_fail(cmd, "%s needs an integer in %d..%d, not '%s'", a, lo, hi, v);
     }
     if (!o.model) o.model = cli_default_model();
+    if (o.n_sparsities && !o.n_profiles) return cli_fail(cmd, "--sparsity needs --profile");
     bench_row rows[BENCH_MAX_ROWS];
-    int n_rows = rows_build(&o, rows);
+    bench_variant variants[BENCH_MAX_VARIANTS];
+    memset(variants, 0, sizeof(variants));
+    snprintf(variants[0].name, sizeof(variants[0].name), "dense");
+    int n_variants = 1 + o.n_profiles * (o.n_sparsities ? o.n_sparsities : 1);
+    int n_rows = rows_build(&o, rows, n_variants);
     if (n_rows == 0) return cli_fail(cmd, "nothing to run: -p and -n are both 0");
     int longest = 0;
     for (int i = 0; i < n_rows; i++)
@@ -390,6 +448,18 @@ int cmd_bench(int argc, char **argv) {
     if (!model) return cli_fail_err(cmd, &err);
     const sl_model_config *cfg = sl_model_get_config(model);
     int64_t decode_bytes = sl_model_decode_bytes(model);
+    for (int pi = 0, v = 1; pi < o.n_profiles; pi++) {
+        for (int si = 0; si < (o.n_sparsities ? o.n_sparsities : 1); si++, v++) {
+            variants[v].profile = sl_profile_load(o.profiles[pi], model, &err);
+            if (!variants[v].profile || (o.n_sparsities && sl_profile_set_sparsity(variants[v].profile, o.sparsities[si], &err))) {
+                for (int k = 1; k <= v; k++) sl_profile_free(variants[k].profile);
+                sl_model_free(model);
+                return cli_fail_err(cmd, &err);
+            }
+            if (o.n_sparsities) snprintf(variants[v].name, sizeof(variants[v].name), "%s@%.2f", base_name(o.profiles[pi]), o.sparsities[si]);
+            else snprintf(variants[v].name, sizeof(variants[v].name), "%s", base_name(o.profiles[pi]));
+        }
+    }
 
     int n_res = n_rows * o.n_threads_list;
     row_result *res = calloc((size_t)n_res, sizeof(*res));
@@ -409,34 +479,53 @@ int cmd_bench(int argc, char **argv) {
         cp.n_threads = o.threads[ti];
         cp.n_batch = o.n_batch;
         cp.kv_f16 = o.kv_f16;
-        sl_context *ctx = sl_context_init(model, &cp, &err);
-        if (!ctx) {
-            rc = cli_fail_err(cmd, &err);
-            break;
+        sl_context *ctxs[BENCH_MAX_VARIANTS] = {0};
+        for (int v = 0; v < n_variants && rc == 0; v++) {
+            if (!(ctxs[v] = sl_context_init(model, &cp, &err)) ||
+                (variants[v].profile && sl_context_set_profile(ctxs[v], variants[v].profile, o.sparse_prefill, &err)))
+                rc = cli_fail_err(cmd, &err);
         }
         for (int ri = 0; ri < n_rows && rc == 0; ri++) {
             row_result *r = &res[ti * n_rows + ri];
             r->row = &rows[ri];
             r->n_threads = o.threads[ti];
             r->samples = samples + (size_t)(ti * n_rows + ri) * (size_t)o.reps;
+            r->variant_name = variants[rows[ri].variant].name;
+            r->dense = rows[ri].dense_row >= 0 ? &res[ti * n_rows + rows[ri].dense_row] : NULL;
+            r->sparsity = -1;
             /* warm-up: pages the weights in and settles the thread pool; not timed */
-            if (row_run(&rows[ri], ctx, cfg->n_vocab, &rng, tokens, logits, &err) < 0) {
-                rc = cli_fail_err(cmd, &err);
-                break;
-            }
-            for (int k = 0; k < o.reps; k++) {
+            if (row_run(&rows[ri], ctxs[rows[ri].variant], cfg->n_vocab, &rng, tokens, logits, &err) < 0) rc = cli_fail_err(cmd, &err);
+        }
+        /* interleaved repetitions: every row once per round */
+        for (int k = 0; k < o.reps && rc == 0; k++) {
+            for (int ri = 0; ri < n_rows && rc == 0; ri++) {
+                row_result *r = &res[ti * n_rows + ri];
+                sl_context *ctx = ctxs[rows[ri].variant];
                 double tps = row_run(&rows[ri], ctx, cfg->n_vocab, &rng, tokens, logits, &err);
                 if (tps < 0) {
                     rc = cli_fail_err(cmd, &err);
                     break;
                 }
                 r->samples[r->n_samples++] = tps;
+                if (variants[rows[ri].variant].profile) {
+                    int64_t act = 0, tot = 0;
+                    for (int l = 0; l < cfg->n_layer; l++) {
+                        sl_layer_stats st;
+                        sl_context_get_layer_stats(ctx, l, &st, &err);
+                        act += st.n_active;
+                        tot += st.n_neurons;
+                    }
+                    r->sparsity = tot ? 1.0 - (double)act / (double)tot : 0.0;
+                }
             }
+        }
+        for (int ri = 0; ri < n_rows && rc == 0; ri++) {
+            row_result *r = &res[ti * n_rows + ri];
             stats(r);
             if (!o.json)
-                fprintf(stderr, "  %s t=%d: %.2f ± %.2f t/s\n", rows[ri].label, o.threads[ti], r->mean, r->sd);
+                fprintf(stderr, "  %s %s t=%d: %.2f ± %.2f t/s\n", r->variant_name, rows[ri].label, o.threads[ti], r->mean, r->sd);
         }
-        sl_context_free(ctx);
+        for (int v = 0; v < n_variants; v++) sl_context_free(ctxs[v]);
     }
     if (rc == 0) {
         /* RSS first: the bandwidth buffer would otherwise dominate the high-water mark */
@@ -456,6 +545,7 @@ done:
     free(tokens);
     free(samples);
     free(res);
+    for (int v = 1; v < n_variants; v++) sl_profile_free(variants[v].profile);
     sl_model_free(model);
     return rc;
 }

@@ -534,6 +534,15 @@ float gguf_arr_f32(const gguf_array *a, uint64_t i) {
     return (float)gguf_arr_int(a, i);
 }
 
+/* issue 8 (found by fuzz_gguf): converting a NaN or out-of-range float to int64 is undefined;
+ * saturate instead (NaN -> 0). */
+static int64_t f64_to_i64(double v) {
+    if (v != v) return 0;
+    if (v >= 9223372036854775807.0) return INT64_MAX;
+    if (v <= -9223372036854775808.0) return INT64_MIN;
+    return (int64_t)v;
+}
+
 int64_t gguf_arr_int(const gguf_array *a, uint64_t i) {
     const uint8_t *p = (const uint8_t *)a->data + i * type_sizes[a->elem_type];
     switch (a->elem_type) {
@@ -545,8 +554,8 @@ int64_t gguf_arr_int(const gguf_array *a, uint64_t i) {
     case GGUF_TYPE_INT32: { int32_t v; memcpy(&v, p, 4); return v; }
     case GGUF_TYPE_UINT64: { uint64_t v; memcpy(&v, p, 8); return (int64_t)v; }
     case GGUF_TYPE_INT64: { int64_t v; memcpy(&v, p, 8); return v; }
-    case GGUF_TYPE_FLOAT32: { float v; memcpy(&v, p, 4); return (int64_t)v; }
-    case GGUF_TYPE_FLOAT64: { double v; memcpy(&v, p, 8); return (int64_t)v; }
+    case GGUF_TYPE_FLOAT32: { float v; memcpy(&v, p, 4); return f64_to_i64(v); }
+    case GGUF_TYPE_FLOAT64: { double v; memcpy(&v, p, 8); return f64_to_i64(v); }
     default: return 0;
     }
 }

@@ -25,6 +25,7 @@
 #include "forward.h"
 #include "kernels/kernels.h"
 #include "profile.h"
+#include "select.h"
 #include "quant.h"
 #include "threadpool.h"
 #include "util.h"
@@ -575,18 +576,6 @@ done:
 
 /* ---- choosing the rule on validation rows ----------------------------------------------------- */
 
-/* z with Phi(z) = p by bisection on the normal CDF: the same computation as skip.c, so the
- * stat-top-k threshold measured here is the one decoding uses. */
-static float normal_quantile(double p) {
-    double lo = -40.0, hi = 40.0;
-    for (int i = 0; i < 200; i++) {
-        double mid = 0.5 * (lo + hi);
-        if (0.5 * erfc(-mid / sqrt(2.0)) < p) lo = mid;
-        else hi = mid;
-    }
-    return (float)(0.5 * (lo + hi));
-}
-
 /* Order-preserving map of floats to unsigned keys: a < b <=> key(a) < key(b). */
 static inline uint32_t float_key(float f) {
     uint32_t u;
@@ -642,30 +631,6 @@ typedef struct val_scorer {
     int64_t cn;              /* rows in the chunk */
 } val_scorer;
 
-static float kth_largest(const float *v, int n, int k, float *tmp) {
-    memcpy(tmp, v, (size_t)n * sizeof(float));
-    int lo = 0, hi = n - 1, want = k - 1;
-    while (lo < hi) {
-        float pivot = tmp[lo + (hi - lo) / 2];
-        int i = lo, j = hi;
-        while (i <= j) {
-            while (tmp[i] > pivot) i++;
-            while (tmp[j] < pivot) j--;
-            if (i <= j) {
-                float t = tmp[i];
-                tmp[i] = tmp[j];
-                tmp[j] = t;
-                i++;
-                j--;
-            }
-        }
-        if (want <= j) hi = j;
-        else if (want >= i) lo = i;
-        else break;
-    }
-    return tmp[want];
-}
-
 typedef struct scored {
     float s;   /* score */
     int32_t i; /* neuron */
@@ -678,41 +643,14 @@ static int scored_cmp(const void *a, const void *b) {
     return (x->i > y->i) - (x->i < y->i);
 }
 
-/* Per row: which neurons the rule keeps — the same decisions as skip.c's select_row. Marks
- * them in keep[] (0/1) and returns how many. */
+/* Per row: which neurons the rule keeps — sl_select_active, the code decoding runs (skip.c).
+ * Marks them in keep[] (0/1) and returns how many. tmp: 2 * I floats of scratch. */
 static int32_t apply_rule(const val_scorer *v, const float *s, uint8_t *keep, float *tmp) {
     const int I = v->I;
-    const sl_profile_layer *P = &v->rule;
-    int32_t n = 0;
+    int32_t *idx = (int32_t *)(tmp + I);
+    const int32_t n = sl_select_active(&v->rule, v->stat_z, s, I, SL_ACT_SILU /* unused by predictor rules */, tmp, idx);
     memset(keep, 0, (size_t)I);
-    switch (P->rule) {
-    case SL_RULE_PRED_THRESHOLD:
-        for (int i = 0; i < I; i++)
-            if (s[i] > P->threshold) keep[i] = 1, n++;
-        break;
-    case SL_RULE_PRED_TOPK: {
-        const int32_t k = P->topk < I ? P->topk : I;
-        const float t = kth_largest(s, I, k, tmp);
-        for (int i = 0; i < I; i++)
-            if (s[i] > t) keep[i] = 1, n++;
-        for (int i = 0; i < I && n < k; i++)
-            if (s[i] == t) keep[i] = 1, n++;
-        break;
-    }
-    case SL_RULE_PRED_STAT_TOPK: {
-        double sum = 0.0, sq = 0.0;
-        for (int i = 0; i < I; i++) sum += s[i], sq += (double)s[i] * s[i];
-        const double mean = sum / I, var = sq / I - mean * mean;
-        const float thr = (float)(mean + sqrt(var > 0 ? var : 0) * v->stat_z);
-        for (int i = 0; i < I; i++)
-            if (s[i] > thr) keep[i] = 1, n++;
-        break;
-    }
-    default:
-        memset(keep, 1, (size_t)I);
-        n = I;
-        break;
-    }
+    for (int32_t k = 0; k < n; k++) keep[idx[k]] = 1;
     return n;
 }
 
@@ -952,7 +890,7 @@ static sl_status select_rule(const layer_job *j, const sl_weight *wa, const sl_w
         while (lo < hi) {
             int mid = lo + (hi - lo) / 2;
             v.rule.topk = mid;
-            v.stat_z = normal_quantile(1.0 - (double)mid / (double)I);
+            v.stat_z = sl_normal_quantile(1.0 - (double)mid / (double)I);
             if ((st = run_pass(&v, 1, err))) goto done;
             PROGRESS();
             if (v.acc[0].tp >= want) hi = mid;
@@ -960,7 +898,7 @@ static sl_status select_rule(const layer_job *j, const sl_weight *wa, const sl_w
         }
         v.rule.topk = lo;
     }
-    if (v.rule.rule == SL_RULE_PRED_STAT_TOPK) v.stat_z = normal_quantile(1.0 - (double)v.rule.topk / (double)I);
+    if (v.rule.rule == SL_RULE_PRED_STAT_TOPK) v.stat_z = sl_normal_quantile(1.0 - (double)v.rule.topk / (double)I);
     v.kind = PASS_METRICS;
     v.want_loss = true;
     if ((st = run_pass(&v, 1, err))) goto done;

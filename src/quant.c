@@ -162,7 +162,12 @@ void sl_quantize_row_ref(sl_type type, const float *src, void *dst, int64_t n) {
             for (int j = 0; j < SL_QK8_0; j++) amax = fmaxf(amax, fabsf(x[j]));
             float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
             b[i].d = sl_fp32_to_fp16(d);
-            for (int j = 0; j < SL_QK8_0; j++) b[i].qs[j] = (int8_t)roundf(x[j] * id);
+            for (int j = 0; j < SL_QK8_0; j++) {
+                /* issue 8 (found by fuzz_model): a model with NaN/inf weights gives NaN/inf here,
+                 * and converting those to an integer is undefined: saturate, NaN -> 0 */
+                float v = roundf(x[j] * id);
+                b[i].qs[j] = (int8_t)(v >= -128.0f && v <= 127.0f ? v : v > 0 ? 127.0f : v < 0 ? -128.0f : 0.0f);
+            }
         }
         break;
     }
@@ -180,7 +185,10 @@ void sl_quantize_row_ref(sl_type type, const float *src, void *dst, int64_t n) {
             b[i].d = sl_fp32_to_fp16(d);
             for (int j = 0; j < SL_QK4_0 / 2; j++) {
                 float x0 = x[j] * id, x1 = x[j + SL_QK4_0 / 2] * id;
-                int q0 = (int)(x0 + 8.5f), q1 = (int)(x1 + 8.5f);
+                /* issue 8: as for Q8_0, no float -> int conversion of NaN/inf (NaN -> 8 = zero) */
+                float v0 = x0 + 8.5f, v1 = x1 + 8.5f;
+                int q0 = v0 >= 0.0f && v0 < 16.0f ? (int)v0 : v0 >= 16.0f ? 15 : v0 < 0.0f ? 0 : 8;
+                int q1 = v1 >= 0.0f && v1 < 16.0f ? (int)v1 : v1 >= 16.0f ? 15 : v1 < 0.0f ? 0 : 8;
                 if (q0 > 15) q0 = 15;
                 if (q1 > 15) q1 = 15;
                 b[i].qs[j] = (uint8_t)(q0 | (q1 << 4));

@@ -11,6 +11,7 @@
  */
 #include "forward.h"
 #include "kernels/kernels.h"
+#include "select.h"
 #include "util.h"
 
 #include <math.h>
@@ -37,17 +38,6 @@ static void sparse_free(sl_context *ctx) {
     ctx->idx_rows = NULL;
     ctx->scores = ctx->gate_full = ctx->pred_h = ctx->select_tmp = NULL;
     ctx->profile = NULL;
-}
-
-/* z with Phi(z) = p, by bisection on the normal CDF 0.5 * erfc(-z / sqrt(2)); p in (0, 1). */
-static float normal_quantile(double p) {
-    double lo = -40.0, hi = 40.0;
-    for (int i = 0; i < 200; i++) {
-        double mid = 0.5 * (lo + hi);
-        if (0.5 * erfc(-mid / sqrt(2.0)) < p) lo = mid;
-        else hi = mid;
-    }
-    return (float)(0.5 * (lo + hi));
 }
 
 sl_status sl_context_set_profile(sl_context *ctx, const sl_profile *profile, bool sparse_prefill, sl_error *err) {
@@ -101,7 +91,7 @@ sl_status sl_context_set_profile(sl_context *ctx, const sl_profile *profile, boo
             sparse_free(ctx);
             return st;
         }
-        if (P->rule == SL_RULE_PRED_STAT_TOPK) S->stat_z = normal_quantile(1.0 - (double)P->topk / (double)c->n_ff);
+        if (P->rule == SL_RULE_PRED_STAT_TOPK) S->stat_z = sl_normal_quantile(1.0 - (double)P->topk / (double)c->n_ff);
     }
     ctx->profile = profile;
     ctx->sparse_prefill = sparse_prefill;
@@ -117,69 +107,6 @@ sl_status sl_context_get_layer_stats(const sl_context *ctx, int32_t layer, sl_la
         return sl_set_error(err, SL_ERR_RANGE, "layer_stats: layer %d out of range", layer);
     *out = ctx->stats[layer];
     return SL_OK;
-}
-
-/* The k-th largest value of v[0..n) (k >= 1), by quickselect on a copy in tmp. */
-static float kth_largest(const float *v, int n, int k, float *tmp) {
-    memcpy(tmp, v, (size_t)n * sizeof(float));
-    int lo = 0, hi = n - 1, want = k - 1; /* index in descending order */
-    while (lo < hi) {
-        float pivot = tmp[lo + (hi - lo) / 2];
-        int i = lo, j = hi;
-        while (i <= j) {
-            while (tmp[i] > pivot) i++;
-            while (tmp[j] < pivot) j--;
-            if (i <= j) {
-                float t = tmp[i];
-                tmp[i] = tmp[j];
-                tmp[j] = t;
-                i++;
-                j--;
-            }
-        }
-        if (want <= j) hi = j;
-        else if (want >= i) lo = i;
-        else break;
-    }
-    return tmp[want];
-}
-
-/* Fill idx with the active neurons of one token from its scores; returns how many. */
-static int32_t select_row(const sl_context *ctx, const sl_profile_layer *P, const sl_sparse_layer *S, const float *s, int32_t I,
-                          sl_activation act, int32_t *idx) {
-    int32_t n = 0;
-    switch (P->rule) {
-    case SL_RULE_CATS:
-        for (int32_t i = 0; i < I; i++)
-            if (fabsf(sl_activate(act, s[i])) > P->threshold) idx[n++] = i;
-        break;
-    case SL_RULE_PRED_THRESHOLD:
-        for (int32_t i = 0; i < I; i++)
-            if (s[i] > P->threshold) idx[n++] = i;
-        break;
-    case SL_RULE_PRED_TOPK: {
-        const int32_t k = P->topk < I ? P->topk : I;
-        const float v = kth_largest(s, I, k, ctx->select_tmp);
-        for (int32_t i = 0; i < I; i++)
-            if (s[i] > v) idx[n++] = i;
-        for (int32_t i = 0; i < I && n < k; i++)
-            if (s[i] == v) idx[n++] = i;
-        break;
-    }
-    case SL_RULE_PRED_STAT_TOPK: {
-        double sum = 0.0, sq = 0.0;
-        for (int32_t i = 0; i < I; i++) sum += s[i], sq += (double)s[i] * s[i];
-        const double mean = sum / I, var = sq / I - mean * mean;
-        const float thr = (float)(mean + sqrt(var > 0 ? var : 0) * S->stat_z);
-        for (int32_t i = 0; i < I; i++)
-            if (s[i] > thr) idx[n++] = i;
-        break;
-    }
-    case SL_RULE_DENSE:
-        for (int32_t i = 0; i < I; i++) idx[n++] = i;
-        break;
-    }
-    return n;
 }
 
 void sl_mlp_sparse_forward(sl_context *ctx, int l, int B) {
@@ -201,7 +128,7 @@ void sl_mlp_sparse_forward(sl_context *ctx, int l, int B) {
     sl_layer_stats *st = &ctx->stats[l];
     for (int b = 0; b < B; b++) {
         int32_t *idx = ctx->idx + (size_t)b * I;
-        ctx->n_idx[b] = select_row(ctx, P, S, ctx->scores + (size_t)b * I, I, c->act, idx);
+        ctx->n_idx[b] = sl_select_active(P, S->stat_z, ctx->scores + (size_t)b * I, I, c->act, ctx->select_tmp, idx);
         st->n_active += ctx->n_idx[b];
     }
     st->n_sparse_tokens += B;
@@ -228,9 +155,11 @@ void sl_mlp_sparse_forward(sl_context *ctx, int l, int B) {
     sl_error err;
     /* with ffn_down given, the operator may run the down projection (or the whole MLP) densely
      * when so many neurons are active that gathering rows would be slower */
-    if (sl_sparse_mlp_forward_pool_ex(ctx->pool, ctx->ws, &L->ffn_gate, &L->ffn_up, &S->down_t, &L->ffn_down, c->act, NULL, ctx->xb,
-                                      B, NULL, ctx->idx_rows, ctx->n_idx, SL_MLP_PER_ROW, ctx->xb2, NULL, &err) != SL_OK) {
-        /* indices come from select_row and are always valid: only an allocation can fail here;
+    /* CATS already has the gate pre-activations in scores: the operator then dots only up rows */
+    if (sl_sparse_mlp_forward_pool_gated(ctx->pool, ctx->ws, &L->ffn_gate, &L->ffn_up, &S->down_t, &L->ffn_down, c->act, NULL,
+                                         ctx->xb, B, NULL, ctx->idx_rows, ctx->n_idx, SL_MLP_PER_ROW,
+                                         P->rule == SL_RULE_CATS ? ctx->scores : NULL, ctx->xb2, NULL, &err) != SL_OK) {
+        /* indices come from sl_select_active and are always valid: only an allocation can fail here;
          * fall back to zero MLP output rather than leaving garbage */
         memset(ctx->xb2, 0, (size_t)B * (size_t)E * sizeof(float));
     }

@@ -110,6 +110,8 @@ void sl_sp_axpy_rows_batch_ref(sl_type t, const uint8_t *const *rows, int nr, co
 void sl_sp_kernels(sl_sp_kernel_set *k) {
 #if defined(__x86_64__)
     if (sl_kernels_current() == SL_KERNELS_AVX512) {
+        k->x_size = sl_sp_x_size_avx512;
+        k->x_prep = sl_sp_x_prep_avx512;
         k->dot = sl_sp_dot_rows_avx512;
         k->axpy = sl_sp_axpy_rows_avx512;
         k->dot_batch = sl_sp_dot_rows_batch_avx512;
@@ -117,6 +119,8 @@ void sl_sp_kernels(sl_sp_kernel_set *k) {
         return;
     }
     if (sl_kernels_current() == SL_KERNELS_AVX2) {
+        k->x_size = sl_act_size;
+        k->x_prep = sl_act_prepare;
         k->dot = sl_sp_dot_rows_avx2;
         k->axpy = sl_sp_axpy_rows_avx2;
         k->dot_batch = sl_sp_dot_rows_batch_avx2;
@@ -124,6 +128,8 @@ void sl_sp_kernels(sl_sp_kernel_set *k) {
         return;
     }
 #endif
+    k->x_size = sl_act_size;
+    k->x_prep = sl_act_prepare;
     k->dot = sl_sp_dot_rows_ref;
     k->axpy = sl_sp_axpy_rows_ref;
     k->dot_batch = sl_sp_dot_rows_batch_ref;
@@ -540,7 +546,15 @@ typedef struct sparse_task {
     int g_gu;                        /* neurons per gate/up group (2 rows each) */
     int g_down;                      /* rows per down group */
     bool prefetch;                   /* software-prefetch the next group's rows (sparse gathers only) */
+    const float *gate_pre;           /* [B, I] the caller's gate . x, or NULL: gate rows are dotted */
 } sparse_task;
+
+/* Neurons per gate/up kernel call: 2 rows each, or 1 (up only) when the gate comes precomputed,
+ * so that a call keeps the same number of row streams in flight (at most SP_MAX_ROWS). */
+static int gu_group(const sparse_task *t) { return t->gate_pre ? 2 * t->g_gu : t->g_gu; }
+
+/* Union schedule: the neuron of item k (a cache slot when the cache serves the call). */
+static int32_t item_neuron(const sparse_task *t, int64_t k) { return t->cache ? t->cache->neuron_of[k] : t->rows[k]; }
 
 static int64_t row_of(const int64_t *off, int64_t B, int64_t p) {
     int64_t lo = 0, hi = B - 1; /* last row whose start <= p */
@@ -570,29 +584,35 @@ static void per_row_slice(const sparse_task *t, int64_t s, int64_t e, float *acc
                           double *c1, double *c2) {
     const int64_t H = t->H;
     const int32_t *flat = t->flat;
-    const int G = t->g_gu, GD = t->g_down;
+    const int G = gu_group(t), GD = t->g_down;
+    const float *gp = t->gate_pre; /* when given, only up rows are read */
     const uint8_t *nx[SP_MAX_ROWS];
     int64_t b = row_of(t->off, t->B, s);
     const int64_t b_first = b;
-    /* gate + up, G neurons (2G rows) at a time while they belong to the same batch row */
+    /* gate + up, G neurons (2G rows, or G up rows) at a time while they belong to the same batch row */
     for (int64_t p = s; p < e;) {
         while (p >= t->off[b + 1]) b++;
         int np = 1;
         while (np < G && p + np < e && p + np < t->off[b + 1]) np++;
         const uint8_t *rows[SP_MAX_ROWS];
+        int nn = 0, nr = 0;
         for (int j = 0; j < np; j++) {
-            rows[2 * j] = t->gate + (size_t)flat[p + j] * t->rb_gu;
-            rows[2 * j + 1] = t->up + (size_t)flat[p + j] * t->rb_gu;
+            if (!gp) rows[nr++] = t->gate + (size_t)flat[p + j] * t->rb_gu;
+            rows[nr++] = t->up + (size_t)flat[p + j] * t->rb_gu;
         }
-        int nn = 0;
         if (t->prefetch)
             for (int64_t q = p + np; q < e && q < p + np + G; q++) {
-                nx[nn++] = t->gate + (size_t)flat[q] * t->rb_gu;
+                if (!gp) nx[nn++] = t->gate + (size_t)flat[q] * t->rb_gu;
                 nx[nn++] = t->up + (size_t)flat[q] * t->rb_gu;
             }
         float r[SP_MAX_ROWS];
-        t->dot_rows(t->t_gu, rows, 2 * np, t->xq + (size_t)b * t->xs, H, r, nx, nn);
-        for (int j = 0; j < np; j++) t->g[p + j] = r[2 * j], t->u[p + j] = r[2 * j + 1];
+        t->dot_rows(t->t_gu, rows, nr, t->xq + (size_t)b * t->xs, H, r, nx, nn);
+        if (gp) {
+            const float *gb = gp + (size_t)b * (size_t)t->I;
+            for (int j = 0; j < np; j++) t->g[p + j] = gb[flat[p + j]], t->u[p + j] = r[j];
+        } else {
+            for (int j = 0; j < np; j++) t->g[p + j] = r[2 * j], t->u[p + j] = r[2 * j + 1];
+        }
         p += np;
     }
     *c1 = t->timing ? sl_time_s() : 0.0;
@@ -633,7 +653,7 @@ static void per_row_slice(const sparse_task *t, int64_t s, int64_t e, float *acc
 /* h of union items [s, e) into the dense [B, I] buffer (dense down projection). */
 static void union_scatter(const sparse_task *t, int64_t s, int64_t e) {
     for (int64_t k = s; k < e; k++) {
-        const size_t i = (size_t)(t->cache ? t->cache->neuron_of[k] : t->rows[k]);
+        const size_t i = (size_t)item_neuron(t, k);
         for (int64_t b = 0; b < t->B; b++) t->hd[(size_t)b * (size_t)t->I + i] = t->g[(size_t)k * (size_t)t->B + (size_t)b];
     }
 }
@@ -643,30 +663,35 @@ static void union_scatter(const sparse_task *t, int64_t s, int64_t e) {
 static void union_slice_batched(const sparse_task *t, int64_t s, int64_t e, float *acc, int64_t rs, thread_info *ti,
                                 float *tile, int nth, double *c1, double *c2) {
     const int64_t H = t->H, B = t->B;
-    const int G = t->g_gu, GD = t->g_down;
+    const int G = gu_group(t), GD = t->g_down;
+    const float *gp = t->gate_pre; /* when given, only up rows are read */
 #define ITEM_ROW(k) ((size_t)(t->rows ? t->rows[(k)] : (int32_t)(k)))
     const uint8_t *nx[SP_MAX_ROWS], *rows[SP_MAX_ROWS];
     for (int64_t k = s; k < e; k += G) {
         const int np = e - k < G ? (int)(e - k) : G;
         if (t->cache)
             for (int j = 0; j < np; j++) cache_run_job(t->cache, k + j);
-        int nn = 0;
+        int nn = 0, nr = 0;
         if (t->prefetch)
             for (int64_t q = k + np; q < e && q < k + np + G; q++) {
-                nx[nn++] = t->gate + ITEM_ROW(q) * t->rb_gu;
+                if (!gp) nx[nn++] = t->gate + ITEM_ROW(q) * t->rb_gu;
                 nx[nn++] = t->up + ITEM_ROW(q) * t->rb_gu;
             }
         for (int j = 0; j < np; j++) {
-            rows[2 * j] = t->gate + ITEM_ROW(k + j) * t->rb_gu;
-            rows[2 * j + 1] = t->up + ITEM_ROW(k + j) * t->rb_gu;
+            if (!gp) rows[nr++] = t->gate + ITEM_ROW(k + j) * t->rb_gu;
+            rows[nr++] = t->up + ITEM_ROW(k + j) * t->rb_gu;
         }
-        t->k.dot_batch(t->t_gu, rows, 2 * np, t->xq, t->xs, (int)B, H, tile, nx, nn);
-        for (int j = 0; j < np; j++)
+        t->k.dot_batch(t->t_gu, rows, nr, t->xq, t->xs, (int)B, H, tile, nx, nn);
+        for (int j = 0; j < np; j++) {
+            const size_t i = gp ? (size_t)item_neuron(t, k + j) : 0;
             for (int64_t b = 0; b < B; b++) {
                 const bool use = !t->sel || t->sel[(size_t)(k + j) * B + b]; /* per-row-shared: mask the pair */
-                t->g[(size_t)(k + j) * B + b] = use ? tile[b * 2 * np + 2 * j] : 0.0f;
-                t->u[(size_t)(k + j) * B + b] = use ? tile[b * 2 * np + 2 * j + 1] : 0.0f;
+                const float gv = gp ? gp[(size_t)b * (size_t)t->I + i] : tile[b * nr + 2 * j];
+                const float uv = gp ? tile[b * nr + j] : tile[b * nr + 2 * j + 1];
+                t->g[(size_t)(k + j) * B + b] = use ? gv : 0.0f;
+                t->u[(size_t)(k + j) * B + b] = use ? uv : 0.0f;
             }
+        }
     }
     *c1 = t->timing ? sl_time_s() : 0.0;
     for (int64_t q = s * B; q < e * B; q++) t->g[q] = act_apply(t->act, t->g[q]) * t->u[q];
@@ -689,11 +714,13 @@ static void union_slice_batched(const sparse_task *t, int64_t s, int64_t e, floa
 #undef ITEM_ROW
 }
 
+int g_ahead = 0; int g_ahead_fixed = 0;
 /* Union schedule: neurons [s, e) of the item list, each used by all (selected) batch rows. */
 static void union_slice(const sparse_task *t, int64_t s, int64_t e, float *acc, int64_t rs, thread_info *ti, int ith,
                         int nth, double *c1, double *c2) {
     const int64_t H = t->H, B = t->B;
-    const int G = t->g_gu, GD = t->g_down;
+    const int G = gu_group(t), GD = t->g_down;
+    const float *gp = t->gate_pre; /* when given, only up rows are read */
 #define ITEM_ROW(k) ((size_t)(t->rows ? t->rows[(k)] : (int32_t)(k)))
     const uint8_t *nx[SP_MAX_ROWS];
     if (t->batched) {
@@ -707,27 +734,33 @@ static void union_slice(const sparse_task *t, int64_t s, int64_t e, float *acc, 
             for (int j = 0; j < np; j++) cache_run_job(t->cache, k + j);
         int nn = 0;
         if (t->prefetch)
-            for (int64_t q = k + np; q < e && q < k + np + G; q++) {
-                nx[nn++] = t->gate + ITEM_ROW(q) * t->rb_gu;
+            for (int64_t q = k + np + g_ahead * G; q < e && q < k + np + G + g_ahead * G; q++) {
+                if (!gp) nx[nn++] = t->gate + ITEM_ROW(q) * t->rb_gu;
                 nx[nn++] = t->up + ITEM_ROW(q) * t->rb_gu;
             }
         for (int64_t b = 0; b < B; b++) {
             const uint8_t *rows[SP_MAX_ROWS];
-            int sel[SP_MAX_ROWS / 2], ns = 0;
+            int sel[SP_MAX_ROWS], ns = 0, nr = 0;
             for (int j = 0; j < np; j++) {
                 t->g[(size_t)(k + j) * B + b] = t->u[(size_t)(k + j) * B + b] = 0.0f;
                 if (t->sel && !t->sel[(size_t)(k + j) * B + b]) continue;
-                rows[2 * ns] = t->gate + ITEM_ROW(k + j) * t->rb_gu;
-                rows[2 * ns + 1] = t->up + ITEM_ROW(k + j) * t->rb_gu;
+                if (!gp) rows[nr++] = t->gate + ITEM_ROW(k + j) * t->rb_gu;
+                rows[nr++] = t->up + ITEM_ROW(k + j) * t->rb_gu;
                 sel[ns++] = j;
             }
             if (!ns) continue;
             float r[SP_MAX_ROWS];
-            t->dot_rows(t->t_gu, rows, 2 * ns, t->xq + (size_t)b * t->xs, H, r, nx, nn);
+            t->dot_rows(t->t_gu, rows, nr, t->xq + (size_t)b * t->xs, H, r, nx, nn);
             nn = 0; /* prefetch once per group */
             for (int q = 0; q < ns; q++) {
-                t->g[(size_t)(k + sel[q]) * B + b] = r[2 * q];
-                t->u[(size_t)(k + sel[q]) * B + b] = r[2 * q + 1];
+                const size_t it = (size_t)(k + sel[q]) * B + b;
+                if (gp) {
+                    t->g[it] = gp[(size_t)b * (size_t)t->I + (size_t)item_neuron(t, k + sel[q])];
+                    t->u[it] = r[q];
+                } else {
+                    t->g[it] = r[2 * q];
+                    t->u[it] = r[2 * q + 1];
+                }
             }
         }
     }
@@ -746,7 +779,7 @@ static void union_slice(const sparse_task *t, int64_t s, int64_t e, float *acc, 
         const int nk = e - k < GD ? (int)(e - k) : GD;
         int nn = 0;
         if (t->prefetch)
-            for (int64_t q = k + nk; q < e && q < k + nk + GD; q++) nx[nn++] = t->down + ITEM_ROW(q) * t->rb_d;
+            for (int64_t q = k + nk + g_ahead * GD; q < e && q < k + nk + GD + g_ahead * GD; q++) nx[nn++] = t->down + ITEM_ROW(q) * t->rb_d;
         for (int64_t b = 0; b < B; b++) {
             down_group dg = {.n = 0, .b = b};
             for (int j = 0; j < nk; j++) {
@@ -814,6 +847,7 @@ static void reduce_worker(void *arg, int ith, int nth) {
 }
 
 typedef struct prepare_task {
+    sl_sp_x_prep_fn prep; /* the kernel set's input preparation */
     sl_type type;     /* weight type the inputs are prepared for */
     const float *x;   /* [B, H] */
     int64_t B, H;     /* shape */
@@ -825,7 +859,7 @@ static void prepare_worker(void *arg, int ith, int nth) {
     prepare_task *t = arg;
     long long s, e;
     sl_split_range(t->B, ith, nth, &s, &e);
-    for (long long b = s; b < e; b++) sl_act_prepare(t->type, t->x + b * t->H, t->H, t->xq + (size_t)b * t->xs);
+    for (long long b = s; b < e; b++) t->prep(t->type, t->x + b * t->H, t->H, t->xq + (size_t)b * t->xs);
 }
 
 /* ---- the sparse entry point ------------------------------------------------------------------ */
@@ -843,6 +877,15 @@ sl_status sl_sparse_mlp_forward_pool_ex(sl_pool *pool, sl_sparse_ws *ws, const s
                                         sl_row_cache *cache, const float *x, int64_t B, const bool *mask,
                                         const int32_t *const *idx, const int32_t *n_idx, sl_mlp_mode mode, float *out,
                                         sl_sparse_mlp_stats *stats, sl_error *err) {
+    return sl_sparse_mlp_forward_pool_gated(pool, ws, gate, up, down_t, down, act, cache, x, B, mask, idx, n_idx, mode, NULL,
+                                            out, stats, err);
+}
+
+sl_status sl_sparse_mlp_forward_pool_gated(sl_pool *pool, sl_sparse_ws *ws, const sl_weight *gate, const sl_weight *up,
+                                           const sl_weight *down_t, const sl_weight *down, sl_activation act,
+                                           sl_row_cache *cache, const float *x, int64_t B, const bool *mask,
+                                           const int32_t *const *idx, const int32_t *n_idx, sl_mlp_mode mode,
+                                           const float *gate_pre, float *out, sl_sparse_mlp_stats *stats, sl_error *err) {
     const double t_start = stats ? sl_time_s() : 0.0;
     int64_t H, I;
     sl_status st = check_gate_up(gate, up, act, &H, &I, err);
@@ -885,7 +928,9 @@ sl_status sl_sparse_mlp_forward_pool_ex(sl_pool *pool, sl_sparse_ws *ws, const s
     const bool use_sel = mode != SL_MLP_UNION && B > 1;
     const int64_t max_union = N < I ? N : I;
     const int64_t n_h = N > max_union * B ? N : max_union * B; /* g/u entries */
-    const size_t xs = align64(sl_act_size(gate->type, H));
+    sl_sp_kernel_set ks;
+    sl_sp_kernels(&ks);
+    const size_t xs = align64(ks.x_size(gate->type, H));
     /* accumulator rows: whole cache lines, and a stride that is not a multiple of 4 KiB — the
      * batched axpy stores to every row at the same column, and 4K-aliased rows would make each
      * load wait on an unrelated store (measured 2x slower) */
@@ -994,7 +1039,8 @@ sl_status sl_sparse_mlp_forward_pool_ex(sl_pool *pool, sl_sparse_ws *ws, const s
      * selected h — its streaming kernels beat any gather at this density. */
     if (down && (double)(mode == SL_MLP_UNION ? nU * B : N) >= SP_DENSE_ALL_MIN * (double)B * (double)I) {
         const double t_sel = stats ? sl_time_s() : 0.0;
-        sl_matmul(pool, gate->type, gate->data, I, H, x, B, gfull);
+        const float *gsrc = gate_pre ? gate_pre : gfull;
+        if (!gate_pre) sl_matmul(pool, gate->type, gate->data, I, H, x, B, gfull);
         sl_matmul(pool, up->type, up->data, I, H, x, B, ufull);
         const double t_gu = stats ? sl_time_s() : 0.0;
         memset(hd, 0, (size_t)B * (size_t)I * sizeof(float));
@@ -1002,7 +1048,7 @@ sl_status sl_sparse_mlp_forward_pool_ex(sl_pool *pool, sl_sparse_ws *ws, const s
             const int32_t *list = mode == SL_MLP_UNION ? U : flat + off[b];
             const int64_t n_list = mode == SL_MLP_UNION ? nU : off[b + 1] - off[b];
             const size_t o = (size_t)b * (size_t)I;
-            for (int64_t q = 0; q < n_list; q++) hd[o + (size_t)list[q]] = act_apply(act, gfull[o + (size_t)list[q]]) * ufull[o + (size_t)list[q]];
+            for (int64_t q = 0; q < n_list; q++) hd[o + (size_t)list[q]] = act_apply(act, gsrc[o + (size_t)list[q]]) * ufull[o + (size_t)list[q]];
         }
         const double t_act = stats ? sl_time_s() : 0.0;
         sl_matmul(pool, down->type, down->data, H, I, hd, B, out);
@@ -1016,7 +1062,7 @@ sl_status sl_sparse_mlp_forward_pool_ex(sl_pool *pool, sl_sparse_ws *ws, const s
             stats->t_total = t_end - t_start;
             stats->n_pairs = mode == SL_MLP_UNION ? nU * B : N;
             stats->n_unique = nU;
-            stats->weight_bytes = I * (int64_t)(2 * gate->row_bytes) + H * (int64_t)down->row_bytes;
+            stats->weight_bytes = I * (int64_t)((gate_pre ? 1 : 2) * gate->row_bytes) + H * (int64_t)down->row_bytes;
             stats->dense_gate_up = stats->dense_down = true;
         }
         sl_sparse_ws_free(own_ws);
@@ -1027,6 +1073,8 @@ sl_status sl_sparse_mlp_forward_pool_ex(sl_pool *pool, sl_sparse_ws *ws, const s
      * rows than the union has: when the rows' sets overlap (N well above |union|), the shared
      * schedule — each union row gathered once, used by the rows that selected it — gives the
      * same results from fewer reads. */
+    if (!g_ahead_fixed) g_ahead = getenv("SP_AHEAD") ? atoi(getenv("SP_AHEAD")) : 0;
+    if (getenv("SP_G")) { }
     const bool per_row = mode == SL_MLP_PER_ROW && B > 1 && !cache && 2 * N <= 3 * nU;
     sparse_task t;
     memset(&t, 0, sizeof(t));
@@ -1066,7 +1114,7 @@ sl_status sl_sparse_mlp_forward_pool_ex(sl_pool *pool, sl_sparse_ws *ws, const s
     }
     t.ti = ti;
     t.timing = stats != NULL;
-    sl_sp_kernels(&t.k);
+    t.k = ks;
     t.dot_rows = t.k.dot;
     t.axpy_rows = t.k.axpy;
     t.tile = tile;
@@ -1076,6 +1124,7 @@ sl_status sl_sparse_mlp_forward_pool_ex(sl_pool *pool, sl_sparse_ws *ws, const s
     sl_sp_groups(gate->type, down_t->type, density, &t.g_gu, &t.g_down);
     /* consecutive rows (dense masks) are streamed best by the hardware prefetcher alone */
     t.prefetch = density < SP_GROUP_DENSE_MIN;
+    t.gate_pre = gate_pre;
     t.n_items = per_row ? N : nU;
     t.rows = U;
     bool cache_used = false;
@@ -1103,7 +1152,7 @@ sl_status sl_sparse_mlp_forward_pool_ex(sl_pool *pool, sl_sparse_ws *ws, const s
     }
     const double t_sel = stats ? sl_time_s() : 0.0;
 
-    prepare_task pt = {gate->type, x, B, H, xq, xs};
+    prepare_task pt = {ks.x_prep, gate->type, x, B, H, xq, xs};
     /* on the caller unless large: a pool dispatch costs more than a few rows of quantizing */
     if (nth > 1 && (size_t)B * (size_t)H >= ((size_t)1 << 20)) sl_pool_run(pool, prepare_worker, &pt);
     else prepare_worker(&pt, 0, 1);
@@ -1143,7 +1192,7 @@ sl_status sl_sparse_mlp_forward_pool_ex(sl_pool *pool, sl_sparse_ws *ws, const s
         s0.t_total = t_end - t_start;
         s0.n_unique = nU;
         s0.n_pairs = (mode == SL_MLP_UNION || B == 1) ? nU * B : N;
-        s0.weight_bytes = s0.n_unique * (int64_t)(2 * gate->row_bytes) +
+        s0.weight_bytes = s0.n_unique * (int64_t)((gate_pre ? 1 : 2) * gate->row_bytes) +
                           (dense_down ? H * (int64_t)down->row_bytes : s0.n_unique * (int64_t)down_t->row_bytes);
         s0.dense_down = dense_down;
         *stats = s0;

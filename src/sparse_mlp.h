@@ -94,6 +94,20 @@ sl_status sl_sparse_mlp_forward_pool_ex(sl_pool *pool, sl_sparse_ws *ws, const s
                                         const int32_t *const *idx, const int32_t *n_idx, sl_mlp_mode mode, float *out,
                                         sl_sparse_mlp_stats *stats, sl_error *err);
 
+/* The same, given also the gate pre-activations the caller already has (CATS computes the whole
+ * gate to choose the neurons): gate_pre [B, I] row-major, gate_pre[b * I + i] = gate_i . x[b]
+ * (e.g. sl_matmul of gate and x). When gate_pre is non-NULL no gate row is read: each computed
+ * pair uses act(gate_pre[b * I + i]) and only the up rows are dotted — a third less gate/up
+ * work. Every (row, neuron) pair the call computes is read from it (in SL_MLP_UNION mode, every
+ * row for every neuron of the union; the dense path past 0.9 active reads all of it), so give
+ * the full [B, I]. gate_pre NULL is exactly sl_sparse_mlp_forward_pool_ex. stats->weight_bytes
+ * then counts up and down rows only. gate is still checked (shape, type) but not read. */
+sl_status sl_sparse_mlp_forward_pool_gated(sl_pool *pool, sl_sparse_ws *ws, const sl_weight *gate, const sl_weight *up,
+                                           const sl_weight *down_t, const sl_weight *down, sl_activation act,
+                                           sl_row_cache *cache, const float *x, int64_t B, const bool *mask,
+                                           const int32_t *const *idx, const int32_t *n_idx, sl_mlp_mode mode,
+                                           const float *gate_pre, float *out, sl_sparse_mlp_stats *stats, sl_error *err);
+
 /* The dense MLP the model runs (sl_matmul for gate, up and down in the [H, I] layout), with the
  * same stage accounting: out[b] = down . (act(gate . x[b]) * (up . x[b])). */
 sl_status sl_mlp_dense_forward_pool(sl_pool *pool, sl_sparse_ws *ws, const sl_weight *gate, const sl_weight *up,
@@ -109,7 +123,10 @@ sl_status sl_mlp_reference_w(const sl_weight *gate, const sl_weight *up, const s
 
 /* ---- row-group kernels ----------------------------------------------------------------------
  * The inner loops of the operator, on 1..8 gathered rows at once (sparse_mlp_avx512.c explains
- * why). dot: out[r] = rows[r] . x for r < nr (1..8), x in sl_act_prepare form for type t. axpy:
+ * why). Inputs are prepared once per call by the kernel set's x_prep (x_size bytes): the
+ * sl_act_prepare form, except for the AVX-512 quantized kernels, which take their own layout
+ * (offset corrections and f32 scales precomputed). dot: out[r] = rows[r] . x for r < nr (1..8),
+ * x prepared for type t. axpy:
  * y[0..n) += sum_r a[r] * rows[r]. next[0..nnext) (nnext <= 8, may be 0) are the rows the caller
  * will use next, prefetched while these are read. _ref runs row by row through sl_vec_dot /
  * sl_vec_axpy (whatever variant those use); the AVX-512 versions need AVX-512 F/BW/VL + VNNI,
@@ -122,7 +139,11 @@ void sl_sp_dot_rows_ref(sl_type t, const uint8_t *const *rows, int nr, const voi
                         const uint8_t *const *next, int nnext);
 void sl_sp_axpy_rows_ref(sl_type t, const uint8_t *const *rows, const float *a, int nr, float *y, int64_t n,
                          const uint8_t *const *next, int nnext);
+typedef size_t (*sl_sp_x_size_fn)(sl_type t, int64_t n);
+typedef void (*sl_sp_x_prep_fn)(sl_type t, const float *x, int64_t n, void *xp);
 #if defined(__x86_64__)
+size_t sl_sp_x_size_avx512(sl_type t, int64_t n);
+void sl_sp_x_prep_avx512(sl_type t, const float *x, int64_t n, void *xp);
 void sl_sp_dot_rows_avx512(sl_type t, const uint8_t *const *rows, int nr, const void *x, int64_t n, float *out,
                            const uint8_t *const *next, int nnext);
 void sl_sp_axpy_rows_avx512(sl_type t, const uint8_t *const *rows, const float *a, int nr, float *y, int64_t n,
@@ -156,6 +177,8 @@ void sl_sp_axpy_rows_batch_avx2(sl_type t, const uint8_t *const *rows, int nr, c
 
 /* The kernels matching the variant in use (sl_kernels_current): AVX-512, AVX2 or the fallback. */
 typedef struct sl_sp_kernel_set {
+    sl_sp_x_size_fn x_size;                /* bytes of one prepared input */
+    sl_sp_x_prep_fn x_prep;                /* prepare one input for the dot kernels */
     sl_sp_dot_rows_fn dot;                 /* rows x one input */
     sl_sp_axpy_rows_fn axpy;               /* rows into one accumulator */
     sl_sp_dot_rows_batch_fn dot_batch;     /* rows x many inputs */

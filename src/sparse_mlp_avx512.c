@@ -12,16 +12,31 @@
  * row's result is the same sum as sl_vec_dot_ref / sl_vec_axpy_ref computes, up to the order of
  * float additions (quantized blocks are exact integer dot products times the two scales).
  *
+ * Quantized rows (Q8_0/Q4_0) follow the dense matvec kernel (kernels/matmul_avx512.c): x is
+ * prepared once per call into its own layout (sl_sp_x_prep_avx512: the Q8_0 values, each
+ * block's offset correction and its f32 scale), and before a run of blocks the weight scales of
+ * the group's rows are converted 16 at a time into a stack table (already multiplied by dx, or
+ * by the axpy coefficient) — the per-block scalar half->float work was half the cost of a
+ * gathered Q4_0 row. That prepass also touches every cache line of the run in every row, so the
+ * misses of all rows of the group are in flight together. Q4_0 is unpacked without a shift for
+ * the dot (both halves of a ymm get the 16 bytes; masks 0x0f / 0xf0 make the high half 16x too
+ * large, fixed by one exact 1/16 scale of the accumulator's high lanes at the end).
+ *
  * Compiled with the AVX-512 flags (Makefile: *_avx512.c); called only when the kernels' variant
  * in use is AVX-512 (so forcing scalar kernels also forces the per-row fallback here).
  */
 #include "sparse_mlp.h"
 
+#include "kernels/kernels.h"
 #include "quant.h"
 
 #include <immintrin.h>
 
 #define SP_INLINE static inline __attribute__((always_inline))
+#include <stdlib.h>
+int g_pf = -1;
+SP_INLINE void pf(const void *p) { if (g_pf == 1) _mm_prefetch((const char *)p, _MM_HINT_T0); else if (g_pf == 2) _mm_prefetch((const char *)p, _MM_HINT_T1); else if (g_pf == 3) _mm_prefetch((const char *)p, _MM_HINT_T2); else if (g_pf == 4) _mm_prefetch((const char *)p, _MM_HINT_NTA);}
+
 
 /* 16 weights of a float-type row as f32. */
 SP_INLINE __m512 load16(sl_type t, const uint8_t *w, int64_t k) {
@@ -46,24 +61,83 @@ SP_INLINE float hsum256(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-/* 32 weights of block i of a Q8_0 or Q4_0 row as unsigned bytes w + K (Q8_0: K = 128, an xor of
- * the sign bit; Q4_0: the stored nibbles, K = 8 — low nibbles are elements 0..15, high nibbles
- * 16..31), and the block's scale. */
-SP_INLINE __m256i qblock_u8(sl_type t, const uint8_t *row, int64_t i, float *d) {
-    if (t == SL_TYPE_Q8_0) {
-        const sl_block_q8_0 *b = (const sl_block_q8_0 *)row + i;
-        *d = _cvtsh_ss(b->d);
-        return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)b->qs), _mm256_set1_epi8((char)0x80));
-    }
-    const sl_block_q4_0 *b = (const sl_block_q4_0 *)row + i;
-    *d = _cvtsh_ss(b->d);
-    const __m128i v = _mm_loadu_si128((const __m128i *)b->qs), m4 = _mm_set1_epi8(0x0f);
-    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m4), _mm_and_si128(v, m4));
+/* ---- prepared input for quantized rows ------------------------------------------------------
+ * [nb x 32 int8: the Q8_0 values of x][nb x 8 int32: -K . x per lane][nb f32: block scales],
+ * K the unsigned offset of the weights per lane: Q8_0 128 (w xor 0x80); Q4_0 8 in lanes 0..3
+ * (low nibbles) and 16 * 8 in lanes 4..7 (high nibbles masked in place, 16x too large). The
+ * values are those of sl_act_prepare (it is called on chunks of whole blocks, which quantizes
+ * identically). Float types use sl_act_prepare's form unchanged. */
+#define QX_BYTES_PER_BLOCK (32 + 32 + 4)
+
+static bool is_quant(sl_type t) { return t == SL_TYPE_Q8_0 || t == SL_TYPE_Q4_0; }
+
+size_t sl_sp_x_size_avx512(sl_type t, int64_t n) {
+    return is_quant(t) ? (size_t)(n / 32) * (size_t)QX_BYTES_PER_BLOCK : sl_act_size(t, n);
 }
 
-/* The same block as signed values (w + K - K). */
-SP_INLINE __m256i qblock(sl_type t, const uint8_t *row, int64_t i, float *d) {
-    return _mm256_sub_epi8(qblock_u8(t, row, i, d), _mm256_set1_epi8(t == SL_TYPE_Q8_0 ? (char)0x80 : 8));
+/* Lane offsets K (see above). */
+SP_INLINE __m256i qoffset(sl_type t) {
+    if (t == SL_TYPE_Q8_0) return _mm256_set1_epi8((char)0x80);
+    return _mm256_setr_epi64x(0x0808080808080808LL, 0x0808080808080808LL, (long long)0x8080808080808080ULL,
+                              (long long)0x8080808080808080ULL);
+}
+
+void sl_sp_x_prep_avx512(sl_type t, const float *x, int64_t n, void *xp) {
+    if (!is_quant(t)) {
+        sl_act_prepare(t, x, n, xp);
+        return;
+    }
+    const int64_t nb = n / 32;
+    int8_t *qs = xp;
+    int32_t *negc = (int32_t *)(qs + nb * 32);
+    float *dx = (float *)(qs + nb * 64);
+    const __m256i K = qoffset(t);
+    enum { CH = 16 }; /* blocks per sl_act_prepare call */
+    sl_block_q8_0 tmp[CH];
+    for (int64_t i0 = 0; i0 < nb; i0 += CH) {
+        const int64_t cnt = nb - i0 < CH ? nb - i0 : CH;
+        sl_act_prepare(t, x + i0 * 32, cnt * 32, tmp);
+        for (int64_t j = 0; j < cnt; j++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)tmp[j].qs);
+            _mm256_storeu_si256((__m256i *)(qs + (i0 + j) * 32), v);
+            _mm256_storeu_si256((__m256i *)(negc + (i0 + j) * 8),
+                                _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_dpbusd_epi32(_mm256_setzero_si256(), K, v)));
+            dx[i0 + j] = _cvtsh_ss(tmp[j].d);
+        }
+    }
+}
+
+/* Block i of a quantized row as unsigned bytes with offset K (qoffset): Q8_0 w xor 0x80; Q4_0
+ * the 16 bytes in both halves, masked to the low nibbles (lanes 0..3) and high nibbles in place. */
+SP_INLINE __m256i qblock_k(sl_type t, const uint8_t *row, int64_t i) {
+    if (t == SL_TYPE_Q8_0)
+        return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)((const sl_block_q8_0 *)row + i)->qs),
+                                _mm256_set1_epi8((char)0x80));
+    const __m256i nib = _mm256_setr_epi64x(0x0f0f0f0f0f0f0f0fLL, 0x0f0f0f0f0f0f0f0fLL, (long long)0xf0f0f0f0f0f0f0f0ULL,
+                                           (long long)0xf0f0f0f0f0f0f0f0ULL);
+    return _mm256_and_si256(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)((const sl_block_q4_0 *)row + i)->qs)),
+                            nib);
+}
+
+/* Blocks per scale prepass: a run of all the group's rows must stay in L1 until the main loop
+ * has used it (8 rows x 64 Q4_0 blocks = 9 KB; 8 x 32 Q8_0 blocks = 8.7 KB). */
+#define SP_RUN_MAX 64
+SP_INLINE int qrun(sl_type t) { return t == SL_TYPE_Q8_0 ? 32 : 64; }
+
+/* sc[i] = half scale of block i0 + i of row (cnt blocks) times mul[i] (or times m when mul is
+ * NULL). The halves are copied with scalar loads (gathers are slow on Zen 4), then converted 16
+ * at a time. */
+SP_INLINE void qscales(sl_type t, const uint8_t *row, int64_t i0, int cnt, const float *mul, float m, float *sc) {
+    const size_t bs = t == SL_TYPE_Q8_0 ? sizeof(sl_block_q8_0) : sizeof(sl_block_q4_0);
+    _Alignas(64) uint16_t h[SP_RUN_MAX];
+    const uint8_t *p = row + (size_t)i0 * bs;
+    for (int i = 0; i < cnt; i++) __builtin_memcpy(&h[i], p + (size_t)i * bs, 2);
+    for (int i = 0; i < cnt; i += 16) {
+        const __mmask16 k = cnt - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (cnt - i)) - 1);
+        const __m512 d = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, h + i));
+        const __m512 f = mul ? _mm512_maskz_loadu_ps(k, mul + i) : _mm512_set1_ps(m);
+        _mm512_mask_storeu_ps(sc + i, k, _mm512_mul_ps(d, f));
+    }
 }
 
 /* Float rows: out[r] = row_r . x. next: rows to prefetch at the offsets read now. */
@@ -91,36 +165,163 @@ SP_INLINE void fdot(sl_type t, const int NR, const uint8_t *const *rows, const f
     for (int r = 0; r < NR; r++) out[r] = _mm512_reduce_add_ps(acc[r]);
 }
 
-/* Quantized rows against Q8_0 blocks of x: per block one exact integer dot, times d_w * d_x.
- * vpdpbusd multiplies unsigned by signed bytes, so the weights enter as w + K (qblock_u8) and
- * K * sum(x), computed once per block for all rows, is subtracted: sum((w + K) x) - K sum(x). */
-SP_INLINE void qdot(sl_type t, const int NR, const uint8_t *const *rows, const sl_block_q8_0 *xb, int64_t n, float *out,
+/* Quantized rows against x in the prepared layout: per block and row one vpdpbusd (starting
+ * from the block's correction -K . x), a convert and an FMA with the precomputed d_w * d_x. */
+SP_INLINE void qdot(sl_type t, const int NR, const uint8_t *const *rows, const uint8_t *xp, int64_t n, float *out,
                     const uint8_t *const *next, int nnext) {
     const size_t bs = t == SL_TYPE_Q8_0 ? sizeof(sl_block_q8_0) : sizeof(sl_block_q4_0);
-    const __m256i K = _mm256_set1_epi8(t == SL_TYPE_Q8_0 ? (char)0x80 : 8);
+    const int64_t nb = n / 32;
+    const int8_t *qs = (const int8_t *)xp;
+    const __m256i *negc = (const __m256i *)(xp + nb * 32);
+    const float *dx = (const float *)(xp + nb * 64);
+    const int run = qrun(t);
+    _Alignas(64) float sc[8][SP_RUN_MAX];
     __m256 acc[8];
 #pragma GCC unroll 8
     for (int r = 0; r < NR; r++) acc[r] = _mm256_setzero_ps();
-    const int64_t nb = n / 32;
-    for (int64_t i = 0; i < nb; i++) {
-        const __m256i xq = _mm256_loadu_si256((const __m256i *)xb[i].qs);
-        const __m256i negc = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_dpbusd_epi32(_mm256_setzero_si256(), K, xq));
-        const float dx = _cvtsh_ss(xb[i].d);
-        #pragma GCC unroll 8
-        for (int r = 0; r < NR; r++) {
-            float dw;
-            const __m256i s = _mm256_dpbusd_epi32(negc, qblock_u8(t, rows[r], i, &dw), xq);
-            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dw * dx), _mm256_cvtepi32_ps(s), acc[r]);
+    for (int64_t i0 = 0; i0 < nb; i0 += run) {
+        const int cnt = nb - i0 < run ? (int)(nb - i0) : run;
+#pragma GCC unroll 8
+        for (int r = 0; r < NR; r++) qscales(t, rows[r], i0, cnt, dx + i0, 0.0f, sc[r]);
+        for (int i = 0; i < cnt; i++) {
+            const int64_t bi = i0 + i;
+            const __m256i xq = _mm256_loadu_si256((const __m256i *)(qs + bi * 32));
+            const __m256i nc = _mm256_loadu_si256(negc + bi);
+#pragma GCC unroll 8
+            for (int r = 0; r < NR; r++) {
+                const __m256i d = _mm256_dpbusd_epi32(nc, qblock_k(t, rows[r], bi), xq);
+                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_broadcast_ss(&sc[r][i]), acc[r]);
+            }
+            if (((bi * bs) & 63) < bs) /* a new cache line starts within this block */
+                for (int r = 0; r < nnext; r++) pf((const char *)next[r] + bi * bs);
         }
-        if (((i * bs) & 63) < bs) /* a new cache line starts within this block */
-            for (int r = 0; r < nnext; r++) _mm_prefetch((const char *)next[r] + i * bs, _MM_HINT_T0);
     }
-    #pragma GCC unroll 8
+    if (t == SL_TYPE_Q4_0) {
+        const __m256 fix = _mm256_setr_ps(1, 1, 1, 1, 1.0f / 16, 1.0f / 16, 1.0f / 16, 1.0f / 16);
+#pragma GCC unroll 8
+        for (int r = 0; r < NR; r++) acc[r] = _mm256_mul_ps(acc[r], fix);
+    }
+#pragma GCC unroll 8
     for (int r = 0; r < NR; r++) out[r] = hsum256(acc[r]);
 }
 
+/* 32 quants of a block as two f32 vectors: Q8_0 signed; Q4_0 the unsigned nibbles (0..15,
+ * without the -8: callers add it as -8 times the scale). */
+SP_INLINE void qblock_f32(sl_type t, const uint8_t *row, int64_t i, __m512 *lo, __m512 *hi) {
+    if (t == SL_TYPE_Q8_0) {
+        const int8_t *q = ((const sl_block_q8_0 *)row + i)->qs;
+        *lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)q)));
+        *hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(q + 16))));
+        return;
+    }
+    const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)((const sl_block_q4_0 *)row + i)->qs));
+    *lo = _mm512_cvtepi32_ps(_mm512_and_si512(v, _mm512_set1_epi32(0x0f)));
+    *hi = _mm512_cvtepi32_ps(_mm512_srli_epi32(v, 4));
+}
+
+int g_v = -1;
+SP_INLINE void qdot_inl(sl_type t, const int NR, const uint8_t *const *rows, const uint8_t *xp, int64_t n, float *out,
+                    const uint8_t *const *next, int nnext) {
+    const size_t bs = t == SL_TYPE_Q8_0 ? sizeof(sl_block_q8_0) : sizeof(sl_block_q4_0);
+    const int64_t nb = n / 32;
+    const int8_t *qs = (const int8_t *)xp;
+    const __m256i *negc = (const __m256i *)(xp + nb * 32);
+    const float *dx = (const float *)(xp + nb * 64);
+    __m256 acc[8];
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; r++) acc[r] = _mm256_setzero_ps();
+    for (int64_t bi = 0; bi < nb; bi++) {
+            const __m256i xq = _mm256_loadu_si256((const __m256i *)(qs + bi * 32));
+            const __m256i nc = _mm256_loadu_si256(negc + bi);
+            const float dxv = dx[bi];
+#pragma GCC unroll 8
+            for (int r = 0; r < NR; r++) {
+                const __m256i d = _mm256_dpbusd_epi32(nc, qblock_k(t, rows[r], bi), xq);
+                if (g_v & 4) { acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(dxv), acc[r]); continue; }
+                const float dw = _cvtsh_ss(*(const uint16_t *)(rows[r] + bi * bs));
+                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(dw * dxv), acc[r]);
+            }
+            if (((bi * bs) & 63) < bs) /* a new cache line starts within this block */
+                for (int r = 0; r < nnext; r++) pf((const char *)next[r] + bi * bs);
+    }
+    if (t == SL_TYPE_Q4_0) {
+        const __m256 fix = _mm256_setr_ps(1, 1, 1, 1, 1.0f / 16, 1.0f / 16, 1.0f / 16, 1.0f / 16);
+#pragma GCC unroll 8
+        for (int r = 0; r < NR; r++) acc[r] = _mm256_mul_ps(acc[r], fix);
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; r++) out[r] = hsum256(acc[r]);
+}
+SP_INLINE void qaxpy_inl(sl_type t, const int NR, const uint8_t *const *rows, const float *a, float *y, int64_t n,
+                     const uint8_t *const *next, int nnext) {
+    const size_t bs = t == SL_TYPE_Q8_0 ? sizeof(sl_block_q8_0) : sizeof(sl_block_q4_0);
+    const int64_t nb = n / 32;
+        for (int64_t bi = 0; bi < nb; bi++) {
+            __m512 y0 = _mm512_loadu_ps(y + 32 * bi), y1 = _mm512_loadu_ps(y + 32 * bi + 16);
+#pragma GCC unroll 8
+            for (int r = 0; r < NR; r++) {
+                __m512 lo, hi;
+                qblock_f32(t, rows[r], bi, &lo, &hi);
+                const float d = _cvtsh_ss(*(const uint16_t *)(rows[r] + bi * bs)) * a[r];
+                const __m512 s = _mm512_set1_ps(d);
+                if (t == SL_TYPE_Q4_0) { const __m512 off = _mm512_set1_ps(-8.0f * d); y0 = _mm512_add_ps(y0, off); y1 = _mm512_add_ps(y1, off); }
+                y0 = _mm512_fmadd_ps(s, lo, y0);
+                y1 = _mm512_fmadd_ps(s, hi, y1);
+            }
+            _mm512_storeu_ps(y + 32 * bi, y0);
+            _mm512_storeu_ps(y + 32 * bi + 16, y1);
+            if (((bi * bs) & 63) < bs)
+                for (int r = 0; r < nnext; r++) pf((const char *)next[r] + bi * bs);
+        }
+}
+SP_INLINE void qdot_c16(sl_type t, const int NR, const uint8_t *const *rows, const uint8_t *xp, int64_t n, float *out,
+                    const uint8_t *const *next, int nnext) {
+    const size_t bs = t == SL_TYPE_Q8_0 ? sizeof(sl_block_q8_0) : sizeof(sl_block_q4_0);
+    const int64_t nb = n / 32;
+    const int8_t *qs = (const int8_t *)xp;
+    const __m256i *negc = (const __m256i *)(xp + nb * 32);
+    const float *dx = (const float *)(xp + nb * 64);
+    _Alignas(64) float sc[8][16];
+    __m256 acc[8];
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; r++) acc[r] = _mm256_setzero_ps();
+    for (int64_t i0 = 0; i0 < nb; i0 += 16) {
+        const int cnt = nb - i0 < 16 ? (int)(nb - i0) : 16;
+#pragma GCC unroll 8
+        for (int r = 0; r < NR; r++) qscales(t, rows[r], i0, cnt, dx + i0, 0.0f, sc[r]);
+        for (int i = 0; i < cnt; i++) {
+            const int64_t bi = i0 + i;
+            const __m256i xq = _mm256_loadu_si256((const __m256i *)(qs + bi * 32));
+            const __m256i nc = _mm256_loadu_si256(negc + bi);
+#pragma GCC unroll 8
+            for (int r = 0; r < NR; r++) {
+                const __m256i d = _mm256_dpbusd_epi32(nc, qblock_k(t, rows[r], bi), xq);
+                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_broadcast_ss(&sc[r][i]), acc[r]);
+            }
+            if (((bi * bs) & 63) < bs)
+                for (int r = 0; r < nnext; r++) pf((const char *)next[r] + bi * bs);
+        }
+    }
+    if (t == SL_TYPE_Q4_0) {
+        const __m256 fix = _mm256_setr_ps(1, 1, 1, 1, 1.0f / 16, 1.0f / 16, 1.0f / 16, 1.0f / 16);
+#pragma GCC unroll 8
+        for (int r = 0; r < NR; r++) acc[r] = _mm256_mul_ps(acc[r], fix);
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; r++) out[r] = hsum256(acc[r]);
+}
 void sl_sp_dot_rows_avx512(sl_type t, const uint8_t *const *rows, int nr, const void *x, int64_t n, float *out,
                            const uint8_t *const *next, int nnext) {
+    if (g_pf < 0) g_pf = getenv("SP_PF") ? atoi(getenv("SP_PF")) : 1;
+    if (g_v < 0) g_v = getenv("SP_V") ? atoi(getenv("SP_V")) : 0;
+    if (g_v & 8) {
+    if (t == SL_TYPE_Q8_0) { switch (nr) { case 8: qdot_c16(SL_TYPE_Q8_0, 8, rows, x, n, out, next, nnext); return; case 4: qdot_c16(SL_TYPE_Q8_0, 4, rows, x, n, out, next, nnext); return; default: break; } }
+    if (t == SL_TYPE_Q4_0) { switch (nr) { case 8: qdot_c16(SL_TYPE_Q4_0, 8, rows, x, n, out, next, nnext); return; case 4: qdot_c16(SL_TYPE_Q4_0, 4, rows, x, n, out, next, nnext); return; default: break; } }
+    }
+    if (g_v & 1) {
+    if (t == SL_TYPE_Q8_0) { switch (nr) { case 8: qdot_inl(SL_TYPE_Q8_0, 8, rows, x, n, out, next, nnext); return; case 4: qdot_inl(SL_TYPE_Q8_0, 4, rows, x, n, out, next, nnext); return; default: break; } }
+    if (t == SL_TYPE_Q4_0) { switch (nr) { case 8: qdot_inl(SL_TYPE_Q4_0, 8, rows, x, n, out, next, nnext); return; case 4: qdot_inl(SL_TYPE_Q4_0, 4, rows, x, n, out, next, nnext); return; default: break; } }
+    }
 #define SP_QDOT(T)                                                                                                       \
     switch (nr) {                                                                                                        \
     case 8: qdot(T, 8, rows, x, n, out, next, nnext); return;                                                        \
@@ -178,30 +379,57 @@ SP_INLINE void faxpy(sl_type t, const int NR, const uint8_t *const *rows, const 
     }
 }
 
-/* Quantized rows: y += sum_r (a[r] * d_r) * q_r, block by block. */
+/* Quantized rows: y += sum_r (a[r] * d_r) * q_r, block by block, the a[r] * d_r of a run of
+ * blocks precomputed (qscales). Q4_0's -8 is one subtraction per block for all rows:
+ * y -= 8 * sum_r a[r] d_r. */
 SP_INLINE void qaxpy(sl_type t, const int NR, const uint8_t *const *rows, const float *a, float *y, int64_t n,
                      const uint8_t *const *next, int nnext) {
     const size_t bs = t == SL_TYPE_Q8_0 ? sizeof(sl_block_q8_0) : sizeof(sl_block_q4_0);
     const int64_t nb = n / 32;
-    for (int64_t i = 0; i < nb; i++) {
-        __m512 y0 = _mm512_loadu_ps(y + 32 * i), y1 = _mm512_loadu_ps(y + 32 * i + 16);
-        #pragma GCC unroll 8
-        for (int r = 0; r < NR; r++) {
-            float d;
-            const __m256i q = qblock(t, rows[r], i, &d);
-            const __m512 s = _mm512_set1_ps(a[r] * d);
-            y0 = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_castsi256_si128(q))), y0);
-            y1 = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_extracti128_si256(q, 1))), y1);
+    const int run = qrun(t);
+    _Alignas(64) float sc[8][SP_RUN_MAX], bias[SP_RUN_MAX];
+    for (int64_t i0 = 0; i0 < nb; i0 += run) {
+        const int cnt = nb - i0 < run ? (int)(nb - i0) : run;
+#pragma GCC unroll 8
+        for (int r = 0; r < NR; r++) qscales(t, rows[r], i0, cnt, NULL, a[r], sc[r]);
+        if (t == SL_TYPE_Q4_0)
+            for (int i = 0; i < cnt; i += 16) {
+                const __mmask16 k = cnt - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (cnt - i)) - 1);
+                __m512 s = _mm512_maskz_loadu_ps(k, &sc[0][i]);
+#pragma GCC unroll 8
+                for (int r = 1; r < NR; r++) s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(k, &sc[r][i]));
+                _mm512_mask_storeu_ps(&bias[i], k, _mm512_mul_ps(s, _mm512_set1_ps(-8.0f)));
+            }
+        for (int i = 0; i < cnt; i++) {
+            const int64_t bi = i0 + i;
+            __m512 y0 = _mm512_loadu_ps(y + 32 * bi), y1 = _mm512_loadu_ps(y + 32 * bi + 16);
+            if (t == SL_TYPE_Q4_0) {
+                const __m512 b = _mm512_set1_ps(bias[i]);
+                y0 = _mm512_add_ps(y0, b);
+                y1 = _mm512_add_ps(y1, b);
+            }
+#pragma GCC unroll 8
+            for (int r = 0; r < NR; r++) {
+                __m512 lo, hi;
+                qblock_f32(t, rows[r], bi, &lo, &hi);
+                const __m512 s = _mm512_set1_ps(sc[r][i]);
+                y0 = _mm512_fmadd_ps(s, lo, y0);
+                y1 = _mm512_fmadd_ps(s, hi, y1);
+            }
+            _mm512_storeu_ps(y + 32 * bi, y0);
+            _mm512_storeu_ps(y + 32 * bi + 16, y1);
+            if (((bi * bs) & 63) < bs)
+                for (int r = 0; r < nnext; r++) pf((const char *)next[r] + bi * bs);
         }
-        _mm512_storeu_ps(y + 32 * i, y0);
-        _mm512_storeu_ps(y + 32 * i + 16, y1);
-        if (((i * bs) & 63) < bs)
-            for (int r = 0; r < nnext; r++) _mm_prefetch((const char *)next[r] + i * bs, _MM_HINT_T0);
     }
 }
 
 void sl_sp_axpy_rows_avx512(sl_type t, const uint8_t *const *rows, const float *a, int nr, float *y, int64_t n,
                             const uint8_t *const *next, int nnext) {
+    if (g_v & 2) {
+    if (t == SL_TYPE_Q8_0) { switch (nr) { case 4: qaxpy_inl(SL_TYPE_Q8_0, 4, rows, a, y, n, next, nnext); return; default: break; } }
+    if (t == SL_TYPE_Q4_0) { switch (nr) { case 4: qaxpy_inl(SL_TYPE_Q4_0, 4, rows, a, y, n, next, nnext); return; default: break; } }
+    }
 #define SP_QAXPY(T)                                                                                                      \
     switch (nr) {                                                                                                        \
     case 8: qaxpy(T, 8, rows, a, y, n, next, nnext); return;                                                         \
@@ -279,36 +507,45 @@ SP_INLINE void fdot_tile(sl_type t, const int NR, const int NT, const uint8_t *c
         for (int r = 0; r < NR; r++) out[b * ostride + r] = _mm512_reduce_add_ps(acc[r][b]);
 }
 
-/* Quantized rows x NT tokens (Q8_0 blocks per token). */
+/* Quantized rows x NT tokens (x_b in the prepared layout, xs bytes apart). */
 SP_INLINE void qdot_tile(sl_type t, const int NR, const int NT, const uint8_t *const *rows, const uint8_t *x, size_t xs,
                          int64_t n, float *out, int ostride, const uint8_t *const *next, int nnext) {
     const size_t bs = t == SL_TYPE_Q8_0 ? sizeof(sl_block_q8_0) : sizeof(sl_block_q4_0);
-    const __m256i K = _mm256_set1_epi8(t == SL_TYPE_Q8_0 ? (char)0x80 : 8);
+    const int64_t nb = n / 32;
     __m256 acc[4][4];
 #pragma GCC unroll 4
     for (int r = 0; r < NR; r++)
 #pragma GCC unroll 4
         for (int b = 0; b < NT; b++) acc[r][b] = _mm256_setzero_ps();
-    const int64_t nb = n / 32;
     for (int64_t i = 0; i < nb; i++) {
         __m256i w[4];
         float dw[4];
 #pragma GCC unroll 4
-        for (int r = 0; r < NR; r++) w[r] = qblock_u8(t, rows[r], i, &dw[r]);
+        for (int r = 0; r < NR; r++) {
+            w[r] = qblock_k(t, rows[r], i);
+            dw[r] = _cvtsh_ss(*(const uint16_t *)(rows[r] + (size_t)i * bs)); /* d is the block's first field */
+        }
 #pragma GCC unroll 4
         for (int b = 0; b < NT; b++) {
-            const sl_block_q8_0 *xb = (const sl_block_q8_0 *)(x + (size_t)b * xs) + i;
-            const __m256i xq = _mm256_loadu_si256((const __m256i *)xb->qs);
-            const __m256i negc = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_dpbusd_epi32(_mm256_setzero_si256(), K, xq));
-            const float dx = _cvtsh_ss(xb->d);
+            const uint8_t *xb = x + (size_t)b * xs;
+            const __m256i xq = _mm256_loadu_si256((const __m256i *)(xb + i * 32));
+            const __m256i nc = _mm256_loadu_si256((const __m256i *)(xb + nb * 32) + i);
+            const float dx = ((const float *)(xb + nb * 64))[i];
 #pragma GCC unroll 4
             for (int r = 0; r < NR; r++) {
-                const __m256i s = _mm256_dpbusd_epi32(negc, w[r], xq);
+                const __m256i s = _mm256_dpbusd_epi32(nc, w[r], xq);
                 acc[r][b] = _mm256_fmadd_ps(_mm256_set1_ps(dw[r] * dx), _mm256_cvtepi32_ps(s), acc[r][b]);
             }
         }
         if (((i * bs) & 63) < bs)
             for (int r = 0; r < nnext; r++) _mm_prefetch((const char *)next[r] + i * bs, _MM_HINT_T0);
+    }
+    if (t == SL_TYPE_Q4_0) {
+        const __m256 fix = _mm256_setr_ps(1, 1, 1, 1, 1.0f / 16, 1.0f / 16, 1.0f / 16, 1.0f / 16);
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++)
+#pragma GCC unroll 4
+            for (int b = 0; b < NT; b++) acc[r][b] = _mm256_mul_ps(acc[r][b], fix);
     }
 #pragma GCC unroll 4
     for (int b = 0; b < NT; b++)
@@ -400,11 +637,18 @@ SP_INLINE void qaxpy_batch(sl_type t, const int NR, const uint8_t *const *rows, 
         __m512 w0[8], w1[8];
 #pragma GCC unroll 8
         for (int r = 0; r < NR; r++) {
-            float d;
-            const __m256i q = qblock(t, rows[r], i, &d);
+            const float d = _cvtsh_ss(*(const uint16_t *)(rows[r] + (size_t)i * bs)); /* d is the block's first field */
             const __m512 dv = _mm512_set1_ps(d);
-            w0[r] = _mm512_mul_ps(dv, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_castsi256_si128(q))));
-            w1[r] = _mm512_mul_ps(dv, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_extracti128_si256(q, 1))));
+            __m512 lo, hi;
+            qblock_f32(t, rows[r], i, &lo, &hi);
+            if (t == SL_TYPE_Q4_0) { /* d * (q - 8) */
+                const __m512 off = _mm512_set1_ps(-8.0f * d);
+                w0[r] = _mm512_fmadd_ps(dv, lo, off);
+                w1[r] = _mm512_fmadd_ps(dv, hi, off);
+            } else {
+                w0[r] = _mm512_mul_ps(dv, lo);
+                w1[r] = _mm512_mul_ps(dv, hi);
+            }
         }
         for (int b = 0; b < nb; b++) {
             float *yb = y + (size_t)b * ys + 32 * i;

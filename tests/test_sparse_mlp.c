@@ -120,12 +120,30 @@ static void round_input(sl_type type, const float *x, float *xr, int64_t B, int6
     free(q);
 }
 
+/* gate_pre[b * I + i] = gate_i . xr[b] in double on the dequantized row: what a caller such as
+ * CATS hands the operator (xr: the input as the operator sees it, round_input). */
+static void reference_gate_pre(const fixture *f, const float *xr, int64_t B, float *gate_pre) {
+    float *row = malloc((size_t)f->H * sizeof(float));
+    for (int64_t i = 0; i < f->I; i++) {
+        sl_dequantize_row_ref(f->type, (const uint8_t *)f->gate + (size_t)i * f->wg.row_bytes, row, f->H);
+        for (int64_t b = 0; b < B; b++) {
+            double s = 0.0;
+            for (int64_t c = 0; c < f->H; c++) s += (double)row[c] * xr[b * f->H + c];
+            gate_pre[b * f->I + i] = (float)s;
+        }
+    }
+    free(row);
+}
+
 /* Worst (maxdiff / tolerance) seen per comparison kind within one group of cases. */
-enum { K_SAME_MATH, K_ORIGINAL, K_IDX, K_IDX_SHUFFLED, K_SHARED, K_UNION, K_THREADS, K_DENSE, K_NULLMASK, K_DOWN_T, K_DENSE_DOWN, K_N };
+enum { K_SAME_MATH, K_ORIGINAL, K_IDX, K_IDX_SHUFFLED, K_SHARED, K_UNION, K_THREADS, K_DENSE, K_NULLMASK, K_DOWN_T, K_DENSE_DOWN,
+       K_GATED, K_GATED_DOWN, K_N };
 static const char *kind_names[K_N] = {"vs reference (same math)", "vs reference (original x, down)", "index lists == mask",
                                       "shuffled index lists", "per-row-shared == per-row", "union == per-row on union mask",
                                       "threads 2,3 == 1", "all-true == dense", "mask NULL == all-true",
-                                      "caller down_t == built down_t", "dense down path (mostly active) vs reference"};
+                                      "caller down_t == built down_t", "dense down path (mostly active) vs reference",
+                                      "gate_pre given == gate computed (per-row, shared, union; 1, 2 threads)",
+                                      "gate_pre given with down (dense paths) vs reference"};
 static double worst[K_N];
 static double worst_diff[K_N];
 static int n_cases[K_N];
@@ -206,6 +224,8 @@ static void test_case(const fixture *f, sl_activation act, test_rng *r) {
     float *o1 = malloc((size_t)(BMAX * H) * sizeof(float)), *o2 = malloc((size_t)(BMAX * H) * sizeof(float));
     float *o3 = malloc((size_t)(BMAX * H) * sizeof(float)), *o4 = malloc((size_t)(BMAX * H) * sizeof(float));
     bool *mask = malloc((size_t)(BMAX * I)), *umask = malloc((size_t)(BMAX * I));
+    float *gp = malloc((size_t)(BMAX * I) * sizeof(float)), *o5 = malloc((size_t)(BMAX * H) * sizeof(float));
+    sl_pool *pool2 = act == SL_ACT_SILU ? sl_pool_init(2) : NULL;
     int32_t *idx_store = malloc((size_t)(BMAX * I) * sizeof(int32_t)), *idx[3], n_idx[3];
     for (int b = 0; b < BMAX; b++) idx[b] = idx_store + b * I;
     for (int64_t B = 1; B <= BMAX; B += 2) {
@@ -248,6 +268,21 @@ static void test_case(const fixture *f, sl_activation act, test_rng *r) {
             sl_sparse_mlp_forward(op[0], x, B, umask, NULL, NULL, SL_MLP_PER_ROW, o3, &err);
             sl_sparse_mlp_forward(op[0], x, B, mask, NULL, NULL, SL_MLP_UNION, o2, &err);
             track(K_UNION, rel_diff(o2, o3, n), TOL_ORDER);
+            /* precomputed gate pre-activations (the CATS path): the same results as computing
+             * the gate, in every mode and schedule (1 and 2 threads), on down_t alone ... */
+            reference_gate_pre(f, xr, B, gp);
+            for (int th = 0; th < (pool2 ? 2 : 1); th++)
+                for (int mode = 0; mode < 3; mode++) {
+                    sl_status sg = sl_sparse_mlp_forward_pool_gated(th ? pool2 : NULL, NULL, &f->wg, &f->wu, &f->wdt, NULL, act, NULL,
+                                                                    x, B, mask, NULL, NULL, (sl_mlp_mode)mode, gp, o5, NULL, &err);
+                    track(K_GATED, sg ? INFINITY : rel_diff(o5, mode == 1 ? o2 : o1, n), TOL_ORDER);
+                }
+            /* ... and with down given (dense down / dense MLP for mostly-active masks) */
+            for (int mode = 0; mode < 3; mode += 2) {
+                sl_status sg = sl_sparse_mlp_forward_pool_gated(NULL, NULL, &f->wg, &f->wu, &f->wdt, &f->wd, act, NULL, x, B, mask,
+                                                                NULL, NULL, (sl_mlp_mode)mode, gp, o5, NULL, &err);
+                track(K_GATED_DOWN, sg ? INFINITY : rel_diff(o5, ref2, n), tol_vs_original(f->type));
+            }
             /* threads do not interact with the activation: check them with silu only (each
              * pool call can spin a worker, which is what makes this test slow on a busy box) */
             for (int th = 1; th <= (act == SL_ACT_SILU ? 2 : 0); th++)
@@ -268,6 +303,8 @@ static void test_case(const fixture *f, sl_activation act, test_rng *r) {
         }
     }
     free(x), free(xr), free(ref), free(ref2), free(o1), free(o2), free(o3), free(o4), free(mask), free(umask), free(idx_store);
+    free(gp), free(o5);
+    sl_pool_free(pool2);
 done:
     for (int k = 0; k < 5; k++) sl_sparse_mlp_free(op[k]);
 }
@@ -366,6 +403,12 @@ static void test_cache(void) {
         float *x = malloc((size_t)(B * H) * sizeof(float)), *o1 = malloc((size_t)(B * H) * sizeof(float)),
               *o2 = malloc((size_t)(B * H) * sizeof(float));
         bool *mask = calloc((size_t)(B * I), 1), *prev = calloc((size_t)I, 1);
+        /* the internal entry with precomputed gate pre-activations, through its own cache */
+        float *xr = malloc((size_t)(B * H) * sizeof(float)), *gp = malloc((size_t)(B * I) * sizeof(float)),
+              *o3 = malloc((size_t)(B * H) * sizeof(float));
+        sl_row_cache *gcache = sl_row_cache_init(&f.wg, &f.wu, &f.wdt, I / 2, &err);
+        sl_pool *pool = sl_pool_init(2);
+        double worst_gated = 0.0;
         double worst_diff = 0.0;
         bool counts_ok = true, used_ok = true;
         int n_used = 0, n_fallback = 0;
@@ -392,6 +435,11 @@ static void test_cache(void) {
             sl_sparse_mlp_forward(plain, x, Bs, mask, NULL, NULL, mode, o1, &err);
             st = sl_sparse_mlp_forward(cached, x, Bs, mask, NULL, NULL, mode, o2, &err);
             worst_diff = fmax(worst_diff, st ? INFINITY : rel_diff(o2, o1, (size_t)(Bs * H)));
+            round_input(type, x, xr, Bs, H);
+            reference_gate_pre(&f, xr, Bs, gp);
+            sl_status sg = sl_sparse_mlp_forward_pool_gated(pool, NULL, &f.wg, &f.wu, &f.wdt, &f.wd, SL_ACT_SILU, gcache, x, Bs, mask,
+                                                            NULL, NULL, mode, gp, o3, NULL, &err);
+            worst_gated = fmax(worst_gated, sg ? INFINITY : rel_diff(o3, o1, (size_t)(Bs * H)));
             bool fits = nU <= I / 2;
             used_ok &= stats.cache_used == fits;
             if (fits) {
@@ -411,7 +459,11 @@ static void test_cache(void) {
         CHECK(used_ok && n_used > 10 && n_fallback > 0, "cache %s: used when the set fits (%d calls), bypassed otherwise (%d)",
               sl_type_name(type), n_used, n_fallback);
         CHECK(counts_ok, "cache %s: kept/added counts equal the overlap of consecutive active sets", sl_type_name(type));
-        free(x), free(o1), free(o2), free(mask), free(prev);
+        CHECK(gcache && worst_gated <= TOL_ORDER, "cache %s: with gate_pre given, the same results (worst rel diff %.3g)",
+              sl_type_name(type), worst_gated);
+        free(x), free(o1), free(o2), free(mask), free(prev), free(xr), free(gp), free(o3);
+        sl_row_cache_free(gcache);
+        sl_pool_free(pool);
         sl_sparse_mlp_free(plain);
         sl_sparse_mlp_free(cached);
         fixture_free(&f);
@@ -580,7 +632,8 @@ static void test_down_t_only(void) {
 
 
 /* The row-group kernels against the scalar definitions (sl_vec_dot_ref / sl_vec_axpy_ref), row
- * by row, for 1..8 rows, awkward lengths and every type; with and without prefetch lists. */
+ * by row, for 1..8 rows, awkward lengths and every type; with and without prefetch lists. The
+ * kernels take x as their set prepares it (x_prep), the reference as sl_act_prepare does. */
 static void test_row_kernels_variant(const char *vname) {
     test_rng r = {2024};
     sl_sp_kernel_set ks;
@@ -588,7 +641,7 @@ static void test_row_kernels_variant(const char *vname) {
     sl_sp_dot_rows_fn dot = ks.dot;
     sl_sp_axpy_rows_fn axpy = ks.axpy;
     static const int64_t float_n[] = {1, 3, 7, 15, 16, 17, 31, 33, 129, 2048};
-    static const int64_t quant_n[] = {32, 64, 96, 160, 2048};
+    static const int64_t quant_n[] = {32, 64, 96, 160, 2048, 2080};
     for (size_t ti = 0; ti < sizeof(all_types) / sizeof(all_types[0]); ti++) {
         const sl_type type = all_types[ti];
         const int64_t *ns = is_quant(type) ? quant_n : float_n;
@@ -599,9 +652,10 @@ static void test_row_kernels_variant(const char *vname) {
             uint8_t *w = rand_matrix(type, 16, n, 1.0f, &r);
             const size_t rb = sl_type_row_size(type, n);
             float *x = malloc((size_t)n * sizeof(float)), *y = malloc((size_t)n * sizeof(float)), *yr = malloc((size_t)n * sizeof(float));
-            void *xp = malloc(sl_act_size(type, n));
+            void *xp = malloc(sl_act_size(type, n)), *xk = malloc(ks.x_size(type, n));
             for (int64_t c = 0; c < n; c++) x[c] = test_rng_normal(&r);
             sl_act_prepare(type, x, n, xp);
+            ks.x_prep(type, x, n, xk);
             for (int nr = 1; nr <= SP_MAX_ROWS; nr++) {
                 const uint8_t *rows[SP_MAX_ROWS], *next[SP_MAX_ROWS];
                 float a[SP_MAX_ROWS], out[SP_MAX_ROWS], scale = 0.0f;
@@ -610,7 +664,7 @@ static void test_row_kernels_variant(const char *vname) {
                     next[q] = w + (size_t)((q * 7 + 1) % 16) * rb;
                     a[q] = test_rng_normal(&r);
                 }
-                dot(type, rows, nr, xp, n, out, next, nr % 2 ? nr : 0);
+                dot(type, rows, nr, xk, n, out, next, nr % 2 ? nr : 0);
                 for (int q = 0; q < nr; q++) {
                     const float ref = sl_vec_dot_ref(type, rows[q], xp, n);
                     scale = fmaxf(scale, fabsf(ref));
@@ -621,7 +675,7 @@ static void test_row_kernels_variant(const char *vname) {
                 for (int q = 0; q < nr; q++) sl_vec_axpy_ref(type, rows[q], a[q], yr, n);
                 worst_axpy = fmax(worst_axpy, rel_diff(y, yr, (size_t)n));
             }
-            free(w), free(x), free(y), free(yr), free(xp);
+            free(w), free(x), free(y), free(yr), free(xp), free(xk);
         }
         /* batched forms: the same rows for several prepared inputs / accumulator rows */
         double worst_bdot = 0.0, worst_baxpy = 0.0;
@@ -629,13 +683,14 @@ static void test_row_kernels_variant(const char *vname) {
             const int64_t n = ns[k];
             const int NB = 5;
             uint8_t *w = rand_matrix(type, 16, n, 1.0f, &r);
-            const size_t rb = sl_type_row_size(type, n), xs = sl_act_size(type, n);
+            const size_t rb = sl_type_row_size(type, n), xs = sl_act_size(type, n), xks = ks.x_size(type, n);
             float *x = malloc((size_t)n * sizeof(float)), *y = malloc((size_t)(NB * n) * sizeof(float)),
                   *yr = malloc((size_t)(NB * n) * sizeof(float));
-            uint8_t *xp = malloc(xs * NB);
+            uint8_t *xp = malloc(xs * NB), *xk = malloc(xks * NB);
             for (int b = 0; b < NB; b++) {
                 for (int64_t c = 0; c < n; c++) x[c] = test_rng_normal(&r);
                 sl_act_prepare(type, x, n, xp + b * xs);
+                ks.x_prep(type, x, n, xk + b * xks);
             }
             for (int nr = 1; nr <= SP_MAX_ROWS; nr++)
                 for (int nb = 1; nb <= NB; nb += 2) {
@@ -643,7 +698,7 @@ static void test_row_kernels_variant(const char *vname) {
                     float a[SP_MAX_ROWS * 5], out[SP_MAX_ROWS * 5];
                     for (int q = 0; q < nr; q++) rows[q] = w + (size_t)((q * 5 + 3) % 16) * rb;
                     for (int q = 0; q < nr * nb; q++) a[q] = q % 3 ? test_rng_normal(&r) : 0.0f;
-                    ks.dot_batch(type, rows, nr, xp, xs, nb, n, out, rows, nr);
+                    ks.dot_batch(type, rows, nr, xk, xks, nb, n, out, rows, nr);
                     for (int b = 0; b < nb; b++)
                         for (int q = 0; q < nr; q++) {
                             const float ref = sl_vec_dot_ref(type, rows[q], xp + b * xs, n);
@@ -655,7 +710,7 @@ static void test_row_kernels_variant(const char *vname) {
                         for (int q = 0; q < nr; q++) sl_vec_axpy_ref(type, rows[q], a[q * nb + b], yr + b * n, n);
                     worst_baxpy = fmax(worst_baxpy, rel_diff(y, yr, (size_t)(nb * n)));
                 }
-            free(w), free(x), free(y), free(yr), free(xp);
+            free(w), free(x), free(y), free(yr), free(xp), free(xk);
         }
         CHECK(worst_bdot <= 1e-6, "row kernels (%s) %s: batched dot (1..8 rows x 1..5 inputs) == sl_vec_dot_ref (worst %.3g)",
               vname, sl_type_name(type), worst_bdot);

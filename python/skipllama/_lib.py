@@ -4,7 +4,7 @@ This module is the only place that knows the C ABI: it finds the shared library,
 public structs of include/skipllama.h as ctypes.Structure classes (field for field, same order),
 sets argtypes/restype on every function the package calls, and turns a failed call into a
 SkipLlamaError carrying the C message. It is not a Pythonic API: op.py and model.py build that
-on top. tests/test_abi.py compiles a small C program to check these layouts against the header.
+on top. python/tests/test_lib.py compiles a small C program to check these layouts against the header.
 
 Library discovery, first hit wins:
   1. $SKIPLLAMA_LIB: a path to the .so file (or to a folder holding libskipllama.so);
@@ -199,7 +199,7 @@ class sl_ppl_result(ctypes.Structure):
     ]
 
 
-# Layouts tests/test_abi.py compares with the C compiler's view of the header.
+# Layouts python/tests/test_lib.py compares with the C compiler's view of the header.
 STRUCTS = {
     "sl_error": sl_error,
     "sl_model_config": sl_model_config,
@@ -305,17 +305,18 @@ def _candidates():
     out = []
     env = os.environ.get("SKIPLLAMA_LIB")
     if env:
+        env = os.path.abspath(env)  # so lib_path() stays true after a chdir
         out.append((os.path.join(env, "libskipllama.so") if os.path.isdir(env) else env, True))
     out.append((os.path.join(here, "libskipllama.so"), False))
     out.append((os.path.join(os.path.dirname(os.path.dirname(here)), "build", "libskipllama.so"), False))
     return out
 
 
-def load_library(path=None):
+def open_library(path=None):
     """Open libskipllama (at `path`, else by the discovery order) and declare its functions."""
     tried = []
     handle = None
-    for cand, explicit in [(path, True)] if path else _candidates():
+    for cand, explicit in [(os.path.abspath(path), True)] if path else _candidates():
         if os.path.exists(cand):
             try:
                 handle = ctypes.CDLL(cand)
@@ -365,14 +366,30 @@ class _LazyLib:
         if self._handle is None:
             with self._lock:
                 if self._handle is None:
-                    self._handle = load_library()
+                    self._handle = open_library()
         return self._handle
+
+    def use(self, path):
+        with self._lock:
+            if self._handle is not None:
+                if os.path.realpath(self._handle._name) == os.path.realpath(path):
+                    return self._handle
+                raise RuntimeError("skipllama: %s is already in use; load_library() must come before any other call"
+                                   % self._handle._name)
+            self._handle = open_library(path)
+            return self._handle
 
     def __getattr__(self, name):
         return getattr(self.handle(), name)
 
 
 lib = _LazyLib()
+
+
+def load_library(path):
+    """Use the library at `path` (instead of the discovery order). Call it before anything else
+    that uses the library; returns the ctypes handle."""
+    return lib.use(path)
 
 
 def lib_path():

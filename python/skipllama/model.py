@@ -387,6 +387,11 @@ class Model:
         self._c()
         return self._generate(ids, sp, None if max_tokens is None else int(max_tokens), bool(special))
 
+    def _check_epoch(self, epoch):
+        if self._epoch != epoch:
+            raise RuntimeError("the Model's context was used by another call (or the Model was closed) while this "
+                               "generator was running; start a new generate()")
+
     def _generate(self, ids, sp, max_tokens, special):
         if np is not None:
             logits = np.empty(self.n_vocab, dtype=np.float32)
@@ -421,34 +426,38 @@ class Model:
             t1 = time.perf_counter()
             tok_c = ctypes.c_int32()
             while True:
+                # sample and decode under the lock, with the context checked to be still ours
                 if max_tokens is not None and len(info["ids"]) >= max_tokens:
                     info["stop"] = "max_tokens"
                     break
-                tok = lib.sl_sampler_sample(smpl, lp, self.n_vocab)
-                if tok < 0:
-                    raise SkipLlamaError(_lib.SL_ERR_RANGE, "the model produced no usable logits (all -inf or NaN)")
-                lib.sl_sampler_accept(smpl, tok)
-                if lib.sl_vocab_is_eog(self._vocab, tok):
-                    info["stop"] = "eog"
-                    info["eog_token"] = tok
-                    break
-                _lib.check(lib.sl_detok_push(detok, tok, ctypes.byref(piece), ctypes.byref(plen), ctypes.byref(err)), err)
-                info["ids"].append(tok)
-                if plen.value:
-                    info["t_gen"] = time.perf_counter() - t1
-                    yield ctypes.string_at(piece.value, plen.value).decode("utf-8", "replace")
                 with self._lock:
-                    if self._epoch != epoch:
-                        raise RuntimeError("the Model's context was used by another call while this generator was "
-                                           "running; start a new generate()")
-                    ctx = self._c()
-                    if lib.sl_context_n_past(ctx) >= lib.sl_context_n_ctx(ctx):
-                        info["stop"] = "context_full"
+                    self._check_epoch(epoch)
+                    tok = lib.sl_sampler_sample(smpl, lp, self.n_vocab)
+                    if tok < 0:
+                        raise SkipLlamaError(_lib.SL_ERR_RANGE, "the model produced no usable logits (all -inf or NaN)")
+                    lib.sl_sampler_accept(smpl, tok)
+                    if lib.sl_vocab_is_eog(self._v(), tok):
+                        info["stop"] = "eog"
+                        info["eog_token"] = tok
                         break
-                    if max_tokens is not None and len(info["ids"]) >= max_tokens:
-                        continue  # no need to evaluate the last token
+                    _lib.check(lib.sl_detok_push(detok, tok, ctypes.byref(piece), ctypes.byref(plen), ctypes.byref(err)),
+                               err)
+                    info["ids"].append(tok)
+                    chunk = ctypes.string_at(piece.value, plen.value) if plen.value else b""
+                    ctx = self._c()
+                    full = lib.sl_context_n_past(ctx) >= lib.sl_context_n_ctx(ctx)
+                if chunk:
+                    info["t_gen"] = time.perf_counter() - t1
+                    yield chunk.decode("utf-8", "replace")  # whole characters (the detokenizer holds back partial ones)
+                if full:
+                    info["stop"] = "context_full"
+                    break
+                if max_tokens is not None and len(info["ids"]) >= max_tokens:
+                    continue  # no need to evaluate the last token
+                with self._lock:
+                    self._check_epoch(epoch)
                     tok_c.value = tok
-                    _lib.check(lib.sl_eval(ctx, ctypes.byref(tok_c), 1, lp, False, ctypes.byref(err)), err)
+                    _lib.check(lib.sl_eval(self._c(), ctypes.byref(tok_c), 1, lp, False, ctypes.byref(err)), err)
             info["t_gen"] = time.perf_counter() - t1
             lib.sl_detok_flush(detok, ctypes.byref(piece), ctypes.byref(plen))
             if plen.value:

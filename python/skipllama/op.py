@@ -34,7 +34,8 @@ The prepared-operator cache
   memory cannot be freed and reused under a stale key). Consequences:
     - memory: each entry costs sl_sparse_mlp_memory bytes (about the size of down, unless down
       came pre-transposed) and keeps its weights alive; see cache_info(), clear_cache(),
-      set_cache_limit() (default 64 entries, enough for the MLPs of a 64-layer model);
+      set_cache_limit() (default 64 entries, enough for the MLPs of a 64-layer model); dropped
+      entries are freed as soon as no call is using them;
     - in-place changes to down: torch tensors are checked through their version counter and
       rebuilt; for numpy arrays changed in place call clear_cache() (gate and up are read live,
       so changing them needs nothing).
@@ -106,17 +107,29 @@ _MODES = {
 }
 
 
+_ndarray = np.ndarray if np is not None else None
+_np_empty = np.empty if np is not None else None
+_np_f32 = np.float32 if np is not None else None
+
+
 def _need_numpy():
     if np is None:
         raise ImportError("skipllama's MLP operator needs numpy (Debian: apt-get install python3-numpy)")
 
 
+_torch = None  # the torch module and its Tensor class, once the caller has imported torch
+_Tensor = None
+
+
 def _torch_of(a):
     """The torch module when `a` is a torch tensor (without importing torch ourselves)."""
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(a, torch.Tensor):
-        return torch
-    return None
+    global _torch, _Tensor
+    if _Tensor is None:
+        t = sys.modules.get("torch")
+        if t is None or not hasattr(t, "Tensor"):
+            return None
+        _torch, _Tensor = t, t.Tensor
+    return _torch if isinstance(a, _Tensor) else None
 
 
 def _act_code(name):
@@ -148,7 +161,7 @@ def _type_code(dtype):
         raise ValueError("unknown weight dtype %r (expected f32, f16, bf16, q8_0 or q4_0)" % (dtype,))
 
 
-_threads_default = None
+_threads_default = 1
 
 
 def set_num_threads(n):
@@ -156,13 +169,14 @@ def set_num_threads(n):
     global _threads_default
     if n is not None and (int(n) < 1 or int(n) > 512):
         raise ValueError("n_threads must be within 1..512")
-    _threads_default = None if n is None else int(n)
+    _threads_default = max(1, min(os.cpu_count() or 1, 16)) if n is None else int(n)
 
 
 def get_num_threads():
-    if _threads_default is not None:
-        return _threads_default
-    return max(1, min(os.cpu_count() or 1, 16))
+    return _threads_default
+
+
+set_num_threads(None)
 
 
 # ---- array views ------------------------------------------------------------------------------
@@ -568,6 +582,12 @@ class SparseMLP:
             _lib.raise_error(err)
         self._op = op
         self._stats = None
+        # for the per-call fast path: the function object, one error struct reused under the lock,
+        # and what tells a stale down_t (a torch down with its version at build time), or None
+        self._fwd = lib.sl_sparse_mlp_forward
+        self._err = _lib.sl_error()
+        self._err_ref = ctypes.byref(self._err)
+        self._stale_src = (d.obj, d.version) if (self.builds_down_t and d is not None and d.version is not None) else None
 
     # -- lifetime --
 
@@ -612,8 +632,8 @@ class SparseMLP:
 
     def _stale(self):
         """True when down (from which down_t was built) was modified in place (torch only)."""
-        d = self._weights[2]
-        return self.builds_down_t and d is not None and d.version is not None and d.obj._version != d.version
+        src = self._stale_src
+        return src is not None and src[0]._version != src[1]
 
     # -- options --
 
@@ -653,6 +673,10 @@ class SparseMLP:
         "per_row" (each row its own set), "union" (every row uses the union of the rows' sets:
         the prototype's union mask), "per_row_shared" (per-row results, union schedule).
         Returns float32 [B, H] of x's kind (see out_dtype / out in sparse_mlp_forward)."""
+        if mask is not None and indices is None and out is None and out_dtype is None and mode == "per_row":
+            r = self._forward_fast(x, mask)
+            if r is not None:
+                return r
         if mask is not None and indices is not None:
             raise ValueError("give a mask or indices, not both")
         xv = _input_view(x, self.type == _lib.SL_TYPE_BF16)
@@ -675,6 +699,52 @@ class SparseMLP:
         return _cast_output(o, xv, out_dtype)
 
     __call__ = forward
+
+    def _forward_fast(self, x, mask):
+        """The common call, with as few Python operations as possible: after a call has streamed
+        megabytes of weights through the caches, every Python-level operation runs cold (tens of
+        µs each on a busy machine), so the per-call cost is set by how many there are. Handles
+        float32 C-contiguous x [B, H] with a bool C-contiguous mask [B, I], both numpy or both
+        torch (CPU); returns None for anything else, which the general path then handles."""
+        tx = type(x)
+        if tx is _ndarray:
+            if type(mask) is not _ndarray:
+                return None
+            xa = x.__array_interface__
+            ma = mask.__array_interface__
+            # strides None = C-contiguous
+            if xa["typestr"] != "<f4" or xa["strides"] is not None or ma["typestr"] != "|b1" or ma["strides"] is not None:
+                return None
+            shape = xa["shape"]
+            if len(shape) != 2 or shape[1] != self.n_embd or ma["shape"] != (shape[0], self.n_ff) or shape[0] < 1:
+                return None
+            o = _np_empty(shape, _np_f32)
+            optr = o.__array_interface__["data"][0]
+            xptr = xa["data"][0]
+            mptr = ma["data"][0]
+        else:
+            # torch: asking the tensors directly measured cheaper than going through .numpy() views
+            torch = _torch_of(x)
+            if torch is None or type(mask) is not tx:
+                return None
+            if not (x.dtype is torch.float32 and mask.dtype is torch.bool and x.is_cpu and mask.is_cpu
+                    and x.is_contiguous() and mask.is_contiguous()):
+                return None
+            shape = tuple(x.shape)
+            if len(shape) != 2 or shape[1] != self.n_embd or tuple(mask.shape) != (shape[0], self.n_ff) or shape[0] < 1:
+                return None
+            o = torch.empty(shape, dtype=torch.float32)
+            optr = o.data_ptr()
+            xptr = x.data_ptr()
+            mptr = mask.data_ptr()
+        with self._lock:
+            h = self._op
+            if not h:
+                raise ValueError("this SparseMLP was closed")
+            st = self._fwd(h, xptr, shape[0], mptr, None, None, 0, optr, self._err_ref)
+            if st:
+                _lib.check(st, self._err)
+        return o
 
     def dense(self, x, *, out=None, out_dtype=None):
         """The dense MLP through the library's matrix kernels (needs down_weight, not only down_t
@@ -704,17 +774,15 @@ _cache_max = 64
 
 
 def clear_cache():
-    """Free every cached prepared operator (their down_t copies) and drop the references to the
-    weights they were built from."""
+    """Drop every cached prepared operator: each is freed (with its down_t copy and its
+    references to the weights) as soon as no call is using it."""
     with _cache_lock:
-        ops = list(_cache.values())
         _cache.clear()
-    for op in ops:
-        op.close()
+        _by_id.clear()
 
 
 def set_cache_limit(max_entries):
-    """Keep at most max_entries prepared operators (least recently used are freed; 0 = no cache:
+    """Keep at most max_entries prepared operators (least recently used are dropped; 0 = no cache:
     every call prepares and frees its own)."""
     global _cache_max
     if int(max_entries) < 0:
@@ -732,12 +800,20 @@ def cache_info():
 
 
 def _trim():
-    dropped = []
+    # Entries are dropped, not closed: another thread may be in the middle of a call on one; the
+    # operator is freed by its last reference going away.
     with _cache_lock:
+        if len(_cache) > _cache_max:
+            _by_id.clear()
         while len(_cache) > _cache_max:
-            dropped.append(_cache.popitem(last=False)[1])
-    for op in dropped:
-        op.close()
+            _cache.popitem(last=False)
+
+
+# An accelerator in front of _cache: (id(gate), id(up), id(down), act, dtype, threads) -> (gate,
+# up, down, op), the very objects the caller passed (held, so their ids cannot be reused while
+# here). A hit skips computing the pointer/shape key, which costs more than the rest of a call's
+# Python work. Emptied whenever _cache drops anything; refilled by the next calls.
+_by_id = {}
 
 
 def _addr_and_shape(a):
@@ -758,20 +834,20 @@ def _prepared(gate_weight, up_weight, down_weight, act, dtype, n_threads, use_ca
     with _cache_lock:
         op = _cache.get(key)
         if op is not None:
-            _cache.move_to_end(key)
-    if op is not None and op._stale():
-        with _cache_lock:
-            if _cache.get(key) is op:
+            if op._stale():  # torch down changed in place: down_t must be rebuilt
                 del _cache[key]
-        op.close()
-        op = None
+                _by_id.clear()
+                op = None
+            else:
+                _cache.move_to_end(key)
     if op is None:
-        op = SparseMLP(gate_weight, up_weight, down_weight, act, dtype=dtype, n_threads=n)
+        fresh = SparseMLP(gate_weight, up_weight, down_weight, act, dtype=dtype, n_threads=n)
         with _cache_lock:
-            old = _cache.pop(key, None)
-            _cache[key] = op
-        if old is not None:
-            old.close()
+            op = _cache.get(key)
+            if op is None or op._stale():  # (another thread may have prepared the same weights meanwhile)
+                op = _cache[key] = fresh
+            else:
+                _cache.move_to_end(key)
         _trim()
     return op, True
 
@@ -789,12 +865,29 @@ def sparse_mlp_forward(x, gate_weight, up_weight, down_weight, mask=None, act_fn
     into a given float32 array instead. cache=False prepares and frees the operator in this
     call instead of keeping it (see the module notes on the cache and its memory).
     """
-    op, cached = _prepared(gate_weight, up_weight, down_weight, act_fn_name, dtype, n_threads, cache)
+    if cache and _cache_max:
+        n = _threads_default if n_threads is None else n_threads
+        fk = (id(gate_weight), id(up_weight), id(down_weight), act_fn_name, dtype, n)
+        e = _by_id.get(fk)
+        if e is not None and e[0] is gate_weight and e[1] is up_weight and e[2] is down_weight:
+            op = e[3]
+            src = op._stale_src
+            if src is not None and src[0]._version != src[1]:
+                op = None
+        else:
+            op = None
+        if op is None:
+            op, _ = _prepared(gate_weight, up_weight, down_weight, act_fn_name, dtype, n, True)
+            with _cache_lock:
+                if len(_by_id) >= 4 * _cache_max + 16:  # bounded even when callers pass new views each time
+                    _by_id.clear()
+                _by_id[fk] = (gate_weight, up_weight, down_weight, op)
+        return op.forward(x, mask, indices=indices, mode=mode, out=out, out_dtype=out_dtype)
+    op, cached = _prepared(gate_weight, up_weight, down_weight, act_fn_name, dtype, n_threads, False)
     try:
         return op.forward(x, mask, indices=indices, mode=mode, out=out, out_dtype=out_dtype)
     finally:
-        if not cached:
-            op.close()
+        op.close()
 
 
 def sparse_mlp_forward_indices(x, gate_weight, up_weight, down_weight, indices, act_fn_name="silu", **kw):

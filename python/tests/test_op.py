@@ -247,6 +247,32 @@ class TestNumpyOnly(unittest.TestCase):
         self.assertLessEqual(rel_diff(o2, o1), TOL_ORDER)
         self.assertLessEqual(rel_diff(o3, o1), TOL_ORDER)
 
+    def test_fast_and_general_paths_agree(self):
+        """The per-call fast path (f32 x, bool mask, no options) against the general one (forced
+        by out=), on numpy and torch, and after close()."""
+        rng = np.random.default_rng(12)
+        g = rng.standard_normal((160, 64)).astype(np.float32) / 8
+        d = rng.standard_normal((64, 160)).astype(np.float32) / 8
+        x = rng.standard_normal((3, 64)).astype(np.float32)
+        m = rng.random((3, 160)) < 0.3
+        op = skipllama.SparseMLP(g, g, d, "relu", n_threads=1)
+        fast = op(x, m)
+        general = op(x, m, out=np.empty((3, 64), np.float32))
+        self.assertTrue(np.array_equal(fast, general))
+        self.assertTrue(np.array_equal(op(x, m.astype(np.uint8)), fast))  # not bool: general path
+        self.assertTrue(np.array_equal(op(np.asfortranarray(x), m), fast))  # not C-contiguous: general path
+        if torch is not None:
+            t = op(torch.from_numpy(x), torch.from_numpy(m))
+            self.assertIsInstance(t, torch.Tensor)
+            self.assertTrue(np.array_equal(t.numpy(), fast))
+            tg = torch.from_numpy(x).requires_grad_(True)
+            self.assertTrue(np.array_equal(op(tg, torch.from_numpy(m)).numpy(), fast))
+        with self.assertRaises(ValueError):
+            op(x, m[:, :100])
+        op.close()
+        with self.assertRaises(ValueError):
+            op(x, m)
+
     def test_down_pretransposed_is_used_in_place(self):
         """A down given as the .T view of a contiguous [I, H] matrix is the operator's down_t:
         same results, nothing transposed or copied."""
@@ -347,6 +373,19 @@ class TestNumpyOnly(unittest.TestCase):
         self.assertEqual(skipllama.cache_info(), {"entries": 0, "max_entries": 64, "bytes": 0})
         skipllama.sparse_mlp_forward(x, g, g, d, cache=False)
         self.assertEqual(skipllama.cache_info()["entries"], 0)
+        # new view objects of the same memory each call: the pointer-keyed cache still hits
+        for _ in range(3):
+            o4 = skipllama.sparse_mlp_forward(x, g[:], g[:], d[:], n_threads=1)
+        self.assertEqual(skipllama.cache_info()["entries"], 1)
+        self.assertTrue(np.array_equal(o4, o1))
+        # the default thread count is part of the key
+        skipllama.set_num_threads(2)
+        try:
+            skipllama.sparse_mlp_forward(x, g, g, d)
+            self.assertEqual(next(reversed(skipllama.op._cache.values())).n_threads, 2)
+        finally:
+            skipllama.set_num_threads(None)
+        skipllama.clear_cache()
         # a numpy down changed in place needs clear_cache() (documented): afterwards, new results
         d *= 2
         o3 = skipllama.sparse_mlp_forward(x, g, g, d, n_threads=1)

@@ -1,15 +1,16 @@
-"""The ctypes mirrors of the public structs (skipllama/_lib.py) against the C compiler's view of
-include/skipllama.h: size, alignment and every field's offset and size. Needs a C compiler
-($CC, else cc); skipped without one. Also checks that every function the package declares
-exists in the library."""
+"""The ctypes layer (skipllama/_lib.py): its mirrors of the public structs against the C
+compiler's view of include/skipllama.h (size, alignment, every field's offset and size; needs a
+C compiler, $CC else cc, skipped without one), that every function it declares exists in the
+library, and the library discovery rules (run in child processes with their own environment)."""
 import ctypes
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import unittest
 
-from _support import ROOT, skipllama
+from _support import PYDIR, ROOT, skipllama
 
 from skipllama import _lib
 
@@ -53,6 +54,39 @@ class TestAbi(unittest.TestCase):
         handle = skipllama._lib.lib.handle()
         for name in _lib._DECLS:
             self.assertTrue(hasattr(handle, name), name)
+
+
+
+class TestDiscovery(unittest.TestCase):
+    def child(self, code, **env):
+        e = dict(os.environ)
+        e.pop("SKIPLLAMA_LIB", None)
+        e.update(env)
+        e["PYTHONPATH"] = PYDIR
+        p = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=e,
+                           cwd=tempfile.gettempdir())
+        return p.returncode, p.stdout.decode("utf-8", "replace")
+
+    def test_env_file_and_folder(self):
+        path = skipllama.lib_path()
+        for value in (path, os.path.dirname(path)):
+            rc, out = self.child("import skipllama; print(skipllama.lib_path())", SKIPLLAMA_LIB=value)
+            self.assertEqual(rc, 0, out)
+            self.assertEqual(os.path.realpath(out.strip()), os.path.realpath(path))
+
+    def test_explicit_library_that_fails_is_an_error(self):
+        code = ("import skipllama\n"
+                "try:\n    skipllama.lib_path()\nexcept OSError as e:\n    print('OSError', e)\n")
+        rc, out = self.child(code, SKIPLLAMA_LIB="/nonexistent/libskipllama.so")
+        self.assertEqual(rc, 0, out)  # importing never fails; the first use reports it
+        self.assertIn("OSError", out)
+        self.assertIn("/nonexistent/libskipllama.so", out)
+
+    def test_load_library_after_use(self):
+        path = skipllama.lib_path()
+        self.assertIsNotNone(skipllama.load_library(path))  # the same library: fine
+        with self.assertRaises(RuntimeError):
+            skipllama.load_library(os.path.join(tempfile.gettempdir(), "other", "libskipllama.so"))
 
 
 if __name__ == "__main__":
