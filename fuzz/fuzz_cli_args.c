@@ -44,7 +44,7 @@ static void ca_write(const char *path, const void *data, size_t n) {
 static int ca_init(void) {
     if (ca_ready) return 0;
     const char *tmpdir = getenv("TMPDIR");
-    char base[PATH_MAX];
+    char base[PATH_MAX / 2];
     snprintf(base, sizeof(base), "%s/sl-fuzz-cli-XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp");
     if (!mkdtemp(base)) abort();
     /* fixed files live next to the scratch directory, not in it (it is emptied) */

@@ -68,7 +68,7 @@ static inline const char *fz_fixture(const char *rel, char *buf, size_t n) {
  * nothing touches the disk. Falls back to an unlinked file under $TMPDIR without memfd. */
 typedef struct fz_memfile {
     int fd;         /* the file, -1 before fz_memfile_open */
-    char path[64];  /* path that opens it */
+    char path[PATH_MAX]; /* path that opens it */
 } fz_memfile;
 
 static inline int fz_memfile_open(fz_memfile *m, const char *name) {
@@ -81,8 +81,8 @@ static inline int fz_memfile_open(fz_memfile *m, const char *name) {
     }
 #endif
     const char *tmpdir = getenv("TMPDIR");
-    char tmpl[PATH_MAX];
-    snprintf(tmpl, sizeof(tmpl), "%s/sl-fuzz-%s-XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp", name);
+    char tmpl[PATH_MAX / 2];
+    snprintf(tmpl, sizeof(tmpl), "%s/sl-fuzz-%.32s-XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp", name);
     m->fd = mkstemp(tmpl);
     if (m->fd < 0) return -1;
     /* keep the name (loaders open it by path); fz_memfile_close removes it */

@@ -593,14 +593,17 @@ sl_status sl_predictor_fit(const float *x, const bool *mask, int64_t n_train, co
  * converted once per call: quantized to Q8_0 blocks for Q8_0/Q4_0 weights); the down projection
  * adds one contiguous row per active neuron from down_t = transpose(down), [I, H]. The operator
  * builds down_t at init unless the caller passes it. Memory cost of building it: the size of
- * down (same type). F32/F16/BF16 are transposed exactly; Q8_0/Q4_0 rows are re-quantized in
- * blocks of 32 along H, rounding each weight a second time: the extra error is at most 1/254
- * (Q8_0) or 1/8 (Q4_0) of the new block's largest magnitude; measured on Gaussian weights, the
- * RMS extra error is 0.5% (Q8_0) and 7.6% (Q4_0) of the RMS weight — for Q4_0 about as much as
- * the file's own rounding, so sparse Q4_0 outputs differ from dense ones by a few percent.
+ * down in the same type, except for Q4_0, whose down_t is built as Q8_0 (1.9x the bytes of
+ * down). F32/F16/BF16 are transposed exactly; quantized rows are re-quantized in blocks of 32
+ * along H, rounding each weight a second time: the extra error is at most 1/254 of the new
+ * block's largest magnitude in Q8_0 (1/8 in Q4_0); measured on Gaussian weights, the RMS extra
+ * error is 0.5% of the RMS weight in Q8_0 (7.6% in Q4_0, about as much as the file's own
+ * rounding — which is why a Q4_0 down is not transposed into Q4_0; the Q8_0 axpy is no slower).
+ * A caller-supplied down_t for Q4_0 weights is Q4_0 (sl_mlp_weights.type) and carries that
+ * 7.6% error.
  * Work is split over threads by equal chunks of the active-neuron list; each thread sums its
  * down rows into a private [H] accumulator, reduced at the end. When down ([H, I]) is available
- * and most neurons are active, streaming beats gathering: from 80% active (55% for Q4_0) the
+ * and most neurons are active, streaming beats gathering: from 80% active (65% for Q4_0) the
  * down projection runs as the dense product, and from 90% the whole MLP does (the dense kernels,
  * keeping only the selected neurons' products), so a call never costs much more than dense. */
 
@@ -623,7 +626,7 @@ typedef struct sl_mlp_weights {
     const void *down;   /* [H, I] as in GGUF; may be NULL when down_t is given (the dense forward then
                            uses down_t) */
     const void *down_t; /* [I, H] transposed down (row i = column i of down), or NULL to have the
-                           operator build it */
+                           operator build it (for Q4_0 it builds a Q8_0 one, see above) */
 } sl_mlp_weights;
 
 /* Stage breakdown of one call, filled only when requested (sl_sparse_mlp_set_stats). Thread

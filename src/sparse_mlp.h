@@ -39,6 +39,9 @@ size_t sl_sparse_ws_bytes(const sl_sparse_ws *ws);
  * Q4_0 about the error the file's own quantization already has. Choosing `type` = SL_TYPE_Q8_0
  * for a Q4_0 down avoids most of that at 1.9x the memory (down_t may have its own type). */
 
+/* The type the operator builds down_t in for weights of `type`: the same, except Q8_0 for Q4_0
+ * (the public handle uses it; callers building their own may follow it). */
+sl_type sl_mlp_down_t_type(sl_type type);
 /* Bytes of the [I, H] transposed form of `down` stored as `type` (0 when impossible: unsupported
  * type, or H not a multiple of the type's block size). */
 size_t sl_mlp_down_t_bytes(const sl_weight *down, sl_type type);
@@ -82,9 +85,9 @@ sl_status sl_sparse_mlp_forward_pool(sl_pool *pool, sl_sparse_ws *ws, const sl_w
                                      sl_mlp_mode mode, float *out, sl_sparse_mlp_stats *stats, sl_error *err);
 
 /* The same, given also the original down ([H, I], may be NULL): when the active fraction of a
- * call ((row, neuron) pairs computed / (B * I); SL_MLP_UNION computes |union| * B pairs) is at
- * least 0.8 (0.55 for Q4_0, whose axpy costs the most per byte), the
- * down projection runs as the dense product over down (h zero for inactive neurons) — at that
+ * call ((row, neuron) pairs computed / (B * I); SL_MLP_UNION computes |union| * B pairs, as do
+ * per-row masks on float weights once the schedule is batched) is at least 0.8 (0.65 when down
+ * is Q4_0, the cheapest to stream), the down projection runs as the dense product over down (h zero for inactive neurons) — at that
  * density one streaming pass over down is cheaper than the gathered axpys — and from 0.9 the
  * whole MLP runs densely (gate/up by sl_matmul too, unselected products dropped). Pass down
  * whenever the model has it (the model's ffn_down). */
@@ -185,8 +188,8 @@ typedef struct sl_sp_kernel_set {
     sl_sp_axpy_rows_batch_fn axpy_batch;   /* rows into many accumulators */
 } sl_sp_kernel_set;
 void sl_sp_kernels(sl_sp_kernel_set *k);
-/* Rows per kernel call: gate/up neurons per group (2 rows each) and down rows per group, for a
- * call whose active fraction (pairs / (B * I)) is `density`. At most SP_MAX_ROWS rows. */
+/* Rows per kernel call: gate/up neurons per group (2 rows each) and down rows per group (the
+ * same at every active fraction `density` at present). At most SP_MAX_ROWS rows. */
 #define SP_MAX_ROWS 8
 void sl_sp_groups(sl_type t_gu, sl_type t_d, double density, int *g_gu, int *g_down);
 

@@ -12,15 +12,18 @@
  * row's result is the same sum as sl_vec_dot_ref / sl_vec_axpy_ref computes, up to the order of
  * float additions (quantized blocks are exact integer dot products times the two scales).
  *
- * Quantized rows (Q8_0/Q4_0) follow the dense matvec kernel (kernels/matmul_avx512.c): x is
- * prepared once per call into its own layout (sl_sp_x_prep_avx512: the Q8_0 values, each
- * block's offset correction and its f32 scale), and before a run of blocks the weight scales of
- * the group's rows are converted 16 at a time into a stack table (already multiplied by dx, or
- * by the axpy coefficient) — the per-block scalar half->float work was half the cost of a
- * gathered Q4_0 row. That prepass also touches every cache line of the run in every row, so the
- * misses of all rows of the group are in flight together. Q4_0 is unpacked without a shift for
- * the dot (both halves of a ymm get the 16 bytes; masks 0x0f / 0xf0 make the high half 16x too
- * large, fixed by one exact 1/16 scale of the accumulator's high lanes at the end).
+ * Quantized rows (Q8_0/Q4_0) borrow from the dense matvec kernel (kernels/matmul_avx512.c): x
+ * is prepared once per call into its own layout (sl_sp_x_prep_avx512: the Q8_0 values, each
+ * block's offset correction and its f32 scale), and the weight scales of the group's rows are
+ * fetched 16 blocks at a time with one gather per row into a small table (already multiplied
+ * by d_x, or by the axpy coefficient), so the inner loop broadcasts them from memory instead of
+ * converting a half per block and row (that was ~10% of a gathered Q4_0 call). Measured on
+ * Zen 4, what did not work: a scale prepass over the whole row in the dot (it demands all the
+ * group's lines at once and stalls: 25% slower), and scalar copies of the halves into the table
+ * (re-reading 16 two-byte stores as one vector fails store forwarding). Q4_0 is unpacked for
+ * the dot without a shift (both halves of a ymm get the 16 bytes; masks 0x0f / 0xf0 make the
+ * high half 16x too large, fixed by one exact 1/16 scale of the accumulator's high lanes), and
+ * for the axpy as unsigned nibbles, its -8 folded into one subtraction per block for all rows.
  *
  * Compiled with the AVX-512 flags (Makefile: *_avx512.c); called only when the kernels' variant
  * in use is AVX-512 (so forcing scalar kernels also forces the per-row fallback here).
@@ -33,10 +36,10 @@
 #include <immintrin.h>
 
 #define SP_INLINE static inline __attribute__((always_inline))
-#include <stdlib.h>
-int g_pf = -1;
-SP_INLINE void pf(const void *p) { if (g_pf == 1) _mm_prefetch((const char *)p, _MM_HINT_T0); else if (g_pf == 2) _mm_prefetch((const char *)p, _MM_HINT_T1); else if (g_pf == 3) _mm_prefetch((const char *)p, _MM_HINT_T2); else if (g_pf == 4) _mm_prefetch((const char *)p, _MM_HINT_NTA);}
 
+/* Software prefetches of coming rows go to L2 (T1): measured against T0 (L1) on Zen 4, T1 was
+ * 5% faster for gathered Q4_0 rows at 10% active, 15% at 50%, and 12% for F16 at 50%. */
+#define SP_PF_HINT _MM_HINT_T1
 
 /* 16 weights of a float-type row as f32. */
 SP_INLINE __m512 load16(sl_type t, const uint8_t *w, int64_t k) {
@@ -119,22 +122,23 @@ SP_INLINE __m256i qblock_k(sl_type t, const uint8_t *row, int64_t i) {
                             nib);
 }
 
-/* Blocks per scale prepass: a run of all the group's rows must stay in L1 until the main loop
- * has used it (8 rows x 64 Q4_0 blocks = 9 KB; 8 x 32 Q8_0 blocks = 8.7 KB). */
+/* Blocks per scale table in the axpy (the dot uses 16): all of a down row at H = 2048 for
+ * Q4_0. Down rows are contiguous and prefetched a group ahead, so a long table costs no stall
+ * there (16-block tables measured the same); a run of the group's rows stays in L1 (8 rows x 64
+ * Q4_0 blocks = 9 KB; 8 x 32 Q8_0 blocks = 8.7 KB). */
 #define SP_RUN_MAX 64
 SP_INLINE int qrun(sl_type t) { return t == SL_TYPE_Q8_0 ? 32 : 64; }
 
 /* sc[i] = half scale of block i0 + i of row (cnt blocks) times mul[i] (or times m when mul is
- * NULL). The halves are copied with scalar loads (gathers are slow on Zen 4), then converted 16
- * at a time. */
+ * NULL), 16 blocks per gather. */
 SP_INLINE void qscales(sl_type t, const uint8_t *row, int64_t i0, int cnt, const float *mul, float m, float *sc) {
-    const size_t bs = t == SL_TYPE_Q8_0 ? sizeof(sl_block_q8_0) : sizeof(sl_block_q4_0);
-    _Alignas(64) uint16_t h[SP_RUN_MAX];
-    const uint8_t *p = row + (size_t)i0 * bs;
-    for (int i = 0; i < cnt; i++) __builtin_memcpy(&h[i], p + (size_t)i * bs, 2);
+    const int bs = t == SL_TYPE_Q8_0 ? (int)sizeof(sl_block_q8_0) : (int)sizeof(sl_block_q4_0);
+    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(bs));
     for (int i = 0; i < cnt; i += 16) {
         const __mmask16 k = cnt - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (cnt - i)) - 1);
-        const __m512 d = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, h + i));
+        /* 4 bytes at each block start: the half scale and the first two quants */
+        const __m512i g = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), k, idx, row + (size_t)(i0 + i) * (size_t)bs, 1);
+        const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
         const __m512 f = mul ? _mm512_maskz_loadu_ps(k, mul + i) : _mm512_set1_ps(m);
         _mm512_mask_storeu_ps(sc + i, k, _mm512_mul_ps(d, f));
     }
@@ -153,7 +157,7 @@ SP_INLINE void fdot(sl_type t, const int NR, const uint8_t *const *rows, const f
         #pragma GCC unroll 8
         for (int r = 0; r < NR; r++) acc[r] = _mm512_fmadd_ps(load16(t, rows[r], k), xv, acc[r]);
         if (((k * es) & 63) == 0)
-            for (int r = 0; r < nnext; r++) _mm_prefetch((const char *)next[r] + k * es, _MM_HINT_T0);
+            for (int r = 0; r < nnext; r++) _mm_prefetch((const char *)next[r] + k * es, SP_PF_HINT);
     }
     if (k < n) {
         const __mmask16 m = (__mmask16)((1u << (n - k)) - 1);
@@ -163,46 +167,6 @@ SP_INLINE void fdot(sl_type t, const int NR, const uint8_t *const *rows, const f
     }
     #pragma GCC unroll 8
     for (int r = 0; r < NR; r++) out[r] = _mm512_reduce_add_ps(acc[r]);
-}
-
-/* Quantized rows against x in the prepared layout: per block and row one vpdpbusd (starting
- * from the block's correction -K . x), a convert and an FMA with the precomputed d_w * d_x. */
-SP_INLINE void qdot(sl_type t, const int NR, const uint8_t *const *rows, const uint8_t *xp, int64_t n, float *out,
-                    const uint8_t *const *next, int nnext) {
-    const size_t bs = t == SL_TYPE_Q8_0 ? sizeof(sl_block_q8_0) : sizeof(sl_block_q4_0);
-    const int64_t nb = n / 32;
-    const int8_t *qs = (const int8_t *)xp;
-    const __m256i *negc = (const __m256i *)(xp + nb * 32);
-    const float *dx = (const float *)(xp + nb * 64);
-    const int run = qrun(t);
-    _Alignas(64) float sc[8][SP_RUN_MAX];
-    __m256 acc[8];
-#pragma GCC unroll 8
-    for (int r = 0; r < NR; r++) acc[r] = _mm256_setzero_ps();
-    for (int64_t i0 = 0; i0 < nb; i0 += run) {
-        const int cnt = nb - i0 < run ? (int)(nb - i0) : run;
-#pragma GCC unroll 8
-        for (int r = 0; r < NR; r++) qscales(t, rows[r], i0, cnt, dx + i0, 0.0f, sc[r]);
-        for (int i = 0; i < cnt; i++) {
-            const int64_t bi = i0 + i;
-            const __m256i xq = _mm256_loadu_si256((const __m256i *)(qs + bi * 32));
-            const __m256i nc = _mm256_loadu_si256(negc + bi);
-#pragma GCC unroll 8
-            for (int r = 0; r < NR; r++) {
-                const __m256i d = _mm256_dpbusd_epi32(nc, qblock_k(t, rows[r], bi), xq);
-                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_broadcast_ss(&sc[r][i]), acc[r]);
-            }
-            if (((bi * bs) & 63) < bs) /* a new cache line starts within this block */
-                for (int r = 0; r < nnext; r++) pf((const char *)next[r] + bi * bs);
-        }
-    }
-    if (t == SL_TYPE_Q4_0) {
-        const __m256 fix = _mm256_setr_ps(1, 1, 1, 1, 1.0f / 16, 1.0f / 16, 1.0f / 16, 1.0f / 16);
-#pragma GCC unroll 8
-        for (int r = 0; r < NR; r++) acc[r] = _mm256_mul_ps(acc[r], fix);
-    }
-#pragma GCC unroll 8
-    for (int r = 0; r < NR; r++) out[r] = hsum256(acc[r]);
 }
 
 /* 32 quants of a block as two f32 vectors: Q8_0 signed; Q4_0 the unsigned nibbles (0..15,
@@ -219,62 +183,12 @@ SP_INLINE void qblock_f32(sl_type t, const uint8_t *row, int64_t i, __m512 *lo, 
     *hi = _mm512_cvtepi32_ps(_mm512_srli_epi32(v, 4));
 }
 
-int g_v = -1;
-SP_INLINE void qdot_inl(sl_type t, const int NR, const uint8_t *const *rows, const uint8_t *xp, int64_t n, float *out,
-                    const uint8_t *const *next, int nnext) {
-    const size_t bs = t == SL_TYPE_Q8_0 ? sizeof(sl_block_q8_0) : sizeof(sl_block_q4_0);
-    const int64_t nb = n / 32;
-    const int8_t *qs = (const int8_t *)xp;
-    const __m256i *negc = (const __m256i *)(xp + nb * 32);
-    const float *dx = (const float *)(xp + nb * 64);
-    __m256 acc[8];
-#pragma GCC unroll 8
-    for (int r = 0; r < NR; r++) acc[r] = _mm256_setzero_ps();
-    for (int64_t bi = 0; bi < nb; bi++) {
-            const __m256i xq = _mm256_loadu_si256((const __m256i *)(qs + bi * 32));
-            const __m256i nc = _mm256_loadu_si256(negc + bi);
-            const float dxv = dx[bi];
-#pragma GCC unroll 8
-            for (int r = 0; r < NR; r++) {
-                const __m256i d = _mm256_dpbusd_epi32(nc, qblock_k(t, rows[r], bi), xq);
-                if (g_v & 4) { acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(dxv), acc[r]); continue; }
-                const float dw = _cvtsh_ss(*(const uint16_t *)(rows[r] + bi * bs));
-                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(dw * dxv), acc[r]);
-            }
-            if (((bi * bs) & 63) < bs) /* a new cache line starts within this block */
-                for (int r = 0; r < nnext; r++) pf((const char *)next[r] + bi * bs);
-    }
-    if (t == SL_TYPE_Q4_0) {
-        const __m256 fix = _mm256_setr_ps(1, 1, 1, 1, 1.0f / 16, 1.0f / 16, 1.0f / 16, 1.0f / 16);
-#pragma GCC unroll 8
-        for (int r = 0; r < NR; r++) acc[r] = _mm256_mul_ps(acc[r], fix);
-    }
-#pragma GCC unroll 8
-    for (int r = 0; r < NR; r++) out[r] = hsum256(acc[r]);
-}
-SP_INLINE void qaxpy_inl(sl_type t, const int NR, const uint8_t *const *rows, const float *a, float *y, int64_t n,
-                     const uint8_t *const *next, int nnext) {
-    const size_t bs = t == SL_TYPE_Q8_0 ? sizeof(sl_block_q8_0) : sizeof(sl_block_q4_0);
-    const int64_t nb = n / 32;
-        for (int64_t bi = 0; bi < nb; bi++) {
-            __m512 y0 = _mm512_loadu_ps(y + 32 * bi), y1 = _mm512_loadu_ps(y + 32 * bi + 16);
-#pragma GCC unroll 8
-            for (int r = 0; r < NR; r++) {
-                __m512 lo, hi;
-                qblock_f32(t, rows[r], bi, &lo, &hi);
-                const float d = _cvtsh_ss(*(const uint16_t *)(rows[r] + bi * bs)) * a[r];
-                const __m512 s = _mm512_set1_ps(d);
-                if (t == SL_TYPE_Q4_0) { const __m512 off = _mm512_set1_ps(-8.0f * d); y0 = _mm512_add_ps(y0, off); y1 = _mm512_add_ps(y1, off); }
-                y0 = _mm512_fmadd_ps(s, lo, y0);
-                y1 = _mm512_fmadd_ps(s, hi, y1);
-            }
-            _mm512_storeu_ps(y + 32 * bi, y0);
-            _mm512_storeu_ps(y + 32 * bi + 16, y1);
-            if (((bi * bs) & 63) < bs)
-                for (int r = 0; r < nnext; r++) pf((const char *)next[r] + bi * bs);
-        }
-}
-SP_INLINE void qdot_c16(sl_type t, const int NR, const uint8_t *const *rows, const uint8_t *xp, int64_t n, float *out,
+/* Quantized rows against x in the prepared layout: per block and row one vpdpbusd (starting
+ * from the block's correction -K . x), a convert and an FMA with d_w * d_x. The scales of 16
+ * blocks of every row are fetched first (one gather each) and multiplied by d_x, so the main
+ * loop broadcasts them from a small table: converting each half on its own was ~10% of a call,
+ * and a longer prepass (a whole row) demanded all of the group's lines at once and stalled. */
+SP_INLINE void qdot(sl_type t, const int NR, const uint8_t *const *rows, const uint8_t *xp, int64_t n, float *out,
                     const uint8_t *const *next, int nnext) {
     const size_t bs = t == SL_TYPE_Q8_0 ? sizeof(sl_block_q8_0) : sizeof(sl_block_q4_0);
     const int64_t nb = n / 32;
@@ -299,7 +213,7 @@ SP_INLINE void qdot_c16(sl_type t, const int NR, const uint8_t *const *rows, con
                 acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_broadcast_ss(&sc[r][i]), acc[r]);
             }
             if (((bi * bs) & 63) < bs)
-                for (int r = 0; r < nnext; r++) pf((const char *)next[r] + bi * bs);
+                for (int r = 0; r < nnext; r++) _mm_prefetch((const char *)next[r] + bi * bs, SP_PF_HINT);
         }
     }
     if (t == SL_TYPE_Q4_0) {
@@ -312,16 +226,6 @@ SP_INLINE void qdot_c16(sl_type t, const int NR, const uint8_t *const *rows, con
 }
 void sl_sp_dot_rows_avx512(sl_type t, const uint8_t *const *rows, int nr, const void *x, int64_t n, float *out,
                            const uint8_t *const *next, int nnext) {
-    if (g_pf < 0) g_pf = getenv("SP_PF") ? atoi(getenv("SP_PF")) : 1;
-    if (g_v < 0) g_v = getenv("SP_V") ? atoi(getenv("SP_V")) : 0;
-    if (g_v & 8) {
-    if (t == SL_TYPE_Q8_0) { switch (nr) { case 8: qdot_c16(SL_TYPE_Q8_0, 8, rows, x, n, out, next, nnext); return; case 4: qdot_c16(SL_TYPE_Q8_0, 4, rows, x, n, out, next, nnext); return; default: break; } }
-    if (t == SL_TYPE_Q4_0) { switch (nr) { case 8: qdot_c16(SL_TYPE_Q4_0, 8, rows, x, n, out, next, nnext); return; case 4: qdot_c16(SL_TYPE_Q4_0, 4, rows, x, n, out, next, nnext); return; default: break; } }
-    }
-    if (g_v & 1) {
-    if (t == SL_TYPE_Q8_0) { switch (nr) { case 8: qdot_inl(SL_TYPE_Q8_0, 8, rows, x, n, out, next, nnext); return; case 4: qdot_inl(SL_TYPE_Q8_0, 4, rows, x, n, out, next, nnext); return; default: break; } }
-    if (t == SL_TYPE_Q4_0) { switch (nr) { case 8: qdot_inl(SL_TYPE_Q4_0, 8, rows, x, n, out, next, nnext); return; case 4: qdot_inl(SL_TYPE_Q4_0, 4, rows, x, n, out, next, nnext); return; default: break; } }
-    }
 #define SP_QDOT(T)                                                                                                       \
     switch (nr) {                                                                                                        \
     case 8: qdot(T, 8, rows, x, n, out, next, nnext); return;                                                        \
@@ -368,7 +272,7 @@ SP_INLINE void faxpy(sl_type t, const int NR, const uint8_t *const *rows, const 
         for (int r = 0; r < NR; r++) yv = _mm512_fmadd_ps(av[r], load16(t, rows[r], k), yv);
         _mm512_storeu_ps(y + k, yv);
         if (((k * es) & 63) == 0)
-            for (int r = 0; r < nnext; r++) _mm_prefetch((const char *)next[r] + k * es, _MM_HINT_T0);
+            for (int r = 0; r < nnext; r++) _mm_prefetch((const char *)next[r] + k * es, SP_PF_HINT);
     }
     if (k < n) {
         const __mmask16 m = (__mmask16)((1u << (n - k)) - 1);
@@ -419,17 +323,13 @@ SP_INLINE void qaxpy(sl_type t, const int NR, const uint8_t *const *rows, const 
             _mm512_storeu_ps(y + 32 * bi, y0);
             _mm512_storeu_ps(y + 32 * bi + 16, y1);
             if (((bi * bs) & 63) < bs)
-                for (int r = 0; r < nnext; r++) pf((const char *)next[r] + bi * bs);
+                for (int r = 0; r < nnext; r++) _mm_prefetch((const char *)next[r] + bi * bs, SP_PF_HINT);
         }
     }
 }
 
 void sl_sp_axpy_rows_avx512(sl_type t, const uint8_t *const *rows, const float *a, int nr, float *y, int64_t n,
                             const uint8_t *const *next, int nnext) {
-    if (g_v & 2) {
-    if (t == SL_TYPE_Q8_0) { switch (nr) { case 4: qaxpy_inl(SL_TYPE_Q8_0, 4, rows, a, y, n, next, nnext); return; default: break; } }
-    if (t == SL_TYPE_Q4_0) { switch (nr) { case 4: qaxpy_inl(SL_TYPE_Q4_0, 4, rows, a, y, n, next, nnext); return; default: break; } }
-    }
 #define SP_QAXPY(T)                                                                                                      \
     switch (nr) {                                                                                                        \
     case 8: qaxpy(T, 8, rows, a, y, n, next, nnext); return;                                                         \
@@ -487,7 +387,7 @@ SP_INLINE void fdot_tile(sl_type t, const int NR, const int NT, const uint8_t *c
             for (int r = 0; r < NR; r++) acc[r][b] = _mm512_fmadd_ps(w[r], xv, acc[r][b]);
         }
         if (((k * es) & 63) == 0)
-            for (int r = 0; r < nnext; r++) _mm_prefetch((const char *)next[r] + k * es, _MM_HINT_T0);
+            for (int r = 0; r < nnext; r++) _mm_prefetch((const char *)next[r] + k * es, SP_PF_HINT);
     }
     if (k < n) {
         const __mmask16 m = (__mmask16)((1u << (n - k)) - 1);
@@ -538,7 +438,7 @@ SP_INLINE void qdot_tile(sl_type t, const int NR, const int NT, const uint8_t *c
             }
         }
         if (((i * bs) & 63) < bs)
-            for (int r = 0; r < nnext; r++) _mm_prefetch((const char *)next[r] + i * bs, _MM_HINT_T0);
+            for (int r = 0; r < nnext; r++) _mm_prefetch((const char *)next[r] + i * bs, SP_PF_HINT);
     }
     if (t == SL_TYPE_Q4_0) {
         const __m256 fix = _mm256_setr_ps(1, 1, 1, 1, 1.0f / 16, 1.0f / 16, 1.0f / 16, 1.0f / 16);
@@ -611,7 +511,7 @@ SP_INLINE void faxpy_batch(sl_type t, const int NR, const uint8_t *const *rows, 
             _mm512_storeu_ps(yb, yv);
         }
         if (((k * es) & 63) == 0)
-            for (int r = 0; r < nnext; r++) _mm_prefetch((const char *)next[r] + k * es, _MM_HINT_T0);
+            for (int r = 0; r < nnext; r++) _mm_prefetch((const char *)next[r] + k * es, SP_PF_HINT);
     }
     if (k < n) {
         const __mmask16 m = (__mmask16)((1u << (n - k)) - 1);
@@ -663,7 +563,7 @@ SP_INLINE void qaxpy_batch(sl_type t, const int NR, const uint8_t *const *rows, 
             _mm512_storeu_ps(yb + 16, y1);
         }
         if (((i * bs) & 63) < bs)
-            for (int r = 0; r < nnext; r++) _mm_prefetch((const char *)next[r] + i * bs, _MM_HINT_T0);
+            for (int r = 0; r < nnext; r++) _mm_prefetch((const char *)next[r] + i * bs, SP_PF_HINT);
     }
 }
 

@@ -10,6 +10,12 @@ if ! command -v valgrind > /dev/null 2>&1; then
     exit 0
 fi
 [ -x "$SL" ] || { echo "not ok cli_valgrind: $SL missing (run make first)"; exit 1; }
+# a sanitizer build cannot run under valgrind (ASan must be the first runtime loaded); the
+# sanitizers check that build themselves
+if ldd "$SL" 2>/dev/null | grep -q libasan; then
+    echo "skip cli_valgrind: $SL is an AddressSanitizer build"
+    exit 0
+fi
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 if valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect,possible \
