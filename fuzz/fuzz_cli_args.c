@@ -11,8 +11,10 @@
  * (created at start-up, emptied after every run) with these substitutions, so that a fuzz input
  * can neither touch files outside it nor make a run slow: "@m" = the micro model (fuzz_common.h),
  * "@v" = a vocab-only fixture, "@t" = a short text, "@p" = a profile for the micro model,
- * "@g" = a file that is not GGUF; any other argument containing '/' becomes "x"; thread counts
- * above 2 become 2 and context lengths above 256 become 256. A line "@@" ends the arguments:
+ * "@g" = a file that is not GGUF; any other argument containing '/' becomes "x"; ppl and
+ * calibrate get "-t 1 --max-tokens 256" first (they default to 2 threads and the whole text,
+ * and "-f @v" is a 700 KB file), thread counts above 2 become 2, context lengths and token
+ * limits above 256 become 256, and "in" keeps at most 1 KiB. A line "@@" ends the arguments:
  * the bytes after it become the file "in" in the scratch directory (text for -f, a
  * --layer-sparsity list...). stdout is sent to /dev/null during a run.
  * The commands that only write large files or benchmark (synth, quantize, bench, bench-op) are
@@ -175,26 +177,36 @@ static void ca_command(uint8_t which, char **s, int n, const uint8_t *file, size
         cli_main_fn fn;
     } cmds[] = {{"info", cmd_info}, {"logits", cmd_logits}, {"ppl", cmd_ppl}, {"calibrate", cmd_calibrate}};
     const int nc = (int)(sizeof(cmds) / sizeof(cmds[0]));
-    char *argv[66];
+    char *argv[70];
     int argc = 0;
-    argv[argc++] = (char *)cmds[which % nc].name;
-    for (int i = 0; i < n && argc < 65; i++) {
+    const int k = which % nc;
+    argv[argc++] = (char *)cmds[k].name;
+    if (cmds[k].fn == cmd_ppl || cmds[k].fn == cmd_calibrate) {
+        /* these default to 2 threads and to every token of the text (which may be a 700 KB
+         * fixture): one thread and 256 tokens keep a run short (later values are capped) */
+        argv[argc++] = "-t";
+        argv[argc++] = "1";
+        argv[argc++] = "--max-tokens";
+        argv[argc++] = "256";
+    }
+    for (int i = 0; i < n && argc < 69; i++) {
         const char *a = ca_subst(s[i]);
         const char *prev = argc > 1 ? argv[argc - 1] : "";
         int64_t x;
         if ((cli_is(prev, "-t", "--threads")) && cli_parse_i64(a, INT64_MIN, INT64_MAX, &x) && x > 2) a = "2";
         if ((cli_is(prev, "-c", "--ctx")) && cli_parse_i64(a, INT64_MIN, INT64_MAX, &x) && x > 256) a = "256";
+        if ((cli_is(prev, NULL, "--max-tokens")) && cli_parse_i64(a, INT64_MIN, INT64_MAX, &x) && x > 256) a = "256";
         argv[argc++] = (char *)a;
     }
     argv[argc] = NULL;
 
     char cwd[PATH_MAX];
     if (!getcwd(cwd, sizeof(cwd)) || chdir(ca_dir) != 0) abort();
-    if (file) ca_write("in", file, file_len);
+    if (file) ca_write("in", file, file_len < 1024 ? file_len : 1024); /* <= 1 KiB of text keeps ppl/calibrate fast */
     fflush(stdout);
     int saved = dup(1), null = open("/dev/null", O_WRONLY);
     if (saved >= 0 && null >= 0) dup2(null, 1);
-    int rc = cmds[which % nc].fn(argc, argv);
+    int rc = cmds[k].fn(argc, argv);
     fflush(stdout);
     if (saved >= 0) {
         dup2(saved, 1);

@@ -6,8 +6,8 @@
 # Needs `make fuzz` first; creates the seed corpora (fuzz/make_seeds.sh) when missing. Each
 # harness works on its corpus $FUZZ_BUILD/corpus/<h> (default build-fuzz, grows as coverage is
 # found), writes crashes / leaks / timeouts / OOMs to $FUZZ_BUILD/artifacts/<h>/ and its log to
-# $FUZZ_BUILD/logs/<h>.log, and prints one line: executions, seconds, coverage (cov = edges,
-# ft = features) and the number of new artifacts. Exits 1 when any harness left an artifact:
+# $FUZZ_BUILD/logs/<h>.log, and prints one line (also appended to $FUZZ_BUILD/logs/summary.txt):
+# executions, seconds, coverage (cov = edges, ft = features) and the number of new artifacts. Exits 1 when any harness left an artifact:
 # minimise it (see docs/fuzzing.md), commit it under tests/regress/<h>/ and fix the bug.
 # Limits: -timeout=10 s per input, -rss_limit_mb=2048, inputs up to 64 KiB for GGUF files and
 # 4 KiB for text/ids/arguments. Extra libFuzzer flags can be passed in $FUZZ_FLAGS.
@@ -23,7 +23,8 @@ status=0
 for h in $ALL; do
     bin="$B/fuzz/fuzz_$h"
     [ -x "$bin" ] || { echo "run.sh: $bin missing: run 'make fuzz'" >&2; exit 2; }
-    art="$B/artifacts/$h"
+    # absolute paths: fuzz_cli_args runs commands in a scratch directory
+    art="$(pwd)/$B/artifacts/$h"
     mkdir -p "$B/corpus/$h" "$art"
     before=$(ls "$art" | wc -l)
     case $h in
@@ -36,7 +37,7 @@ for h in $ALL; do
     start=$(date +%s)
     # shellcheck disable=SC2086
     "$bin" $opts -timeout=10 -rss_limit_mb=2048 -max_total_time="$T" -print_final_stats=1 \
-        -artifact_prefix="$art/" ${FUZZ_FLAGS:-} "$B/corpus/$h" > "$log" 2>&1
+        -artifact_prefix="$art/" ${FUZZ_FLAGS:-} "$(pwd)/$B/corpus/$h" > "$log" 2>&1
     rc=$?
     secs=$(( $(date +%s) - start ))
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
@@ -45,8 +46,10 @@ for h in $ALL; do
     ft=$(echo "$last" | sed -n 's/.* ft: \([0-9]*\).*/\1/p')
     corp=$(echo "$last" | sed -n 's/.* corp: \([0-9]*\/[0-9a-zA-Z]*\).*/\1/p')
     new=$(( $(ls "$art" | wc -l) - before ))
-    printf '%-11s %10s execs %6ss  cov %6s  ft %7s  corpus %-12s artifacts %d%s\n' "$h" "${execs:-?}" "$secs" "${cov:-?}" \
-        "${ft:-?}" "${corp:-?}" "$new" "$( [ "$rc" -ne 0 ] && echo "  (exit $rc: see $log)")"
+    line=$(printf '%-11s %10s execs %6ss  cov %6s  ft %7s  corpus %-12s artifacts %d%s' "$h" "${execs:-?}" "$secs" "${cov:-?}" \
+        "${ft:-?}" "${corp:-?}" "$new" "$( [ "$rc" -ne 0 ] && echo "  (exit $rc: see $log)")")
+    echo "$line"
+    echo "$(date '+%Y-%m-%d %H:%M') $line" >> "$B/logs/summary.txt"
     if [ "$new" -gt 0 ] || [ "$rc" -ne 0 ]; then status=1; fi
 done
 exit $status

@@ -283,8 +283,11 @@ static gguf_file *parse(const uint8_t *base, size_t size, sl_error *err) {
         f->n_kv = i + 1; /* so gguf_close frees a partially parsed value */
         if (!read_value(&c, (gguf_type)t, &kv->value, 0, keybuf)) goto fail;
         if (gguf_str_eq(kv->key, "general.alignment")) {
-            if (kv->value.type != GGUF_TYPE_UINT32 || !is_power_of_two(kv->value.v.u64) || kv->value.v.u64 > 65536) {
-                sl_set_error(err, SL_ERR_FORMAT, "gguf: general.alignment must be a u32 power of two <= 65536");
+            /* issue 8 (found by fuzz_model): below 8 (the GGUF spec's minimum) f32 weights could
+             * start at odd addresses and every float load from them would be misaligned (UB) */
+            if (kv->value.type != GGUF_TYPE_UINT32 || !is_power_of_two(kv->value.v.u64) || kv->value.v.u64 < 8 ||
+                kv->value.v.u64 > 65536) {
+                sl_set_error(err, SL_ERR_FORMAT, "gguf: general.alignment must be a u32 power of two in 8..65536");
                 goto fail;
             }
             f->alignment = kv->value.v.u64;

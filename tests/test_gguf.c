@@ -205,6 +205,12 @@ static void test_valid_and_hostile(void) {
     expect_reject(&g, "alignment 48 (not a power of two)");
     free(g.p);
 
+    bytes g2 = {0}; /* below the spec's minimum of 8, f32 data could start at odd addresses */
+    u32(&g2, GGUF_MAGIC), u32(&g2, 3), u64(&g2, 0), u64(&g2, 1);
+    str(&g2, "general.alignment"), u32(&g2, GGUF_TYPE_UINT32), u32(&g2, 4);
+    expect_reject(&g2, "alignment 4 (below 8)");
+    free(g2.p);
+
     bytes h = {0};
     u32(&h, GGUF_MAGIC), u32(&h, 3), u64(&h, 0), u64(&h, 1);
     str(&h, "flag"), u32(&h, GGUF_TYPE_BOOL);
