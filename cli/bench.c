@@ -525,6 +525,27 @@ int cmd_bench(int argc, char **argv) {
             if (!o.json)
                 fprintf(stderr, "  %s %s t=%d: %.2f ± %.2f t/s\n", r->variant_name, rows[ri].label, o.threads[ti], r->mean, r->sd);
         }
+        /* where the MLP time went, per variant (warm-up included; prompt rows run the dense
+         * MLP unless --sparse-prefill) — the per-stage profile next to the tokens/s */
+        for (int v = 0; v < n_variants && rc == 0 && !o.json && n_variants > 1; v++) {
+            double t_dense = 0, t_scores = 0, t_select = 0, t_op = 0;
+            int64_t n_tok = 0, n_sparse = 0;
+            for (int l = 0; l < cfg->n_layer; l++) {
+                sl_layer_stats st;
+                sl_context_get_layer_stats(ctxs[v], l, &st, &err);
+                t_dense += st.t_dense, t_scores += st.t_scores, t_select += st.t_select, t_op += st.t_operator;
+                if (l == 0) n_tok = st.n_tokens, n_sparse = st.n_sparse_tokens;
+            }
+            const int64_t n_dense = n_tok - n_sparse;
+            fprintf(stderr, "  %s t=%d MLP stages:", variants[v].name, o.threads[ti]);
+            if (n_dense > 0) fprintf(stderr, " dense %.3f ms/token (%lld tokens)", 1e3 * t_dense / (double)n_dense, (long long)n_dense);
+            if (n_sparse > 0)
+                fprintf(stderr, "%s sparse %.3f ms/token = scores %.3f + select %.3f + operator %.3f (%lld tokens)",
+                        n_dense > 0 ? ";" : "", 1e3 * (t_scores + t_select + t_op) / (double)n_sparse,
+                        1e3 * t_scores / (double)n_sparse, 1e3 * t_select / (double)n_sparse, 1e3 * t_op / (double)n_sparse,
+                        (long long)n_sparse);
+            fprintf(stderr, "\n");
+        }
         for (int v = 0; v < n_variants; v++) sl_context_free(ctxs[v]);
     }
     if (rc == 0) {

@@ -443,6 +443,11 @@ typedef struct sl_layer_stats {
     int64_t true_pos;        /* predicted active and truly active */
     int64_t false_pos;       /* predicted active, truly inactive */
     int64_t false_neg;       /* predicted inactive, truly active (the errors that cost accuracy) */
+    /* wall seconds spent in this layer's MLP, summed over calls (all tokens of a batch together) */
+    double t_dense;          /* dense MLP (tokens not on the sparse path) */
+    double t_scores;         /* sparse path: the scores, predictor B (A x) or the full gate (CATS) */
+    double t_select;         /* sparse path: choosing the active neurons from the scores */
+    double t_operator;       /* sparse path: the sparse MLP operator on the chosen neurons */
 } sl_layer_stats;
 
 sl_status sl_context_get_layer_stats(const sl_context *ctx, int32_t layer, sl_layer_stats *out, sl_error *err);

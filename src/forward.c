@@ -237,12 +237,14 @@ static void mlp_forward(sl_context *ctx, int l, int B) {
         sl_mlp_sparse_forward(ctx, l, B);
         return;
     }
+    const double t0 = sl_time_s();
     sl_matmul(ctx->pool, L->ffn_gate.type, L->ffn_gate.data, c->n_ff, c->n_embd, ctx->xb, B, ctx->hb);
     if (ctx->mlp_hook) ctx->mlp_hook(ctx->mlp_hook_ud, l, B, ctx->xb, c->n_embd, ctx->hb, c->n_ff);
     sl_matmul(ctx->pool, L->ffn_up.type, L->ffn_up.data, c->n_ff, c->n_embd, ctx->xb, B, ctx->hb2);
     const size_t n = (size_t)B * (size_t)c->n_ff;
     for (size_t i = 0; i < n; i++) ctx->hb[i] = sl_activate(c->act, ctx->hb[i]) * ctx->hb2[i];
     sl_matmul(ctx->pool, L->ffn_down.type, L->ffn_down.data, c->n_embd, c->n_ff, ctx->hb, B, ctx->xb2);
+    ctx->stats[l].t_dense += sl_time_s() - t0;
 }
 
 /* Run one batch of B <= n_batch tokens at positions n_past.. through the model. */

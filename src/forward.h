@@ -6,7 +6,9 @@
 #define SL_FORWARD_H
 
 #include "model.h"
+#include "select.h"
 #include "profile.h"
+#include "sparse_bundle.h"
 #include "sparse_mlp.h"
 #include "threadpool.h"
 
@@ -20,9 +22,9 @@ typedef void (*sl_mlp_hook)(void *ud, int layer, int B, const float *x, int n_em
 
 /* What a sparse layer needs beyond the model's weights. */
 typedef struct sl_sparse_layer {
-    sl_weight down_t;  /* [n_ff, n_embd] transposed ffn_down (rows of the neurons' outputs) */
-    void *down_t_buf;  /* its bytes (owned) */
+    sl_neuron_bundle bundle; /* the layer's MLP neuron by neuron (gate rows only for predictor rules) */
     float stat_z;      /* PRED_STAT_TOPK: PhiInv(1 - topk / n_ff) */
+    sl_cats_cut cut;   /* CATS: the threshold as cut-offs on the gate pre-activation (select.h) */
 } sl_sparse_layer;
 
 struct sl_context {
@@ -59,10 +61,9 @@ struct sl_context {
     bool sparse_prefill;        /* batches (B > 1) take the sparse path too */
     bool track_recall;          /* compute the full gate on sparse tokens to score the selection */
     sl_sparse_layer *sparse;    /* [n_layer] */
-    sl_sparse_ws *ws;           /* operator scratch */
+    sl_bundle_ws bws;           /* scratch of the bundled MLP */
     int32_t *idx;               /* [n_batch, n_ff] active neuron lists */
     int32_t *n_idx;             /* [n_batch] list lengths */
-    const int32_t **idx_rows;   /* [n_batch] pointers into idx */
     float *scores;              /* [n_batch, n_ff] predictor scores / gate values */
     float *gate_full;           /* [n_batch, n_ff] true gate (track_recall) */
     float *pred_h;              /* [n_batch, max rank] A x */

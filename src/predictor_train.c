@@ -648,7 +648,7 @@ static int scored_cmp(const void *a, const void *b) {
 static int32_t apply_rule(const val_scorer *v, const float *s, uint8_t *keep, float *tmp) {
     const int I = v->I;
     int32_t *idx = (int32_t *)(tmp + I);
-    const int32_t n = sl_select_active(&v->rule, v->stat_z, s, I, SL_ACT_SILU /* unused by predictor rules */, tmp, idx);
+    const int32_t n = sl_select_active(&v->rule, v->stat_z, NULL, s, I, SL_ACT_SILU /* unused by predictor rules */, tmp, idx);
     memset(keep, 0, (size_t)I);
     for (int32_t k = 0; k < n; k++) keep[idx[k]] = 1;
     return n;

@@ -15,15 +15,31 @@
 /* z with Phi(z) = p (standard normal), p in (0, 1), by bisection on 0.5 * erfc(-z / sqrt(2)). */
 float sl_normal_quantile(double p);
 
-/* The k-th largest of v[0..n) (1 <= k <= n), by quickselect on a copy in tmp [n]. */
-float sl_kth_largest(const float *v, int32_t n, int32_t k, float *tmp);
+/* The k-th largest of v[0..n) (1 <= k <= n), by a three-pass radix select on order-preserving
+ * integer keys written to tmp [n] (4-byte elements): no data-dependent branches, so random
+ * scores cost the same as sorted ones. */
+float sl_kth_largest(const float *v, int32_t n, int32_t k, void *tmp);
+
+/* The CATS test |act(g)| > t moved onto the pre-activation g: for the activations supported
+ * (SiLU, GELU, ReLU: act(0) = 0, one minimum below zero, increasing without bound above it) it
+ * holds exactly when g > hi or a < g < b, with hi, a, b found once by bisection over floats on
+ * the same act() the dense path uses — so the selection needs no exp() per neuron. */
+typedef struct sl_cats_cut {
+    float t;            /* the threshold these cut-offs are for */
+    sl_activation act;  /* and the activation */
+    float hi;           /* selected when g > hi (+inf: never) */
+    float a, b;         /* ... or when a < g < b (the negative dip; a >= b: empty) */
+} sl_cats_cut;
+void sl_cats_cut_init(sl_cats_cut *cut, sl_activation act, float t);
 
 /* The active neurons of one token under rule P, from its scores s [I] (gate pre-activations for
- * CATS, predictor scores otherwise), written to idx in increasing order... except that top-k
+ * CATS, predictor scores otherwise), written to idx [I] in increasing order... except that top-k
  * ties at the k-th value are taken by increasing index after the strictly larger ones.
  * stat_z = sl_normal_quantile(1 - topk / I) for PRED_STAT_TOPK (precomputed by the caller).
- * tmp: I floats of scratch. Returns how many. DENSE selects all. */
-int32_t sl_select_active(const sl_profile_layer *P, float stat_z, const float *s, int32_t I, sl_activation act, float *tmp,
-                         int32_t *idx);
+ * cut: for CATS, the cut-offs of (act, P->threshold) if the caller keeps them (NULL, or a cut for
+ * another threshold, computes them here: ~10 us). tmp: I 4-byte elements of scratch. Returns how
+ * many. DENSE selects all. */
+int32_t sl_select_active(const sl_profile_layer *P, float stat_z, const sl_cats_cut *cut, const float *s, int32_t I,
+                         sl_activation act, void *tmp, int32_t *idx);
 
 #endif

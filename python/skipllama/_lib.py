@@ -186,6 +186,10 @@ class sl_layer_stats(ctypes.Structure):
         ("true_pos", ctypes.c_int64),
         ("false_pos", ctypes.c_int64),
         ("false_neg", ctypes.c_int64),
+        ("t_dense", ctypes.c_double),
+        ("t_scores", ctypes.c_double),
+        ("t_select", ctypes.c_double),
+        ("t_operator", ctypes.c_double),
     ]
 
 

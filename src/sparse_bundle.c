@@ -1,0 +1,239 @@
+/*
+ * sparse_bundle.c — neuron bundles and the fused one-token sparse MLP over them (see
+ * sparse_bundle.h).
+ *
+ * The forward pass splits the active list into one contiguous share per thread. Each thread
+ * walks its share in groups of up to 8 rows: it dots the group's gate and up rows with x (the
+ * sparse operator's row-group kernels, which prefetch the next group's rows while reading these),
+ * applies act(g) * u, and adds the group's down_t rows scaled by those values into its own
+ * accumulator; the caller sums the accumulators. Every neuron's bytes are read once, front to
+ * back. What it is not: the batched or masked operator (sparse_mlp.c).
+ */
+#include "sparse_bundle.h"
+
+#include "forward.h"
+#include "quant.h"
+#include "sparse_mlp.h"
+#include "util.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+void sl_bundle_free(sl_neuron_bundle *b) {
+    if (!b) return;
+    sl_free_huge(b->data, b->bytes);
+    memset(b, 0, sizeof(*b));
+}
+
+void sl_bundle_ws_free(sl_bundle_ws *ws) {
+    if (!ws) return;
+    sl_free_aligned(ws->xq);
+    sl_free_aligned(ws->acc);
+    memset(ws, 0, sizeof(*ws));
+}
+
+static bool type_ok(sl_type t) { return sl_type_traits_of(t) != NULL; }
+
+sl_status sl_bundle_init(sl_neuron_bundle *b, sl_pool *pool, const sl_weight *gate, const sl_weight *up,
+                         const sl_weight *down, bool with_gate, sl_error *err) {
+    if (!b) return sl_set_error(err, SL_ERR_INVALID_ARG, "bundle: NULL bundle");
+    memset(b, 0, sizeof(*b));
+    if (!gate || !up || !down || !gate->data || !up->data || !down->data)
+        return sl_set_error(err, SL_ERR_INVALID_ARG, "bundle: NULL weights");
+    const int64_t I = up->rows, H = up->cols;
+    if (I < 1 || H < 1 || gate->rows != I || gate->cols != H || gate->type != up->type || down->rows != H || down->cols != I)
+        return sl_set_error(err, SL_ERR_INVALID_ARG, "bundle: gate/up must be [I, H] of one type and down [H, I]");
+    if (!type_ok(up->type) || !type_ok(down->type)) return sl_set_error(err, SL_ERR_UNSUPPORTED, "bundle: unsupported weight type");
+    const sl_type t_d = sl_mlp_down_t_type(down->type);
+    const size_t rb_gu = sl_type_row_size(up->type, H), rb_d = sl_type_row_size(t_d, H);
+    const size_t dt_bytes = sl_mlp_down_t_bytes(down, t_d);
+    if (!rb_gu || !rb_d || !dt_bytes || rb_gu != up->row_bytes || rb_gu != gate->row_bytes)
+        return sl_set_error(err, SL_ERR_INVALID_ARG, "bundle: rows of %lld elements do not fit the block size", (long long)H);
+    const size_t off_up = with_gate ? align64(rb_gu) : 0, off_down = off_up + align64(rb_gu), stride = off_down + align64(rb_d);
+    size_t bytes;
+    if (sl_mul_overflow((size_t)I, stride, &bytes)) return sl_set_error(err, SL_ERR_INVALID_ARG, "bundle: size overflows");
+    /* down_t is built contiguous first (the transposition writes whole rows), then scattered in */
+    void *dt = sl_malloc_aligned(dt_bytes);
+    uint8_t *data = sl_alloc_huge(bytes);
+    if (!dt || !data) {
+        sl_free_aligned(dt);
+        sl_free_huge(data, bytes);
+        return sl_set_error(err, SL_ERR_NOMEM, "bundle: cannot allocate %zu bytes for %lld neurons", bytes, (long long)I);
+    }
+    sl_weight down_t;
+    sl_status st = sl_mlp_transpose_down(pool, down, t_d, dt, dt_bytes, &down_t, err);
+    if (st) {
+        sl_free_aligned(dt);
+        sl_free_huge(data, bytes);
+        return st;
+    }
+    for (int64_t i = 0; i < I; i++) {
+        uint8_t *n = data + (size_t)i * stride;
+        if (with_gate) memcpy(n, (const uint8_t *)gate->data + (size_t)i * rb_gu, rb_gu);
+        memcpy(n + off_up, (const uint8_t *)up->data + (size_t)i * rb_gu, rb_gu);
+        memcpy(n + off_down, (const uint8_t *)dt + (size_t)i * rb_d, rb_d);
+    }
+    sl_free_aligned(dt);
+    *b = (sl_neuron_bundle){data, bytes, stride, off_up, off_down, rb_gu, rb_d, up->type, t_d, H, I, with_gate};
+    return SL_OK;
+}
+
+/* ---- forward ----------------------------------------------------------------------------------- */
+
+typedef struct bundle_task {
+    const sl_neuron_bundle *b;   /* the layer */
+    sl_sp_kernel_set k;          /* row-group kernels */
+    sl_activation act;           /* activation */
+    const void *xq;              /* prepared x */
+    const int32_t *idx;          /* [n] active neurons */
+    int32_t n;                   /* how many */
+    const float *gate_pre;       /* [I] gate pre-activations, or NULL (dot the gate rows) */
+    float *acc;                  /* [nth, acc_stride] accumulators (thread 0 may be out itself) */
+    size_t acc_stride;           /* floats between accumulators */
+} bundle_task;
+
+/* Neurons per group: gate and up rows of a group go through one dot call of at most SP_MAX_ROWS rows. */
+static int group_size(const bundle_task *t) { return t->gate_pre ? SP_MAX_ROWS : SP_MAX_ROWS / 2; }
+
+/* The gate/up rows of neurons idx[k0 .. k0 + np) into rows; returns how many. */
+static int gu_rows(const bundle_task *t, int64_t k0, int np, const uint8_t **rows) {
+    const sl_neuron_bundle *b = t->b;
+    int nr = 0;
+    for (int j = 0; j < np; j++) {
+        const uint8_t *base = b->data + (size_t)t->idx[k0 + j] * b->stride;
+        if (!t->gate_pre) rows[nr++] = base;
+        rows[nr++] = base + b->off_up;
+    }
+    return nr;
+}
+
+static void bundle_worker(void *arg, int ith, int nth) {
+    const bundle_task *t = arg;
+    const sl_neuron_bundle *b = t->b;
+    const int64_t H = b->H;
+    float *acc = t->acc + (size_t)ith * t->acc_stride;
+    memset(acc, 0, (size_t)H * sizeof(float));
+    long long s, e;
+    sl_split_range(t->n, ith, nth, &s, &e);
+    const int G = group_size(t);
+    const uint8_t *rows[SP_MAX_ROWS], *next[SP_MAX_ROWS], *drows[SP_MAX_ROWS], *dnext[SP_MAX_ROWS];
+    float r[SP_MAX_ROWS], h[SP_MAX_ROWS];
+    for (int64_t k = s; k < e; k += G) {
+        const int np = e - k < G ? (int)(e - k) : G;
+        const int64_t k1 = k + np;
+        const int nn = k1 < e ? (e - k1 < G ? (int)(e - k1) : G) : 0;
+        const int nr = gu_rows(t, k, np, rows);
+        const int nnr = gu_rows(t, k1, nn, next);
+        t->k.dot(b->t_gu, rows, nr, t->xq, H, r, next, nnr);
+        for (int j = 0; j < np; j++) {
+            const int32_t i = t->idx[k + j];
+            const float g = t->gate_pre ? t->gate_pre[i] : r[2 * j], u = t->gate_pre ? r[j] : r[2 * j + 1];
+            h[j] = sl_activate(t->act, g) * u;
+            drows[j] = b->data + (size_t)i * b->stride + b->off_down;
+        }
+        for (int j = 0; j < nn; j++) dnext[j] = b->data + (size_t)t->idx[k1 + j] * b->stride + b->off_down;
+        t->k.axpy(b->t_d, drows, h, np, acc, H, dnext, nn);
+    }
+}
+
+static sl_status check_call(const sl_neuron_bundle *b, sl_activation act, const float *x, const int32_t *idx, int32_t n,
+                            const float *gate_pre, const float *out, sl_error *err) {
+    if (!b || !b->data || !x || !out || (n > 0 && !idx) || n < 0)
+        return sl_set_error(err, SL_ERR_INVALID_ARG, "bundle forward: NULL argument or negative count");
+    if (act != SL_ACT_SILU && act != SL_ACT_RELU && act != SL_ACT_GELU)
+        return sl_set_error(err, SL_ERR_UNSUPPORTED, "bundle forward: unsupported activation %d", (int)act);
+    if (!b->has_gate && !gate_pre)
+        return sl_set_error(err, SL_ERR_INVALID_ARG, "bundle forward: the bundle has no gate rows: gate_pre is required");
+    for (int32_t k = 0; k < n; k++)
+        if (idx[k] < 0 || idx[k] >= b->I)
+            return sl_set_error(err, SL_ERR_RANGE, "bundle forward: neuron %d outside [0, %lld)", idx[k], (long long)b->I);
+    return SL_OK;
+}
+
+sl_status sl_bundle_forward(const sl_neuron_bundle *b, sl_pool *pool, sl_bundle_ws *ws, sl_activation act, const float *x,
+                            const int32_t *idx, int32_t n, const float *gate_pre, float *out, sl_error *err) {
+    sl_status st = check_call(b, act, x, idx, n, gate_pre, out, err);
+    if (st) return st;
+    if (!ws) return sl_set_error(err, SL_ERR_INVALID_ARG, "bundle forward: NULL workspace");
+    const int64_t H = b->H;
+    if (n == 0) {
+        memset(out, 0, (size_t)H * sizeof(float));
+        return SL_OK;
+    }
+    bundle_task t;
+    memset(&t, 0, sizeof(t));
+    sl_sp_kernels(&t.k);
+    /* few neurons: a dispatch would cost more than it spreads */
+    int nth = pool ? sl_pool_n_threads(pool) : 1;
+    if (n < 2 * SP_MAX_ROWS) nth = 1;
+    const size_t xq_bytes = t.k.x_size(b->t_gu, H), acc_stride = (size_t)((H + 15) & ~(int64_t)15);
+    size_t acc_bytes;
+    if (sl_mul_overflow((size_t)nth * acc_stride, sizeof(float), &acc_bytes))
+        return sl_set_error(err, SL_ERR_NOMEM, "bundle forward: scratch size overflows");
+    if (ws->xq_bytes < xq_bytes) {
+        sl_free_aligned(ws->xq);
+        ws->xq_bytes = 0;
+        if (!(ws->xq = sl_malloc_aligned(xq_bytes))) return sl_set_error(err, SL_ERR_NOMEM, "bundle forward: no memory for x");
+        ws->xq_bytes = xq_bytes;
+    }
+    if (ws->acc_bytes < acc_bytes) {
+        sl_free_aligned(ws->acc);
+        ws->acc_bytes = 0;
+        if (!(ws->acc = sl_malloc_aligned(acc_bytes)))
+            return sl_set_error(err, SL_ERR_NOMEM, "bundle forward: no memory for accumulators");
+        ws->acc_bytes = acc_bytes;
+    }
+    t.k.x_prep(b->t_gu, x, H, ws->xq);
+    t.b = b;
+    t.act = act;
+    t.xq = ws->xq;
+    t.idx = idx;
+    t.n = n;
+    t.gate_pre = gate_pre;
+    t.acc = ws->acc;
+    t.acc_stride = acc_stride;
+    if (nth == 1) bundle_worker(&t, 0, 1);
+    else sl_pool_run(pool, bundle_worker, &t);
+    memcpy(out, ws->acc, (size_t)H * sizeof(float));
+    for (int th = 1; th < nth; th++) {
+        const float *a = ws->acc + (size_t)th * acc_stride;
+        for (int64_t c = 0; c < H; c++) out[c] += a[c];
+    }
+    return SL_OK;
+}
+
+sl_status sl_bundle_forward_ref(const sl_neuron_bundle *b, sl_activation act, const float *x, const int32_t *idx,
+                                int32_t n, const float *gate_pre, float *out, sl_error *err) {
+    sl_status st = check_call(b, act, x, idx, n, gate_pre, out, err);
+    if (st) return st;
+    const int64_t H = b->H;
+    float *row = malloc((size_t)H * sizeof(float));
+    double *acc = calloc((size_t)H, sizeof(double));
+    if (!row || !acc) {
+        free(row);
+        free(acc);
+        return sl_set_error(err, SL_ERR_NOMEM, "bundle reference: no memory");
+    }
+    for (int32_t k = 0; k < n; k++) {
+        const uint8_t *base = b->data + (size_t)idx[k] * b->stride;
+        double g = 0.0, u = 0.0;
+        if (gate_pre) {
+            g = gate_pre[idx[k]];
+        } else {
+            sl_dequantize_row_ref(b->t_gu, base, row, H);
+            for (int64_t c = 0; c < H; c++) g += (double)row[c] * x[c];
+        }
+        sl_dequantize_row_ref(b->t_gu, base + b->off_up, row, H);
+        for (int64_t c = 0; c < H; c++) u += (double)row[c] * x[c];
+        const double hv = (double)sl_activate(act, (float)g) * u;
+        sl_dequantize_row_ref(b->t_d, base + b->off_down, row, H);
+        for (int64_t c = 0; c < H; c++) acc[c] += hv * row[c];
+    }
+    for (int64_t c = 0; c < H; c++) out[c] = (float)acc[c];
+    free(row);
+    free(acc);
+    return SL_OK;
+}
