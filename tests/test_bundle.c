@@ -1,0 +1,225 @@
+/*
+ * test_bundle.c — neuron bundles (sparse_bundle.c) against their plain references.
+ *
+ * What it checks: on awkward shapes, for every weight type x activation x kernel variant, with
+ * and without gate rows (CATS passes the gate pre-activations), for empty, single-neuron,
+ * random (10%, 50%), shuffled and full index lists, on 1, 2 and 3 threads:
+ *  - the fused forward equals sl_bundle_forward_ref on the bundled bytes (TOL_SAME_MATH: the
+ *    reference is fed x rounded through Q8_0 as the kernels see it for quantized types);
+ *  - the bundle holds exactly the layer: sl_bundle_forward_ref equals sl_mlp_reference_w on the
+ *    original gate/up and the operator's own transposed down (TOL_EXACT: same dequantized
+ *    numbers, only the rounding of the final sum may differ);
+ *  - bad arguments get their status.
+ * What it does not check: speed (`skipllama bench --profile`).
+ * Tolerances are relative to max(1, max |reference|).
+ */
+#include "forward.h"
+#include "kernels/kernels.h"
+#include "quant.h"
+#include "sparse_bundle.h"
+#include "sparse_mlp.h"
+#include "testutil.h"
+#include "threadpool.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TOL_SAME_MATH 1e-4
+#define TOL_EXACT 1e-6
+
+static const sl_type all_types[] = {SL_TYPE_F32, SL_TYPE_F16, SL_TYPE_BF16, SL_TYPE_Q8_0, SL_TYPE_Q4_0};
+static const sl_activation all_acts[] = {SL_ACT_SILU, SL_ACT_RELU, SL_ACT_GELU};
+
+static bool is_quant(sl_type t) { return t == SL_TYPE_Q8_0 || t == SL_TYPE_Q4_0; }
+
+static void *rand_matrix(sl_type type, int64_t rows, int64_t cols, float scale, test_rng *r) {
+    size_t rb = sl_type_row_size(type, cols);
+    uint8_t *m = malloc(rb * (size_t)rows);
+    float *tmp = malloc((size_t)cols * sizeof(float));
+    for (int64_t i = 0; i < rows; i++) {
+        for (int64_t c = 0; c < cols; c++) tmp[c] = scale * test_rng_normal(r);
+        sl_quantize_row_ref(type, tmp, m + (size_t)i * rb, cols);
+    }
+    free(tmp);
+    return m;
+}
+
+static sl_weight view(const void *data, sl_type type, int64_t rows, int64_t cols) {
+    sl_weight w = {data, type, rows, cols, sl_type_row_size(type, cols)};
+    return w;
+}
+
+static double rel_diff(const float *a, const float *ref, size_t n) {
+    double m = 0.0;
+    for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)ref[i]));
+    return test_maxdiff(a, ref, n) / fmax(1.0, m);
+}
+
+/* x as the kernels see it: rounded through Q8_0 for quantized weights. */
+static void round_input(sl_type type, const float *x, float *xr, int64_t H) {
+    memcpy(xr, x, (size_t)H * sizeof(float));
+    if (!is_quant(type)) return;
+    sl_block_q8_0 *q = malloc(sl_type_row_size(SL_TYPE_Q8_0, H));
+    sl_act_prepare(type, x, H, q);
+    sl_dequantize_row_ref(SL_TYPE_Q8_0, q, xr, H);
+    free(q);
+}
+
+/* per-call checks print only when they fail; each shape group ends in one summary check */
+#define EXPECT(cond, ...) ((cond) ? true : CHECK(false, __VA_ARGS__))
+
+static double worst_fast = 0, worst_layout = 0;
+static int n_cases = 0;
+
+static void one_shape(sl_type type, int64_t H, int64_t I, sl_pool **pools, test_rng *r) {
+    const float sg = 1.5f / sqrtf((float)H);
+    void *gate = rand_matrix(type, I, H, sg, r), *up = rand_matrix(type, I, H, sg, r);
+    void *down = rand_matrix(type, H, I, 1.0f / sqrtf((float)I), r);
+    sl_weight wg = view(gate, type, I, H), wu = view(up, type, I, H), wd = view(down, type, H, I);
+    const sl_type dt_type = sl_mlp_down_t_type(type);
+    const size_t dt_bytes = sl_mlp_down_t_bytes(&wd, dt_type);
+    void *dt = malloc(dt_bytes);
+    sl_weight wdt;
+    sl_error err;
+    EXPECT(sl_mlp_transpose_down(NULL, &wd, dt_type, dt, dt_bytes, &wdt, &err) == SL_OK, "transpose: %s", err.message);
+
+    float *x = malloc((size_t)H * sizeof(float)), *xr = malloc((size_t)H * sizeof(float));
+    float *out = malloc((size_t)H * sizeof(float)), *ref = malloc((size_t)H * sizeof(float));
+    float *ref2 = malloc((size_t)H * sizeof(float)), *gate_pre = malloc((size_t)I * sizeof(float));
+    float *row = malloc((size_t)H * sizeof(float));
+    int32_t *idx = malloc((size_t)I * sizeof(int32_t));
+    bool *mask = malloc((size_t)I);
+    for (int64_t c = 0; c < H; c++) x[c] = test_rng_normal(r);
+    round_input(type, x, xr, H);
+    for (int64_t i = 0; i < I; i++) { /* CATS hands over the gate computed on the same input */
+        sl_dequantize_row_ref(type, (const uint8_t *)gate + (size_t)i * wg.row_bytes, row, H);
+        double s = 0;
+        for (int64_t c = 0; c < H; c++) s += (double)row[c] * xr[c];
+        gate_pre[i] = (float)s;
+    }
+
+    for (int with_gate = 0; with_gate < 2; with_gate++) {
+        sl_neuron_bundle b;
+        if (!EXPECT(sl_bundle_init(&b, pools[1], &wg, &wu, &wd, with_gate, &err) == SL_OK, "bundle init %s H=%lld I=%lld: %s",
+                   sl_type_name(type), (long long)H, (long long)I, err.message))
+            continue;
+        EXPECT(b.stride % 64 == 0 && b.t_d == dt_type, "bundle stride %zu, down type %s", b.stride, sl_type_name(b.t_d));
+        for (size_t ai = 0; ai < sizeof(all_acts) / sizeof(all_acts[0]); ai++) {
+            const sl_activation act = all_acts[ai];
+            for (int kind = 0; kind < 6; kind++) {
+                /* 0 empty, 1 single, 2 10%, 3 50%, 4 all, 5 50% shuffled */
+                int32_t n = 0;
+                for (int64_t i = 0; i < I; i++) {
+                    const float p = kind == 2 ? 0.1f : kind == 3 || kind == 5 ? 0.5f : kind == 4 ? 1.0f : 0.0f;
+                    mask[i] = test_rng_uniform(r) < p;
+                }
+                if (kind == 1) mask[test_rng_u64(r) % (uint64_t)I] = true;
+                for (int64_t i = 0; i < I; i++)
+                    if (mask[i]) idx[n++] = (int32_t)i;
+                if (kind == 5)
+                    for (int32_t k = n - 1; k > 0; k--) {
+                        int32_t j = (int32_t)(test_rng_u64(r) % (uint64_t)(k + 1)), t = idx[k];
+                        idx[k] = idx[j];
+                        idx[j] = t;
+                    }
+                const float *gp = with_gate ? NULL : gate_pre;
+                /* the layout: the bundle's reference against the operator's reference on the
+                 * original matrices (same dequantized numbers) */
+                EXPECT(sl_bundle_forward_ref(&b, act, xr, idx, n, gp, ref, &err) == SL_OK, "ref: %s", err.message);
+                if (with_gate) {
+                    EXPECT(sl_mlp_reference_w(&wg, &wu, NULL, &wdt, act, xr, 1, mask, ref2, &err) == SL_OK, "mlp ref: %s", err.message);
+                    double d = rel_diff(ref, ref2, (size_t)H);
+                    if (d > worst_layout) worst_layout = d;
+                    EXPECT(d <= TOL_EXACT, "layout %s %s H=%lld I=%lld kind %d: %.3g > %.3g", sl_type_name(type),
+                          act == SL_ACT_SILU ? "silu" : act == SL_ACT_RELU ? "relu" : "gelu", (long long)H, (long long)I, kind, d,
+                          TOL_EXACT);
+                }
+                for (int th = 0; th < 3; th++) {
+                    sl_bundle_ws ws = {0};
+                    for (int64_t c = 0; c < H; c++) out[c] = NAN;
+                    if (!EXPECT(sl_bundle_forward(&b, pools[th], &ws, act, x, idx, n, gp, out, &err) == SL_OK, "forward: %s", err.message)) {
+                        sl_bundle_ws_free(&ws);
+                        continue;
+                    }
+                    double d = rel_diff(out, ref, (size_t)H);
+                    if (!(d <= TOL_SAME_MATH)) d = INFINITY; /* NaN too */
+                    if (d > worst_fast) worst_fast = d;
+                    EXPECT(d <= TOL_SAME_MATH, "fused %s gate=%d H=%lld I=%lld kind %d threads %d: maxdiff %.3g > %.3g", sl_type_name(type),
+                          with_gate, (long long)H, (long long)I, kind, th + 1, d, TOL_SAME_MATH);
+                    n_cases++;
+                    sl_bundle_ws_free(&ws);
+                }
+            }
+        }
+        sl_bundle_free(&b);
+    }
+    free(gate), free(up), free(down), free(dt), free(x), free(xr), free(out), free(ref), free(ref2), free(gate_pre), free(row),
+        free(idx), free(mask);
+}
+
+static void test_shapes(sl_pool **pools) {
+    static const sl_kernel_variant vs[] = {SL_KERNELS_AVX512, SL_KERNELS_AVX2, SL_KERNELS_SCALAR};
+    static const int64_t Hf[] = {1, 3, 17, 33}, Hq[] = {32, 96}, If[] = {1, 3, 7, 17, 33, 129}, Iq[] = {32, 96, 160};
+    test_rng r = {4242};
+    for (size_t v = 0; v < sizeof(vs) / sizeof(vs[0]); v++) {
+        if (!sl_kernels_select(vs[v])) continue;
+        worst_fast = worst_layout = 0;
+        n_cases = 0;
+        for (size_t ti = 0; ti < sizeof(all_types) / sizeof(all_types[0]); ti++) {
+            const sl_type t = all_types[ti];
+            const int64_t *Hs = is_quant(t) ? Hq : Hf;
+            const size_t nH = is_quant(t) ? 2 : 4;
+            /* quantized rows hold whole blocks of 32 in both directions (down is [H, I]) */
+            const int64_t *Is = is_quant(t) ? Iq : If;
+            const size_t nI = is_quant(t) ? 3 : 6;
+            for (size_t hi = 0; hi < nH; hi++)
+                for (size_t ii = 0; ii < nI; ii++) one_shape(t, Hs[hi], Is[ii], pools, &r);
+        }
+        CHECK(worst_fast <= TOL_SAME_MATH && worst_layout <= TOL_EXACT && n_cases > 0, "%s kernels: %d fused calls within tolerance",
+              sl_kernels_name(vs[v]), n_cases);
+        printf("# %s kernels: %d fused calls, maxdiff/scale vs reference %.3g (tol %.0e), bundle vs operator reference %.3g (tol %.0e)\n",
+               sl_kernels_name(vs[v]), n_cases, worst_fast, TOL_SAME_MATH, worst_layout, TOL_EXACT);
+    }
+    sl_kernels_select(SL_KERNELS_AUTO);
+}
+
+static void test_bad_args(sl_pool *pool) {
+    test_rng r = {9};
+    const int64_t H = 32, I = 8;
+    void *gate = rand_matrix(SL_TYPE_F32, I, H, 0.1f, &r), *up = rand_matrix(SL_TYPE_F32, I, H, 0.1f, &r);
+    void *down = rand_matrix(SL_TYPE_F32, H, I, 0.1f, &r);
+    sl_weight wg = view(gate, SL_TYPE_F32, I, H), wu = view(up, SL_TYPE_F32, I, H), wd = view(down, SL_TYPE_F32, H, I);
+    sl_weight wrong = view(down, SL_TYPE_F32, I, H);
+    sl_neuron_bundle b;
+    sl_error err;
+    CHECK(sl_bundle_init(&b, NULL, &wg, &wu, &wrong, true, &err) == SL_ERR_INVALID_ARG && b.data == NULL, "down of the wrong shape refused");
+    CHECK(sl_bundle_init(&b, NULL, NULL, &wu, &wd, true, &err) == SL_ERR_INVALID_ARG, "NULL gate refused");
+    if (CHECK(sl_bundle_init(&b, pool, &wg, &wu, &wd, false, &err) == SL_OK, "init: %s", err.message)) {
+        float x[32] = {0}, out[32], gp[8] = {0};
+        int32_t idx[2] = {0, 8}, ok[1] = {3};
+        sl_bundle_ws ws = {0};
+        CHECK(sl_bundle_forward(&b, pool, &ws, SL_ACT_SILU, x, ok, 1, NULL, out, &err) == SL_ERR_INVALID_ARG,
+              "no gate rows and no gate_pre refused");
+        CHECK(sl_bundle_forward(&b, pool, &ws, SL_ACT_SILU, x, idx, 2, gp, out, &err) == SL_ERR_RANGE, "index %d refused: %s", idx[1],
+              err.message);
+        CHECK(sl_bundle_forward(&b, pool, NULL, SL_ACT_SILU, x, ok, 1, gp, out, &err) == SL_ERR_INVALID_ARG, "NULL workspace refused");
+        CHECK(sl_bundle_forward(&b, pool, &ws, (sl_activation)99, x, ok, 1, gp, out, &err) == SL_ERR_UNSUPPORTED,
+              "unknown activation refused");
+        for (int c = 0; c < 32; c++) out[c] = 1.0f;
+        CHECK(sl_bundle_forward(&b, pool, &ws, SL_ACT_SILU, x, NULL, 0, gp, out, &err) == SL_OK && out[0] == 0.0f && out[31] == 0.0f,
+              "no neurons: zero output");
+        sl_bundle_ws_free(&ws);
+        sl_bundle_free(&b);
+    }
+    free(gate), free(up), free(down);
+}
+
+int main(void) {
+    sl_pool *pools[3] = {sl_pool_init(1), sl_pool_init(2), sl_pool_init(3)};
+    test_shapes(pools);
+    test_bad_args(pools[1]);
+    for (int i = 0; i < 3; i++) sl_pool_free(pools[i]);
+    return test_summary();
+}
