@@ -85,6 +85,11 @@ def _layer_stats_dict(layer, st, rule=None):
         "recall": tp / (tp + fn) if tp + fn > 0 else None,
         "precision": tp / (tp + fp) if tp + fp > 0 else None,
         "true_density": (tp + fn) / st.n_neurons if st.n_neurons and tp + fn > 0 else None,
+        # wall seconds in this layer's MLP: dense path, and the sparse path's three stages
+        "t_dense": st.t_dense,
+        "t_scores": st.t_scores,
+        "t_select": st.t_select,
+        "t_operator": st.t_operator,
     }
 
 
