@@ -9,7 +9,8 @@
 # same way. Prints a markdown table and leaves every JSON behind in $OUT.
 #
 # usage: bench/eval_predictors.sh TRAIN_TEXT [EVAL_TEXT]
-#   e.g. bench/eval_predictors.sh ../shared/corpus/train.txt tests/data/eval.txt
+#   e.g. bench/eval_predictors.sh tests/data/train-slice.txt tests/data/eval.txt
+#   (any plain-text corpus works as TRAIN_TEXT; a larger one gives the 200 k tokens without repeats)
 # environment:
 #   BUILD=build          build folder holding skipllama
 #   MODELS="tiny-relu tiny-silu"   models under tests/data/ (NAME.gguf)
