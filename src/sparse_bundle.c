@@ -24,7 +24,7 @@ static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
 
 void sl_bundle_free(sl_neuron_bundle *b) {
     if (!b) return;
-    sl_free_huge(b->data, b->bytes);
+    sl_free_huge(b->data);
     memset(b, 0, sizeof(*b));
 }
 
@@ -60,14 +60,14 @@ sl_status sl_bundle_init(sl_neuron_bundle *b, sl_pool *pool, const sl_weight *ga
     uint8_t *data = sl_alloc_huge(bytes);
     if (!dt || !data) {
         sl_free_aligned(dt);
-        sl_free_huge(data, bytes);
+        sl_free_huge(data);
         return sl_set_error(err, SL_ERR_NOMEM, "bundle: cannot allocate %zu bytes for %lld neurons", bytes, (long long)I);
     }
     sl_weight down_t;
     sl_status st = sl_mlp_transpose_down(pool, down, t_d, dt, dt_bytes, &down_t, err);
     if (st) {
         sl_free_aligned(dt);
-        sl_free_huge(data, bytes);
+        sl_free_huge(data);
         return st;
     }
     for (int64_t i = 0; i < I; i++) {
@@ -119,15 +119,16 @@ static void bundle_worker(void *arg, int ith, int nth) {
     long long s, e;
     sl_split_range(t->n, ith, nth, &s, &e);
     const int G = group_size(t);
-    const uint8_t *rows[SP_MAX_ROWS], *next[SP_MAX_ROWS], *drows[SP_MAX_ROWS], *dnext[SP_MAX_ROWS];
+    const uint8_t *gu[2][SP_MAX_ROWS], *drows[SP_MAX_ROWS], *dnext[SP_MAX_ROWS];
     float r[SP_MAX_ROWS], h[SP_MAX_ROWS];
+    int cur = 0, nr = s < e ? gu_rows(t, s, e - s < G ? (int)(e - s) : G, gu[0]) : 0;
     for (int64_t k = s; k < e; k += G) {
         const int np = e - k < G ? (int)(e - k) : G;
         const int64_t k1 = k + np;
         const int nn = k1 < e ? (e - k1 < G ? (int)(e - k1) : G) : 0;
-        const int nr = gu_rows(t, k, np, rows);
-        const int nnr = gu_rows(t, k1, nn, next);
-        t->k.dot(b->t_gu, rows, nr, t->xq, H, r, next, nnr);
+        /* the next group's gate/up rows: prefetched by this dot, dotted in the next iteration */
+        const int nnr = gu_rows(t, k1, nn, gu[cur ^ 1]);
+        t->k.dot(b->t_gu, gu[cur], nr, t->xq, H, r, gu[cur ^ 1], nnr);
         for (int j = 0; j < np; j++) {
             const int32_t i = t->idx[k + j];
             const float g = t->gate_pre ? t->gate_pre[i] : r[2 * j], u = t->gate_pre ? r[j] : r[2 * j + 1];
@@ -136,6 +137,8 @@ static void bundle_worker(void *arg, int ith, int nth) {
         }
         for (int j = 0; j < nn; j++) dnext[j] = b->data + (size_t)t->idx[k1 + j] * b->stride + b->off_down;
         t->k.axpy(b->t_d, drows, h, np, acc, H, dnext, nn);
+        cur ^= 1;
+        nr = nnr;
     }
 }
 

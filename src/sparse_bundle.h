@@ -30,7 +30,7 @@
 
 typedef struct sl_neuron_bundle {
     uint8_t *data;     /* [I] neurons of `stride` bytes: [gate row | up row | down_t row], huge pages */
-    size_t bytes;      /* size of the mapping behind data */
+    size_t bytes;      /* bytes allocated at data (I * stride) */
     size_t stride;     /* bytes per neuron (a multiple of 64) */
     size_t off_up;     /* offset of the up row in a neuron (0 when there is no gate row) */
     size_t off_down;   /* offset of the down_t row */

@@ -35,7 +35,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #define SL_MLP_MAX_DIM ((int64_t)1 << 30) /* H and I beyond this are surely a mistake (indices are int32) */
 #define SL_MLP_MAX_THREADS 512
@@ -53,25 +52,6 @@ static double dense_down_min(sl_type down_type) { return down_type == SL_TYPE_Q4
 #define SP_PF_AHEAD 1
 
 static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
-
-/* Allocation for large gathered matrices (down_t, the row cache): 2 MiB aligned and, where the
- * kernel allows, backed by transparent huge pages — random row gathers touch a new 4 KiB page
- * at almost every row, and the TLB misses cost ~20% of a sparse call at 10% active (measured on
- * Q4_0 rows). Free with big_free. */
-#define BIG_ALIGN ((size_t)2 << 20)
-static void *big_alloc(size_t bytes) {
-    size_t rounded;
-    if (bytes < BIG_ALIGN) return aligned_alloc(64, align64(bytes ? bytes : 1));
-    if (sl_add_overflow(bytes, BIG_ALIGN - 1, &rounded)) return NULL;
-    rounded &= ~(BIG_ALIGN - 1);
-    void *p = aligned_alloc(BIG_ALIGN, rounded);
-#ifdef MADV_HUGEPAGE
-    if (p) madvise(p, rounded, MADV_HUGEPAGE); /* advice only: failure is harmless */
-#endif
-    return p;
-}
-
-static void big_free(void *p) { free(p); /* both paths of big_alloc use aligned_alloc */ }
 
 static inline float act_apply(sl_activation act, float v) {
     switch (act) {
@@ -389,9 +369,9 @@ sl_row_cache *sl_row_cache_init(const sl_weight *gate, const sl_weight *up, cons
     c->job_slot = malloc((size_t)capacity * sizeof(int32_t));
     c->jobs = malloc((size_t)capacity * sizeof(int32_t));
     c->tmp = malloc((2 * (size_t)capacity + (size_t)I) * sizeof(int32_t));
-    c->gate = big_alloc((size_t)capacity * c->rb_gu); /* no overflow: capacity <= I and I rows exist */
-    c->up = big_alloc((size_t)capacity * c->rb_gu);
-    c->down = big_alloc((size_t)capacity * c->rb_d);
+    c->gate = sl_alloc_huge((size_t)capacity * c->rb_gu); /* no overflow: capacity <= I and I rows exist */
+    c->up = sl_alloc_huge((size_t)capacity * c->rb_gu);
+    c->down = sl_alloc_huge((size_t)capacity * c->rb_d);
     if (!c->slot_of || !c->neuron_of || !c->job_neuron || !c->job_slot || !c->jobs || !c->tmp || !c->gate || !c->up || !c->down)
         goto nomem;
     for (int64_t i = 0; i < I; i++) c->slot_of[i] = -1;
@@ -411,9 +391,9 @@ void sl_row_cache_free(sl_row_cache *c) {
     free(c->job_slot);
     free(c->jobs);
     free(c->tmp);
-    big_free(c->gate);
-    big_free(c->up);
-    big_free(c->down);
+    sl_free_huge(c->gate);
+    sl_free_huge(c->up);
+    sl_free_huge(c->down);
     free(c);
 }
 
@@ -1430,7 +1410,7 @@ static sl_sparse_mlp *op_init(const sl_mlp_weights *w, sl_activation act, int n_
          * 10-50% active on Zen 4). The model's sparse layers make the same choice (skip.c). */
         const sl_type dt_type = sl_mlp_down_t_type(w->type);
         size_t bytes = sl_mlp_down_t_bytes(&op->down, dt_type);
-        if (!(op->down_t_owned = big_alloc(bytes))) goto nomem;
+        if (!(op->down_t_owned = sl_alloc_huge(bytes))) goto nomem;
         if (sl_mlp_transpose_down(op->pool, &op->down, dt_type, op->down_t_owned, bytes, &op->down_t, err)) {
             sl_sparse_mlp_free(op);
             return NULL;
@@ -1463,7 +1443,7 @@ void sl_sparse_mlp_free(sl_sparse_mlp *op) {
     if (!op->pool_borrowed) sl_pool_free(op->pool);
     sl_sparse_ws_free(op->ws);
     sl_row_cache_free(op->cache);
-    big_free(op->down_t_owned);
+    sl_free_huge(op->down_t_owned);
     free(op);
 }
 

@@ -54,31 +54,19 @@ void sl_free_aligned(void *p) { free(p); }
 
 #define HUGE_PAGE ((size_t)2 << 20)
 
-static size_t huge_round(size_t bytes) {
-    size_t r;
-    if (sl_add_overflow(bytes ? bytes : 1, HUGE_PAGE - 1, &r)) return 0;
-    return r & ~(HUGE_PAGE - 1);
-}
-
 void *sl_alloc_huge(size_t bytes) {
-    size_t len = huge_round(bytes), span;
-    if (!len || sl_add_overflow(len, HUGE_PAGE, &span)) return NULL;
-    /* over-map by one huge page and trim, so the buffer starts on a 2 MiB boundary */
-    uint8_t *raw = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (raw == MAP_FAILED) return NULL;
-    uint8_t *p = (uint8_t *)(((uintptr_t)raw + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
-    size_t head = (size_t)(p - raw), tail = span - head - len;
-    if (head) munmap(raw, head);
-    if (tail) munmap(p + len, tail);
+    if (bytes < HUGE_PAGE) return sl_malloc_aligned(bytes);
+    size_t rounded;
+    if (sl_add_overflow(bytes, HUGE_PAGE - 1, &rounded)) return NULL;
+    rounded &= ~(HUGE_PAGE - 1);
+    void *p = aligned_alloc(HUGE_PAGE, rounded);
 #ifdef MADV_HUGEPAGE
-    madvise(p, len, MADV_HUGEPAGE); /* advice only: without it the buffer still works */
+    if (p) madvise(p, rounded, MADV_HUGEPAGE); /* advice only: without it the buffer still works */
 #endif
     return p;
 }
 
-void sl_free_huge(void *p, size_t bytes) {
-    if (p) munmap(p, huge_round(bytes));
-}
+void sl_free_huge(void *p) { free(p); /* both paths allocate with aligned_alloc */ }
 
 void *sl_calloc_array(size_t n, size_t size) {
     size_t bytes;

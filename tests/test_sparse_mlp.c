@@ -21,6 +21,7 @@
 #include "quant.h"
 #include "skipllama.h"
 #include "sparse_mlp.h"
+#include "test_weights.h"
 #include "testutil.h"
 
 #include <math.h>
@@ -53,34 +54,17 @@ typedef struct fixture {
     sl_weight wg, wu, wd, wdt;
 } fixture;
 
-static void *rand_matrix(sl_type type, int64_t rows, int64_t cols, float scale, test_rng *r) {
-    size_t rb = sl_type_row_size(type, cols);
-    uint8_t *m = malloc(rb * (size_t)rows);
-    float *tmp = malloc((size_t)cols * sizeof(float));
-    for (int64_t i = 0; i < rows; i++) {
-        for (int64_t c = 0; c < cols; c++) tmp[c] = scale * test_rng_normal(r);
-        sl_quantize_row_ref(type, tmp, m + (size_t)i * rb, cols);
-    }
-    free(tmp);
-    return m;
-}
-
-static sl_weight view(const void *data, sl_type type, int64_t rows, int64_t cols) {
-    sl_weight w = {data, type, rows, cols, sl_type_row_size(type, cols)};
-    return w;
-}
-
 static void fixture_make(fixture *f, sl_type type, int64_t H, int64_t I, test_rng *r) {
     memset(f, 0, sizeof(*f));
     f->type = type;
     f->H = H;
     f->I = I;
-    f->gate = rand_matrix(type, I, H, 1.5f / sqrtf((float)H), r);
-    f->up = rand_matrix(type, I, H, 1.5f / sqrtf((float)H), r);
-    f->down = rand_matrix(type, H, I, 1.0f / sqrtf((float)I), r);
-    f->wg = view(f->gate, type, I, H);
-    f->wu = view(f->up, type, I, H);
-    f->wd = view(f->down, type, H, I);
+    f->gate = test_rand_weights(type, I, H, 1.5f / sqrtf((float)H), r);
+    f->up = test_rand_weights(type, I, H, 1.5f / sqrtf((float)H), r);
+    f->down = test_rand_weights(type, H, I, 1.0f / sqrtf((float)I), r);
+    f->wg = test_weight_view(f->gate, type, I, H);
+    f->wu = test_weight_view(f->up, type, I, H);
+    f->wd = test_weight_view(f->down, type, H, I);
     size_t bytes = sl_mlp_down_t_bytes(&f->wd, type);
     f->down_t = malloc(bytes);
     sl_error err;
@@ -346,8 +330,8 @@ static void test_transpose(void) {
         for (size_t s = 0; s < 3; s++) {
             const int64_t H = shapes[s][0], I = shapes[s][1];
             if (is_quant(type) && I % 32) continue;
-            void *down = rand_matrix(type, H, I, 1.0f, &r);
-            sl_weight wd = view(down, type, H, I), wdt;
+            void *down = test_rand_weights(type, H, I, 1.0f, &r);
+            sl_weight wd = test_weight_view(down, type, H, I), wdt;
             size_t bytes = sl_mlp_down_t_bytes(&wd, type);
             void *dt = malloc(bytes);
             sl_error err;
@@ -662,7 +646,7 @@ static void test_row_kernels_variant(const char *vname) {
         double worst_dot = 0.0, worst_axpy = 0.0;
         for (size_t k = 0; k < n_ns; k++) {
             const int64_t n = ns[k];
-            uint8_t *w = rand_matrix(type, 16, n, 1.0f, &r);
+            uint8_t *w = test_rand_weights(type, 16, n, 1.0f, &r);
             const size_t rb = sl_type_row_size(type, n);
             float *x = malloc((size_t)n * sizeof(float)), *y = malloc((size_t)n * sizeof(float)), *yr = malloc((size_t)n * sizeof(float));
             void *xp = malloc(sl_act_size(type, n)), *xk = malloc(ks.x_size(type, n));
@@ -695,7 +679,7 @@ static void test_row_kernels_variant(const char *vname) {
         for (size_t k = 0; k < n_ns; k++) {
             const int64_t n = ns[k];
             const int NB = 5;
-            uint8_t *w = rand_matrix(type, 16, n, 1.0f, &r);
+            uint8_t *w = test_rand_weights(type, 16, n, 1.0f, &r);
             const size_t rb = sl_type_row_size(type, n), xs = sl_act_size(type, n), xks = ks.x_size(type, n);
             float *x = malloc((size_t)n * sizeof(float)), *y = malloc((size_t)(NB * n) * sizeof(float)),
                   *yr = malloc((size_t)(NB * n) * sizeof(float));
