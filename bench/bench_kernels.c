@@ -149,11 +149,15 @@ static const shape shapes[] = {
     {"output 32000x2048", 32000, 2048},
 };
 
-static const sl_type types[] = {SL_TYPE_F32, SL_TYPE_F16, SL_TYPE_BF16, SL_TYPE_Q8_0, SL_TYPE_Q4_0};
+/* q4_0x4: Q4_0 interleaved by 4 rows, the layout the model loader repacks Q4_0 into */
+static const sl_type types[] = {SL_TYPE_F32, SL_TYPE_F16, SL_TYPE_BF16, SL_TYPE_Q8_0, SL_TYPE_Q4_0, SL_TYPE_Q4_0X4};
+#define N_TYPES 6
 
 /* copies of a rows x n matrix of type t, totalling at least min_bytes (random values) */
 static uint8_t *make_copies(sl_type t, int64_t rows, int64_t n, size_t min_bytes, int *copies, size_t *bytes) {
-    size_t one = sl_type_row_size(t, n) * (size_t)rows;
+    const bool x4 = t == SL_TYPE_Q4_0X4;
+    if (x4) t = SL_TYPE_Q4_0;
+    size_t one = x4 ? sl_q4_0x4_size(rows, n) : sl_type_row_size(t, n) * (size_t)rows;
     int c = (int)((min_bytes + one - 1) / one);
     if (c < 1) c = 1;
     uint8_t *w = sl_malloc_aligned(one * (size_t)c);
@@ -167,6 +171,12 @@ static uint8_t *make_copies(sl_type t, int64_t rows, int64_t n, size_t min_bytes
             row[k] = (float)((int64_t)(s >> 40) - (1 << 23)) / (float)(1 << 23) * 0.05f;
         }
         sl_quantize_row_ref(t, row, w + (size_t)r * rb, n);
+    }
+    if (x4) { /* repack the plain rows in place via a copy */
+        uint8_t *plain = malloc(rb * (size_t)rows);
+        memcpy(plain, w, rb * (size_t)rows);
+        sl_q4_0x4_repack_all(plain, rows, n, w);
+        free(plain);
     }
     for (int i = 1; i < c; i++) memcpy(w + one * (size_t)i, w, one);
     free(row);
@@ -318,12 +328,12 @@ int main(int argc, char **argv) {
         double bw = bench_bandwidth(pool);
         printf("read bandwidth (512 MB sum): %.1f GB/s\n", bw);
         printf("pool round trip (empty task): %.2f us\n", bench_roundtrip(pool));
-        printf("\n| decode matvec GB/s: wall [cpu] share | f32 | f16 | bf16 | q8_0 | q4_0 |\n|---|---|---|---|---|---|\n");
+        printf("\n| decode matvec GB/s: wall [cpu] share | f32 | f16 | bf16 | q8_0 | q4_0 | q4_0x4 |\n|---|---|---|---|---|---|---|\n");
         int n_shapes = one_shape ? 1 : (int)(sizeof(shapes) / sizeof(shapes[0]));
         for (int s = 0; s < n_shapes; s++) {
             printf("| %s |", shapes[s].name);
             fflush(stdout);
-            for (int t = 0; t < 5; t++) {
+            for (int t = 0; t < N_TYPES; t++) {
                 rate g = bench_matvec(pool, types[t], &shapes[s]);
                 printf(" %.1f [%.1f] %.2f |", g.wall, g.cpu, g.share);
                 fflush(stdout);
@@ -331,11 +341,11 @@ int main(int argc, char **argv) {
             printf("\n");
         }
         printf("(read bandwidth above: %.1f GB/s)\n", bw);
-        printf("\n| prefill matmul B=128 GFLOP/s: wall [cpu] share | f32 | f16 | bf16 | q8_0 | q4_0 |\n|---|---|---|---|---|---|\n");
+        printf("\n| prefill matmul B=128 GFLOP/s: wall [cpu] share | f32 | f16 | bf16 | q8_0 | q4_0 | q4_0x4 |\n|---|---|---|---|---|---|---|\n");
         for (int s = 0; s < (one_shape ? 1 : 3); s++) {
             printf("| %s |", shapes[s].name);
             fflush(stdout);
-            for (int t = 0; t < 5; t++) {
+            for (int t = 0; t < N_TYPES; t++) {
                 rate g = bench_matmul(pool, types[t], &shapes[s], 128);
                 printf(" %.1f [%.1f] %.2f |", g.wall, g.cpu, g.share);
                 fflush(stdout);

@@ -63,6 +63,7 @@ typedef struct bench_opts {
     int n_ctx;                     /* -c (0 = just enough for the longest row) */
     int n_batch;                   /* -b: prefill step */
     bool kv_f16;                   /* --kv-f16 */
+    bool no_repack;                /* --no-repack: Q4_0 computed from the file layout */
     bool json;                     /* -o json */
     int membw_mb;                  /* --membw-mb: buffer for the DRAM read test (0 = skip) */
     uint64_t seed;                 /* --seed: token ids */
@@ -309,6 +310,9 @@ static void print_md(const bench_opts *o, const sl_model *model, const row_resul
            "count; %d repetitions after 1 warm-up\n",
            rss_mib, (double)sl_model_file_size(model) / (1024.0 * 1024.0), o->n_ctx, o->kv_f16 ? "f16" : "f32",
            (double)decode_bytes / (1024.0 * 1024.0), o->membw_mb, o->reps);
+    if (sl_model_repacked_bytes(model) > 0)
+        printf("Q4_0 matrices repacked at load into the 4-row interleaved layout (%.0f MiB; --no-repack: file layout)\n",
+               (double)sl_model_repacked_bytes(model) / (1024.0 * 1024.0));
 }
 
 static void print_json(const bench_opts *o, const sl_model *model, const row_result *res, int n_res, double rss_mib,
@@ -352,7 +356,9 @@ static void bench_usage(FILE *out) {
             "  --profile P   also run with sparsity profile P (repeatable); rows report the ratio to dense\n"
             "                and the MLP sparsity achieved; repetitions of all rows are interleaved\n"
             "  --sparsity L  comma-separated targets overriding each profile's (e.g. 0.5,0.9)\n"
-            "  --sparse-prefill  prompt rows sparse too (default: only generation is sparse, as in `run`)\n");
+            "  --sparse-prefill  prompt rows sparse too (default: only generation is sparse, as in `run`)\n"
+            "  --no-repack   compute Q4_0 weights from the file layout (default: repacked at load, 4 rows\n"
+            "                interleaved, for the AVX-512 matrix-vector kernel)\n");
 }
 
 static bool parse_threads(const char *s, bench_opts *o) {
@@ -378,6 +384,9 @@ int cmd_bench(int argc, char **argv) {
             return 0;
         } else if (cli_is(a, NULL, "--kv-f16")) {
             o.kv_f16 = true;
+            continue;
+        } else if (cli_is(a, NULL, "--no-repack")) {
+            o.no_repack = true;
             continue;
         } else if (cli_is(a, NULL, "--sparse-prefill")) {
             o.sparse_prefill = true;
@@ -444,6 +453,7 @@ int cmd_bench(int argc, char **argv) {
 
     sl_error err = {0};
     sl_model_params mp = sl_model_default_params();
+    mp.no_repack = o.no_repack;
     sl_model *model = sl_model_load(o.model, &mp, &err);
     if (!model) return cli_fail_err(cmd, &err);
     const sl_model_config *cfg = sl_model_get_config(model);

@@ -41,6 +41,7 @@ static void help(FILE *out) {
             "  --display-prompt        print the prompt before the generated text\n"
             "  --special               print special tokens (e.g. <|eot_id|>) as text\n"
             "  --kv-f16                store the KV cache as f16\n"
+            "  --no-repack             compute Q4_0 weights from the file layout (default: repacked at load)\n"
             "  --profile FILE          sparsity profile: skip MLP neurons while generating\n"
             "  --sparsity S            override the profile's target sparsity (0 <= S < 1)\n"
             "  --sparse-prefill        also skip neurons while evaluating the prompt (default: dense prompt)\n");
@@ -55,7 +56,7 @@ static double now_s(void) {
 int cmd_run(int argc, char **argv) {
     const char *path = NULL, *prompt = NULL, *file = NULL, *system = NULL;
     int n_predict = -1, n_threads = 0, n_ctx = 0, n_batch = 0;
-    bool add_bos = true, chat = false, display_prompt = false, special = false, kv_f16 = false, seed_set = false;
+    bool add_bos = true, chat = false, display_prompt = false, special = false, kv_f16 = false, no_repack = false, seed_set = false;
     const char *profile_path = NULL;
     float sparsity = -1.0f;
     bool sparse_prefill = false;
@@ -128,6 +129,8 @@ int cmd_run(int argc, char **argv) {
             special = true;
         } else if (cli_is(a, NULL, "--kv-f16")) {
             kv_f16 = true;
+        } else if (cli_is(a, NULL, "--no-repack")) {
+            no_repack = true;
         } else if (cli_is(a, NULL, "--profile")) {
             if (!(profile_path = cli_value("run", argc, argv, &i))) return 1;
         } else if (cli_is(a, NULL, "--sparsity")) {
@@ -173,6 +176,7 @@ int cmd_run(int argc, char **argv) {
     char *chat_text = NULL;
 
     sl_model_params mp = sl_model_default_params();
+    mp.no_repack = no_repack;
     if (!(model = sl_model_load(path, &mp, &err))) {
         rc = cli_fail_err("run", &err);
         goto done;

@@ -111,6 +111,11 @@ typedef struct sl_model_config {
 
 typedef struct sl_model_params {
     bool vocab_only; /* load only the tokenizer (no tensors needed; any architecture) */
+    /* Q4_0 matrices are by default copied once, at load, into a 4-row interleaved layout that
+     * the AVX-512 matrix-vector kernel reads at memory speed (same bytes as the file; the file's
+     * pages are released afterwards, so resident memory stays about the file size; loading
+     * takes longer by one pass over those weights). true: compute from the mapping as is. */
+    bool no_repack;
 } sl_model_params;
 
 /* Default load parameters. */
@@ -127,6 +132,9 @@ const sl_model_config *sl_model_get_config(const sl_model *model);
 /* Number of parameters (elements of all tensors) and bytes of the file. */
 int64_t sl_model_n_params(const sl_model *model);
 int64_t sl_model_file_size(const sl_model *model);
+/* Bytes of the Q4_0 matrices copied into the interleaved layout at load (0 when none were:
+ * another type, no_repack, or kernels without that path). */
+int64_t sl_model_repacked_bytes(const sl_model *model);
 
 /* Write a multi-line human-readable description (architecture, shapes, tensor types, parameter
  * count, file size) into buf (always NUL-terminated). Returns the length it wanted to write. */

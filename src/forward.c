@@ -238,12 +238,12 @@ static void mlp_forward(sl_context *ctx, int l, int B) {
         return;
     }
     const double t0 = sl_time_s();
-    sl_matmul(ctx->pool, L->ffn_gate.type, L->ffn_gate.data, c->n_ff, c->n_embd, ctx->xb, B, ctx->hb);
+    sl_matmul(ctx->pool, L->ffn_gate.mm_type, L->ffn_gate.mm_data, c->n_ff, c->n_embd, ctx->xb, B, ctx->hb);
     if (ctx->mlp_hook) ctx->mlp_hook(ctx->mlp_hook_ud, l, B, ctx->xb, c->n_embd, ctx->hb, c->n_ff);
-    sl_matmul(ctx->pool, L->ffn_up.type, L->ffn_up.data, c->n_ff, c->n_embd, ctx->xb, B, ctx->hb2);
+    sl_matmul(ctx->pool, L->ffn_up.mm_type, L->ffn_up.mm_data, c->n_ff, c->n_embd, ctx->xb, B, ctx->hb2);
     const size_t n = (size_t)B * (size_t)c->n_ff;
     for (size_t i = 0; i < n; i++) ctx->hb[i] = sl_activate(c->act, ctx->hb[i]) * ctx->hb2[i];
-    sl_matmul(ctx->pool, L->ffn_down.type, L->ffn_down.data, c->n_embd, c->n_ff, ctx->hb, B, ctx->xb2);
+    sl_matmul(ctx->pool, L->ffn_down.mm_type, L->ffn_down.mm_data, c->n_embd, c->n_ff, ctx->hb, B, ctx->xb2);
     ctx->stats[l].t_dense += sl_time_s() - t0;
 }
 
@@ -266,9 +266,9 @@ static void forward_batch(sl_context *ctx, const int32_t *tokens, int B, float *
         /* h = input_layernorm(x) */
         for (int b = 0; b < B; b++) rmsnorm(ctx->xb + (size_t)b * E, ctx->x + (size_t)b * E, L->attn_norm, E, c->rms_eps);
         /* q, k, v = q_proj(h), k_proj(h), v_proj(h) */
-        sl_matmul(ctx->pool, L->wq.type, L->wq.data, Q, E, ctx->xb, B, ctx->q);
-        sl_matmul(ctx->pool, L->wk.type, L->wk.data, KV, E, ctx->xb, B, ctx->k);
-        sl_matmul(ctx->pool, L->wv.type, L->wv.data, KV, E, ctx->xb, B, ctx->v);
+        sl_matmul(ctx->pool, L->wq.mm_type, L->wq.mm_data, Q, E, ctx->xb, B, ctx->q);
+        sl_matmul(ctx->pool, L->wk.mm_type, L->wk.mm_data, KV, E, ctx->xb, B, ctx->k);
+        sl_matmul(ctx->pool, L->wv.mm_type, L->wv.mm_data, KV, E, ctx->xb, B, ctx->v);
         /* q, k = apply_rotary_pos_emb(q, k, cos, sin) */
         for (int b = 0; b < B; b++) {
             const float *cs = ctx->rope_cs + (size_t)b * (size_t)c->n_rot;
@@ -281,7 +281,7 @@ static void forward_batch(sl_context *ctx, const int32_t *tokens, int B, float *
         attn_task at = {ctx, l, pos0, B};
         sl_pool_run(ctx->pool, attn_worker, &at);
         /* x = x + o_proj(attn) */
-        sl_matmul(ctx->pool, L->wo.type, L->wo.data, E, Q, ctx->attn, B, ctx->xb2);
+        sl_matmul(ctx->pool, L->wo.mm_type, L->wo.mm_data, E, Q, ctx->attn, B, ctx->xb2);
         for (size_t i = 0; i < (size_t)B * E; i++) ctx->x[i] += ctx->xb2[i];
         /* h = post_attention_layernorm(x) */
         for (int b = 0; b < B; b++) rmsnorm(ctx->xb + (size_t)b * E, ctx->x + (size_t)b * E, L->ffn_norm, E, c->rms_eps);
@@ -295,7 +295,7 @@ static void forward_batch(sl_context *ctx, const int32_t *tokens, int B, float *
     if (!logits_out) return;
     const int first = all_logits ? 0 : B - 1, n_rows = B - first;
     for (int b = first; b < B; b++) rmsnorm(ctx->xb + (size_t)(b - first) * E, ctx->x + (size_t)b * E, m->output_norm, E, c->rms_eps);
-    sl_matmul(ctx->pool, m->output.type, m->output.data, c->n_vocab, E, ctx->xb, n_rows, logits_out);
+    sl_matmul(ctx->pool, m->output.mm_type, m->output.mm_data, c->n_vocab, E, ctx->xb, n_rows, logits_out);
 }
 
 sl_status sl_eval(sl_context *ctx, const int32_t *tokens, int32_t n_tokens, float *logits, bool all_logits, sl_error *err) {

@@ -862,3 +862,11 @@ sl_status gguf_writer_write_stream(gguf_writer *w, const char *path, gguf_rows_f
     free(tmp);
     return st;
 }
+
+void gguf_release_pages(const gguf_file *f, const void *p, size_t n) {
+    if (!f || !f->mapping || !p || !n) return;
+    long ps = sysconf(_SC_PAGESIZE);
+    if (ps <= 0) return;
+    uintptr_t a = ((uintptr_t)p + (uintptr_t)ps - 1) & ~((uintptr_t)ps - 1), e = ((uintptr_t)p + n) & ~((uintptr_t)ps - 1);
+    if (e > a) madvise((void *)a, e - a, MADV_DONTNEED);
+}

@@ -100,6 +100,9 @@ gguf_file *gguf_open(const char *path, sl_error *err);
 /* Parse a caller-owned buffer (must outlive the result). Used by tests and fuzzers. */
 gguf_file *gguf_open_memory(const void *data, size_t size, sl_error *err);
 void gguf_close(gguf_file *f);
+/* Drop this process's resident copy of the whole pages inside [p, p + n) of the mapping (they
+ * read back from the file if touched again). No-op for caller buffers (gguf_open_memory). */
+void gguf_release_pages(const gguf_file *f, const void *p, size_t n);
 
 /* Lookups return NULL / false when absent or of an incompatible type. */
 const gguf_kv *gguf_find_kv(const gguf_file *f, const char *key);

@@ -9,6 +9,8 @@
  */
 #include "model.h"
 
+#include "kernels/kernels.h"
+
 #include "quant.h"
 #include "tokenizer.h"
 #include "util.h"
@@ -52,6 +54,7 @@ void sl_model_free(sl_model *m) {
     sl_vocab_free(m->vocab);
     free(m->layers);
     free(m->owned_f32);
+    sl_free_huge(m->repacked);
     free(m->path);
     gguf_close(m->gguf);
     free(m);
@@ -102,7 +105,57 @@ static sl_weight weight_of(const gguf_tensor_info *t) {
     w.cols = t->ne[0];
     w.rows = t->ne[1];
     w.row_bytes = sl_type_row_size(t->type, t->ne[0]);
+    w.mm_data = w.data;
+    w.mm_type = w.type;
     return w;
+}
+
+/* Matrix i of those dense products read: 7 per layer in file order, then the output (i ==
+ * 7 * n_layer). */
+static sl_weight *matrix_at(sl_model *m, int64_t i) {
+    if (i >= 7 * (int64_t)m->config.n_layer) return &m->output;
+    sl_layer *L = &m->layers[i / 7];
+    sl_weight *all[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_gate, &L->ffn_up, &L->ffn_down};
+    return all[i % 7];
+}
+
+/* Copies every Q4_0 matrix that dense products read into the Q4_0x4 layout (quant.h), when the
+ * selected kernels have a fast path for it, and releases the file pages it read so the resident
+ * size does not double. Not an error when memory is short: the model then computes from the
+ * mapping, which is slower but exact (the layouts give bit-identical dot products per block). */
+static void repack_q4_0(sl_model *m) {
+    if (!sl_kernels_fast_q4_0x4()) return;
+    const int64_t n_mat = 7 * (int64_t)m->config.n_layer + 1;
+    size_t total = 0;
+    for (int64_t i = 0; i < n_mat; i++) {
+        const sl_weight *w = matrix_at(m, i);
+        size_t sz = w->type == SL_TYPE_Q4_0 ? sl_q4_0x4_size(w->rows, w->cols) : 0;
+        if (total + sz < total) return;
+        total += sz;
+    }
+    uint8_t *buf = total ? sl_alloc_huge(total) : NULL;
+    if (!buf) return;
+    m->repacked = buf;
+    m->repacked_bytes = total;
+    for (int64_t i = 0; i < n_mat; i++) {
+        sl_weight *w = matrix_at(m, i);
+        if (w->type != SL_TYPE_Q4_0) continue;
+        /* in slices of ~4 MiB of the file, each released once copied, so the resident size
+         * never holds both forms of a whole matrix (the output matrix of a 128k vocabulary is
+         * 150 MB); with tied embeddings, token lookups later fault single rows back in */
+        const int64_t groups = (w->rows + 3) / 4, group_bytes = 4 * (int64_t)w->row_bytes;
+        const int64_t step = group_bytes >= (4 << 20) ? 1 : (4 << 20) / group_bytes;
+        for (int64_t g0 = 0; g0 < groups; g0 += step) {
+            int64_t g1 = g0 + step < groups ? g0 + step : groups;
+            sl_q4_0x4_repack(w->data, w->rows, w->cols, buf, g0, g1);
+            int64_t r0 = 4 * g0, r1 = 4 * g1 < w->rows ? 4 * g1 : w->rows;
+            gguf_release_pages(m->gguf, (const uint8_t *)w->data + (size_t)r0 * w->row_bytes, (size_t)(r1 - r0) * w->row_bytes);
+        }
+        w->mm_data = buf;
+        w->mm_type = SL_TYPE_Q4_0X4;
+        buf += sl_q4_0x4_size(w->rows, w->cols);
+        memset(buf - 64, 0, 64); /* the tail padding (quant.h) */
+    }
 }
 
 static bool load_hparams(sl_model *m, sl_error *err) {
@@ -268,6 +321,7 @@ sl_model *sl_model_load(const char *path, const sl_model_params *params, sl_erro
             goto fail;
         }
         if (!load_hparams(m, err) || !load_tensors(m, err)) goto fail;
+        if (!p.no_repack) repack_q4_0(m);
     }
     sl_error verr;
     sl_clear_error(&verr);
@@ -294,6 +348,7 @@ fail:
 const sl_model_config *sl_model_get_config(const sl_model *m) { return &m->config; }
 int64_t sl_model_n_params(const sl_model *m) { return m->n_params; }
 int64_t sl_model_file_size(const sl_model *m) { return (int64_t)m->gguf->size; }
+int64_t sl_model_repacked_bytes(const sl_model *m) { return (int64_t)m->repacked_bytes; }
 
 /* appends to buf at *pos, tracking the length it wanted */
 static void out(char *buf, size_t size, size_t *pos, const char *fmt, ...) __attribute__((format(printf, 4, 5)));

@@ -3,7 +3,8 @@
  * (internal). What it is for: giving forward.c (and the sparse/profile code) direct, named
  * access to every weight matrix. What it is not: a copy of the weights — every pointer below
  * points into the GGUF mapping, except the small norm vectors, which are converted to f32 if a
- * file stores them in another type.
+ * file stores them in another type, and the one exception made for speed: Q4_0 matrices are
+ * repacked at load into the interleaved layout the matrix-vector kernel wants (mm_data).
  */
 #ifndef SL_MODEL_H
 #define SL_MODEL_H
@@ -16,12 +17,22 @@ struct sl_vocab;
 /* A 2-D weight matrix in the file: `rows` rows of `cols` elements of `type`, row-major
  * (GGUF ne[0] = cols, ne[1] = rows). y = W·x maps cols -> rows. */
 typedef struct sl_weight {
-    const void *data; /* rows * row_bytes bytes, in the mapping */
-    sl_type type;     /* element type */
+    const void *data;    /* rows * row_bytes bytes, in the mapping */
+    sl_type type;        /* element type */
     int64_t rows;     /* output features (ne[1]) */
     int64_t cols;     /* input features (ne[0]) */
     size_t row_bytes; /* bytes per row = sl_type_row_size(type, cols) */
+    /* For the model's own matrices (NULL/0 in views made elsewhere): what the dense products
+     * read, i.e. data, or the model's Q4_0x4 copy of it (model.c, repack_q4_0). */
+    const void *mm_data; /* data, or [rows rounded up to 4, cols] in the Q4_0x4 layout */
+    sl_type mm_type;     /* type, or SL_TYPE_Q4_0X4 */
 } sl_weight;
+
+/* A view of a row-major matrix held elsewhere (mm_data = data). */
+static inline sl_weight sl_weight_view(const void *data, sl_type type, int64_t rows, int64_t cols) {
+    sl_weight w = {data, type, rows, cols, sl_type_row_size(type, cols), data, type};
+    return w;
+}
 
 typedef struct sl_layer {
     const float *attn_norm; /* [n_embd] RMSNorm weight before attention */
@@ -45,6 +56,8 @@ struct sl_model {
     const float *rope_freqs;  /* [n_rot/2] RoPE frequency divisors, or NULL */
     sl_layer *layers;         /* [n_layer] */
     float *owned_f32;         /* norms converted to f32 when stored otherwise (owned), or NULL */
+    void *repacked;           /* Q4_0x4 copies of the Q4_0 matrices (owned, sl_alloc_huge), or NULL */
+    size_t repacked_bytes;    /* their size */
     int64_t n_params;         /* total elements of all tensors */
     struct sl_vocab *vocab;   /* tokenizer, or NULL when the file has none */
 };

@@ -935,8 +935,8 @@ static sl_status quantize_predictor(sl_type type, int32_t r, int32_t H, int32_t 
     }
     for (int32_t k = 0; k < r; k++) sl_quantize_row_ref(type, A + (size_t)k * H, (uint8_t *)a + (size_t)k * row_a, H);
     for (int32_t i = 0; i < I; i++) sl_quantize_row_ref(type, B + (size_t)i * r, (uint8_t *)b + (size_t)i * row_b, r);
-    *wa = (sl_weight){a, type, r, H, row_a};
-    *wb = (sl_weight){b, type, I, r, row_b};
+    *wa = sl_weight_view(a, type, r, H);
+    *wb = sl_weight_view(b, type, I, r);
     return SL_OK;
 }
 

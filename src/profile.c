@@ -198,8 +198,8 @@ sl_status sl_profile_set_predictor(sl_profile *p, int32_t layer, int32_t rank, s
     sl_free_aligned(L->owned_b);
     L->owned_a = a;
     L->owned_b = b;
-    L->pred_a = (sl_weight){a, type, rank, p->n_embd, row_a};
-    L->pred_b = (sl_weight){b, type, p->n_ff, rank, row_b};
+    L->pred_a = sl_weight_view(a, type, rank, p->n_embd);
+    L->pred_b = sl_weight_view(b, type, p->n_ff, rank);
     L->info.rank = rank;
     return SL_OK;
 }
@@ -415,8 +415,8 @@ sl_profile *sl_profile_load(const char *path, const sl_model *model, sl_error *e
                              (long long)rank, (long long)rank, n_ff);
                 goto fail;
             }
-            L->pred_a = (sl_weight){ta->data, ta->type, rank, n_embd, sl_type_row_size(ta->type, n_embd)};
-            L->pred_b = (sl_weight){tb->data, tb->type, n_ff, rank, sl_type_row_size(tb->type, rank)};
+            L->pred_a = sl_weight_view(ta->data, ta->type, rank, n_embd);
+            L->pred_b = sl_weight_view(tb->data, tb->type, n_ff, rank);
         }
         if (validate_info(p, (int32_t)l, &in, (int32_t)rank, err)) goto fail;
         L->info = in;

@@ -242,3 +242,46 @@ float sl_dot_row_ref(sl_type type, const void *w, const float *x, int64_t n) {
     }
     return sum;
 }
+
+/* ---- Q4_0x4 ---------------------------------------------------------------------------------- */
+
+size_t sl_q4_0x4_size(int64_t rows, int64_t n) {
+    int64_t groups = (rows + 3) / 4;
+    return (size_t)groups * 4 * sl_type_row_size(SL_TYPE_Q4_0, n) + 64;
+}
+
+void sl_q4_0x4_repack(const void *src, int64_t rows, int64_t n, void *dst, int64_t g0, int64_t g1) {
+    const int64_t nb = n / SL_QK4_0;
+    const size_t row_bytes = (size_t)nb * sizeof(sl_block_q4_0), group_bytes = 4 * row_bytes;
+    for (int64_t g = g0; g < g1; g++) {
+        uint8_t *qs = (uint8_t *)dst + (size_t)g * group_bytes; /* [nb][4 rows][16] */
+        uint8_t *sc = qs + (size_t)nb * 64;                     /* [nb][4 rows] f16 */
+        for (int i = 0; i < 4; i++) {
+            int64_t r = 4 * g + i;
+            const sl_block_q4_0 *row = r < rows ? (const sl_block_q4_0 *)((const uint8_t *)src + (size_t)r * row_bytes) : NULL;
+            for (int64_t b = 0; b < nb; b++) {
+                if (row) {
+                    memcpy(qs + (size_t)b * 64 + 16 * i, row[b].qs, 16);
+                    memcpy(sc + (size_t)b * 8 + 2 * i, &row[b].d, 2);
+                } else { /* padding row: scale 0 and values 8 encode exact zeros */
+                    memset(qs + (size_t)b * 64 + 16 * i, 0x88, 16);
+                    memset(sc + (size_t)b * 8 + 2 * i, 0, 2);
+                }
+            }
+        }
+    }
+}
+
+void sl_q4_0x4_repack_all(const void *src, int64_t rows, int64_t n, void *dst) {
+    int64_t groups = (rows + 3) / 4;
+    sl_q4_0x4_repack(src, rows, n, dst, 0, groups);
+    memset((uint8_t *)dst + sl_q4_0x4_size(rows, n) - 64, 0, 64);
+}
+
+void sl_q4_0x4_get_block(const void *w, int64_t n, int64_t r, int64_t b, sl_block_q4_0 *out) {
+    const int64_t nb = n / SL_QK4_0;
+    const uint8_t *qs = (const uint8_t *)w + (size_t)(r / 4) * 4 * (size_t)nb * sizeof(sl_block_q4_0);
+    const uint8_t *sc = qs + (size_t)nb * 64;
+    memcpy(out->qs, qs + (size_t)b * 64 + 16 * (r % 4), 16);
+    memcpy(&out->d, sc + (size_t)b * 8 + 2 * (r % 4), 2);
+}

@@ -45,6 +45,25 @@ typedef struct sl_type_traits {
 /* Traits of a supported type, or NULL for any other id (including unknown ggml types). */
 const sl_type_traits *sl_type_traits_of(int type);
 
+/* ---- Q4_0x4: Q4_0 repacked for the matrix kernels (an internal layout, never in a file) ----
+ * Rows in groups of 4 (the last group padded with all-zero rows). A group of n-element rows is
+ * 4 * sl_type_row_size(Q4_0, n) bytes: first, for each block b, the 16 value bytes of rows
+ * 4g, 4g+1, 4g+2, 4g+3 in turn (64 bytes per block: one 512-bit load feeds four rows); then,
+ * for each block b, the four f16 scales in the same row order (8 bytes per block). Same bytes
+ * as Q4_0, reordered: values and scales are bit-identical, so every dot product is too. */
+#define SL_TYPE_Q4_0X4 ((sl_type)1004)
+
+/* Bytes of a Q4_0x4 matrix of `rows` rows of n elements (n a multiple of 32), plus 64 bytes of
+ * zeros at the end that lets vector gathers of the last scale read a whole dword. */
+size_t sl_q4_0x4_size(int64_t rows, int64_t n);
+/* Repack row groups [g0, g1) of a Q4_0 matrix (rows x n, row-major) into dst, a buffer of
+ * sl_q4_0x4_size bytes; groups are independent, so threads may fill disjoint ranges. The
+ * caller zeroes the tail padding (or uses sl_q4_0x4_repack_all). */
+void sl_q4_0x4_repack(const void *src, int64_t rows, int64_t n, void *dst, int64_t g0, int64_t g1);
+void sl_q4_0x4_repack_all(const void *src, int64_t rows, int64_t n, void *dst);
+/* Block b of row r of a Q4_0x4 matrix, as a plain Q4_0 block. */
+void sl_q4_0x4_get_block(const void *w, int64_t n, int64_t r, int64_t b, sl_block_q4_0 *out);
+
 /* Scalar conversions (round-to-nearest-even for the f32 -> half/bf16 direction). */
 float sl_fp16_to_fp32(uint16_t h);
 uint16_t sl_fp32_to_fp16(float f);

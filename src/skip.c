@@ -111,7 +111,7 @@ void sl_mlp_sparse_forward(sl_context *ctx, int l, int B) {
     const double t0 = sl_time_s();
     /* scores [B, I]: the gate itself (CATS) or the predictor B (A x) */
     if (P->rule == SL_RULE_CATS) {
-        sl_matmul(ctx->pool, L->ffn_gate.type, L->ffn_gate.data, I, E, ctx->xb, B, ctx->scores);
+        sl_matmul(ctx->pool, L->ffn_gate.mm_type, L->ffn_gate.mm_data, I, E, ctx->xb, B, ctx->scores);
     } else {
         sl_matmul(ctx->pool, PD->pred_a.type, PD->pred_a.data, P->rank, E, ctx->xb, B, ctx->pred_h);
         sl_matmul(ctx->pool, PD->pred_b.type, PD->pred_b.data, I, P->rank, ctx->pred_h, B, ctx->scores);
@@ -131,7 +131,7 @@ void sl_mlp_sparse_forward(sl_context *ctx, int l, int B) {
     if (ctx->track_recall) {
         const float *gate = ctx->scores;
         if (P->rule != SL_RULE_CATS) {
-            sl_matmul(ctx->pool, L->ffn_gate.type, L->ffn_gate.data, I, E, ctx->xb, B, ctx->gate_full);
+            sl_matmul(ctx->pool, L->ffn_gate.mm_type, L->ffn_gate.mm_data, I, E, ctx->xb, B, ctx->gate_full);
             gate = ctx->gate_full;
         }
         for (int b = 0; b < B; b++) {

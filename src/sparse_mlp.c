@@ -1348,10 +1348,6 @@ struct sl_sparse_mlp {
     sl_sparse_mlp_stats *stats;  /* where to write stage times, or NULL */
 };
 
-static sl_weight make_view(const void *data, sl_type type, int64_t rows, int64_t cols) {
-    sl_weight w = {data, type, rows, cols, sl_type_row_size(type, cols)};
-    return w;
-}
 
 static sl_sparse_mlp *op_init(const sl_mlp_weights *w, sl_activation act, int n_threads, sl_pool *borrow, sl_error *err) {
     sl_clear_error(err);
@@ -1390,9 +1386,9 @@ static sl_sparse_mlp *op_init(const sl_mlp_weights *w, sl_activation act, int n_
     sl_sparse_mlp *op = calloc(1, sizeof(*op));
     if (!op) goto nomem;
     const int64_t H = w->n_embd, I = w->n_ff;
-    op->gate = make_view(w->gate, w->type, I, H);
-    op->up = make_view(w->up, w->type, I, H);
-    op->down = make_view(w->down, w->type, H, I);
+    op->gate = sl_weight_view(w->gate, w->type, I, H);
+    op->up = sl_weight_view(w->up, w->type, I, H);
+    op->down = sl_weight_view(w->down, w->type, H, I);
     op->act = act;
     if (borrow) {
         op->pool = borrow;
@@ -1402,7 +1398,7 @@ static sl_sparse_mlp *op_init(const sl_mlp_weights *w, sl_activation act, int n_
     }
     if (!(op->ws = sl_sparse_ws_init())) goto nomem;
     if (w->down_t) {
-        op->down_t = make_view(w->down_t, w->type, I, H);
+        op->down_t = sl_weight_view(w->down_t, w->type, I, H);
     } else {
         /* Q4_0 down is transposed into Q8_0: re-quantizing into Q4_0 would round every weight a
          * second time (7.6% RMS error), Q8_0 keeps that at 0.5%; it costs 1.9x the bytes of down
@@ -1494,7 +1490,7 @@ sl_status sl_sparse_mlp_reference(const sl_mlp_weights *w, sl_activation act, co
     if (w->n_embd < 1 || w->n_ff < 1 || w->n_embd > SL_MLP_MAX_DIM || w->n_ff > SL_MLP_MAX_DIM)
         return sl_set_error(err, SL_ERR_INVALID_ARG, "reference mlp: bad sizes");
     const int64_t H = w->n_embd, I = w->n_ff;
-    sl_weight gate = make_view(w->gate, w->type, I, H), up = make_view(w->up, w->type, I, H);
-    sl_weight down = make_view(w->down, w->type, H, I), down_t = make_view(w->down_t, w->type, I, H);
+    sl_weight gate = sl_weight_view(w->gate, w->type, I, H), up = sl_weight_view(w->up, w->type, I, H);
+    sl_weight down = sl_weight_view(w->down, w->type, H, I), down_t = sl_weight_view(w->down_t, w->type, I, H);
     return sl_mlp_reference_w(&gate, &up, w->down ? &down : NULL, w->down ? NULL : &down_t, act, x, B, mask, out, err);
 }

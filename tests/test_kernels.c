@@ -199,13 +199,14 @@ typedef struct mm_stats {
     int cases;               /* matmuls run */
 } mm_stats;
 
-static void run_mm_case(const mm_case *c, sl_kernel_variant v, mm_stats *st) {
+/* Runs the product on weights W of type t (c->W itself, or c->W repacked as Q4_0x4). */
+static void run_mm_case_as(const mm_case *c, sl_type t, const void *W, sl_kernel_variant v, mm_stats *st) {
     size_t ny = (size_t)(c->B * c->rows);
     float *y = malloc(sizeof(float) * ny), *y1 = malloc(sizeof(float) * ny);
     for (int th = 1; th <= 3; th++) {
         sl_kernels_select(v);
         for (size_t i = 0; i < ny; i++) y[i] = NAN; /* every output must be written */
-        sl_matmul(pools[th], c->t, c->W, c->rows, c->n, c->X, c->B, y);
+        sl_matmul(pools[th], t, W, c->rows, c->n, c->X, c->B, y);
         st->cases++;
         for (size_t i = 0; i < ny; i++) {
             worst_update(&st->vs_scalar, rel_err(y[i], c->y_scalar[i], c->scale[i]), "n=%d rows=%d B=%d t=%d",
@@ -221,12 +222,58 @@ static void run_mm_case(const mm_case *c, sl_kernel_variant v, mm_stats *st) {
     free(y1);
 }
 
+static void run_mm_case(const mm_case *c, sl_kernel_variant v, mm_stats *st) { run_mm_case_as(c, c->t, c->W, v, st); }
+
 static const sl_kernel_variant variants[] = {SL_KERNELS_SCALAR, SL_KERNELS_AVX2, SL_KERNELS_AVX512};
+
+/* Q4_0x4 (Q4_0 rows interleaved by 4, see quant.h) against the plain Q4_0 results of the same
+ * case: the scalar rows must be bit-identical to the scalar variant on Q4_0, every variant
+ * within float reassociation of it, and sl_matmul_ref on the repacked matrix within
+ * reassociation of sl_matmul_ref on Q4_0. */
+static void run_q4_0x4_case(const mm_case *c, mm_stats st[3], worst *ref4) {
+    size_t sz = sl_q4_0x4_size(c->rows, c->n);
+    uint8_t *W4 = malloc(sz);
+    sl_q4_0x4_repack_all(c->W, c->rows, c->n, W4);
+    for (int v = 0; v < 3; v++)
+        if (sl_kernels_supported(variants[v])) run_mm_case_as(c, SL_TYPE_Q4_0X4, W4, variants[v], &st[v]);
+    size_t ny = (size_t)(c->B * c->rows);
+    float *y = malloc(sizeof(float) * ny);
+    sl_matmul_ref(SL_TYPE_Q4_0X4, W4, c->rows, c->n, c->X, c->B, y, 0, 1);
+    for (size_t i = 0; i < ny; i++)
+        worst_update(ref4, rel_err(y[i], c->y_ref[i], c->scale[i]), "n=%d rows=%d B=%d", (int)c->n, (int)c->rows,
+                     (int)c->B, 0);
+    free(y);
+    free(W4);
+}
+
+static void check_q4_0x4(mm_stats st[3], const worst *ref4) {
+    CHECK(ref4->err <= TOL_REASSOC, "sl_matmul_ref q4_0x4 vs q4_0: max rel diff %.3g <= %.3g (worst %s)", ref4->err,
+          TOL_REASSOC, ref4->where);
+    for (int v = 0; v < 3; v++) {
+        const char *name = sl_kernels_name(variants[v]);
+        if (!sl_kernels_supported(variants[v])) continue;
+        CHECK(st[v].vs_scalar.err <= TOL_REASSOC,
+              "%s matmul q4_0x4 vs scalar variant on q4_0 (%d runs): max rel diff %.3g <= %.3g (worst %s)", name,
+              st[v].cases, st[v].vs_scalar.err, TOL_REASSOC, st[v].vs_scalar.where);
+        CHECK(st[v].vs_ref.err <= TOL_ACT_Q8, "%s matmul q4_0x4 vs sl_matmul_ref on q4_0: max rel diff %.3g <= %.3g (worst %s)",
+              name, st[v].vs_ref.err, TOL_ACT_Q8, st[v].vs_ref.where);
+        CHECK(st[v].nondeterministic == 0, "%s matmul q4_0x4: results identical for 1, 2, 3 threads (%d cases differ)",
+              name, st[v].nondeterministic);
+        if (variants[v] == SL_KERNELS_SCALAR)
+            CHECK(st[v].differs_from_scalar == 0, "scalar matmul q4_0x4 bit-identical to q4_0 (%d outputs differ)",
+                  st[v].differs_from_scalar);
+        else if (sl_kernels_ops_of(variants[v])->fast_q4_0x4)
+            CHECK(st[v].differs_from_scalar > 0, "%s matmul q4_0x4 really ran its own code (%d outputs differ in the last bits)",
+                  name, st[v].differs_from_scalar);
+    }
+}
 
 static void test_matmul_type(sl_type t) {
     test_rng rng = {0x9abc + (uint64_t)t};
-    mm_stats st[3];
+    mm_stats st[3], st4[3];
     memset(st, 0, sizeof(st));
+    memset(st4, 0, sizeof(st4));
+    worst ref4 = {0};
     const int *ns = is_quant(t) ? ns_quant : ns_float;
     int nn = is_quant(t) ? COUNT(ns_quant) : COUNT(ns_float);
     for (int i = 0; i < nn; i++)
@@ -239,6 +286,7 @@ static void test_matmul_type(sl_type t) {
                 mm_case_make(&c, t, n, rows, B, &rng);
                 for (int v = 0; v < 3; v++)
                     if (sl_kernels_supported(variants[v])) run_mm_case(&c, variants[v], &st[v]);
+                if (t == SL_TYPE_Q4_0) run_q4_0x4_case(&c, st4, &ref4);
                 mm_case_free(&c);
             }
     /* TinyLlama-like shapes that exercise chunking of the reduction dimension (B large) */
@@ -247,8 +295,10 @@ static void test_matmul_type(sl_type t) {
         mm_case_make(&c, t, 2048, 48, 64, &rng);
         for (int v = 0; v < 3; v++)
             if (sl_kernels_supported(variants[v])) run_mm_case(&c, variants[v], &st[v]);
+        if (t == SL_TYPE_Q4_0) run_q4_0x4_case(&c, st4, &ref4);
         mm_case_free(&c);
     }
+    if (t == SL_TYPE_Q4_0) check_q4_0x4(st4, &ref4);
     for (int v = 0; v < 3; v++) {
         const char *name = sl_kernels_name(variants[v]);
         if (!sl_kernels_supported(variants[v])) continue;

@@ -8,6 +8,8 @@
  *    at each of 64 positions match llama.cpp's within a per-type tolerance (see TOL_* below).
  */
 #include "forward.h"
+#include "kernels/kernels.h"
+#include "model.h"
 #include "skipllama.h"
 #include "testutil.h"
 
@@ -267,7 +269,53 @@ static void test_errors(void) {
     sl_model_free(m);
 }
 
+/* Q4_0 weights repacked at load (Q4_0x4) against the same file computed from the mapping.
+ * Prefill (B > 1) uses the same superblock kernel on both layouts, so its logits must be
+ * bit-identical; decode (B = 1) runs a different kernel whose sums are reassociated. */
+#define Q4_FIXTURE_VOCAB 2048
+
+static void eval_q4(bool no_repack, const int32_t *ids, int n, float *prefill, float *decode, bool *repacked) {
+    sl_model_params mp = sl_model_default_params();
+    mp.no_repack = no_repack;
+    sl_error err;
+    sl_model *m = sl_model_load("tests/data/tiny-silu-q4_0.gguf", &mp, &err);
+    if (!CHECK(m != NULL, "q4_0 repack=%d: load", !no_repack)) return;
+    *repacked = m->repacked != NULL;
+    const int V = sl_model_get_config(m)->n_vocab;
+    sl_context_params cp = sl_context_default_params();
+    cp.n_ctx = 64;
+    sl_context *ctx = V == Q4_FIXTURE_VOCAB ? sl_context_init(m, &cp, &err) : NULL;
+    if (CHECK(ctx && sl_eval(ctx, ids, n, prefill, true, &err) == SL_OK, "q4_0 repack=%d: prefill %d ids", !no_repack, n)) {
+        sl_context_reset(ctx);
+        bool ok = true;
+        for (int i = 0; i < n; i++) ok = ok && sl_eval(ctx, ids + i, 1, decode + (size_t)i * V, true, &err) == SL_OK;
+        CHECK(ok, "q4_0 repack=%d: decode %d ids one by one", !no_repack, n);
+    }
+    sl_context_free(ctx);
+    sl_model_free(m);
+}
+
+static void test_q4_0_repack(void) {
+    int32_t ids[24];
+    for (int i = 0; i < 24; i++) ids[i] = (int32_t)((i * 37 + 11) % 200 + 3);
+    const int n = 24, V = Q4_FIXTURE_VOCAB;
+    float *pa = calloc((size_t)n * V * 4, sizeof(float)), *da = pa + n * V, *pb = da + n * V, *db = pb + n * V;
+    bool ra = false, rb = true;
+    eval_q4(false, ids, n, pa, da, &ra);
+    eval_q4(true, ids, n, pb, db, &rb);
+    CHECK(ra == sl_kernels_fast_q4_0x4() && !rb, "q4_0 weights repacked at load iff the kernels have a Q4_0x4 path (%d, %d)", ra, rb);
+    double dp = 0, dd = 0;
+    for (int i = 0; i < n * V; i++) {
+        dp = fmax(dp, fabs((double)pa[i] - pb[i]));
+        dd = fmax(dd, fabs((double)da[i] - db[i]));
+    }
+    CHECK(dp == 0, "q4_0 prefill logits: repacked == file layout (maxdiff %.3g)", dp);
+    CHECK(dd <= TOL_SAME_MATH, "q4_0 decode logits: repacked vs file layout maxdiff %.3g <= %.3g", dd, TOL_SAME_MATH);
+    free(pa);
+}
+
 int main(void) {
+    test_q4_0_repack();
     test_f32_fixture("tiny-silu");
     test_f32_fixture("tiny-relu");
     test_oracle("f16", 2e-3);

@@ -27,8 +27,7 @@ static inline void *test_rand_weights(sl_type type, int64_t rows, int64_t cols, 
 }
 
 static inline sl_weight test_weight_view(const void *data, sl_type type, int64_t rows, int64_t cols) {
-    sl_weight w = {data, type, rows, cols, sl_type_row_size(type, cols)};
-    return w;
+    return sl_weight_view(data, type, rows, cols);
 }
 
 #endif

@@ -106,7 +106,7 @@ class sl_model_config(ctypes.Structure):
 
 
 class sl_model_params(ctypes.Structure):
-    _fields_ = [("vocab_only", ctypes.c_bool)]
+    _fields_ = [("vocab_only", ctypes.c_bool), ("no_repack", ctypes.c_bool)]
 
 
 class sl_context_params(ctypes.Structure):
@@ -242,6 +242,7 @@ _DECLS = {
     "sl_model_get_config": (P(sl_model_config), [vp]),
     "sl_model_n_params": (i64, [vp]),
     "sl_model_file_size": (i64, [vp]),
+    "sl_model_repacked_bytes": (i64, [vp]),
     "sl_model_describe": (c_size, [vp, ctypes.c_char_p, c_size]),
     "sl_context_default_params": (sl_context_params, []),
     "sl_context_init": (vp, [vp, P(sl_context_params), ERR]),

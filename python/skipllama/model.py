@@ -106,11 +106,12 @@ class Model:
     n_ctx: KV cache length (None = the model's training context, at most 4096, as `skipllama
     run`). n_threads: worker threads (None = CPU count, at most 16). n_batch: tokens per prefill
     step (0 = library default 64). kv_f16: store the KV cache as f16. vocab_only: load only the
-    tokenizer (no context; tokenize/detokenize only).
+    tokenizer (no context; tokenize/detokenize only). no_repack: compute Q4_0 weights from the
+    file layout instead of the 4-row interleaved copy made at load.
     """
 
     def __init__(self, path, profile=None, n_ctx=None, n_threads=None, *, sparsity=None, sparse_prefill=False,
-                 n_batch=0, kv_f16=False, vocab_only=False):
+                 n_batch=0, kv_f16=False, vocab_only=False, no_repack=False):
         self._model = self._ctx = self._profile = None
         self.profile_path = self.sparsity = None
         self.last_generation = None
@@ -120,6 +121,7 @@ class Model:
         err = _lib.sl_error()
         mp = lib.sl_model_default_params()
         mp.vocab_only = bool(vocab_only)
+        mp.no_repack = bool(no_repack)
         model = lib.sl_model_load(_path(path), ctypes.byref(mp), ctypes.byref(err))
         if not model:
             _lib.raise_error(err, _lib.SL_ERR_IO)

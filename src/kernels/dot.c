@@ -107,3 +107,5 @@ float sl_vec_dot(sl_type wtype, const void *w, const void *act, int64_t n) {
 void sl_vec_axpy(sl_type wtype, const void *w, float a, float *y, int64_t n) {
     sl_kernels_ops()->vec_axpy(wtype, w, a, y, n);
 }
+
+bool sl_kernels_fast_q4_0x4(void) { return sl_kernels_ops()->fast_q4_0x4; }

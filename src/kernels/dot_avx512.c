@@ -154,6 +154,7 @@ static void vec_axpy(sl_type t, const void *w, float a, float *y, int64_t n) {
 
 const sl_kernel_ops sl_kernels_avx512_ops = {
     .name = "avx512",
+    .fast_q4_0x4 = true,
     .quantize_q8 = sl_x5_quantize_q8,
     .vec_dot = vec_dot,
     .vec_axpy = vec_axpy,

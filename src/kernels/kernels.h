@@ -92,6 +92,9 @@ sl_kernel_variant sl_kernels_current(void);
 /* Force a variant (tests, benchmarks); false (and no change) when unsupported. Not meant to be
  * called while kernels run on other threads. */
 bool sl_kernels_select(sl_kernel_variant v);
+/* Whether the selected variant has a fast matrix kernel for the interleaved Q4_0x4 layout
+ * (quant.h); loaders repack Q4_0 weights only then. */
+bool sl_kernels_fast_q4_0x4(void);
 
 /* Attention of ONE query head q [head_dim] over cached positions 0..n_pos-1 (attention_head.c).
  * Cache rows have kv_stride elements (n_head_kv * head_dim); this head's keys/values start at

@@ -27,6 +27,9 @@ typedef struct sl_mm_args {
 
 typedef struct sl_kernel_ops {
     const char *name; /* "scalar", "avx2", "avx512" */
+    /* mm_rows has a fast kernel for SL_TYPE_Q4_0X4 (every variant computes it; without this
+     * flag it runs the scalar rows, so loaders repack only when it is set) */
+    bool fast_q4_0x4;
     /* x[0..n) -> n/32 Q8_0 blocks, bit-identical to sl_quantize_row_ref(SL_TYPE_Q8_0). */
     void (*quantize_q8)(const float *x, void *blocks, int64_t n);
     /* sl_vec_dot / sl_vec_axpy contracts (kernels.h). */

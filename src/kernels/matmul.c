@@ -82,7 +82,9 @@ void sl_matmul(sl_pool *pool, sl_type type, const void *W, int64_t rows, int64_t
         if (B > 1 && B * n >= PREP_PARALLEL_MIN) sl_pool_run(pool, prep_worker, &pt);
         else prep_worker(&pt, 0, 1);
     }
-    rows_task t = {ops, {type, W, sl_type_row_size(type, n), rows, n, X, xp, B, Y}};
+    /* a Q4_0x4 group of 4 rows is 4 Q4_0 rows long */
+    size_t row_bytes = sl_type_row_size(type == SL_TYPE_Q4_0X4 ? SL_TYPE_Q4_0 : type, n);
+    rows_task t = {ops, {type, W, row_bytes, rows, n, X, xp, B, Y}};
     sl_pool_run(pool, rows_worker, &t);
     sl_free_aligned(owned);
 }

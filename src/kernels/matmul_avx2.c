@@ -105,7 +105,7 @@ static void mm_rows_float(const sl_mm_args *a, int64_t r0, int64_t r1) {
 #define QT 4 /* tokens per tile */
 
 size_t sl_x2_mm_prep_size(sl_type type, int64_t n, int64_t B) {
-    if (type != SL_TYPE_Q8_0 && type != SL_TYPE_Q4_0) return 0;
+    if (type != SL_TYPE_Q8_0 && type != SL_TYPE_Q4_0 && type != SL_TYPE_Q4_0X4) return 0;
     return (size_t)B * sl_type_row_size(SL_TYPE_Q8_0, n);
 }
 
@@ -190,6 +190,9 @@ static void mm_rows_quant(const sl_mm_args *a, int64_t r0, int64_t r1) {
 }
 
 void sl_x2_mm_rows(const sl_mm_args *a, int64_t r0, int64_t r1) {
-    if (a->type == SL_TYPE_Q8_0 || a->type == SL_TYPE_Q4_0) mm_rows_quant(a, r0, r1);
+    /* no AVX2 kernel for the interleaved layout (the loader only repacks for AVX-512): the
+     * scalar rows read the same plain Q8_0 activations */
+    if (a->type == SL_TYPE_Q4_0X4) sl_mm_rows_scalar(a, r0, r1);
+    else if (a->type == SL_TYPE_Q8_0 || a->type == SL_TYPE_Q4_0) mm_rows_quant(a, r0, r1);
     else mm_rows_float(a, r0, r1);
 }

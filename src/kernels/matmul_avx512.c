@@ -286,15 +286,109 @@ static void qmv_rows(sl_type t, int nr, const uint8_t *w, size_t ws, const uint8
     }
 }
 
+/* ---- B == 1 on Q4_0x4 (four rows interleaved block by block, see quant.h) -------------------
+ * One 512-bit load brings block b of 4 rows: 128-bit lane i holds row i's 16 value bytes. The
+ * low nibbles (elements 0..15) and the high nibbles (16..31) meet X's two halves, each
+ * broadcast to the 4 lanes, in two vpdpbusd that start from the block's offset correction
+ * (-8 * the sums of X's matching dwords), so lane i ends with row i's exact integer dot product
+ * as 4 partial sums. The 4 scales are one 8-byte load, widened and multiplied by dx in a
+ * 128-bit register, then spread to the lanes by one permute. Per block and 4 rows: 8 vector ops,
+ * against 5 per block and row in qmv above. Two groups (8 rows) run together so the X loads are
+ * shared and the two FMA chains overlap.
+ * X is laid out per block as 64 bytes: [elements 0..15][elements 16..31][4 x int32 correction]
+ * [dx as f32][12 bytes of zeros]. */
+
+#define MV4_X_BYTES 64
+/* Prefetch distance in pairs of groups (rows are consumed 8 at a time, front to back). */
+#ifndef MV4_PF_PAIRS
+#define MV4_PF_PAIRS 1
+#endif
+
+static void mv4_prep(const float *x, int64_t n, void *xp) {
+    const int64_t nb = n / SL_QK8_0;
+    const __m128i eight = _mm_set1_epi8(8);
+    for (int64_t i0 = 0; i0 < nb; i0 += SB_BLOCKS) {
+        int64_t cnt = nb - i0 < SB_BLOCKS ? nb - i0 : SB_BLOCKS;
+        sl_block_q8_0 tmp[SB_BLOCKS];
+        sl_x5_quantize_q8(x + i0 * SL_QK8_0, tmp, cnt * SL_QK8_0);
+        for (int64_t j = 0; j < cnt; j++) {
+            uint8_t *d = (uint8_t *)xp + (size_t)(i0 + j) * MV4_X_BYTES;
+            __m128i lo = _mm_loadu_si128((const __m128i *)tmp[j].qs), hi = _mm_loadu_si128((const __m128i *)(tmp[j].qs + 16));
+            __m128i c = _mm_dpbusd_epi32(_mm_dpbusd_epi32(_mm_setzero_si128(), eight, lo), eight, hi);
+            _mm_store_si128((__m128i *)d, lo);
+            _mm_store_si128((__m128i *)(d + 16), hi);
+            _mm_store_si128((__m128i *)(d + 32), _mm_sub_epi32(_mm_setzero_si128(), c));
+            _mm_store_ps((float *)(d + 48), _mm_setr_ps(x5_half(tmp[j].d), 0, 0, 0));
+        }
+    }
+}
+
+/* y[0..4*NG) = rows of NG consecutive groups (the first at g, gb bytes each) . x; writes only
+ * the first ny outputs (padding rows of the last group are computed and dropped). */
+SL_INLINE void mv4_groups(const int NG, const uint8_t *g, size_t gb, const uint8_t *xp, int64_t nb, float *y, int ny) {
+    const __m512i lo4 = _mm512_set1_epi8(0x0f);
+    const __m512i spread = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+    const uint8_t *pf = g + (size_t)(MV4_PF_PAIRS * 2) * gb;
+    for (int64_t b = 0; b < nb; b++) {
+        if (MV4_PF_PAIRS) {
+#pragma GCC unroll 2
+            for (int k = 0; k < NG; k++) {
+                _mm_prefetch((const char *)(pf + k * gb + (size_t)b * 64), MV_PF_HINT);
+                if ((b & 7) == 0) _mm_prefetch((const char *)(pf + k * gb + (size_t)nb * 64 + (size_t)b * 8), MV_PF_HINT);
+            }
+        }
+        const uint8_t *xb = xp + (size_t)b * MV4_X_BYTES;
+        const __m512i xlo = _mm512_broadcast_i32x4(_mm_load_si128((const __m128i *)xb));
+        const __m512i xhi = _mm512_broadcast_i32x4(_mm_load_si128((const __m128i *)(xb + 16)));
+        const __m512i corr = _mm512_broadcast_i32x4(_mm_load_si128((const __m128i *)(xb + 32)));
+        const __m128 dx = _mm_broadcast_ss((const float *)(xb + 48));
+#pragma GCC unroll 2
+        for (int k = 0; k < NG; k++) {
+            const uint8_t *gk = g + k * gb;
+            __m512i w = _mm512_loadu_si512(gk + (size_t)b * 64);
+            __m512i d = _mm512_dpbusd_epi32(corr, _mm512_and_si512(w, lo4), xlo);
+            d = _mm512_dpbusd_epi32(d, _mm512_and_si512(_mm512_srli_epi16(w, 4), lo4), xhi);
+            __m128 sc = _mm_mul_ps(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(gk + (size_t)nb * 64 + (size_t)b * 8))), dx);
+            __m512 sv = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(sc));
+            acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), sv, acc[k]);
+        }
+    }
+    const __m512i firsts = _mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+#pragma GCC unroll 2
+    for (int k = 0; k < NG; k++) {
+        /* sum the 4 floats of each 128-bit lane, then gather lane sums 0, 4, 8, 12 */
+        __m512 v = acc[k];
+        v = _mm512_add_ps(v, _mm512_permute_ps(v, _MM_SHUFFLE(1, 0, 3, 2)));
+        v = _mm512_add_ps(v, _mm512_permute_ps(v, _MM_SHUFFLE(2, 3, 0, 1)));
+        __m128 s4 = _mm512_castps512_ps128(_mm512_permutexvar_ps(firsts, v));
+        int m = ny - 4 * k;
+        if (m > 0) _mm_mask_storeu_ps(y + 4 * k, (__mmask8)(m >= 4 ? 0xf : (1u << m) - 1), s4);
+    }
+}
+
+static void mv4_rows(const sl_mm_args *a, int64_t r0, int64_t r1) {
+    const int64_t nb = a->n / SL_QK4_0;
+    const size_t gb = 4 * a->row_bytes;
+    for (int64_t r = r0; r < r1; r += 8) { /* r0 is a multiple of 16 (matmul.c's row unit) */
+        const uint8_t *g = (const uint8_t *)a->W + (size_t)(r / 4) * gb;
+        int ny = r1 - r < 8 ? (int)(r1 - r) : 8;
+        if (ny > 4) mv4_groups(2, g, gb, a->xp, nb, a->Y + r, ny);
+        else mv4_groups(1, g, gb, a->xp, nb, a->Y + r, ny);
+    }
+}
+
 size_t sl_x5_mm_prep_size(sl_type type, int64_t n, int64_t B) {
-    if (type != SL_TYPE_Q8_0 && type != SL_TYPE_Q4_0) return 0;
+    if (type == SL_TYPE_Q4_0X4 && B == 1) return (size_t)(n / SL_QK8_0) * MV4_X_BYTES;
+    if (type != SL_TYPE_Q8_0 && type != SL_TYPE_Q4_0 && type != SL_TYPE_Q4_0X4) return 0;
     if (B == 1) return (size_t)(n / SL_QK8_0) * MV_BLOCK_BYTES;
     return (size_t)B * (size_t)n_superblocks(n) * XSB_BYTES;
 }
 
 void sl_x5_mm_prep(sl_type type, const float *X, int64_t n, int64_t B, int64_t b0, int64_t b1, void *xp) {
     if (B == 1) {
-        mv_prep(type, X, n, xp);
+        if (type == SL_TYPE_Q4_0X4) mv4_prep(X, n, xp);
+        else mv_prep(type, X, n, xp);
         return;
     }
     const int64_t nb = n / SL_QK8_0, nsb = n_superblocks(n);
@@ -323,31 +417,50 @@ void sl_x5_mm_prep(sl_type type, const float *X, int64_t n, int64_t B, int64_t b
     }
 }
 
-/* Lay out superblocks [s0, s0 + S) of one weight row as W superblocks (WSB_BYTES each). */
-static void w_repack(sl_type t, const uint8_t *row, int64_t nb, int64_t s0, int S, uint8_t *dst) {
-    const int bs = t == SL_TYPE_Q8_0 ? (int)sizeof(sl_block_q8_0) : (int)sizeof(sl_block_q4_0);
-    const __m512i off = lane_offsets(bs, 0);
+/* Where one quantized weight row's blocks are: the values of block b at qs + b * qstride, its
+ * f16 scale at d + b * dstride (plain Q8_0/Q4_0 rows, or one row of a Q4_0x4 group). */
+typedef struct wrow {
+    const uint8_t *qs, *d; /* values and scale of block 0 */
+    int qstride, dstride;  /* bytes from one block to the next */
+} wrow;
+
+static wrow wrow_of(const sl_mm_args *a, int64_t r) {
+    if (a->type == SL_TYPE_Q4_0X4) {
+        const uint8_t *g = (const uint8_t *)a->W + (size_t)(r / 4) * 4 * a->row_bytes;
+        const int64_t nb = a->n / SL_QK4_0;
+        return (wrow){g + 16 * (r % 4), g + (size_t)nb * 64 + 2 * (r % 4), 64, 8};
+    }
+    const uint8_t *row = (const uint8_t *)a->W + (size_t)r * a->row_bytes;
+    const int bs = a->type == SL_TYPE_Q8_0 ? (int)sizeof(sl_block_q8_0) : (int)sizeof(sl_block_q4_0);
+    return (wrow){row + 2, row, bs, bs};
+}
+
+/* Lay out superblocks [s0, s0 + S) of one weight row as W superblocks (WSB_BYTES each). The
+ * scale gathers read 4 bytes at each f16 scale: within the row for Q8_0/Q4_0 (values follow),
+ * within the group or its 64-byte tail padding for Q4_0x4. */
+static void w_repack(bool q8, wrow src, int64_t nb, int64_t s0, int S, uint8_t *dst) {
+    const __m512i offq = lane_offsets(src.qstride, 0), offd = lane_offsets(src.dstride, 0);
     const __m512i z = _mm512_setzero_si512();
     for (int s = 0; s < S; s++, dst += WSB_BYTES) {
         int64_t first = (s0 + s) * SB_BLOCKS;
         int64_t nblk = nb - first < SB_BLOCKS ? nb - first : SB_BLOCKS;
         __mmask16 m = x5_mask(nblk);
-        const uint8_t *base = row + (size_t)first * (size_t)bs;
-        if (t == SL_TYPE_Q8_0) {
+        const uint8_t *qs = src.qs + (size_t)first * (size_t)src.qstride;
+        if (q8) {
             const __m512i bias = _mm512_set1_epi8((char)0x80);
             for (int j = 0; j < 8; j++) {
-                __m512i v = _mm512_mask_i32gather_epi32(z, m, _mm512_add_epi32(off, _mm512_set1_epi32(2 + 4 * j)), base, 1);
+                __m512i v = _mm512_mask_i32gather_epi32(z, m, _mm512_add_epi32(offq, _mm512_set1_epi32(4 * j)), qs, 1);
                 _mm512_store_si512(dst + 64 * j, _mm512_maskz_xor_epi32(m, v, bias));
             }
         } else {
             const __m512i lo4 = _mm512_set1_epi8(0x0f);
             for (int j = 0; j < 4; j++) {
-                __m512i v = _mm512_mask_i32gather_epi32(z, m, _mm512_add_epi32(off, _mm512_set1_epi32(2 + 4 * j)), base, 1);
+                __m512i v = _mm512_mask_i32gather_epi32(z, m, _mm512_add_epi32(offq, _mm512_set1_epi32(4 * j)), qs, 1);
                 _mm512_store_si512(dst + 64 * j, _mm512_and_si512(v, lo4));
                 _mm512_store_si512(dst + 64 * (j + 4), _mm512_and_si512(_mm512_srli_epi32(v, 4), lo4));
             }
         }
-        __m512i d = _mm512_mask_i32gather_epi32(z, m, off, base, 1);
+        __m512i d = _mm512_mask_i32gather_epi32(z, m, offd, src.d + (size_t)first * (size_t)src.dstride, 1);
         _mm512_store_ps(dst + SB_QS, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(d)));
     }
 }
@@ -435,8 +548,7 @@ static void mm_rows_quant(const sl_mm_args *a, int64_t r0, int64_t r1) {
         size_t wrs = (size_t)S * WSB_BYTES;
         for (int64_t r = r0; r < r1; r += QR) {
             int nr = r1 - r < QR ? (int)(r1 - r) : QR;
-            for (int i = 0; i < nr; i++)
-                w_repack(a->type, (const uint8_t *)a->W + (size_t)(r + i) * a->row_bytes, nb, s0, S, wbuf + i * wrs);
+            for (int i = 0; i < nr; i++) w_repack(a->type == SL_TYPE_Q8_0, wrow_of(a, r + i), nb, s0, S, wbuf + i * wrs);
             for (int64_t b = 0; b < B; b += QT) {
                 int nt = B - b < QT ? (int)(B - b) : QT;
                 qtiles[nr - 1][nt - 1](wbuf, wrs, (const uint8_t *)a->xp + (size_t)b * xts + (size_t)s0 * XSB_BYTES, xts,
@@ -447,6 +559,7 @@ static void mm_rows_quant(const sl_mm_args *a, int64_t r0, int64_t r1) {
 }
 
 void sl_x5_mm_rows(const sl_mm_args *a, int64_t r0, int64_t r1) {
-    if (a->type == SL_TYPE_Q8_0 || a->type == SL_TYPE_Q4_0) mm_rows_quant(a, r0, r1);
+    if (a->type == SL_TYPE_Q4_0X4 && a->B == 1) mv4_rows(a, r0, r1);
+    else if (a->type == SL_TYPE_Q8_0 || a->type == SL_TYPE_Q4_0 || a->type == SL_TYPE_Q4_0X4) mm_rows_quant(a, r0, r1);
     else mm_rows_float(a, r0, r1);
 }
