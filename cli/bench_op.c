@@ -45,6 +45,7 @@ typedef struct bo_opts {
     sl_activation act;                 /* --act */
     bool json;                         /* -o json */
     bool cache;                        /* --cache: run the active-row cache experiment */
+    bool bundled;                      /* --bundled: per-row calls through the neuron-bundled layout */
     bool use_idx;                      /* --input idx: index lists instead of bool masks */
     uint64_t seed;                     /* --seed */
     bool use_min;                      /* --stat min: report the fastest call instead of the median */
@@ -360,7 +361,8 @@ static int run_batch(const bo_opts *o, const char *shape, sl_type type, int64_t 
     bo_verdict *v = NULL;
     for (int c = 0; c < n_cfg; c++) {
         bo_config *g = &cfg[c];
-        bo_row row = {shape, type, B, threads, mode_name(g->mode), (double)g->k / (double)I, g->tm.med[ST_UNIQUE] / (double)I,
+        const char *mname = o->bundled && g->mode == SL_MLP_PER_ROW ? "bundled" : mode_name(g->mode);
+        bo_row row = {shape, type, B, threads, mname, (double)g->k / (double)I, g->tm.med[ST_UNIQUE] / (double)I,
                       g->tm.med[ST_TOTAL] * 1e3, g->tm.med[ST_BYTES] / g->tm.med[ST_TOTAL] * 1e-9, 0, 0, {0}};
         if (c == 0) row.fraction = row.unique = 1.0;
         row.ratio = row.ms / dense_ms;
@@ -370,7 +372,7 @@ static int run_batch(const bo_opts *o, const char *shape, sl_type type, int64_t 
         if (c == 0) continue;
         if ((c - 1) % o->n_fractions == 0) { /* first fraction of a mode: a new acceptance line */
             v = n_verdicts < 1024 ? &verdicts[n_verdicts++] : &verdicts[1023];
-            snprintf(v->what, sizeof(v->what), "%s %s B=%d t=%d %s", shape, sl_type_name(type), B, threads, mode_name(g->mode));
+            snprintf(v->what, sizeof(v->what), "%s %s B=%d t=%d %s", shape, sl_type_name(type), B, threads, mname);
             v->ratio_10 = v->ratio_100 = NAN;
             v->min_gbs_50 = INFINITY;
         }
@@ -487,6 +489,8 @@ static void usage(FILE *f) {
             "  --act A          silu, relu or gelu (default silu)\n"
             "  --input K        mask (default) or idx: how active neurons are passed\n"
             "  --cache          also run the active-row cache experiment (B = 1)\n"
+            "  --bundled        per-row calls (B = 1, mode row) through the neuron-bundled layout\n"
+            "                   (sl_sparse_mlp_set_bundled: a second copy of each MLP, neuron by neuron)\n"
             "  --thp            transparent huge pages for gate/up/down as well (default: 4 KiB pages, like a\n"
             "                   mmapped model file; down_t always asks for huge pages, as the library's own does)\n"
             "  --overlaps L     mask overlaps between consecutive calls for --cache (default 1,0.95,0.8,0.5)\n"
@@ -555,6 +559,8 @@ int cmd_bench_op(int argc, char **argv) {
             return 0;
         } else if (cli_is(a, NULL, "--cache")) {
             o.cache = true;
+        } else if (cli_is(a, NULL, "--bundled")) {
+            o.bundled = true;
         } else if (cli_is(a, NULL, "--thp")) {
             o.thp = true;
         } else if (!(v = cli_value(cmd, argc, argv, &i))) {
@@ -669,6 +675,7 @@ int cmd_bench_op(int argc, char **argv) {
                     ops[l] = l == 0 ? sl_sparse_mlp_init(&w, o.act, o.threads[thi], &err) : sl_sparse_mlp_init_shared(&w, o.act, ops[0], &err);
                     if (!ops[l]) rc = cli_fail_err(cmd, &err);
                     else sl_sparse_mlp_set_stats(ops[l], &stats);
+                    if (!rc && o.bundled && sl_sparse_mlp_set_bundled(ops[l], true, &err)) rc = cli_fail_err(cmd, &err);
                 }
                 for (int bi = 0; bi < o.n_batches && !rc; bi++)
                     rc = run_batch(&o, o.shape_name[si], type, H, I, o.threads[thi], o.batches[bi], ops, L, &stats, &s);

@@ -704,6 +704,16 @@ sl_status sl_mlp_dense_forward(sl_sparse_mlp *op, const float *x, int64_t B, flo
  * down_t row). capacity < 0 turns the cache off and frees it. */
 sl_status sl_sparse_mlp_set_cache(sl_sparse_mlp *op, int64_t capacity, sl_error *err);
 
+/* Neuron-bundled layout (on = true): copy gate, up and the transposed down neuron by neuron into
+ * one huge-page buffer (gate row | up row | down_t row per neuron, down_t as the operator holds it), as
+ * the skip model does for its sparse layers, and from then on compute calls with B = 1 or
+ * SL_MLP_PER_ROW through it: one fused pass per row that reads each active neuron as one
+ * contiguous run instead of three scattered rows. Costs a second copy of the whole MLP
+ * (sl_sparse_mlp_memory counts it). Union calls with B > 1, and calls while
+ * the active-row cache is on, keep using the matrices. Stats: t_select and t_total only (the
+ * products are fused). on = false frees it. */
+sl_status sl_sparse_mlp_set_bundled(sl_sparse_mlp *op, bool on, sl_error *err);
+
 /* Ask every following forward call (sparse or dense) to overwrite *stats with its stage times;
  * NULL stops it. Without it the calls read no clocks. */
 void sl_sparse_mlp_set_stats(sl_sparse_mlp *op, sl_sparse_mlp_stats *stats);

@@ -37,48 +37,65 @@ void sl_bundle_ws_free(sl_bundle_ws *ws) {
 
 static bool type_ok(sl_type t) { return sl_type_traits_of(t) != NULL; }
 
-sl_status sl_bundle_init(sl_neuron_bundle *b, sl_pool *pool, const sl_weight *gate, const sl_weight *up,
-                         const sl_weight *down, bool with_gate, sl_error *err) {
-    if (!b) return sl_set_error(err, SL_ERR_INVALID_ARG, "bundle: NULL bundle");
-    memset(b, 0, sizeof(*b));
-    if (!gate || !up || !down || !gate->data || !up->data || !down->data)
-        return sl_set_error(err, SL_ERR_INVALID_ARG, "bundle: NULL weights");
+/* Copy gate/up ([I, H]) and the rows of down_t ([I, H], any type) neuron by neuron. */
+static sl_status bundle_fill(sl_neuron_bundle *b, const sl_weight *gate, const sl_weight *up, const sl_weight *down_t,
+                             bool with_gate, sl_error *err) {
     const int64_t I = up->rows, H = up->cols;
-    if (I < 1 || H < 1 || gate->rows != I || gate->cols != H || gate->type != up->type || down->rows != H || down->cols != I)
-        return sl_set_error(err, SL_ERR_INVALID_ARG, "bundle: gate/up must be [I, H] of one type and down [H, I]");
-    if (!type_ok(up->type) || !type_ok(down->type)) return sl_set_error(err, SL_ERR_UNSUPPORTED, "bundle: unsupported weight type");
-    const sl_type t_d = sl_mlp_down_t_type(down->type);
+    const sl_type t_d = down_t->type;
     const size_t rb_gu = sl_type_row_size(up->type, H), rb_d = sl_type_row_size(t_d, H);
-    const size_t dt_bytes = sl_mlp_down_t_bytes(down, t_d);
-    if (!rb_gu || !rb_d || !dt_bytes || rb_gu != up->row_bytes || rb_gu != gate->row_bytes)
+    if (!rb_gu || !rb_d || rb_gu != up->row_bytes || rb_gu != gate->row_bytes || rb_d != down_t->row_bytes)
         return sl_set_error(err, SL_ERR_INVALID_ARG, "bundle: rows of %lld elements do not fit the block size", (long long)H);
     const size_t off_up = with_gate ? align64(rb_gu) : 0, off_down = off_up + align64(rb_gu), stride = off_down + align64(rb_d);
     size_t bytes;
     if (sl_mul_overflow((size_t)I, stride, &bytes)) return sl_set_error(err, SL_ERR_INVALID_ARG, "bundle: size overflows");
-    /* down_t is built contiguous first (the transposition writes whole rows), then scattered in */
-    void *dt = sl_malloc_aligned(dt_bytes);
     uint8_t *data = sl_alloc_huge(bytes);
-    if (!dt || !data) {
-        sl_free_aligned(dt);
-        sl_free_huge(data);
-        return sl_set_error(err, SL_ERR_NOMEM, "bundle: cannot allocate %zu bytes for %lld neurons", bytes, (long long)I);
-    }
-    sl_weight down_t;
-    sl_status st = sl_mlp_transpose_down(pool, down, t_d, dt, dt_bytes, &down_t, err);
-    if (st) {
-        sl_free_aligned(dt);
-        sl_free_huge(data);
-        return st;
-    }
+    if (!data) return sl_set_error(err, SL_ERR_NOMEM, "bundle: cannot allocate %zu bytes for %lld neurons", bytes, (long long)I);
     for (int64_t i = 0; i < I; i++) {
         uint8_t *n = data + (size_t)i * stride;
         if (with_gate) memcpy(n, (const uint8_t *)gate->data + (size_t)i * rb_gu, rb_gu);
         memcpy(n + off_up, (const uint8_t *)up->data + (size_t)i * rb_gu, rb_gu);
-        memcpy(n + off_down, (const uint8_t *)dt + (size_t)i * rb_d, rb_d);
+        memcpy(n + off_down, (const uint8_t *)down_t->data + (size_t)i * rb_d, rb_d);
     }
-    sl_free_aligned(dt);
     *b = (sl_neuron_bundle){data, bytes, stride, off_up, off_down, rb_gu, rb_d, up->type, t_d, H, I, with_gate};
     return SL_OK;
+}
+
+/* Shared argument checks: d is down ([H, I]) or, when transposed, down_t ([I, H]). */
+static sl_status check_args(sl_neuron_bundle *b, const sl_weight *gate, const sl_weight *up, const sl_weight *d,
+                            bool transposed, sl_error *err) {
+    if (!b) return sl_set_error(err, SL_ERR_INVALID_ARG, "bundle: NULL bundle");
+    memset(b, 0, sizeof(*b));
+    if (!gate || !up || !d || !gate->data || !up->data || !d->data)
+        return sl_set_error(err, SL_ERR_INVALID_ARG, "bundle: NULL weights");
+    const int64_t I = up->rows, H = up->cols;
+    const bool d_ok = transposed ? d->rows == I && d->cols == H : d->rows == H && d->cols == I;
+    if (I < 1 || H < 1 || gate->rows != I || gate->cols != H || gate->type != up->type || !d_ok)
+        return sl_set_error(err, SL_ERR_INVALID_ARG, "bundle: gate/up must be [I, H] of one type and down [H, I] (down_t [I, H])");
+    if (!type_ok(up->type) || !type_ok(d->type)) return sl_set_error(err, SL_ERR_UNSUPPORTED, "bundle: unsupported weight type");
+    return SL_OK;
+}
+
+sl_status sl_bundle_init(sl_neuron_bundle *b, sl_pool *pool, const sl_weight *gate, const sl_weight *up,
+                         const sl_weight *down, bool with_gate, sl_error *err) {
+    sl_status st = check_args(b, gate, up, down, false, err);
+    if (st) return st;
+    const sl_type t_d = sl_mlp_down_t_type(down->type);
+    const size_t dt_bytes = sl_mlp_down_t_bytes(down, t_d);
+    if (!dt_bytes) return sl_set_error(err, SL_ERR_INVALID_ARG, "bundle: rows of %lld elements do not fit the block size", (long long)up->cols);
+    /* down_t is built contiguous first (the transposition writes whole rows), then scattered in */
+    void *dt = sl_malloc_aligned(dt_bytes);
+    if (!dt) return sl_set_error(err, SL_ERR_NOMEM, "bundle: cannot allocate %zu bytes for the transposed down", dt_bytes);
+    sl_weight down_t;
+    st = sl_mlp_transpose_down(pool, down, t_d, dt, dt_bytes, &down_t, err);
+    if (!st) st = bundle_fill(b, gate, up, &down_t, with_gate, err);
+    sl_free_aligned(dt);
+    return st;
+}
+
+sl_status sl_bundle_init_t(sl_neuron_bundle *b, const sl_weight *gate, const sl_weight *up, const sl_weight *down_t,
+                           bool with_gate, sl_error *err) {
+    sl_status st = check_args(b, gate, up, down_t, true, err);
+    return st ? st : bundle_fill(b, gate, up, down_t, with_gate, err);
 }
 
 /* ---- forward ----------------------------------------------------------------------------------- */

@@ -47,6 +47,10 @@ typedef struct sl_neuron_bundle {
  * pool may be NULL. On error *b is left empty (safe to free) and *err says why. */
 sl_status sl_bundle_init(sl_neuron_bundle *b, sl_pool *pool, const sl_weight *gate, const sl_weight *up,
                          const sl_weight *down, bool with_gate, sl_error *err);
+/* The same from a transposed down ([I, H], any supported type) whose rows are copied as they
+ * are (the sparse operator's down_t, which it already built or was given). */
+sl_status sl_bundle_init_t(sl_neuron_bundle *b, const sl_weight *gate, const sl_weight *up, const sl_weight *down_t,
+                           bool with_gate, sl_error *err);
 void sl_bundle_free(sl_neuron_bundle *b);
 
 /* Scratch for sl_bundle_forward: the prepared input and one accumulator per thread. */

@@ -121,14 +121,16 @@ static void reference_gate_pre(const fixture *f, const float *xr, int64_t B, flo
 
 /* Worst (maxdiff / tolerance) seen per comparison kind within one group of cases. */
 enum { K_SAME_MATH, K_ORIGINAL, K_IDX, K_IDX_SHUFFLED, K_SHARED, K_UNION, K_THREADS, K_DENSE, K_NULLMASK, K_DOWN_T, K_DENSE_DOWN,
-       K_GATED, K_GATED_DOWN, K_Q4_BUILT, K_N };
+       K_GATED, K_GATED_DOWN, K_Q4_BUILT, K_BUNDLED, K_BUNDLED_DOWN, K_N };
 static const char *kind_names[K_N] = {"vs reference (same math)", "vs reference (original x, down)", "index lists == mask",
                                       "shuffled index lists", "per-row-shared == per-row", "union == per-row on union mask",
                                       "threads 2,3 == 1", "all-true == dense", "mask NULL == all-true",
                                       "caller down_t == built down_t", "dense down path (mostly active) vs reference",
                                       "gate_pre given == gate computed (per-row, shared, union; 1, 2 threads)",
                                       "gate_pre given with down (dense paths) vs reference",
-                                      "built down_t (q8_0 for q4_0) vs reference, within the q8_0 tolerance"};
+                                      "built down_t (q8_0 for q4_0) vs reference, within the q8_0 tolerance",
+                                      "bundled layout == matrices (mask, shuffled index lists)",
+                                      "bundled layout with down (built down_t, dense when mostly active; 2 threads) vs reference"};
 static double worst[K_N];
 static double worst_diff[K_N];
 static int n_cases[K_N];
@@ -195,12 +197,17 @@ static void test_case(const fixture *f, sl_activation act, test_rng *r) {
     sl_error err;
     sl_mlp_weights wt = fixture_weights(f, true), w = fixture_weights(f, false), wb = wt;
     wt.down = NULL;
-    sl_sparse_mlp *op[5] = {sl_sparse_mlp_init(&wt, act, 1, &err), sl_sparse_mlp_init(&wt, act, 2, &err),
+    /* op[5], op[6]: the neuron-bundled layout, from the caller's down_t / from down */
+    sl_sparse_mlp *op[7] = {sl_sparse_mlp_init(&wt, act, 1, &err), sl_sparse_mlp_init(&wt, act, 2, &err),
                             sl_sparse_mlp_init(&wt, act, 3, &err), sl_sparse_mlp_init(&w, act, 1, &err),
-                            sl_sparse_mlp_init(&wb, act, 1, &err)};
+                            sl_sparse_mlp_init(&wb, act, 1, &err), sl_sparse_mlp_init(&wt, act, 1, &err),
+                            sl_sparse_mlp_init(&w, act, 2, &err)};
     sl_sparse_mlp_stats stats;
     memset(&stats, 0, sizeof(stats));
-    if (!op[0] || !op[1] || !op[2] || !op[3] || !op[4]) {
+    bool all_ok = true;
+    for (int k = 0; k < 7; k++) all_ok = all_ok && op[k];
+    if (all_ok && (sl_sparse_mlp_set_bundled(op[5], true, &err) || sl_sparse_mlp_set_bundled(op[6], true, &err))) all_ok = false;
+    if (!all_ok) {
         CHECK(false, "init %s H=%lld I=%lld %s: %s", sl_type_name(f->type), (long long)H, (long long)I, act_name(act), err.message);
         goto done;
     }
@@ -240,6 +247,12 @@ static void test_case(const fixture *f, sl_activation act, test_rng *r) {
             sl_sparse_mlp_forward(op[4], x, B, mask, NULL, NULL, SL_MLP_PER_ROW, o4, &err);
             if (q8_dt) track(K_ORIGINAL, rel_diff(o4, ref2, n), TOL_Q4_0);
             else track(K_DOWN_T, test_maxdiff(o4, o3, n), 1e-30);
+            /* the bundled layout: the matrices' results up to summation order */
+            for (size_t q = 0; q < n; q++) o4[q] = NAN; /* every output must be written */
+            sl_status sb = sl_sparse_mlp_forward(op[5], x, B, mask, NULL, NULL, SL_MLP_PER_ROW, o4, &err);
+            track(K_BUNDLED, sb ? INFINITY : rel_diff(o4, o1, n), TOL_ORDER);
+            sb = sl_sparse_mlp_forward(op[6], x, B, mask, NULL, NULL, SL_MLP_PER_ROW, o4, &err);
+            track(K_BUNDLED_DOWN, sb ? INFINITY : rel_diff(o4, ref2, n), tol_vs_original(q8_dt ? SL_TYPE_Q8_0 : f->type));
             /* index lists: sorted ones reproduce the mask result exactly, shuffled ones up to order */
             mask_to_idx(mask, B, I, idx, n_idx, NULL);
             sl_sparse_mlp_forward(op[0], x, B, NULL, (const int32_t *const *)idx, n_idx, SL_MLP_PER_ROW, o2, &err);
@@ -247,6 +260,8 @@ static void test_case(const fixture *f, sl_activation act, test_rng *r) {
             mask_to_idx(mask, B, I, idx, n_idx, r);
             sl_sparse_mlp_forward(op[0], x, B, NULL, (const int32_t *const *)idx, n_idx, SL_MLP_PER_ROW, o2, &err);
             track(K_IDX_SHUFFLED, rel_diff(o2, o1, n), TOL_ORDER);
+            sl_status sb2 = sl_sparse_mlp_forward(op[5], x, B, NULL, (const int32_t *const *)idx, n_idx, SL_MLP_PER_ROW, o2, &err);
+            track(K_BUNDLED, sb2 ? INFINITY : rel_diff(o2, o1, n), TOL_ORDER);
             sl_sparse_mlp_forward(op[0], x, B, mask, NULL, NULL, SL_MLP_PER_ROW_SHARED, o2, &err);
             track(K_SHARED, rel_diff(o2, o1, n), TOL_ORDER);
             /* union mode = per-row mode with every row given the union */
@@ -296,7 +311,7 @@ static void test_case(const fixture *f, sl_activation act, test_rng *r) {
     free(gp), free(o5);
     sl_pool_free(pool2);
 done:
-    for (int k = 0; k < 5; k++) sl_sparse_mlp_free(op[k]);
+    for (int k = 0; k < 7; k++) sl_sparse_mlp_free(op[k]);
 }
 
 static void test_correctness(void) {
@@ -539,6 +554,9 @@ static void test_bad_args(void) {
         CHECK(st_ == (code_) && err.code == (code_) && memcmp(out, sentinel, sizeof(out)) == 0, "%s -> %s (%s)", what,       \
               sl_status_str(code_), err.message);                                                                          \
     } while (0)
+    /* every check on the matrices, then again through the bundled layout */
+    for (int bundled = 0; bundled < 2; bundled++) {
+    CHECK(sl_sparse_mlp_set_bundled(op, bundled, &err) == SL_OK, "bundled layout %s", bundled ? "on" : "off");
     BAD(sl_sparse_mlp_forward(op, x, 0, mask, NULL, NULL, SL_MLP_PER_ROW, out, &err), SL_ERR_INVALID_ARG, "B = 0");
     BAD(sl_sparse_mlp_forward(op, x, -3, mask, NULL, NULL, SL_MLP_PER_ROW, out, &err), SL_ERR_INVALID_ARG, "B < 0");
     BAD(sl_sparse_mlp_forward(op, x, 2, NULL, idx_neg, n2, SL_MLP_PER_ROW, out, &err), SL_ERR_RANGE, "index -1");
@@ -560,6 +578,9 @@ static void test_bad_args(void) {
     bool zero = true;
     for (int q = 0; q < 64; q++) zero &= out[q] == 0.0f;
     CHECK(st == SL_OK && zero, "an empty index list gives a zero row");
+    memcpy(out, sentinel, sizeof(out));
+    }
+    CHECK(sl_sparse_mlp_set_bundled(NULL, true, &err) == SL_ERR_INVALID_ARG, "set_bundled on NULL -> invalid");
     CHECK(sl_sparse_mlp_set_cache(op, 97, &err) == SL_ERR_INVALID_ARG, "cache capacity > I -> invalid");
     sl_sparse_mlp_free(op);
 

@@ -286,6 +286,7 @@ _DECLS = {
     "sl_sparse_mlp_forward": (c_enum, [vp, vp, i64, vp, vp, vp, c_enum, vp, ERR]),
     "sl_mlp_dense_forward": (c_enum, [vp, vp, i64, vp, ERR]),
     "sl_sparse_mlp_set_cache": (c_enum, [vp, i64, ERR]),
+    "sl_sparse_mlp_set_bundled": (c_enum, [vp, ctypes.c_bool, ERR]),
     "sl_sparse_mlp_set_stats": (None, [vp, P(sl_sparse_mlp_stats)]),
     "sl_sparse_mlp_reference": (c_enum, [P(sl_mlp_weights), c_enum, vp, i64, vp, vp, ERR]),
     # profiles, skip model, perplexity

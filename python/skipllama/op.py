@@ -646,6 +646,14 @@ class SparseMLP:
             _lib.check(lib.sl_sparse_mlp_set_cache(self._handle(), -1 if capacity is None else int(capacity),
                                                    ctypes.byref(err)), err)
 
+    def set_bundled(self, on=True):
+        """The library's neuron-bundled layout: a second copy of the MLP, gate | up | down_t row
+        per neuron, through which calls with B = 1 or mode "per_row" run (one contiguous run per
+        active neuron instead of three scattered rows). Memory: a full copy of the MLP."""
+        err = _lib.sl_error()
+        with self._lock:
+            _lib.check(lib.sl_sparse_mlp_set_bundled(self._handle(), bool(on), ctypes.byref(err)), err)
+
     def set_stats(self, on=True):
         """Record the stage breakdown of every following call in .last_stats (a dict)."""
         with self._lock:

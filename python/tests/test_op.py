@@ -247,6 +247,24 @@ class TestNumpyOnly(unittest.TestCase):
         self.assertLessEqual(rel_diff(o2, o1), TOL_ORDER)
         self.assertLessEqual(rel_diff(o3, o1), TOL_ORDER)
 
+    def test_bundled_layout(self):
+        """set_bundled: per-row calls through the neuron-bundled copy give the matrices' result
+        (up to summation order); turned off, the matrices' result exactly again."""
+        rng = np.random.default_rng(13)
+        g = rng.standard_normal((160, 64)).astype(np.float32) / 8
+        u = rng.standard_normal((160, 64)).astype(np.float32) / 8
+        d = rng.standard_normal((64, 160)).astype(np.float32) / 8
+        x = rng.standard_normal((3, 64)).astype(np.float32)
+        m = rng.random((3, 160)) < 0.3
+        op = skipllama.SparseMLP(g, u, d, "silu", n_threads=1)
+        plain = op(x, m)
+        op.set_bundled(True)
+        bundled = op(x, m)
+        self.assertLessEqual(float(np.abs(bundled - plain).max()), 1e-5 * float(np.abs(plain).max()))
+        op.set_bundled(False)
+        self.assertTrue(np.array_equal(op(x, m), plain))
+        op.close()
+
     def test_fast_and_general_paths_agree(self):
         """The per-call fast path (f32 x, bool mask, no options) against the general one (forced
         by out=), on numpy and torch, and after close()."""

@@ -14,6 +14,11 @@
  * Quantized weights (Q8_0/Q4_0), B == 1: X is quantized once (bit-identical Q8_0 values) into
  * a matvec layout with precomputed offset corrections and f32 scales, and each group of 4 rows
  * runs a one-block-per-step kernel (see "B == 1: matvec" below), with the same prefetching.
+ * Q4_0 repacked at load into Q4_0x4 (4 rows interleaved block by block, quant.h), B == 1: one
+ * 512-bit load carries a block of 4 rows and 8 vector ops finish it (see "B == 1 on Q4_0x4"),
+ * which is what takes single-thread Q4_0 decode from ~13-19 GB/s (compute-bound) to the memory
+ * roofline. For B > 1 Q4_0x4 goes through the superblock tiles below like Q4_0 (only the
+ * gather offsets differ), with bit-identical results.
  * B > 1: both operands are re-laid out so that one zmm holds 4 bytes from each of 16 consecutive blocks ("superblock" of 512 values): eight
  * vpdpbusd then leave the complete integer dot product of block l in lane l, so the per-block
  * float work (convert, scale by dw*dx, accumulate) is one vector op per 16 blocks instead of one
