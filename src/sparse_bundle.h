@@ -2,7 +2,8 @@
  * sparse_bundle.h — neuron bundles: a layer's MLP stored neuron by neuron for sparse decoding
  * (internal).
  *
- * What it is for: the skip model's per-token MLP (skip.c). A bundle holds, for each neuron i,
+ * What it is for: the skip model's per-token MLP (skip.c), and the public operator's optional
+ * bundled layout (sl_sparse_mlp_set_bundled, sparse_mlp.c). A bundle holds, for each neuron i,
  * its gate row, its up row and its row of the transposed down matrix next to each other in one
  * stride, in memory backed by huge pages ("neuron bundling", as PowerInfer lays out its hot
  * neurons). A token that activates a few thousand random neurons then reads a few thousand
@@ -10,7 +11,7 @@
  * matrices of the mmapped file, each row start a TLB and prefetcher miss. The forward pass fuses
  * the three products per group of neurons: one pass over the bundle, no intermediate lists.
  * What it is not: the general sparse operator (sparse_mlp.h: masks, batches, union mode, the row
- * cache, the public sl_sparse_mlp handle) — a bundle serves one token at a time; batches loop.
+ * cache) — a bundle serves one token at a time; batches loop.
  *
  * Memory: a full copy of the layer's MLP (gate only when the rule needs it: CATS computes the
  * gate densely from the model and keeps only up and down in the bundle). down keeps its type,

@@ -25,6 +25,9 @@
  *   reduce   sum the accumulators into out (on the caller for small B * H, else a second task)
  * Mostly-active calls given the original down run the down projection as one dense product
  * instead (sl_matmul), because a streaming pass over down then costs less than the gathers.
+ * With the bundled layout on (sl_sparse_mlp_set_bundled), B = 1 and per-row calls skip all of
+ * the above: each row's list goes to sl_bundle_forward (sparse_bundle.h), one fused pass over
+ * contiguous neurons, and a mostly-active row to the dense MLP.
  */
 #include "sparse_mlp.h"
 
