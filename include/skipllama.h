@@ -709,9 +709,10 @@ sl_status sl_sparse_mlp_set_cache(sl_sparse_mlp *op, int64_t capacity, sl_error 
  * the skip model does for its sparse layers, and from then on compute calls with B = 1 or
  * SL_MLP_PER_ROW through it: one fused pass per row that reads each active neuron as one
  * contiguous run instead of three scattered rows. Costs a second copy of the whole MLP
- * (sl_sparse_mlp_memory counts it). Union calls with B > 1, and calls while
- * the active-row cache is on, keep using the matrices. Stats: t_select and t_total only (the
- * products are fused). on = false frees it. */
+ * (sl_sparse_mlp_memory counts it). Arguments are checked as without it, and calls that are
+ * >= 90% active (with down given) still run the dense MLP. Union calls with B > 1, and calls
+ * while the active-row cache is on, keep using the matrices. Stats: t_select and t_total only
+ * (the products are fused). on = false frees it. */
 sl_status sl_sparse_mlp_set_bundled(sl_sparse_mlp *op, bool on, sl_error *err);
 
 /* Ask every following forward call (sparse or dense) to overwrite *stats with its stage times;

@@ -25,9 +25,9 @@
  *   reduce   sum the accumulators into out (on the caller for small B * H, else a second task)
  * Mostly-active calls given the original down run the down projection as one dense product
  * instead (sl_matmul), because a streaming pass over down then costs less than the gathers.
- * With the bundled layout on (sl_sparse_mlp_set_bundled), B = 1 and per-row calls skip all of
- * the above: each row's list goes to sl_bundle_forward (sparse_bundle.h), one fused pass over
- * contiguous neurons, and a mostly-active row to the dense MLP.
+ * With the bundled layout on (sl_sparse_mlp_set_bundled), B = 1 and per-row calls that do not
+ * go dense take each row's checked list to sl_bundle_forward (sparse_bundle.h) instead of the
+ * compute stage: one fused pass over contiguous neurons.
  */
 #include "sparse_mlp.h"
 
@@ -151,6 +151,8 @@ struct sl_sparse_ws {
     int32_t *pos;     /* [stamp_n] position of each union member in the union list */
     int64_t stamp_n;  /* neurons the two arrays above cover */
     uint32_t gen;     /* current generation; 0 is never used */
+    const sl_neuron_bundle *bundle; /* the operator's bundled layout (sl_sparse_mlp_set_bundled), or NULL */
+    sl_bundle_ws bws;               /* sl_bundle_forward's scratch */
 };
 
 sl_sparse_ws *sl_sparse_ws_init(void) { return calloc(1, sizeof(sl_sparse_ws)); }
@@ -161,6 +163,7 @@ void sl_sparse_ws_free(sl_sparse_ws *ws) {
     free(ws->stamp);
     free(ws->mark);
     free(ws->pos);
+    sl_bundle_ws_free(&ws->bws);
     free(ws);
 }
 
@@ -1099,6 +1102,31 @@ sl_status sl_sparse_mlp_forward_pool_gated(sl_pool *pool, sl_sparse_ws *ws, cons
         return SL_OK;
     }
 
+    /* The bundled layout: B = 1 and per-row calls go row by row through the neuron bundle, one
+     * fused pass over contiguous neurons (sparse_bundle.h) on the lists checked above. */
+    const sl_neuron_bundle *bd = ws->bundle;
+    if (bd && !cache && !gate_pre && (B == 1 || mode == SL_MLP_PER_ROW) && bd->H == H && bd->I == I && bd->t_gu == gate->type) {
+        const double t_sel = stats ? sl_time_s() : 0.0;
+        for (int64_t b = 0; b < B; b++) {
+            st = sl_bundle_forward(bd, pool, &ws->bws, act, x + b * H, flat + off[b], (int32_t)(off[b + 1] - off[b]), NULL,
+                                   out + b * H, err);
+            if (st) {
+                sl_sparse_ws_free(own_ws);
+                return st;
+            }
+        }
+        if (stats) {
+            memset(stats, 0, sizeof(*stats));
+            stats->t_select = t_sel - t_start;
+            stats->t_total = sl_time_s() - t_start;
+            stats->n_pairs = N;
+            stats->n_unique = nU;
+            stats->weight_bytes = N * (int64_t)(2 * bd->rb_gu + bd->rb_d); /* each row reads its own neurons */
+        }
+        sl_sparse_ws_free(own_ws);
+        return SL_OK;
+    }
+
     sparse_task t;
     memset(&t, 0, sizeof(t));
     t.gate = gate->data;
@@ -1351,9 +1379,6 @@ struct sl_sparse_mlp {
     sl_row_cache *cache;         /* active-row cache, or NULL */
     sl_sparse_mlp_stats *stats;  /* where to write stage times, or NULL */
     sl_neuron_bundle bundle;     /* neuron-bundled copy (sl_sparse_mlp_set_bundled), data NULL when off */
-    sl_bundle_ws bws;            /* its scratch */
-    int32_t *list;               /* [I] one row's active neurons, ascending (bundled path) */
-    uint8_t *seen;               /* [I] zeroed marks for checking index lists (bundled path) */
 };
 
 
@@ -1449,9 +1474,6 @@ void sl_sparse_mlp_free(sl_sparse_mlp *op) {
     sl_row_cache_free(op->cache);
     sl_free_huge(op->down_t_owned);
     sl_bundle_free(&op->bundle);
-    sl_bundle_ws_free(&op->bws);
-    free(op->list);
-    free(op->seen);
     free(op);
 }
 
@@ -1459,114 +1481,19 @@ size_t sl_sparse_mlp_memory(const sl_sparse_mlp *op) {
     if (!op) return 0;
     size_t n = sizeof(*op) + sl_sparse_ws_bytes(op->ws) + sl_row_cache_bytes(op->cache);
     if (op->down_t_owned) n += (size_t)op->down_t.rows * op->down_t.row_bytes;
-    if (op->bundle.data) n += op->bundle.bytes + (size_t)op->gate.rows * (sizeof(int32_t) + 1);
+    if (op->bundle.data) n += op->bundle.bytes;
     return n;
 }
 
 sl_status sl_sparse_mlp_set_bundled(sl_sparse_mlp *op, bool on, sl_error *err) {
     sl_clear_error(err);
     if (!op) return sl_set_error(err, SL_ERR_INVALID_ARG, "sparse mlp: operator is NULL");
+    op->ws->bundle = NULL;
     sl_bundle_free(&op->bundle);
-    free(op->list);
-    free(op->seen);
-    op->list = NULL;
-    op->seen = NULL;
     if (!on) return SL_OK;
-    const int64_t I = op->gate.rows;
-    op->list = malloc((size_t)I * sizeof(int32_t));
-    op->seen = calloc((size_t)I, 1);
-    if (!op->list || !op->seen) {
-        sl_sparse_mlp_set_bundled(op, false, NULL);
-        return sl_set_error(err, SL_ERR_NOMEM, "sparse mlp: out of memory (bundled layout lists)");
-    }
     sl_status st = sl_bundle_init_t(&op->bundle, &op->gate, &op->up, &op->down_t, true, err);
-    if (st) sl_sparse_mlp_set_bundled(op, false, NULL);
+    if (!st) op->ws->bundle = &op->bundle;
     return st;
-}
-
-/* Row b's active neurons, ascending, into op->list; its count into *n. Index lists are checked
- * (range, repeats) without writing anything else, so that a bad row leaves out untouched. */
-static sl_status bundled_list(sl_sparse_mlp *op, int64_t b, const bool *mask, const int32_t *const *idx,
-                              const int32_t *n_idx, bool check_only, int32_t *n, sl_error *err) {
-    const int64_t I = op->gate.rows;
-    if (mask) {
-        if (!check_only) *n = (int32_t)mask_list(mask + b * I, I, op->list);
-        return SL_OK;
-    }
-    if (!idx) {
-        if (!check_only)
-            for (int32_t i = 0; i < (int32_t)I; i++) op->list[i] = i;
-        *n = (int32_t)I;
-        return SL_OK;
-    }
-    const int32_t k = n_idx[b];
-    if (k < 0 || k > I) return sl_set_error(err, SL_ERR_INVALID_ARG, "sparse mlp: n_idx[%lld] = %d outside 0..%lld", (long long)b, k, (long long)I);
-    if (k > 0 && !idx[b]) return sl_set_error(err, SL_ERR_INVALID_ARG, "sparse mlp: idx[%lld] is NULL", (long long)b);
-    sl_status st = SL_OK;
-    int32_t j = 0;
-    for (; j < k; j++) {
-        int32_t v = idx[b][j];
-        if (v < 0 || v >= I) {
-            st = sl_set_error(err, SL_ERR_RANGE, "sparse mlp: index %d of row %lld outside [0, %lld)", v, (long long)b, (long long)I);
-            break;
-        }
-        if (op->seen[v]) {
-            st = sl_set_error(err, SL_ERR_INVALID_ARG, "sparse mlp: neuron %d repeated in row %lld", v, (long long)b);
-            break;
-        }
-        op->seen[v] = 1;
-    }
-    if (!st && !check_only) { /* ascending: the bundle streams best in memory order */
-        int32_t c = 0;
-        for (int32_t i = 0; i < (int32_t)I && c < k; i++)
-            if (op->seen[i]) op->list[c++] = i;
-        *n = c;
-    }
-    for (int32_t t = 0; t < j; t++) op->seen[idx[b][t]] = 0;
-    return st;
-}
-
-/* Per-row calls through the neuron bundle (sparse_bundle.h): one fused pass per row. */
-static sl_status bundled_forward(sl_sparse_mlp *op, const float *x, int64_t B, const bool *mask, const int32_t *const *idx,
-                                 const int32_t *n_idx, float *out, sl_error *err) {
-    if (B < 1) return sl_set_error(err, SL_ERR_INVALID_ARG, "sparse mlp: B = %lld, must be >= 1", (long long)B);
-    if (mask && idx) return sl_set_error(err, SL_ERR_INVALID_ARG, "sparse mlp: give a mask or index lists, not both");
-    if (idx && !n_idx) return sl_set_error(err, SL_ERR_INVALID_ARG, "sparse mlp: idx without n_idx");
-    if (!x || !out) return sl_set_error(err, SL_ERR_INVALID_ARG, "sparse mlp: x and out are required");
-    const double t0 = op->stats ? sl_time_s() : 0;
-    double t_select = 0;
-    int32_t n = 0;
-    for (int64_t b = 0; idx && b < B; b++) {
-        sl_status st = bundled_list(op, b, mask, idx, n_idx, true, &n, err);
-        if (st) return st;
-    }
-    const int64_t H = op->gate.cols;
-    int64_t pairs = 0;
-    for (int64_t b = 0; b < B; b++) {
-        const double ts = op->stats ? sl_time_s() : 0;
-        bundled_list(op, b, mask, idx, n_idx, false, &n, NULL);
-        if (op->stats) t_select += sl_time_s() - ts;
-        sl_status st;
-        if (op->down.data && (double)n >= SP_DENSE_ALL_MIN * (double)op->gate.rows) { /* the dense MLP streams faster */
-            const int32_t *row_list = op->list;
-            st = sl_sparse_mlp_forward_pool_ex(op->pool, op->ws, &op->gate, &op->up, &op->down_t, &op->down, op->act, NULL,
-                                               x + b * H, 1, NULL, &row_list, &n, SL_MLP_PER_ROW, out + b * H, NULL, err);
-        } else {
-            st = sl_bundle_forward(&op->bundle, op->pool, &op->bws, op->act, x + b * H, op->list, n, NULL, out + b * H, err);
-        }
-        if (st) return st;
-        pairs += n;
-    }
-    if (op->stats) {
-        sl_sparse_mlp_stats *s = op->stats;
-        memset(s, 0, sizeof(*s));
-        s->t_select = t_select;
-        s->t_total = sl_time_s() - t0;
-        s->n_pairs = pairs;
-        s->n_unique = B == 1 ? pairs : 0; /* rows apart: the union is not formed */
-        s->weight_bytes = pairs * (int64_t)(2 * op->bundle.rb_gu + op->bundle.rb_d);
-    }
-    return SL_OK;
 }
 
 sl_status sl_sparse_mlp_forward(sl_sparse_mlp *op, const float *x, int64_t B, const bool *mask,
@@ -1574,8 +1501,6 @@ sl_status sl_sparse_mlp_forward(sl_sparse_mlp *op, const float *x, int64_t B, co
                                 sl_error *err) {
     sl_clear_error(err);
     if (!op) return sl_set_error(err, SL_ERR_INVALID_ARG, "sparse mlp: operator is NULL");
-    if (op->bundle.data && !op->cache && (B == 1 || mode == SL_MLP_PER_ROW))
-        return bundled_forward(op, x, B, mask, idx, n_idx, out, err);
     return sl_sparse_mlp_forward_pool_ex(op->pool, op->ws, &op->gate, &op->up, &op->down_t, op->down.data ? &op->down : NULL,
                                          op->act, op->cache, x, B, mask, idx, n_idx, mode, out, op->stats, err);
 }

@@ -26,12 +26,7 @@ static float dot_q4_0x4_q8(const void *W, int64_t r, const sl_block_q8_0 *xb, in
     for (int64_t b = 0; b < n / SL_QK4_0; b++) {
         sl_block_q4_0 blk;
         sl_q4_0x4_get_block(W, n, r, b, &blk);
-        int s = 0;
-        for (int j = 0; j < SL_QK4_0 / 2; j++) {
-            s += ((blk.qs[j] & 0x0f) - 8) * xb[b].qs[j];
-            s += ((blk.qs[j] >> 4) - 8) * xb[b].qs[j + SL_QK4_0 / 2];
-        }
-        sum += sl_fp16_to_fp32(blk.d) * sl_fp16_to_fp32(xb[b].d) * (float)s;
+        sum += sl_vec_dot_ref(SL_TYPE_Q4_0, &blk, &xb[b], SL_QK4_0); /* exactly that block's term */
     }
     return sum;
 }
