@@ -107,6 +107,14 @@ uint16_t sl_fp32_to_bf16(float f) {
 /* ---- rows ------------------------------------------------------------------------------------ */
 
 void sl_dequantize_row_ref(sl_type type, const void *src, float *dst, int64_t n) {
+    if (type == SL_TYPE_Q4_0N) {
+        for (int64_t i = 0; i < n / SL_QK4_0; i++) {
+            sl_block_q4_0 blk;
+            sl_q4_0n_get_block(src, n, i, &blk);
+            sl_dequantize_row_ref(SL_TYPE_Q4_0, &blk, dst + i * SL_QK4_0, SL_QK4_0);
+        }
+        return;
+    }
     switch (type) {
     case SL_TYPE_F32: memcpy(dst, src, (size_t)n * 4); break;
     case SL_TYPE_F16: {
@@ -284,4 +292,38 @@ void sl_q4_0x4_get_block(const void *w, int64_t n, int64_t r, int64_t b, sl_bloc
     const uint8_t *sc = qs + (size_t)nb * 64;
     memcpy(out->qs, qs + (size_t)b * 64 + 16 * (r % 4), 16);
     memcpy(&out->d, sc + (size_t)b * 8 + 2 * (r % 4), 2);
+}
+
+/* ---- Q4_0N ------------------------------------------------------------------------------------ */
+
+size_t sl_q4_0n_row_size(int64_t n) {
+    if (n < 0 || n % SL_QK4_0) return 0;
+    return (size_t)((n / SL_QK4_0 + 3) / 4) * 72;
+}
+
+/* Offset of value byte j of block b in a Q4_0N row (see quant.h). */
+static size_t q4_0n_byte(int64_t b, int j) { return (size_t)(b / 4) * 64 + (size_t)(16 * (j / 4) + 4 * (b % 4) + j % 4); }
+
+void sl_q4_0n_pack_row(const void *src, int64_t n, void *dst) {
+    const int64_t nb = n / SL_QK4_0, G = (nb + 3) / 4;
+    const sl_block_q4_0 *in = src;
+    uint8_t *qs = dst, *sc = qs + (size_t)G * 64;
+    for (int64_t g = 0; g < G; g++)
+        for (int k = 0; k < 4; k++) {
+            const int64_t b = 4 * g + k;
+            const uint16_t d = b < nb ? in[b].d : 0; /* padding: scale 0, values 8 (exact zeros) */
+            memcpy(sc + 2 * b, &d, 2);
+            for (int t = 0; t < 4; t++) {
+                uint8_t *o = qs + (size_t)g * 64 + 16 * t + 4 * k;
+                if (b < nb) memcpy(o, in[b].qs + 4 * t, 4);
+                else memset(o, 0x88, 4);
+            }
+        }
+}
+
+void sl_q4_0n_get_block(const void *row, int64_t n, int64_t b, sl_block_q4_0 *out) {
+    const int64_t nb4 = (n / SL_QK4_0 + 3) / 4 * 4;
+    const uint8_t *qs = row;
+    for (int j = 0; j < 16; j++) out->qs[j] = qs[q4_0n_byte(b, j)];
+    memcpy(&out->d, qs + (size_t)nb4 / 4 * 64 + 2 * b, 2);
 }

@@ -12,6 +12,7 @@
 #include "sparse_bundle.h"
 
 #include "forward.h"
+#include "kernels/kernels.h"
 #include "quant.h"
 #include "sparse_mlp.h"
 #include "util.h"
@@ -37,14 +38,30 @@ void sl_bundle_ws_free(sl_bundle_ws *ws) {
 
 static bool type_ok(sl_type t) { return sl_type_traits_of(t) != NULL; }
 
+/* The layout a bundle stores rows of type t in: Q4_0N for Q4_0 when the AVX-512 kernels run
+ * (their fast path, sparse_q4_0n_avx512.c), otherwise the type itself. */
+static sl_type stored_type(sl_type t) {
+    return t == SL_TYPE_Q4_0 && sl_kernels_current() == SL_KERNELS_AVX512 ? SL_TYPE_Q4_0N : t;
+}
+
+static size_t stored_row_size(sl_type t, int64_t n) { return t == SL_TYPE_Q4_0N ? sl_q4_0n_row_size(n) : sl_type_row_size(t, n); }
+
+/* Copy row i of w (rb_src bytes) into dst, re-laid out when the stored type differs. */
+static void copy_row(const sl_weight *w, sl_type stored, int64_t i, uint8_t *dst) {
+    const uint8_t *src = (const uint8_t *)w->data + (size_t)i * w->row_bytes;
+    if (stored == SL_TYPE_Q4_0N) sl_q4_0n_pack_row(src, w->cols, dst);
+    else memcpy(dst, src, w->row_bytes);
+}
+
 /* Copy gate/up ([I, H]) and the rows of down_t ([I, H], any type) neuron by neuron. */
 static sl_status bundle_fill(sl_neuron_bundle *b, const sl_weight *gate, const sl_weight *up, const sl_weight *down_t,
                              bool with_gate, sl_error *err) {
     const int64_t I = up->rows, H = up->cols;
-    const sl_type t_d = down_t->type;
-    const size_t rb_gu = sl_type_row_size(up->type, H), rb_d = sl_type_row_size(t_d, H);
-    if (!rb_gu || !rb_d || rb_gu != up->row_bytes || rb_gu != gate->row_bytes || rb_d != down_t->row_bytes)
+    const size_t rb_in_gu = sl_type_row_size(up->type, H), rb_in_d = sl_type_row_size(down_t->type, H);
+    if (!rb_in_gu || !rb_in_d || rb_in_gu != up->row_bytes || rb_in_gu != gate->row_bytes || rb_in_d != down_t->row_bytes)
         return sl_set_error(err, SL_ERR_INVALID_ARG, "bundle: rows of %lld elements do not fit the block size", (long long)H);
+    const sl_type t_gu = stored_type(up->type), t_d = stored_type(down_t->type);
+    const size_t rb_gu = stored_row_size(t_gu, H), rb_d = stored_row_size(t_d, H);
     const size_t off_up = with_gate ? align64(rb_gu) : 0, off_down = off_up + align64(rb_gu), stride = off_down + align64(rb_d);
     size_t bytes;
     if (sl_mul_overflow((size_t)I, stride, &bytes)) return sl_set_error(err, SL_ERR_INVALID_ARG, "bundle: size overflows");
@@ -52,11 +69,11 @@ static sl_status bundle_fill(sl_neuron_bundle *b, const sl_weight *gate, const s
     if (!data) return sl_set_error(err, SL_ERR_NOMEM, "bundle: cannot allocate %zu bytes for %lld neurons", bytes, (long long)I);
     for (int64_t i = 0; i < I; i++) {
         uint8_t *n = data + (size_t)i * stride;
-        if (with_gate) memcpy(n, (const uint8_t *)gate->data + (size_t)i * rb_gu, rb_gu);
-        memcpy(n + off_up, (const uint8_t *)up->data + (size_t)i * rb_gu, rb_gu);
-        memcpy(n + off_down, (const uint8_t *)down_t->data + (size_t)i * rb_d, rb_d);
+        if (with_gate) copy_row(gate, t_gu, i, n);
+        copy_row(up, t_gu, i, n + off_up);
+        copy_row(down_t, t_d, i, n + off_down);
     }
-    *b = (sl_neuron_bundle){data, bytes, stride, off_up, off_down, rb_gu, rb_d, up->type, t_d, H, I, with_gate};
+    *b = (sl_neuron_bundle){data, bytes, stride, off_up, off_down, rb_gu, rb_d, t_gu, t_d, up->type, H, I, with_gate};
     return SL_OK;
 }
 
@@ -112,8 +129,18 @@ typedef struct bundle_task {
     size_t acc_stride;           /* floats between accumulators */
 } bundle_task;
 
-/* Neurons per group: gate and up rows of a group go through one dot call of at most SP_MAX_ROWS rows. */
-static int group_size(const bundle_task *t) { return t->gate_pre ? SP_MAX_ROWS : SP_MAX_ROWS / 2; }
+/* Neurons per group: their gate/up rows go through dot calls of at most SP_MAX_ROWS rows, their
+ * down_t rows through one axpy call. */
+#ifndef BUNDLE_GROUP
+#define BUNDLE_GROUP 8
+#endif
+#define GU_MAX (2 * BUNDLE_GROUP)
+#ifndef BUNDLE_PF
+#define BUNDLE_PF 2
+#endif
+#ifndef BUNDLE_PF_D
+#define BUNDLE_PF_D 1
+#endif
 
 /* The gate/up rows of neurons idx[k0 .. k0 + np) into rows; returns how many. */
 static int gu_rows(const bundle_task *t, int64_t k0, int np, const uint8_t **rows) {
@@ -135,27 +162,30 @@ static void bundle_worker(void *arg, int ith, int nth) {
     memset(acc, 0, (size_t)H * sizeof(float));
     long long s, e;
     sl_split_range(t->n, ith, nth, &s, &e);
-    const int G = group_size(t);
-    const uint8_t *gu[2][SP_MAX_ROWS], *drows[SP_MAX_ROWS], *dnext[SP_MAX_ROWS];
-    float r[SP_MAX_ROWS], h[SP_MAX_ROWS];
-    int cur = 0, nr = s < e ? gu_rows(t, s, e - s < G ? (int)(e - s) : G, gu[0]) : 0;
+    const int G = BUNDLE_GROUP;
+    const uint8_t *gu[GU_MAX], *pf[GU_MAX], *drows[BUNDLE_GROUP], *dnext[BUNDLE_GROUP];
+    float r[GU_MAX], h[BUNDLE_GROUP];
     for (int64_t k = s; k < e; k += G) {
         const int np = e - k < G ? (int)(e - k) : G;
-        const int64_t k1 = k + np;
-        const int nn = k1 < e ? (e - k1 < G ? (int)(e - k1) : G) : 0;
-        /* the next group's gate/up rows: prefetched by this dot, dotted in the next iteration */
-        const int nnr = gu_rows(t, k1, nn, gu[cur ^ 1]);
-        t->k.dot(b->t_gu, gu[cur], nr, t->xq, H, r, gu[cur ^ 1], nnr);
+        const int nr = gu_rows(t, k, np, gu);
+        /* the gate/up rows BUNDLE_PF groups ahead: prefetched while these are dotted */
+        const int64_t kp = k + (int64_t)BUNDLE_PF * G;
+        const int npf = kp < e ? gu_rows(t, kp, e - kp < G ? (int)(e - kp) : G, pf) : 0;
+        for (int c = 0; c < nr; c += SP_MAX_ROWS) {
+            const int cn = nr - c < SP_MAX_ROWS ? nr - c : SP_MAX_ROWS;
+            const int pn = npf - c < 0 ? 0 : npf - c < SP_MAX_ROWS ? npf - c : SP_MAX_ROWS;
+            t->k.dot(b->t_gu, gu + c, cn, t->xq, H, r + c, pf + c, pn);
+        }
         for (int j = 0; j < np; j++) {
             const int32_t i = t->idx[k + j];
             const float g = t->gate_pre ? t->gate_pre[i] : r[2 * j], u = t->gate_pre ? r[j] : r[2 * j + 1];
             h[j] = sl_activate(t->act, g) * u;
             drows[j] = b->data + (size_t)i * b->stride + b->off_down;
         }
+        const int64_t k1 = k + (int64_t)BUNDLE_PF_D * G; /* the down rows BUNDLE_PF_D groups ahead */
+        const int nn = k1 < e ? (e - k1 < G ? (int)(e - k1) : G) : 0;
         for (int j = 0; j < nn; j++) dnext[j] = b->data + (size_t)t->idx[k1 + j] * b->stride + b->off_down;
         t->k.axpy(b->t_d, drows, h, np, acc, H, dnext, nn);
-        cur ^= 1;
-        nr = nnr;
     }
 }
 

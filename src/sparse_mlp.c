@@ -74,12 +74,20 @@ static bool act_supported(sl_activation act) { return act == SL_ACT_SILU || act 
 void sl_sp_dot_rows_ref(sl_type t, const uint8_t *const *rows, int nr, const void *x, int64_t n, float *out,
                         const uint8_t *const *next, int nnext) {
     for (int r = 0; r < nnext; r++) __builtin_prefetch(next[r], 0, 1); /* at least the head of each next row */
+    if (t == SL_TYPE_Q4_0N) {
+        sl_sp_dot_rows_q4_0n_ref(rows, nr, x, n, out);
+        return;
+    }
     for (int r = 0; r < nr; r++) out[r] = sl_vec_dot(t, rows[r], x, n);
 }
 
 void sl_sp_axpy_rows_ref(sl_type t, const uint8_t *const *rows, const float *a, int nr, float *y, int64_t n,
                          const uint8_t *const *next, int nnext) {
     for (int r = 0; r < nnext; r++) __builtin_prefetch(next[r], 0, 1);
+    if (t == SL_TYPE_Q4_0N) {
+        sl_sp_axpy_rows_q4_0n_ref(rows, a, nr, y, n);
+        return;
+    }
     for (int r = 0; r < nr; r++) sl_vec_axpy(t, rows[r], a[r], y, n);
 }
 
@@ -98,6 +106,11 @@ void sl_sp_axpy_rows_batch_ref(sl_type t, const uint8_t *const *rows, int nr, co
             if (a[r * astride + b] != 0.0f) sl_vec_axpy(t, rows[r], a[r * astride + b], y + (size_t)b * (size_t)ys, n);
 }
 
+/* x for the reference and AVX2 sets: sl_act_prepare's form; Q4_0N rows take x as Q4_0 does. */
+static sl_type act_type(sl_type t) { return t == SL_TYPE_Q4_0N ? SL_TYPE_Q4_0 : t; }
+static size_t sp_x_size_plain(sl_type t, int64_t n) { return sl_act_size(act_type(t), n); }
+static void sp_x_prep_plain(sl_type t, const float *x, int64_t n, void *xp) { sl_act_prepare(act_type(t), x, n, xp); }
+
 void sl_sp_kernels(sl_sp_kernel_set *k) {
 #if defined(__x86_64__)
     if (sl_kernels_current() == SL_KERNELS_AVX512) {
@@ -110,8 +123,8 @@ void sl_sp_kernels(sl_sp_kernel_set *k) {
         return;
     }
     if (sl_kernels_current() == SL_KERNELS_AVX2) {
-        k->x_size = sl_act_size;
-        k->x_prep = sl_act_prepare;
+        k->x_size = sp_x_size_plain;
+        k->x_prep = sp_x_prep_plain;
         k->dot = sl_sp_dot_rows_avx2;
         k->axpy = sl_sp_axpy_rows_avx2;
         k->dot_batch = sl_sp_dot_rows_batch_avx2;
@@ -119,8 +132,8 @@ void sl_sp_kernels(sl_sp_kernel_set *k) {
         return;
     }
 #endif
-    k->x_size = sl_act_size;
-    k->x_prep = sl_act_prepare;
+    k->x_size = sp_x_size_plain;
+    k->x_prep = sp_x_prep_plain;
     k->dot = sl_sp_dot_rows_ref;
     k->axpy = sl_sp_axpy_rows_ref;
     k->dot_batch = sl_sp_dot_rows_batch_ref;
@@ -1105,7 +1118,7 @@ sl_status sl_sparse_mlp_forward_pool_gated(sl_pool *pool, sl_sparse_ws *ws, cons
     /* The bundled layout: B = 1 and per-row calls go row by row through the neuron bundle, one
      * fused pass over contiguous neurons (sparse_bundle.h) on the lists checked above. */
     const sl_neuron_bundle *bd = ws->bundle;
-    if (bd && !cache && !gate_pre && (B == 1 || mode == SL_MLP_PER_ROW) && bd->H == H && bd->I == I && bd->t_gu == gate->type) {
+    if (bd && !cache && !gate_pre && (B == 1 || mode == SL_MLP_PER_ROW) && bd->H == H && bd->I == I && bd->t_src == gate->type) {
         const double t_sel = stats ? sl_time_s() : 0.0;
         for (int64_t b = 0; b < B; b++) {
             st = sl_bundle_forward(bd, pool, &ws->bws, act, x + b * H, flat + off[b], (int32_t)(off[b + 1] - off[b]), NULL,

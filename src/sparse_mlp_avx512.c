@@ -75,6 +75,7 @@ SP_INLINE float hsum256(__m256 v) {
 static bool is_quant(sl_type t) { return t == SL_TYPE_Q8_0 || t == SL_TYPE_Q4_0; }
 
 size_t sl_sp_x_size_avx512(sl_type t, int64_t n) {
+    if (t == SL_TYPE_Q4_0N) return sl_q4n_x_size_avx512(n);
     return is_quant(t) ? (size_t)(n / 32) * (size_t)QX_BYTES_PER_BLOCK : sl_act_size(t, n);
 }
 
@@ -86,6 +87,10 @@ SP_INLINE __m256i qoffset(sl_type t) {
 }
 
 void sl_sp_x_prep_avx512(sl_type t, const float *x, int64_t n, void *xp) {
+    if (t == SL_TYPE_Q4_0N) {
+        sl_q4n_x_prep_avx512(x, n, xp);
+        return;
+    }
     if (!is_quant(t)) {
         sl_act_prepare(t, x, n, xp);
         return;
@@ -226,6 +231,10 @@ SP_INLINE void qdot(sl_type t, const int NR, const uint8_t *const *rows, const u
 }
 void sl_sp_dot_rows_avx512(sl_type t, const uint8_t *const *rows, int nr, const void *x, int64_t n, float *out,
                            const uint8_t *const *next, int nnext) {
+    if (t == SL_TYPE_Q4_0N) {
+        sl_q4n_dot_rows_avx512(rows, nr, x, n, out, next, nnext);
+        return;
+    }
 #define SP_QDOT(T)                                                                                                       \
     switch (nr) {                                                                                                        \
     case 8: qdot(T, 8, rows, x, n, out, next, nnext); return;                                                        \
@@ -330,6 +339,10 @@ SP_INLINE void qaxpy(sl_type t, const int NR, const uint8_t *const *rows, const 
 
 void sl_sp_axpy_rows_avx512(sl_type t, const uint8_t *const *rows, const float *a, int nr, float *y, int64_t n,
                             const uint8_t *const *next, int nnext) {
+    if (t == SL_TYPE_Q4_0N) {
+        sl_q4n_axpy_rows_avx512(rows, a, nr, y, n, next, nnext);
+        return;
+    }
 #define SP_QAXPY(T)                                                                                                      \
     switch (nr) {                                                                                                        \
     case 8: qaxpy(T, 8, rows, a, y, n, next, nnext); return;                                                         \
