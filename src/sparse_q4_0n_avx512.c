@@ -68,6 +68,15 @@ void sl_q4n_x_prep_avx512(const float *x, int64_t n, void *xp) {
     }
 }
 
+/* Line g of each next row: its values, and while there are any, line g of its scales (to L2:
+ * these rows are used one group of neurons later). */
+Q4N_INLINE void prefetch_line(const uint8_t *const *next, int nnext, int64_t G, int64_t g) {
+    for (int r = 0; r < nnext; r++) {
+        _mm_prefetch((const char *)next[r] + (size_t)g * 64, _MM_HINT_T1);
+        if (g * 64 < G * 8) _mm_prefetch((const char *)next[r] + (size_t)(G + g) * 64, _MM_HINT_T1);
+    }
+}
+
 /* 16 f16 scales at s (cnt <= 16 of them; the rest 0) as f32. */
 Q4N_INLINE __m512 scales16(const uint8_t *s, int cnt) {
     const __mmask16 k = cnt >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << cnt) - 1);
@@ -89,8 +98,6 @@ Q4N_INLINE void q4n_dot(const int NR, const uint8_t *const *rows, const uint8_t 
 #pragma GCC unroll 8
         for (int r = 0; r < NR; r++)
             _mm512_store_ps(sc[r], _mm512_mul_ps(scales16(rows[r] + (size_t)G * 64 + 8 * g0, cnt), dxv));
-        if (g0 == 0)
-            for (int r = 0; r < nnext; r++) _mm_prefetch((const char *)next[r] + (size_t)G * 64, _MM_HINT_T1);
         const int64_t g1 = g0 + 4 < G ? g0 + 4 : G;
         for (int64_t g = g0; g < g1; g++) {
             const uint8_t *xg = xp + (size_t)g * Q4N_XG_BYTES;
@@ -103,7 +110,7 @@ Q4N_INLINE void q4n_dot(const int NR, const uint8_t *const *rows, const uint8_t 
                 const __m512 s = _mm512_broadcast_f32x4(_mm_load_ps(&sc[r][4 * (g - g0)]));
                 acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), s, acc[r]);
             }
-            for (int r = 0; r < nnext; r++) _mm_prefetch((const char *)next[r] + (size_t)g * 64, _MM_HINT_T1);
+            prefetch_line(next, nnext, G, g);
         }
     }
 #pragma GCC unroll 8
@@ -184,14 +191,12 @@ Q4N_INLINE void q4n_axpy(const int NS, const uint8_t *const *rows, const float *
             _mm512_store_si512(kd[s], packed);
         }
         _mm512_store_si512(bias, _mm512_mullo_epi32(ksum, _mm512_set1_epi32(-8)));
-        if (g0 == 0)
-            for (int r = 0; r < nnext; r++) _mm_prefetch((const char *)next[r] + (size_t)G * 64, _MM_HINT_T1);
         const int64_t g1 = g0 + 4 < G ? g0 + 4 : G;
         for (int64_t g = g0; g < g1; g++) {
             __m512i p[2][4];
 #pragma GCC unroll 2
             for (int s = 0; s < NS; s++) interleave4(rows + 4 * s, (size_t)g * 64, p[s]);
-            for (int r = 0; r < nnext; r++) _mm_prefetch((const char *)next[r] + (size_t)g * 64, _MM_HINT_T1);
+            prefetch_line(next, nnext, G, g);
             const float *Sg = S + 4 * (g - g0);
             const int32_t *bg = bias + 4 * (g - g0), *k0 = kd[0] + 4 * (g - g0), *k1 = kd[1] + 4 * (g - g0);
             float *yg = y + 128 * g;
