@@ -115,6 +115,14 @@ void sl_dequantize_row_ref(sl_type type, const void *src, float *dst, int64_t n)
         }
         return;
     }
+    if (type == SL_TYPE_Q8_0N) {
+        for (int64_t i = 0; i < n / SL_QK8_0; i++) {
+            sl_block_q8_0 blk;
+            sl_q8_0n_get_block(src, n, i, &blk);
+            sl_dequantize_row_ref(SL_TYPE_Q8_0, &blk, dst + i * SL_QK8_0, SL_QK8_0);
+        }
+        return;
+    }
     switch (type) {
     case SL_TYPE_F32: memcpy(dst, src, (size_t)n * 4); break;
     case SL_TYPE_F16: {
@@ -326,4 +334,32 @@ void sl_q4_0n_get_block(const void *row, int64_t n, int64_t b, sl_block_q4_0 *ou
     const uint8_t *qs = row;
     for (int j = 0; j < 16; j++) out->qs[j] = qs[q4_0n_byte(b, j)];
     memcpy(&out->d, qs + (size_t)nb4 / 4 * 64 + 2 * b, 2);
+}
+
+/* ---- Q8_0N ------------------------------------------------------------------------------------ */
+
+size_t sl_q8_0n_row_size(int64_t n) {
+    if (n < 0 || n % SL_QK8_0) return 0;
+    return (size_t)((n / SL_QK8_0 + 1) / 2) * 68;
+}
+
+/* Offset of element j (0..63) of group g in a Q8_0N row: j = 16m + 4t + e sits at 16t + 4m + e. */
+static size_t q8_0n_byte(int64_t g, int j) { return (size_t)g * 64 + (size_t)(16 * ((j % 16) / 4) + 4 * (j / 16) + j % 4); }
+
+void sl_q8_0n_pack_row(const void *src, int64_t n, void *dst) {
+    const int64_t nb = n / SL_QK8_0, G = (nb + 1) / 2;
+    const sl_block_q8_0 *in = src;
+    uint8_t *qs = dst, *sc = qs + (size_t)G * 64;
+    for (int64_t b = 0; b < 2 * G; b++) {
+        const uint16_t d = b < nb ? in[b].d : 0; /* padding: scale 0, values 0 */
+        memcpy(sc + 2 * b, &d, 2);
+        for (int j = 0; j < 32; j++) qs[q8_0n_byte(b / 2, (int)(b % 2) * 32 + j)] = (uint8_t)((b < nb ? in[b].qs[j] : 0) + 128);
+    }
+}
+
+void sl_q8_0n_get_block(const void *row, int64_t n, int64_t b, sl_block_q8_0 *out) {
+    const int64_t G = (n / SL_QK8_0 + 1) / 2;
+    const uint8_t *qs = row;
+    for (int j = 0; j < 32; j++) out->qs[j] = (int8_t)(qs[q8_0n_byte(b / 2, (int)(b % 2) * 32 + j)] - 128);
+    memcpy(&out->d, qs + (size_t)G * 64 + 2 * b, 2);
 }

@@ -72,7 +72,7 @@ void sl_q4_0x4_get_block(const void *w, int64_t n, int64_t r, int64_t b, sl_bloc
  * and the 4 blocks' scales spread over the lanes with one 128-bit broadcast. After all groups
  * come the f16 scales of every block in order (4 per group). Same values and scales as the
  * Q4_0 row: every product is bit-identical. Used by sparse_bundle.c when the AVX-512 kernels
- * run (sparse_q4_0n_avx512.c). */
+ * run (sparse_bundle_rows_avx512.c). */
 #define SL_TYPE_Q4_0N ((sl_type)1005)
 
 /* Bytes of a Q4_0N row of n elements: 72 per group of 4 blocks; 0 when n % 32 != 0. */
@@ -83,6 +83,23 @@ void sl_q4_0n_pack_row(const void *src, int64_t n, void *dst);
 /* Block b (< n / 32) of a Q4_0N row, as a plain Q4_0 block. */
 void sl_q4_0n_get_block(const void *row, int64_t n, int64_t b, sl_block_q4_0 *out);
 
+/* ---- Q8_0N: one Q8_0 row laid out for the neuron-bundle kernels (internal, never in a file) ----
+ * A row of n elements (n a multiple of 32) in groups of 2 blocks (64 values; an odd last block
+ * is padded with a block of scale 0 and values 0). Group g is 64 bytes: byte 16t + 4m + e holds
+ * element 16m + 4t + e of the group (t, m, e in 0..3) as an unsigned byte q + 128 — so the
+ * 4 x 4 byte interleave of 4 rows (unpack epi8 then epi16) yields 16 consecutive elements per
+ * vector, and 32-bit lane 4t + m of one load belongs to block m / 2. After all groups come the
+ * f16 scales of every block in order (2 per group). Same values and scales as the Q8_0 row
+ * (offset by 128): every product is bit-identical. */
+#define SL_TYPE_Q8_0N ((sl_type)1006)
+
+/* Bytes of a Q8_0N row of n elements: 68 per group of 2 blocks; 0 when n % 32 != 0. */
+size_t sl_q8_0n_row_size(int64_t n);
+/* Re-lay one Q8_0 row of n elements into dst (sl_q8_0n_row_size(n) bytes). */
+void sl_q8_0n_pack_row(const void *src, int64_t n, void *dst);
+/* Block b (< n / 32) of a Q8_0N row, as a plain Q8_0 block. */
+void sl_q8_0n_get_block(const void *row, int64_t n, int64_t b, sl_block_q8_0 *out);
+
 /* Scalar conversions (round-to-nearest-even for the f32 -> half/bf16 direction). */
 float sl_fp16_to_fp32(uint16_t h);
 uint16_t sl_fp32_to_fp16(float f);
@@ -90,7 +107,7 @@ float sl_bf16_to_fp32(uint16_t h);
 uint16_t sl_fp32_to_bf16(float f);
 
 /* dst[0..n) = the n elements of a row of `type` starting at src (n a multiple of the block);
- * also reads the internal row layout Q4_0N. */
+ * also reads the internal row layouts Q4_0N and Q8_0N. */
 void sl_dequantize_row_ref(sl_type type, const void *src, float *dst, int64_t n);
 /* Encode n f32 values into a row of `type` (same rounding as ggml's reference quantizers). */
 void sl_quantize_row_ref(sl_type type, const float *src, void *dst, int64_t n);

@@ -74,8 +74,8 @@ static bool act_supported(sl_activation act) { return act == SL_ACT_SILU || act 
 void sl_sp_dot_rows_ref(sl_type t, const uint8_t *const *rows, int nr, const void *x, int64_t n, float *out,
                         const uint8_t *const *next, int nnext) {
     for (int r = 0; r < nnext; r++) __builtin_prefetch(next[r], 0, 1); /* at least the head of each next row */
-    if (t == SL_TYPE_Q4_0N) {
-        sl_sp_dot_rows_q4_0n_ref(rows, nr, x, n, out);
+    if (sl_is_bundle_layout(t)) {
+        sl_sp_dot_rows_bundle_ref(t, rows, nr, x, n, out);
         return;
     }
     for (int r = 0; r < nr; r++) out[r] = sl_vec_dot(t, rows[r], x, n);
@@ -84,8 +84,8 @@ void sl_sp_dot_rows_ref(sl_type t, const uint8_t *const *rows, int nr, const voi
 void sl_sp_axpy_rows_ref(sl_type t, const uint8_t *const *rows, const float *a, int nr, float *y, int64_t n,
                          const uint8_t *const *next, int nnext) {
     for (int r = 0; r < nnext; r++) __builtin_prefetch(next[r], 0, 1);
-    if (t == SL_TYPE_Q4_0N) {
-        sl_sp_axpy_rows_q4_0n_ref(rows, a, nr, y, n);
+    if (sl_is_bundle_layout(t)) {
+        sl_sp_axpy_rows_bundle_ref(t, rows, a, nr, y, n);
         return;
     }
     for (int r = 0; r < nr; r++) sl_vec_axpy(t, rows[r], a[r], y, n);
@@ -106,8 +106,9 @@ void sl_sp_axpy_rows_batch_ref(sl_type t, const uint8_t *const *rows, int nr, co
             if (a[r * astride + b] != 0.0f) sl_vec_axpy(t, rows[r], a[r * astride + b], y + (size_t)b * (size_t)ys, n);
 }
 
-/* x for the reference and AVX2 sets: sl_act_prepare's form; Q4_0N rows take x as Q4_0 does. */
-static sl_type act_type(sl_type t) { return t == SL_TYPE_Q4_0N ? SL_TYPE_Q4_0 : t; }
+/* x for the reference and AVX2 sets: sl_act_prepare's form; bundle-layout rows take x as the
+ * type they re-lay out does. */
+static sl_type act_type(sl_type t) { return t == SL_TYPE_Q4_0N ? SL_TYPE_Q4_0 : t == SL_TYPE_Q8_0N ? SL_TYPE_Q8_0 : t; }
 static size_t sp_x_size_plain(sl_type t, int64_t n) { return sl_act_size(act_type(t), n); }
 static void sp_x_prep_plain(sl_type t, const float *x, int64_t n, void *xp) { sl_act_prepare(act_type(t), x, n, xp); }
 

@@ -14,6 +14,7 @@
 #define SL_SPARSE_MLP_H
 
 #include "model.h"
+#include "quant.h"
 #include "skipllama.h"
 #include "threadpool.h"
 
@@ -152,26 +153,28 @@ void sl_sp_dot_rows_avx512(sl_type t, const uint8_t *const *rows, int nr, const 
 void sl_sp_axpy_rows_avx512(sl_type t, const uint8_t *const *rows, const float *a, int nr, float *y, int64_t n,
                             const uint8_t *const *next, int nnext);
 #endif
-/* Q4_0N rows (the neuron-bundle layout of Q4_0, quant.h; dot and axpy only, no batched forms).
- * Every kernel set takes them; x is prepared by the set's x_prep as for Q4_0 (the AVX-512 set
- * has its own layout, sparse_q4_0n_avx512.c). The scalar definitions:
- * dot: out[r] = sum over blocks of sl_vec_dot_ref(Q4_0 block, Q8_0 block of x), x as
- *   sl_act_prepare(Q4_0) gives it (the matrices path's products, bit for bit per block).
+/* Rows in the neuron-bundle layouts Q4_0N and Q8_0N (quant.h; dot and axpy only, no batched
+ * forms). Every kernel set takes them; x is prepared by the set's x_prep as for Q4_0 / Q8_0 (the
+ * AVX-512 set has its own layout, sparse_bundle_rows_avx512.c). The scalar definitions:
+ * dot: out[r] = sum over blocks of sl_vec_dot_ref(the Q4_0 / Q8_0 block, the Q8_0 block of x),
+ *   x as sl_act_prepare gives it (the matrices path's products, bit for bit per block).
  * axpy: per block b, the call's coefficients c_r = a[r] * d_r,b are rounded against
  *   S_b = max_r |c_r| / 127 to k_r = rint(c_r * 127 / max_r |c_r|) (0 when all are 0), and
- *   y[32b + j] += S_b * sum_r k_r * (q_r,j - 8) in exact integers. Each k_r * S_b is within
- *   S_b / 2 of c_r, so |y error| <= (S_b / 2) * sum_r |q_r,j - 8| <= 4 * nr * S_b per element —
- *   the same rounding the dense path applies when it quantizes activations to Q8_0. */
-void sl_sp_dot_rows_q4_0n_ref(const uint8_t *const *rows, int nr, const void *xq, int64_t n, float *out);
-void sl_sp_axpy_rows_q4_0n_ref(const uint8_t *const *rows, const float *a, int nr, float *y, int64_t n);
+ *   y[32b + j] += S_b * sum_r k_r * v_r,j in exact integers (v: the signed values, nibble - 8
+ *   for Q4_0). Each k_r * S_b is within S_b / 2 of c_r, so |y error| <= (S_b / 2) * sum_r |v_r,j|
+ *   per element — the same rounding the dense path applies when it quantizes activations to
+ *   Q8_0. */
+void sl_sp_dot_rows_bundle_ref(sl_type t, const uint8_t *const *rows, int nr, const void *xq, int64_t n, float *out);
+void sl_sp_axpy_rows_bundle_ref(sl_type t, const uint8_t *const *rows, const float *a, int nr, float *y, int64_t n);
 #if defined(__x86_64__)
-size_t sl_q4n_x_size_avx512(int64_t n);
-void sl_q4n_x_prep_avx512(const float *x, int64_t n, void *xp);
-void sl_q4n_dot_rows_avx512(const uint8_t *const *rows, int nr, const void *xp, int64_t n, float *out,
+size_t sl_bn_x_size_avx512(sl_type t, int64_t n);
+void sl_bn_x_prep_avx512(sl_type t, const float *x, int64_t n, void *xp);
+void sl_bn_dot_rows_avx512(sl_type t, const uint8_t *const *rows, int nr, const void *xp, int64_t n, float *out,
+                           const uint8_t *const *next, int nnext);
+void sl_bn_axpy_rows_avx512(sl_type t, const uint8_t *const *rows, const float *a, int nr, float *y, int64_t n,
                             const uint8_t *const *next, int nnext);
-void sl_q4n_axpy_rows_avx512(const uint8_t *const *rows, const float *a, int nr, float *y, int64_t n,
-                             const uint8_t *const *next, int nnext);
 #endif
+static inline bool sl_is_bundle_layout(sl_type t) { return t == SL_TYPE_Q4_0N || t == SL_TYPE_Q8_0N; }
 /* Batched forms for the union schedule: the same rows for nb tokens.
  * dot: out[b * nr + r] = rows[r] . x_b, x_b = x + b * xs bytes (prepared inputs), nr <= 8.
  * axpy: y_b[0..n) += sum_r a[r * astride + b] * rows[r], y_b = y + b * ys floats, nr <= 8. */

@@ -126,7 +126,7 @@ void sl_sp_dot_rows_avx2(sl_type t, const uint8_t *const *rows, int nr, const vo
     case SL_TYPE_BF16: SP2_CASES(fdot, SL_TYPE_BF16, rows, x, n, out, next, nnext)
     case SL_TYPE_Q8_0: SP2_CASES(qdot, SL_TYPE_Q8_0, rows, x, n, out, next, nnext)
     case SL_TYPE_Q4_0: SP2_CASES(qdot, SL_TYPE_Q4_0, rows, x, n, out, next, nnext)
-    default: sl_sp_dot_rows_ref(t, rows, nr, x, n, out, next, nnext); /* Q4_0N: an AVX-512 layout */
+    default: sl_sp_dot_rows_ref(t, rows, nr, x, n, out, next, nnext); /* Q4_0N, Q8_0N: AVX-512 layouts */
     }
 }
 
@@ -186,7 +186,7 @@ void sl_sp_axpy_rows_avx2(sl_type t, const uint8_t *const *rows, const float *a,
     case SL_TYPE_BF16: SP2_CASES(faxpy, SL_TYPE_BF16, rows, a, y, n, next, nnext)
     case SL_TYPE_Q8_0: SP2_CASES(qaxpy, SL_TYPE_Q8_0, rows, a, y, n, next, nnext)
     case SL_TYPE_Q4_0: SP2_CASES(qaxpy, SL_TYPE_Q4_0, rows, a, y, n, next, nnext)
-    default: sl_sp_axpy_rows_ref(t, rows, a, nr, y, n, next, nnext); /* Q4_0N: an AVX-512 layout */
+    default: sl_sp_axpy_rows_ref(t, rows, a, nr, y, n, next, nnext); /* Q4_0N, Q8_0N: AVX-512 layouts */
     }
 }
 

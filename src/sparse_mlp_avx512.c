@@ -75,7 +75,7 @@ SP_INLINE float hsum256(__m256 v) {
 static bool is_quant(sl_type t) { return t == SL_TYPE_Q8_0 || t == SL_TYPE_Q4_0; }
 
 size_t sl_sp_x_size_avx512(sl_type t, int64_t n) {
-    if (t == SL_TYPE_Q4_0N) return sl_q4n_x_size_avx512(n);
+    if (sl_is_bundle_layout(t)) return sl_bn_x_size_avx512(t, n);
     return is_quant(t) ? (size_t)(n / 32) * (size_t)QX_BYTES_PER_BLOCK : sl_act_size(t, n);
 }
 
@@ -87,8 +87,8 @@ SP_INLINE __m256i qoffset(sl_type t) {
 }
 
 void sl_sp_x_prep_avx512(sl_type t, const float *x, int64_t n, void *xp) {
-    if (t == SL_TYPE_Q4_0N) {
-        sl_q4n_x_prep_avx512(x, n, xp);
+    if (sl_is_bundle_layout(t)) {
+        sl_bn_x_prep_avx512(t, x, n, xp);
         return;
     }
     if (!is_quant(t)) {
@@ -231,8 +231,8 @@ SP_INLINE void qdot(sl_type t, const int NR, const uint8_t *const *rows, const u
 }
 void sl_sp_dot_rows_avx512(sl_type t, const uint8_t *const *rows, int nr, const void *x, int64_t n, float *out,
                            const uint8_t *const *next, int nnext) {
-    if (t == SL_TYPE_Q4_0N) {
-        sl_q4n_dot_rows_avx512(rows, nr, x, n, out, next, nnext);
+    if (sl_is_bundle_layout(t)) {
+        sl_bn_dot_rows_avx512(t, rows, nr, x, n, out, next, nnext);
         return;
     }
 #define SP_QDOT(T)                                                                                                       \
@@ -339,8 +339,8 @@ SP_INLINE void qaxpy(sl_type t, const int NR, const uint8_t *const *rows, const 
 
 void sl_sp_axpy_rows_avx512(sl_type t, const uint8_t *const *rows, const float *a, int nr, float *y, int64_t n,
                             const uint8_t *const *next, int nnext) {
-    if (t == SL_TYPE_Q4_0N) {
-        sl_q4n_axpy_rows_avx512(rows, a, nr, y, n, next, nnext);
+    if (sl_is_bundle_layout(t)) {
+        sl_bn_axpy_rows_avx512(t, rows, a, nr, y, n, next, nnext);
         return;
     }
 #define SP_QAXPY(T)                                                                                                      \

@@ -33,9 +33,10 @@
 #define TOL_ORDER 1e-4
 #define TOL_Q8_0 6e-2
 #define TOL_Q4_0 2.5e-1
-/* The bundled Q4_0 layout under AVX-512 (Q4_0N) rounds each block's down coefficients to int8
- * (sparse_mlp.h, sl_sp_axpy_rows_q4_0n_ref): the kind of rounding the dense path applies to
- * its activations, whose checks here show 1.5-1.7% ("dense down path"); 2% bounds it. */
+/* The bundled Q4_0 / Q8_0 layouts under AVX-512 (Q4_0N / Q8_0N) round each block's down
+ * coefficients to int8 (sparse_mlp.h, sl_sp_axpy_rows_bundle_ref): the kind of rounding the
+ * dense path applies to its activations, whose checks here show 1.5-1.7% ("dense down path");
+ * 2% bounds it. */
 #define TOL_INT8_DOWN 2e-2
 
 static const sl_type all_types[] = {SL_TYPE_F32, SL_TYPE_F16, SL_TYPE_BF16, SL_TYPE_Q8_0, SL_TYPE_Q4_0};
@@ -254,7 +255,7 @@ static void test_case(const fixture *f, sl_activation act, test_rng *r) {
             /* the bundled layout: the matrices' results up to summation order */
             for (size_t q = 0; q < n; q++) o4[q] = NAN; /* every output must be written */
             sl_status sb = sl_sparse_mlp_forward(op[5], x, B, mask, NULL, NULL, SL_MLP_PER_ROW, o4, &err);
-            const double tol_bundled = f->type == SL_TYPE_Q4_0 ? TOL_INT8_DOWN : TOL_ORDER;
+            const double tol_bundled = is_quant(f->type) ? TOL_INT8_DOWN : TOL_ORDER;
             track(K_BUNDLED, sb ? INFINITY : rel_diff(o4, o1, n), tol_bundled);
             sb = sl_sparse_mlp_forward(op[6], x, B, mask, NULL, NULL, SL_MLP_PER_ROW, o4, &err);
             track(K_BUNDLED_DOWN, sb ? INFINITY : rel_diff(o4, ref2, n), tol_vs_original(q8_dt ? SL_TYPE_Q8_0 : f->type));
@@ -654,27 +655,32 @@ static void test_down_t_only(void) {
 }
 
 
-/* Q4_0N rows (the bundle layout of Q4_0) through the variant's kernels: the dot against the
- * plain Q4_0 dot of the same rows (the values are the same bytes, so only the order of float
- * sums differs), the axpy against its scalar definition (int8-rounded coefficients: only float
+/* Rows in the bundle layouts (Q4_0N, Q8_0N) through the variant's kernels: the dot against the
+ * plain Q4_0 / Q8_0 dot of the same rows (the same values, so only the order of float sums
+ * differs), the axpy against its scalar definition (int8-rounded coefficients: only float
  * order) and that definition against the exact float axpy, within its stated bound
- * (S_b / 2) * sum_r |q - 8| per element (sparse_mlp.h), plus float slack. Lengths cover whole and
- * partial groups of 4 blocks. */
-static void test_row_kernels_q4_0n(const char *vname, const sl_sp_kernel_set *ks, test_rng *r) {
+ * (S_b / 2) * sum_r |v_r| per element (sparse_mlp.h), plus float slack. Lengths cover whole and
+ * partial groups of blocks; the coefficients include a zero and a tiny one. */
+static void test_row_kernels_bundle_layout(const char *vname, const sl_sp_kernel_set *ks, sl_type tn, test_rng *r) {
     static const int64_t ns[] = {32, 64, 96, 128, 160, 224, 2048, 2080};
+    const sl_type tq = tn == SL_TYPE_Q4_0N ? SL_TYPE_Q4_0 : SL_TYPE_Q8_0;
+    const char *name = tn == SL_TYPE_Q4_0N ? "q4_0n" : "q8_0n";
     double worst_dot = 0.0, worst_axpy = 0.0, worst_bound = 0.0;
     for (size_t k = 0; k < sizeof(ns) / sizeof(ns[0]); k++) {
         const int64_t n = ns[k], nb = n / 32;
-        const size_t rb = sl_type_row_size(SL_TYPE_Q4_0, n), rn = sl_q4_0n_row_size(n);
-        uint8_t *w = test_rand_weights(SL_TYPE_Q4_0, 16, n, 1.0f, r), *wn = malloc(rn * 16);
-        for (int q = 0; q < 16; q++) sl_q4_0n_pack_row(w + (size_t)q * rb, n, wn + (size_t)q * rn);
+        const size_t rb = sl_type_row_size(tq, n), rn = tn == SL_TYPE_Q4_0N ? sl_q4_0n_row_size(n) : sl_q8_0n_row_size(n);
+        uint8_t *w = test_rand_weights(tq, 16, n, 1.0f, r), *wn = malloc(rn * 16);
+        for (int q = 0; q < 16; q++) {
+            if (tn == SL_TYPE_Q4_0N) sl_q4_0n_pack_row(w + (size_t)q * rb, n, wn + (size_t)q * rn);
+            else sl_q8_0n_pack_row(w + (size_t)q * rb, n, wn + (size_t)q * rn);
+        }
         float *x = malloc((size_t)n * sizeof(float)), *y = malloc((size_t)n * sizeof(float));
-        float *yd = malloc((size_t)n * sizeof(float)), *ye = malloc((size_t)n * sizeof(float));
+        float *yd = malloc((size_t)n * sizeof(float)), *ye = malloc((size_t)n * sizeof(float)), *row = malloc((size_t)n * sizeof(float));
         double *bound = malloc((size_t)n * sizeof(double));
-        void *xp = malloc(sl_act_size(SL_TYPE_Q4_0, n)), *xk = malloc(ks->x_size(SL_TYPE_Q4_0N, n));
+        void *xp = malloc(sl_act_size(tq, n)), *xk = malloc(ks->x_size(tn, n));
         for (int64_t c = 0; c < n; c++) x[c] = test_rng_normal(r);
-        sl_act_prepare(SL_TYPE_Q4_0, x, n, xp);
-        ks->x_prep(SL_TYPE_Q4_0N, x, n, xk);
+        sl_act_prepare(tq, x, n, xp);
+        ks->x_prep(tn, x, n, xk);
         for (int nr = 1; nr <= SP_MAX_ROWS; nr++) {
             const uint8_t *rows[SP_MAX_ROWS], *rows_q[SP_MAX_ROWS], *next[SP_MAX_ROWS];
             float a[SP_MAX_ROWS], out[SP_MAX_ROWS];
@@ -683,44 +689,46 @@ static void test_row_kernels_q4_0n(const char *vname, const sl_sp_kernel_set *ks
                 rows[q] = wn + (size_t)i * rn;
                 rows_q[q] = w + (size_t)i * rb;
                 next[q] = wn + (size_t)((q * 7 + 1) % 16) * rn;
-                a[q] = q == 2 ? 0.0f : test_rng_normal(r) * (q == 1 ? 1e-3f : 1.0f); /* a zero, a tiny one */
+                a[q] = q == 2 ? 0.0f : test_rng_normal(r) * (q == 1 ? 1e-3f : 1.0f);
             }
-            ks->dot(SL_TYPE_Q4_0N, rows, nr, xk, n, out, next, nr % 2 ? nr : 0);
+            ks->dot(tn, rows, nr, xk, n, out, next, nr % 2 ? nr : 0);
             for (int q = 0; q < nr; q++) {
-                const float ref = sl_vec_dot_ref(SL_TYPE_Q4_0, rows_q[q], xp, n);
+                const float ref = sl_vec_dot_ref(tq, rows_q[q], xp, n);
                 worst_dot = fmax(worst_dot, fabs((double)out[q] - ref) / (1.0 + fabs(ref)) / sqrt((double)n));
             }
             for (int64_t c = 0; c < n; c++) y[c] = yd[c] = ye[c] = test_rng_normal(r);
-            ks->axpy(SL_TYPE_Q4_0N, rows, a, nr, y, n, next, nr % 2 ? 0 : nr);
-            sl_sp_axpy_rows_q4_0n_ref(rows, a, nr, yd, n);
-            for (int q = 0; q < nr; q++) sl_vec_axpy_ref(SL_TYPE_Q4_0, rows_q[q], a[q], ye, n);
+            ks->axpy(tn, rows, a, nr, y, n, next, nr % 2 ? 0 : nr);
+            sl_sp_axpy_rows_bundle_ref(tn, rows, a, nr, yd, n);
+            for (int q = 0; q < nr; q++) sl_vec_axpy_ref(tq, rows_q[q], a[q], ye, n);
             worst_axpy = fmax(worst_axpy, rel_diff(y, yd, (size_t)n));
+            /* the bound: S_b / 2 per unit of |value|, S_b = max_r |a_r d_r,b| / 127 */
+            for (int64_t c = 0; c < n; c++) bound[c] = 0.0;
             for (int64_t b = 0; b < nb; b++) {
-                sl_block_q4_0 blk;
                 double m = 0.0;
                 for (int q = 0; q < nr; q++) {
-                    sl_q4_0n_get_block(rows[q], n, b, &blk);
-                    m = fmax(m, fabs((double)sl_fp16_to_fp32(blk.d) * a[q]));
+                    const uint8_t *blk = rows_q[q] + (size_t)b * (tq == SL_TYPE_Q4_0 ? sizeof(sl_block_q4_0) : sizeof(sl_block_q8_0));
+                    uint16_t d;
+                    memcpy(&d, blk, 2);
+                    m = fmax(m, fabs((double)sl_fp16_to_fp32(d) * a[q]));
                 }
-                for (int j = 0; j < 32; j++) {
-                    double sq = 0.0;
-                    for (int q = 0; q < nr; q++) {
-                        sl_q4_0n_get_block(rows[q], n, b, &blk);
-                        const int v = j < 16 ? (blk.qs[j] & 0x0f) : (blk.qs[j - 16] >> 4);
-                        sq += abs(v - 8);
-                    }
-                    bound[32 * b + j] = m / 127.0 / 2.0 * sq + 1e-5 * (1.0 + fabs(ye[32 * b + j]));
+                for (int q = 0; q < nr; q++) {
+                    sl_dequantize_row_ref(tq, rows_q[q] + (size_t)b * rb / (size_t)nb, row, 32); /* d * v */
+                    uint16_t d;
+                    memcpy(&d, rows_q[q] + (size_t)b * rb / (size_t)nb, 2);
+                    const double dd = sl_fp16_to_fp32(d);
+                    for (int j = 0; j < 32; j++) bound[32 * b + j] += m / 127.0 / 2.0 * (dd != 0.0 ? fabs(row[j] / dd) : 0.0);
                 }
             }
-            for (int64_t c = 0; c < n; c++) worst_bound = fmax(worst_bound, fabs((double)yd[c] - ye[c]) / bound[c]);
+            for (int64_t c = 0; c < n; c++)
+                worst_bound = fmax(worst_bound, fabs((double)yd[c] - ye[c]) / (bound[c] + 1e-5 * (1.0 + fabs(ye[c]))));
         }
-        free(w), free(wn), free(x), free(y), free(yd), free(ye), free(bound), free(xp), free(xk);
+        free(w), free(wn), free(x), free(y), free(yd), free(ye), free(row), free(bound), free(xp), free(xk);
     }
-    CHECK(worst_dot <= 1e-6, "row kernels (%s) q4_0n: dot of 1..8 gathered rows == the Q4_0 dot of the same rows (worst %.3g per sqrt(n))",
-          vname, worst_dot);
-    CHECK(worst_axpy <= 1e-5, "row kernels (%s) q4_0n: axpy of 1..8 rows == its scalar definition (worst rel %.3g)", vname, worst_axpy);
-    CHECK(worst_bound <= 1.0, "row kernels (%s) q4_0n: the definition's int8 coefficients stay within their bound of the exact axpy "
-          "(worst %.3g x bound)", vname, worst_bound);
+    CHECK(worst_dot <= 1e-6, "row kernels (%s) %s: dot of 1..8 gathered rows == the %s dot of the same rows (worst %.3g per sqrt(n))",
+          vname, name, sl_type_name(tq), worst_dot);
+    CHECK(worst_axpy <= 1e-5, "row kernels (%s) %s: axpy of 1..8 rows == its scalar definition (worst rel %.3g)", vname, name, worst_axpy);
+    CHECK(worst_bound <= 1.0, "row kernels (%s) %s: the definition's int8 coefficients stay within their bound of the exact axpy "
+          "(worst %.3g x bound)", vname, name, worst_bound);
 }
 
 /* The row-group kernels against the scalar definitions (sl_vec_dot_ref / sl_vec_axpy_ref), row
@@ -813,7 +821,8 @@ static void test_row_kernels_variant(const char *vname) {
         CHECK(worst_axpy <= 1e-5, "row kernels (%s) %s: axpy of 1..8 gathered rows == sl_vec_axpy_ref (worst rel %.3g)",
               vname, sl_type_name(type), worst_axpy);
     }
-    test_row_kernels_q4_0n(vname, &ks, &r);
+    test_row_kernels_bundle_layout(vname, &ks, SL_TYPE_Q4_0N, &r);
+    test_row_kernels_bundle_layout(vname, &ks, SL_TYPE_Q8_0N, &r);
 }
 
 /* The row-group kernels of every variant this CPU runs. */
