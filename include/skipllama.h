@@ -712,7 +712,14 @@ sl_status sl_sparse_mlp_set_cache(sl_sparse_mlp *op, int64_t capacity, sl_error 
  * (sl_sparse_mlp_memory counts it). Arguments are checked as without it, and calls that are
  * >= 90% active (with down given) still run the dense MLP. Union calls with B > 1, and calls
  * while the active-row cache is on, keep using the matrices. Stats: t_select and t_total only
- * (the products are fused). on = false frees it. */
+ * (the products are fused). on = false frees it.
+ * Q8_0 and Q4_0 on CPUs with AVX-512 (VNNI): the bundle stores each row in a layout made for
+ * 512-bit loads (the same values and scales, reordered) and sums the down rows in integers:
+ * per block of 32 outputs, the coefficients act(g) * u * d of a group of up to 8 neurons are
+ * rounded to int8 against their largest (as the dense path rounds activations to Q8_0 before
+ * its integer products). Each output is then within (S / 2) * sum |q| of the exact sum, S the
+ * largest coefficient / 127; measured 0.8-1.1% of max |out| in the tests, and +0.01% perplexity
+ * on the Q4_0/Q8_0 fixtures with CATS at 50% and 90%. */
 sl_status sl_sparse_mlp_set_bundled(sl_sparse_mlp *op, bool on, sl_error *err);
 
 /* Ask every following forward call (sparse or dense) to overwrite *stats with its stage times;

@@ -25,6 +25,8 @@
  * high half 16x too large, fixed by one exact 1/16 scale of the accumulator's high lanes), and
  * for the axpy as unsigned nibbles, its -8 folded into one subtraction per block for all rows.
  *
+ * Rows in the neuron-bundle layouts (Q4_0N, Q8_0N) are handed to sparse_bundle_rows_avx512.c.
+ *
  * Compiled with the AVX-512 flags (Makefile: *_avx512.c); called only when the kernels' variant
  * in use is AVX-512 (so forcing scalar kernels also forces the per-row fallback here).
  */
