@@ -107,19 +107,12 @@ uint16_t sl_fp32_to_bf16(float f) {
 /* ---- rows ------------------------------------------------------------------------------------ */
 
 void sl_dequantize_row_ref(sl_type type, const void *src, float *dst, int64_t n) {
-    if (type == SL_TYPE_Q4_0N) {
-        for (int64_t i = 0; i < n / SL_QK4_0; i++) {
-            sl_block_q4_0 blk;
-            sl_q4_0n_get_block(src, n, i, &blk);
-            sl_dequantize_row_ref(SL_TYPE_Q4_0, &blk, dst + i * SL_QK4_0, SL_QK4_0);
-        }
-        return;
-    }
-    if (type == SL_TYPE_Q8_0N) {
-        for (int64_t i = 0; i < n / SL_QK8_0; i++) {
-            sl_block_q8_0 blk;
-            sl_q8_0n_get_block(src, n, i, &blk);
-            sl_dequantize_row_ref(SL_TYPE_Q8_0, &blk, dst + i * SL_QK8_0, SL_QK8_0);
+    if (type == SL_TYPE_Q4_0N || type == SL_TYPE_Q8_0N) { /* the bundle layouts, block by block */
+        for (int64_t i = 0; i < n / 32; i++) {
+            union { sl_block_q4_0 q4; sl_block_q8_0 q8; } blk;
+            if (type == SL_TYPE_Q4_0N) sl_q4_0n_get_block(src, n, i, &blk.q4);
+            else sl_q8_0n_get_block(src, n, i, &blk.q8);
+            sl_dequantize_row_ref(type == SL_TYPE_Q4_0N ? SL_TYPE_Q4_0 : SL_TYPE_Q8_0, &blk, dst + i * 32, 32);
         }
         return;
     }

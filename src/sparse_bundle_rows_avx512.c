@@ -156,22 +156,11 @@ BN_INLINE void bn_dot(const sl_type T, const int NR, const uint8_t *const *rows,
     for (int r = 0; r < NR; r++) out[r] = _mm512_reduce_add_ps(acc[r]);
 }
 
-#define BN_CASES(F, T, ...)                                                                                              \
-    switch (nr) {                                                                                                        \
-    case 8: F(T, 8, __VA_ARGS__); return;                                                                                \
-    case 7: F(T, 7, __VA_ARGS__); return;                                                                                \
-    case 6: F(T, 6, __VA_ARGS__); return;                                                                                \
-    case 5: F(T, 5, __VA_ARGS__); return;                                                                                \
-    case 4: F(T, 4, __VA_ARGS__); return;                                                                                \
-    case 3: F(T, 3, __VA_ARGS__); return;                                                                                \
-    case 2: F(T, 2, __VA_ARGS__); return;                                                                                \
-    default: F(T, 1, __VA_ARGS__); return;                                                                               \
-    }
 
 void sl_bn_dot_rows_avx512(sl_type t, const uint8_t *const *rows, int nr, const void *xp, int64_t n, float *out,
                            const uint8_t *const *next, int nnext) {
-    if (t == SL_TYPE_Q4_0N) BN_CASES(bn_dot, SL_TYPE_Q4_0N, rows, xp, n, out, next, nnext)
-    BN_CASES(bn_dot, SL_TYPE_Q8_0N, rows, xp, n, out, next, nnext)
+    if (t == SL_TYPE_Q4_0N) SP_NR_CASES(nr, bn_dot, SL_TYPE_Q4_0N, rows, xp, n, out, next, nnext)
+    SP_NR_CASES(nr, bn_dot, SL_TYPE_Q8_0N, rows, xp, n, out, next, nnext)
 }
 
 /* ---- axpy -------------------------------------------------------------------------------------- */

@@ -153,6 +153,20 @@ void sl_sp_dot_rows_avx512(sl_type t, const uint8_t *const *rows, int nr, const 
 void sl_sp_axpy_rows_avx512(sl_type t, const uint8_t *const *rows, const float *a, int nr, float *y, int64_t n,
                             const uint8_t *const *next, int nnext);
 #endif
+/* Dispatch on a row count nr (1..8) to an instantiation F(T, NR, ...) whose NR is a constant,
+ * then return: the kernel files' inner loops unroll over rows (one copy per type and count). */
+#define SP_NR_CASES(nr, F, T, ...)                                                                                       \
+    switch (nr) {                                                                                                        \
+    case 8: F(T, 8, __VA_ARGS__); return;                                                                                \
+    case 7: F(T, 7, __VA_ARGS__); return;                                                                                \
+    case 6: F(T, 6, __VA_ARGS__); return;                                                                                \
+    case 5: F(T, 5, __VA_ARGS__); return;                                                                                \
+    case 4: F(T, 4, __VA_ARGS__); return;                                                                                \
+    case 3: F(T, 3, __VA_ARGS__); return;                                                                                \
+    case 2: F(T, 2, __VA_ARGS__); return;                                                                                \
+    default: F(T, 1, __VA_ARGS__); return;                                                                               \
+    }
+
 /* Rows in the neuron-bundle layouts Q4_0N and Q8_0N (quant.h; dot and axpy only, no batched
  * forms). Every kernel set takes them; x is prepared by the set's x_prep as for Q4_0 / Q8_0 (the
  * AVX-512 set has its own layout, sparse_bundle_rows_avx512.c). The scalar definitions:

@@ -106,26 +106,15 @@ SP2_INLINE void qdot(sl_type t, const int NR, const uint8_t *const *rows, const 
     for (int r = 0; r < NR; r++) out[r] = hsum8(acc[r]);
 }
 
-#define SP2_CASES(F, T, ...)                                                                                             \
-    switch (nr) {                                                                                                        \
-    case 8: F(T, 8, __VA_ARGS__); return;                                                                                \
-    case 7: F(T, 7, __VA_ARGS__); return;                                                                                \
-    case 6: F(T, 6, __VA_ARGS__); return;                                                                                \
-    case 5: F(T, 5, __VA_ARGS__); return;                                                                                \
-    case 4: F(T, 4, __VA_ARGS__); return;                                                                                \
-    case 3: F(T, 3, __VA_ARGS__); return;                                                                                \
-    case 2: F(T, 2, __VA_ARGS__); return;                                                                                \
-    default: F(T, 1, __VA_ARGS__); return;                                                                               \
-    }
 
 void sl_sp_dot_rows_avx2(sl_type t, const uint8_t *const *rows, int nr, const void *x, int64_t n, float *out,
                          const uint8_t *const *next, int nnext) {
     switch (t) {
-    case SL_TYPE_F32: SP2_CASES(fdot, SL_TYPE_F32, rows, x, n, out, next, nnext)
-    case SL_TYPE_F16: SP2_CASES(fdot, SL_TYPE_F16, rows, x, n, out, next, nnext)
-    case SL_TYPE_BF16: SP2_CASES(fdot, SL_TYPE_BF16, rows, x, n, out, next, nnext)
-    case SL_TYPE_Q8_0: SP2_CASES(qdot, SL_TYPE_Q8_0, rows, x, n, out, next, nnext)
-    case SL_TYPE_Q4_0: SP2_CASES(qdot, SL_TYPE_Q4_0, rows, x, n, out, next, nnext)
+    case SL_TYPE_F32: SP_NR_CASES(nr, fdot, SL_TYPE_F32, rows, x, n, out, next, nnext)
+    case SL_TYPE_F16: SP_NR_CASES(nr, fdot, SL_TYPE_F16, rows, x, n, out, next, nnext)
+    case SL_TYPE_BF16: SP_NR_CASES(nr, fdot, SL_TYPE_BF16, rows, x, n, out, next, nnext)
+    case SL_TYPE_Q8_0: SP_NR_CASES(nr, qdot, SL_TYPE_Q8_0, rows, x, n, out, next, nnext)
+    case SL_TYPE_Q4_0: SP_NR_CASES(nr, qdot, SL_TYPE_Q4_0, rows, x, n, out, next, nnext)
     default: sl_sp_dot_rows_ref(t, rows, nr, x, n, out, next, nnext); /* Q4_0N, Q8_0N: AVX-512 layouts */
     }
 }
@@ -181,11 +170,11 @@ SP2_INLINE void qaxpy(sl_type t, const int NR, const uint8_t *const *rows, const
 void sl_sp_axpy_rows_avx2(sl_type t, const uint8_t *const *rows, const float *a, int nr, float *y, int64_t n,
                           const uint8_t *const *next, int nnext) {
     switch (t) {
-    case SL_TYPE_F32: SP2_CASES(faxpy, SL_TYPE_F32, rows, a, y, n, next, nnext)
-    case SL_TYPE_F16: SP2_CASES(faxpy, SL_TYPE_F16, rows, a, y, n, next, nnext)
-    case SL_TYPE_BF16: SP2_CASES(faxpy, SL_TYPE_BF16, rows, a, y, n, next, nnext)
-    case SL_TYPE_Q8_0: SP2_CASES(qaxpy, SL_TYPE_Q8_0, rows, a, y, n, next, nnext)
-    case SL_TYPE_Q4_0: SP2_CASES(qaxpy, SL_TYPE_Q4_0, rows, a, y, n, next, nnext)
+    case SL_TYPE_F32: SP_NR_CASES(nr, faxpy, SL_TYPE_F32, rows, a, y, n, next, nnext)
+    case SL_TYPE_F16: SP_NR_CASES(nr, faxpy, SL_TYPE_F16, rows, a, y, n, next, nnext)
+    case SL_TYPE_BF16: SP_NR_CASES(nr, faxpy, SL_TYPE_BF16, rows, a, y, n, next, nnext)
+    case SL_TYPE_Q8_0: SP_NR_CASES(nr, qaxpy, SL_TYPE_Q8_0, rows, a, y, n, next, nnext)
+    case SL_TYPE_Q4_0: SP_NR_CASES(nr, qaxpy, SL_TYPE_Q4_0, rows, a, y, n, next, nnext)
     default: sl_sp_axpy_rows_ref(t, rows, a, nr, y, n, next, nnext); /* Q4_0N, Q8_0N: AVX-512 layouts */
     }
 }
@@ -347,10 +336,10 @@ SP2_INLINE void qaxpy_batch(sl_type t, const int NR, const uint8_t *const *rows,
 void sl_sp_axpy_rows_batch_avx2(sl_type t, const uint8_t *const *rows, int nr, const float *a, int astride, int nb,
                                 float *y, int64_t ys, int64_t n, const uint8_t *const *next, int nnext) {
     switch (t) {
-    case SL_TYPE_F32: SP2_CASES(faxpy_batch, SL_TYPE_F32, rows, a, astride, nb, y, ys, n, next, nnext)
-    case SL_TYPE_F16: SP2_CASES(faxpy_batch, SL_TYPE_F16, rows, a, astride, nb, y, ys, n, next, nnext)
-    case SL_TYPE_BF16: SP2_CASES(faxpy_batch, SL_TYPE_BF16, rows, a, astride, nb, y, ys, n, next, nnext)
-    case SL_TYPE_Q8_0: SP2_CASES(qaxpy_batch, SL_TYPE_Q8_0, rows, a, astride, nb, y, ys, n, next, nnext)
-    case SL_TYPE_Q4_0: SP2_CASES(qaxpy_batch, SL_TYPE_Q4_0, rows, a, astride, nb, y, ys, n, next, nnext)
+    case SL_TYPE_F32: SP_NR_CASES(nr, faxpy_batch, SL_TYPE_F32, rows, a, astride, nb, y, ys, n, next, nnext)
+    case SL_TYPE_F16: SP_NR_CASES(nr, faxpy_batch, SL_TYPE_F16, rows, a, astride, nb, y, ys, n, next, nnext)
+    case SL_TYPE_BF16: SP_NR_CASES(nr, faxpy_batch, SL_TYPE_BF16, rows, a, astride, nb, y, ys, n, next, nnext)
+    case SL_TYPE_Q8_0: SP_NR_CASES(nr, qaxpy_batch, SL_TYPE_Q8_0, rows, a, astride, nb, y, ys, n, next, nnext)
+    case SL_TYPE_Q4_0: SP_NR_CASES(nr, qaxpy_batch, SL_TYPE_Q4_0, rows, a, astride, nb, y, ys, n, next, nnext)
     }
 }

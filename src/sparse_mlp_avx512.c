@@ -237,36 +237,12 @@ void sl_sp_dot_rows_avx512(sl_type t, const uint8_t *const *rows, int nr, const 
         sl_bn_dot_rows_avx512(t, rows, nr, x, n, out, next, nnext);
         return;
     }
-#define SP_QDOT(T)                                                                                                       \
-    switch (nr) {                                                                                                        \
-    case 8: qdot(T, 8, rows, x, n, out, next, nnext); return;                                                        \
-    case 7: qdot(T, 7, rows, x, n, out, next, nnext); return;                                                        \
-    case 6: qdot(T, 6, rows, x, n, out, next, nnext); return;                                                        \
-    case 5: qdot(T, 5, rows, x, n, out, next, nnext); return;                                                        \
-    case 4: qdot(T, 4, rows, x, n, out, next, nnext); return;                                                        \
-    case 3: qdot(T, 3, rows, x, n, out, next, nnext); return;                                                        \
-    case 2: qdot(T, 2, rows, x, n, out, next, nnext); return;                                                        \
-    default: qdot(T, 1, rows, x, n, out, next, nnext); return;                                                       \
-    }
-    if (t == SL_TYPE_Q8_0) SP_QDOT(SL_TYPE_Q8_0)
-    if (t == SL_TYPE_Q4_0) SP_QDOT(SL_TYPE_Q4_0)
-#undef SP_QDOT
+    if (t == SL_TYPE_Q8_0) SP_NR_CASES(nr, qdot, SL_TYPE_Q8_0, rows, x, n, out, next, nnext)
+    if (t == SL_TYPE_Q4_0) SP_NR_CASES(nr, qdot, SL_TYPE_Q4_0, rows, x, n, out, next, nnext)
     /* one instantiation per (type, NR) so the inner loop has no type switch */
-#define SP_FDOT(T)                                                                                                       \
-    switch (nr) {                                                                                                        \
-    case 8: fdot(T, 8, rows, x, n, out, next, nnext); return;                                                        \
-    case 7: fdot(T, 7, rows, x, n, out, next, nnext); return;                                                        \
-    case 6: fdot(T, 6, rows, x, n, out, next, nnext); return;                                                        \
-    case 5: fdot(T, 5, rows, x, n, out, next, nnext); return;                                                        \
-    case 4: fdot(T, 4, rows, x, n, out, next, nnext); return;                                                        \
-    case 3: fdot(T, 3, rows, x, n, out, next, nnext); return;                                                        \
-    case 2: fdot(T, 2, rows, x, n, out, next, nnext); return;                                                        \
-    default: fdot(T, 1, rows, x, n, out, next, nnext); return;                                                       \
-    }
-    if (t == SL_TYPE_F32) SP_FDOT(SL_TYPE_F32)
-    if (t == SL_TYPE_F16) SP_FDOT(SL_TYPE_F16)
-    SP_FDOT(SL_TYPE_BF16)
-#undef SP_FDOT
+    if (t == SL_TYPE_F32) SP_NR_CASES(nr, fdot, SL_TYPE_F32, rows, x, n, out, next, nnext)
+    if (t == SL_TYPE_F16) SP_NR_CASES(nr, fdot, SL_TYPE_F16, rows, x, n, out, next, nnext)
+    SP_NR_CASES(nr, fdot, SL_TYPE_BF16, rows, x, n, out, next, nnext)
 }
 
 /* Float rows: y += sum_r a[r] * row_r. */
@@ -345,35 +321,11 @@ void sl_sp_axpy_rows_avx512(sl_type t, const uint8_t *const *rows, const float *
         sl_bn_axpy_rows_avx512(t, rows, a, nr, y, n, next, nnext);
         return;
     }
-#define SP_QAXPY(T)                                                                                                      \
-    switch (nr) {                                                                                                        \
-    case 8: qaxpy(T, 8, rows, a, y, n, next, nnext); return;                                                         \
-    case 7: qaxpy(T, 7, rows, a, y, n, next, nnext); return;                                                         \
-    case 6: qaxpy(T, 6, rows, a, y, n, next, nnext); return;                                                         \
-    case 5: qaxpy(T, 5, rows, a, y, n, next, nnext); return;                                                         \
-    case 4: qaxpy(T, 4, rows, a, y, n, next, nnext); return;                                                         \
-    case 3: qaxpy(T, 3, rows, a, y, n, next, nnext); return;                                                         \
-    case 2: qaxpy(T, 2, rows, a, y, n, next, nnext); return;                                                         \
-    default: qaxpy(T, 1, rows, a, y, n, next, nnext); return;                                                        \
-    }
-    if (t == SL_TYPE_Q8_0) SP_QAXPY(SL_TYPE_Q8_0)
-    if (t == SL_TYPE_Q4_0) SP_QAXPY(SL_TYPE_Q4_0)
-#undef SP_QAXPY
-#define SP_FAXPY(T)                                                                                                      \
-    switch (nr) {                                                                                                        \
-    case 8: faxpy(T, 8, rows, a, y, n, next, nnext); return;                                                         \
-    case 7: faxpy(T, 7, rows, a, y, n, next, nnext); return;                                                         \
-    case 6: faxpy(T, 6, rows, a, y, n, next, nnext); return;                                                         \
-    case 5: faxpy(T, 5, rows, a, y, n, next, nnext); return;                                                         \
-    case 4: faxpy(T, 4, rows, a, y, n, next, nnext); return;                                                         \
-    case 3: faxpy(T, 3, rows, a, y, n, next, nnext); return;                                                         \
-    case 2: faxpy(T, 2, rows, a, y, n, next, nnext); return;                                                         \
-    default: faxpy(T, 1, rows, a, y, n, next, nnext); return;                                                        \
-    }
-    if (t == SL_TYPE_F32) SP_FAXPY(SL_TYPE_F32)
-    if (t == SL_TYPE_F16) SP_FAXPY(SL_TYPE_F16)
-    SP_FAXPY(SL_TYPE_BF16)
-#undef SP_FAXPY
+    if (t == SL_TYPE_Q8_0) SP_NR_CASES(nr, qaxpy, SL_TYPE_Q8_0, rows, a, y, n, next, nnext)
+    if (t == SL_TYPE_Q4_0) SP_NR_CASES(nr, qaxpy, SL_TYPE_Q4_0, rows, a, y, n, next, nnext)
+    if (t == SL_TYPE_F32) SP_NR_CASES(nr, faxpy, SL_TYPE_F32, rows, a, y, n, next, nnext)
+    if (t == SL_TYPE_F16) SP_NR_CASES(nr, faxpy, SL_TYPE_F16, rows, a, y, n, next, nnext)
+    SP_NR_CASES(nr, faxpy, SL_TYPE_BF16, rows, a, y, n, next, nnext)
 }
 
 /* ---- batched forms (union schedule, B > 1) ----------------------------------------------------
