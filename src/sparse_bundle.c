@@ -9,9 +9,10 @@
  * sums the accumulators. Every neuron's bytes are read once, front to back. While they read,
  * the kernels prefetch: the dots the gate/up rows two groups ahead, the down sum the down_t
  * rows of the next group. On Zen 4 at 1 thread, Q4_0 at 50% active (bench-op): the previous
- * schedule, groups of 4 with everything one group ahead, read 0.75-0.79 of dense bandwidth,
- * this one 0.81-0.90 (both before the Q4_0N scale prefetch fix); three groups ahead was no
- * better. What it is not: the batched or masked operator (sparse_mlp.c).
+ * schedule, groups of 4 with everything one group ahead, read 0.71-0.89 of dense bandwidth in
+ * four runs, this one 0.81-0.90 in six (both before the Q4_0N scale prefetch fix); three
+ * groups ahead was no better, and prefetching whole neurons from here instead of line by line
+ * in the kernels was 2x worse. What it is not: the batched or masked operator (sparse_mlp.c).
  */
 #include "sparse_bundle.h"
 
