@@ -169,9 +169,14 @@ static void bundle_worker(void *arg, int ith, int nth) {
     const int64_t H = b->H;
     float *acc = t->acc + (size_t)ith * t->acc_stride;
     memset(acc, 0, (size_t)H * sizeof(float));
-    long long s, e;
-    sl_split_range(t->n, ith, nth, &s, &e);
+    /* shares in whole groups, so every group holds the same neurons at any thread count: the
+     * bundle layouts round a group's down coefficients together (sparse_mlp.h), and results
+     * must not depend on -t beyond the order of float sums */
     const int G = BUNDLE_GROUP;
+    long long s, e;
+    sl_split_range((t->n + G - 1) / G, ith, nth, &s, &e);
+    s *= G;
+    e = e * G < t->n ? e * G : t->n;
     const uint8_t *gu[GU_MAX], *pf[GU_MAX], *drows[BUNDLE_GROUP], *dnext[BUNDLE_GROUP];
     float r[GU_MAX], h[BUNDLE_GROUP];
     for (int64_t k = s; k < e; k += G) {
