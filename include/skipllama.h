@@ -719,7 +719,8 @@ sl_status sl_sparse_mlp_set_cache(sl_sparse_mlp *op, int64_t capacity, sl_error 
  * rounded to int8 against their largest (as the dense path rounds activations to Q8_0 before
  * its integer products). Each output is then within (S / 2) * sum |q| of the exact sum, S the
  * largest coefficient / 127; measured 0.8-1.1% of max |out| in the tests, and +0.01% perplexity
- * on the Q4_0/Q8_0 fixtures with CATS at 50% and 90%. */
+ * on the Q4_0/Q8_0 fixtures with CATS at 50% and 90%. The groups do not depend on the thread
+ * count, so neither does the result, beyond the order of float sums. */
 sl_status sl_sparse_mlp_set_bundled(sl_sparse_mlp *op, bool on, sl_error *err);
 
 /* Ask every following forward call (sparse or dense) to overwrite *stats with its stage times;
