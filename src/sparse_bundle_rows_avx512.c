@@ -54,36 +54,51 @@ size_t sl_bn_x_size_avx512(sl_type t, int64_t n) {
     return (size_t)G * x_group_bytes(t) + (size_t)(G * blocks_per_group(t)) * sizeof(float);
 }
 
+/* The 4 x 4 matrix of 32-bit words a[k] lane t, transposed: out[t] lane k = a[k] lane t. */
+BN_INLINE void transpose4x4(const __m128i a[4], __m128i out[4]) {
+    const __m128i t0 = _mm_unpacklo_epi32(a[0], a[1]), t1 = _mm_unpackhi_epi32(a[0], a[1]);
+    const __m128i t2 = _mm_unpacklo_epi32(a[2], a[3]), t3 = _mm_unpackhi_epi32(a[2], a[3]);
+    out[0] = _mm_unpacklo_epi64(t0, t2);
+    out[1] = _mm_unpackhi_epi64(t0, t2);
+    out[2] = _mm_unpacklo_epi64(t1, t3);
+    out[3] = _mm_unpackhi_epi64(t1, t3);
+}
+
+/* x quantized to Q8_0 as the matrices path does it (sl_act_prepare, 16 blocks at a time), then
+ * each group's bytes put in the weights' order by 4 x 4 transposes of 32-bit words: lane k of
+ * 16-byte row t is block k's bytes 4t..4t+3 (Q4_0N; the high halves likewise from byte 16), or
+ * elements 16m + 4t.. of the pair of blocks (Q8_0N, lane m). The corrections are one vpdpbusd
+ * of K against those bytes per row. */
 void sl_bn_x_prep_avx512(sl_type t, const float *x, int64_t n, void *xp) {
+    const bool q4 = t == SL_TYPE_Q4_0N;
     const int64_t nb = n / 32, G = n_groups(t, n);
     const int bpg = blocks_per_group(t);
+    const size_t xgb = x_group_bytes(t);
     uint8_t *base = xp;
-    float *dx = (float *)(base + (size_t)G * x_group_bytes(t));
-    sl_block_q8_0 q[4];
-    for (int64_t g = 0; g < G; g++) {
-        const int cnt = nb - bpg * g < bpg ? (int)(nb - bpg * g) : bpg;
-        memset(q, 0, sizeof(q));
-        sl_act_prepare(SL_TYPE_Q8_0, x + bpg * g * 32, (int64_t)cnt * 32, q); /* the matrices path's Q8_0 x */
-        int8_t *xb = (int8_t *)(base + (size_t)g * x_group_bytes(t));
-        int32_t *nc = (int32_t *)(xb + x_group_bytes(t) - 64);
-        for (int tt = 0; tt < 4; tt++)
-            for (int m = 0; m < 4; m++) {
-                int32_t s = 0;
-                for (int e = 0; e < 4; e++) {
-                    const int p = 16 * tt + 4 * m + e;
-                    if (t == SL_TYPE_Q4_0N) { /* byte p: value byte 4tt + e of block m */
-                        xb[p] = q[m].qs[4 * tt + e];
-                        xb[64 + p] = q[m].qs[16 + 4 * tt + e];
-                        s += 8 * (xb[p] + xb[64 + p]);
-                    } else { /* byte p: element 16m + 4tt + e of the group */
-                        const int j = 16 * m + 4 * tt + e;
-                        xb[p] = q[j / 32].qs[j % 32];
-                        s += 128 * xb[p];
-                    }
+    float *dx = (float *)(base + (size_t)G * xgb);
+    const __m128i K = _mm_set1_epi8((char)(q4 ? 8 : 128));
+    enum { CH = 16 }; /* blocks per sl_act_prepare call (a multiple of 4 and of 2) */
+    sl_block_q8_0 q[CH];
+    for (int64_t b0 = 0; b0 < G * bpg; b0 += CH) {
+        const int cnt = nb - b0 < CH ? (nb - b0 > 0 ? (int)(nb - b0) : 0) : CH, have = (int)(G * bpg - b0) < CH ? (int)(G * bpg - b0) : CH;
+        if (cnt > 0) sl_act_prepare(SL_TYPE_Q8_0, x + b0 * 32, (int64_t)cnt * 32, q); /* the matrices path's Q8_0 x */
+        memset(q + cnt, 0, (size_t)(CH - cnt) * sizeof(sl_block_q8_0)); /* padding blocks: x = 0, d_x = 0 */
+        for (int j = 0; j < have; j++) dx[b0 + j] = j < cnt ? _cvtsh_ss(q[j].d) : 0.0f;
+        for (int gb = 0; gb < have; gb += bpg) {
+            uint8_t *xg = base + (size_t)((b0 + gb) / bpg) * xgb;
+            __m128i a[4], rows[4], nc[4];
+            for (int half = 0; half < (q4 ? 2 : 1); half++) {
+                for (int k = 0; k < 4; k++)
+                    a[k] = _mm_loadu_si128((const __m128i *)(q4 ? q[gb + k].qs + 16 * half : q[gb + k / 2].qs + 16 * (k % 2)));
+                transpose4x4(a, rows);
+                for (int r = 0; r < 4; r++) {
+                    _mm_storeu_si128((__m128i *)(xg + 64 * half + 16 * r), rows[r]);
+                    const __m128i d = _mm_dpbusd_epi32(_mm_setzero_si128(), K, rows[r]);
+                    nc[r] = half ? _mm_add_epi32(nc[r], d) : d;
                 }
-                nc[4 * tt + m] = -s;
             }
-        for (int k = 0; k < bpg; k++) dx[bpg * g + k] = k < cnt ? _cvtsh_ss(q[k].d) : 0.0f;
+            for (int r = 0; r < 4; r++) _mm_storeu_si128((__m128i *)(xg + xgb - 64 + 16 * r), _mm_sub_epi32(_mm_setzero_si128(), nc[r]));
+        }
     }
 }
 
