@@ -54,7 +54,7 @@ static size_t stored_row_size(sl_type t, int64_t n) {
     return t == SL_TYPE_Q4_0N ? sl_q4_0n_row_size(n) : t == SL_TYPE_Q8_0N ? sl_q8_0n_row_size(n) : sl_type_row_size(t, n);
 }
 
-/* Copy row i of w (rb_src bytes) into dst, re-laid out when the stored type differs. */
+/* Copy row i of w into dst, re-laid out when the stored type differs from w's. */
 static void copy_row(const sl_weight *w, sl_type stored, int64_t i, uint8_t *dst) {
     const uint8_t *src = (const uint8_t *)w->data + (size_t)i * w->row_bytes;
     if (stored == SL_TYPE_Q4_0N) sl_q4_0n_pack_row(src, w->cols, dst);
@@ -143,6 +143,7 @@ typedef struct bundle_task {
 #ifndef BUNDLE_GROUP
 #define BUNDLE_GROUP 8
 #endif
+_Static_assert(BUNDLE_GROUP >= 1 && BUNDLE_GROUP <= SP_MAX_ROWS, "a group's down rows go through one axpy call");
 #define GU_MAX (2 * BUNDLE_GROUP)
 #ifndef BUNDLE_PF
 #define BUNDLE_PF 2

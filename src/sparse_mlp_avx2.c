@@ -106,7 +106,6 @@ SP2_INLINE void qdot(sl_type t, const int NR, const uint8_t *const *rows, const 
     for (int r = 0; r < NR; r++) out[r] = hsum8(acc[r]);
 }
 
-
 void sl_sp_dot_rows_avx2(sl_type t, const uint8_t *const *rows, int nr, const void *x, int64_t n, float *out,
                          const uint8_t *const *next, int nnext) {
     switch (t) {
