@@ -1,5 +1,5 @@
 # skipllama — build with `make`, test with `make test`, run the bundled model with `make run`.
-# Sources are discovered by wildcard: src/*.c and src/kernels/*.c form the library, cli/*.c the
+# Sources are discovered by wildcard: src/<layer>/*.c form the library (docs/architecture.md), cli/*.c the
 # `skipllama` binary, tests/test_*.c one test program each. Files named *_avx2.c / *_avx512.c are
 # compiled with those instruction sets and chosen at run time, so one binary runs on any x86-64.
 
@@ -23,7 +23,7 @@ AVX2_FLAGS   :=
 AVX512_FLAGS :=
 endif
 
-LIB_SRC  := $(sort $(wildcard src/*.c src/kernels/*.c))
+LIB_SRC  := $(sort $(wildcard src/*/*.c))
 ifneq ($(ARCH),x86_64)
 LIB_SRC  := $(filter-out %_avx2.c %_avx512.c,$(LIB_SRC))
 endif

@@ -10,8 +10,8 @@
  * of 9 repetitions of 200000 rows each, 64 distinct rows cycled (about 140 KB: L2).
  */
 #include "kernels/kernels.h"
-#include "quant.h"
-#include "sparse_mlp.h"
+#include "format/quant.h"
+#include "sparse/sparse_mlp.h"
 
 #include <stdio.h>
 #include <stdlib.h>

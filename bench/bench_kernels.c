@@ -20,8 +20,8 @@
  * (-q: skip attention; -s: only the first shape of each table).
  */
 #include "kernels/kernels.h"
-#include "threadpool.h"
-#include "util.h"
+#include "util/threadpool.h"
+#include "util/util.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -10,8 +10,8 @@
  * What it is not: the model loader (fuzz_model.c builds an sl_model from the same kind of input).
  */
 #include "fuzz_common.h"
-#include "gguf.h"
-#include "tokenizer.h"
+#include "format/gguf.h"
+#include "text/tokenizer.h"
 
 /* Bytes of the input the parser claims a tensor or string occupies must be inside it: touching
  * the first and last byte makes ASan prove it. */

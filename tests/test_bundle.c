@@ -17,14 +17,14 @@
  * What it does not check: speed (`skipllama bench --profile`).
  * Tolerances are relative to max(1, max |reference|).
  */
-#include "forward.h"
+#include "model/context.h"
 #include "kernels/kernels.h"
-#include "quant.h"
-#include "sparse_bundle.h"
-#include "sparse_mlp.h"
+#include "format/quant.h"
+#include "sparse/bundle.h"
+#include "sparse/sparse_mlp.h"
 #include "test_weights.h"
 #include "testutil.h"
-#include "threadpool.h"
+#include "util/threadpool.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -8,11 +8,11 @@
  * right keys, shapes, types and value scales, and is the same bytes at any thread count;
  * (4) the streaming writer passes source errors on and leaves no file behind.
  */
-#include "gguf.h"
-#include "quant.h"
+#include "format/gguf.h"
+#include "format/quant.h"
 #include "skipllama.h"
 #include "testutil.h"
-#include "util.h"
+#include "util/util.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -8,11 +8,11 @@
  * types, too-deep nesting...) and model-level faults (missing tensor/key, wrong shape, unknown
  * architecture): each must be refused with an error message, never a crash, under ASan too.
  */
-#include "gguf.h"
-#include "quant.h"
+#include "format/gguf.h"
+#include "format/quant.h"
 #include "skipllama.h"
 #include "testutil.h"
-#include "util.h"
+#include "util/util.h"
 
 #include <stdio.h>
 #include <stdlib.h>

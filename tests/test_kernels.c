@@ -14,7 +14,7 @@
 #include "testutil.h"
 
 #include "kernels/kernels_impl.h"
-#include "threadpool.h"
+#include "util/threadpool.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -15,7 +15,7 @@
  * uses) when the build has no AddressSanitizer, so an attempted big allocation would turn a
  * clean SL_ERR_FORMAT into SL_ERR_NOMEM and fail the check, and could never succeed lazily.
  */
-#include "gguf.h"
+#include "format/gguf.h"
 #include "skipllama.h"
 #include "testutil.h"
 

@@ -7,9 +7,9 @@
  *  - Quantized files (F16, BF16, Q8_0, Q4_0): log-probabilities of llama.cpp's top-20 tokens
  *    at each of 64 positions match llama.cpp's within a per-type tolerance (see TOL_* below).
  */
-#include "forward.h"
+#include "model/context.h"
 #include "kernels/kernels.h"
-#include "model.h"
+#include "model/model.h"
 #include "skipllama.h"
 #include "testutil.h"
 

@@ -10,9 +10,9 @@
  *    the same seed gives identical file bytes, also with the pairs in a temp file instead of RAM;
  *    adding predictors to an existing CATS profile keeps its quantiles.
  */
-#include "forward.h"
-#include "profile.h"
-#include "quant.h"
+#include "model/context.h"
+#include "sparse/profile.h"
+#include "format/quant.h"
 #include "skipllama.h"
 #include "testutil.h"
 

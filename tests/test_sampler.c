@@ -7,7 +7,7 @@
  * differs; a custom step plugs into the chain; bad parameters and inputs are refused.
  * What it does not check: speed, or generation with a model (see the CLI tests).
  */
-#include "sampler.h"
+#include "text/sampler.h"
 #include "testutil.h"
 
 #include <math.h>

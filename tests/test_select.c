@@ -11,8 +11,8 @@
  *    ties by increasing index; threshold rules keep exactly the scores above the threshold.
  * Exact rules: no tolerance.
  */
-#include "forward.h"
-#include "select.h"
+#include "kernels/activation.h"
+#include "sparse/select.h"
 #include "testutil.h"
 
 #include <float.h>

@@ -8,9 +8,9 @@
  *  - Profiles round-trip through a file; a profile for another model is refused.
  *  - Dense perplexity of the fixture eval text reproduces the reference to 3 significant digits.
  */
-#include "forward.h"
-#include "profile.h"
-#include "quant.h"
+#include "model/context.h"
+#include "sparse/profile.h"
+#include "format/quant.h"
 #include "skipllama.h"
 #include "testutil.h"
 

@@ -18,9 +18,9 @@
  *                 the Q8_0 rounding of x and the second rounding of down_t (see skipllama.h).
  */
 #include "kernels/kernels.h"
-#include "quant.h"
+#include "format/quant.h"
 #include "skipllama.h"
-#include "sparse_mlp.h"
+#include "sparse/sparse_mlp.h"
 #include "test_weights.h"
 #include "testutil.h"
 

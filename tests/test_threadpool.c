@@ -6,8 +6,8 @@
  */
 #include "testutil.h"
 
-#include "threadpool.h"
-#include "util.h"
+#include "util/threadpool.h"
+#include "util/util.h"
 
 #include <dirent.h>
 #include <stdatomic.h>

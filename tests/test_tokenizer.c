@@ -10,8 +10,8 @@
  * random text, pathological runs and out-of-range ids. Tokenization speed is printed, never
  * asserted. What it does not check: models (see the forward-pass tests) or sampling.
  */
-#include "gguf.h"
-#include "tokenizer.h"
+#include "format/gguf.h"
+#include "text/tokenizer.h"
 #include "testutil.h"
 
 #include <stdio.h>

@@ -7,8 +7,8 @@
 #ifndef SL_TEST_WEIGHTS_H
 #define SL_TEST_WEIGHTS_H
 
-#include "model.h"
-#include "quant.h"
+#include "model/model.h"
+#include "format/quant.h"
 #include "testutil.h"
 
 #include <stdlib.h>

@@ -5,7 +5,7 @@
  * The scalar variant's grouped kernel is the per-head reference in a loop. What it is not:
  * the arithmetic (attention_ref.c, attention_avx2.c, attention_avx512.c).
  */
-#include "kernels_impl.h"
+#include "kernels/kernels_impl.h"
 
 void sl_attention_group_scalar(const float *q, int n_q, const void *kc, const void *vc, bool kv_f16, int n_pos,
                                int kv_stride, int kv_head, int head_dim, float *out, float *att) {

@@ -4,7 +4,7 @@
  * read once per group, F16 blocks widened once). Head sizes that are not a multiple of 8, or
  * above ATT_HD_MAX, use the scalar reference. Not a prefill (many-query) attention kernel.
  */
-#include "simd_avx2.h"
+#include "kernels/simd_avx2.h"
 
 #include <math.h>
 

@@ -13,7 +13,7 @@
  * (attention_head.c) both come here. Not a prefill (many-query) attention kernel: each call
  * is one query token.
  */
-#include "simd_avx512.h"
+#include "kernels/simd_avx512.h"
 
 #include <math.h>
 

@@ -5,7 +5,7 @@
  * every thread busy during prefill even when n_head < threads * tokens. Scalar reference plus
  * the dispatching entry point (which runs the selected variant's grouped kernel with one head).
  */
-#include "kernels_impl.h"
+#include "kernels/kernels_impl.h"
 
 #include <math.h>
 

@@ -2,7 +2,7 @@
  * attention_ref.c — scalar reference of causal attention for one query over the KV cache.
  *   att = softmax(q · K^T / sqrt(head_dim)); out = att · V     (per head, GQA head sharing)
  */
-#include "kernels_impl.h"
+#include "kernels/kernels_impl.h"
 
 #include <math.h>
 

@@ -8,7 +8,7 @@
  * nothing from them runs unless this file picked them. Not thread-safe against a concurrent
  * sl_kernels_select, which only tests use.
  */
-#include "kernels_impl.h"
+#include "kernels/kernels_impl.h"
 
 #include <stdatomic.h>
 #include <string.h>

@@ -9,7 +9,7 @@
  * Compiled only with the AVX2 flags and called only after CPU detection (dot.c). Not tuned as
  * hard as the AVX-512 path, which is what this project's machines run.
  */
-#include "simd_avx2.h"
+#include "kernels/simd_avx2.h"
 
 /* ---- Q8_0 quantizer ---------------------------------------------------------------------- */
 

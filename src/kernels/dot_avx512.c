@@ -12,7 +12,7 @@
  * 16-bit shift), never rounding activations.
  * Compiled only with the AVX-512 flags and called only after CPU detection (dot.c).
  */
-#include "simd_avx512.h"
+#include "kernels/simd_avx512.h"
 
 /* ---- Q8_0 quantizer ---------------------------------------------------------------------- */
 

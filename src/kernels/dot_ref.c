@@ -4,7 +4,7 @@
  * exact integer, exactly as in ggml's vec_dot_q8_0_q8_0 / vec_dot_q4_0_q8_0. These are also
  * the scalar variant's kernels on CPUs without AVX2. Not fast on purpose.
  */
-#include "kernels_impl.h"
+#include "kernels/kernels_impl.h"
 
 static bool act_is_q8(sl_type t) { return t == SL_TYPE_Q8_0 || t == SL_TYPE_Q4_0; }
 

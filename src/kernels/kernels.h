@@ -20,8 +20,8 @@
 #ifndef SL_KERNELS_H
 #define SL_KERNELS_H
 
-#include "../quant.h"
-#include "../threadpool.h"
+#include "format/quant.h"
+#include "util/threadpool.h"
 
 #include <stdbool.h>
 #include <stdint.h>

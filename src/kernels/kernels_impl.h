@@ -7,7 +7,7 @@
 #ifndef SL_KERNELS_IMPL_H
 #define SL_KERNELS_IMPL_H
 
-#include "kernels.h"
+#include "kernels/kernels.h"
 
 #include <stddef.h>
 #include <stdint.h>

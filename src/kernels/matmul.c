@@ -10,9 +10,9 @@
  * exact reference runs instead — slower, never wrong. What it is not: a kernel — the arithmetic
  * lives in the variants (matmul_ref.c, matmul_avx2.c, matmul_avx512.c).
  */
-#include "kernels_impl.h"
+#include "kernels/kernels_impl.h"
 
-#include "../util.h"
+#include "util/util.h"
 
 /* Below this many activation elements the preparation runs on the caller: a second pool
  * dispatch would cost more than it saves. */

@@ -10,7 +10,7 @@
  * unpacked once and used for 4 tokens. Tails of n (not a multiple of 8) go through scalar code.
  * Not the tuned path: no superblock re-layout as in matmul_avx512.c (AVX2 has no vpdpbusd).
  */
-#include "simd_avx2.h"
+#include "kernels/simd_avx2.h"
 
 #define CHUNK_BYTES (384 * 1024) /* X kept per thread per chunk: about half of an L2 */
 #define PF_GROUPS 2              /* matvec: prefetch this many row groups ahead */

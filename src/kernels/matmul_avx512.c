@@ -27,7 +27,7 @@
  *
  * Threads call sl_x5_mm_rows on disjoint row ranges; nothing here is shared or allocated.
  */
-#include "simd_avx512.h"
+#include "kernels/simd_avx512.h"
 
 /* Bytes of X (any form) a chunk may keep per thread: about half of a 1 MB L2. */
 #ifndef CHUNK_BYTES

@@ -4,7 +4,7 @@
  * against (f32 activations); the scalar variant mirrors what the SIMD variants compute
  * (Q8_0 activations for quantized weights) with plain loops. Not fast on purpose.
  */
-#include "kernels_impl.h"
+#include "kernels/kernels_impl.h"
 
 static bool is_quantized(sl_type t) { return t == SL_TYPE_Q8_0 || t == SL_TYPE_Q4_0 || t == SL_TYPE_Q4_0X4; }
 

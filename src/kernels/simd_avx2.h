@@ -8,7 +8,7 @@
 #ifndef SL_SIMD_AVX2_H
 #define SL_SIMD_AVX2_H
 
-#include "kernels_impl.h"
+#include "kernels/kernels_impl.h"
 
 #include <immintrin.h>
 

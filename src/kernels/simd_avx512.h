@@ -7,7 +7,7 @@
 #ifndef SL_SIMD_AVX512_H
 #define SL_SIMD_AVX512_H
 
-#include "kernels_impl.h"
+#include "kernels/kernels_impl.h"
 
 #include <immintrin.h>
 

@@ -1,0 +1,73 @@
+/*
+ * context.h — the context's internals (internal): KV cache layout and scratch buffers, shared
+ * by forward.c and the code that extends the forward pass from beside it: the skip model
+ * (src/sparse/skip.c) through the one narrow MLP plug-in below, calibration and predictor
+ * training through the observer hooks. What it is not: anything sparse — the model layer knows
+ * no profile, rule or bundle; it only asks the plug-in, when there is one, whether it takes a
+ * layer's MLP.
+ */
+#ifndef SL_MODEL_CONTEXT_H
+#define SL_MODEL_CONTEXT_H
+
+#include "model/model.h"
+#include "util/threadpool.h"
+
+#include <stdbool.h>
+
+/* Called with the residual stream x [B, n_embd] of the tokens at pos0..: once with layer = -1
+ * (the embeddings), then after each block l = 0..n_layer-1. */
+typedef void (*sl_hidden_hook)(void *ud, int layer, int pos0, int B, const float *x, int n_embd);
+
+/* Called in the dense MLP with its input x [B, n_embd] (after ffn_norm) and the gate
+ * pre-activations gate [B, n_ff] (calibration, predictor training, tests). */
+typedef void (*sl_mlp_hook)(void *ud, int layer, int B, const float *x, int n_embd, const float *gate, int n_ff);
+
+/* A layer's MLP computed another way, plugged in beside the forward pass: the skip model
+ * installs one when a profile is attached (sl_context_set_profile, src/sparse/skip.c).
+ * forward() returns true when it has written the MLP output of layer `layer` for the B tokens
+ * whose normed inputs are in ctx->xb ([B, n_embd]) into ctx->xb2 ([B, n_embd]), false to let the
+ * dense MLP run. free() releases `state` (called by sl_context_free and when replaced). */
+typedef struct sl_mlp_plugin {
+    bool (*forward)(void *state, sl_context *ctx, int layer, int B);
+    void (*free)(void *state);
+} sl_mlp_plugin;
+
+struct sl_context {
+    const sl_model *model; /* borrowed; must outlive the context */
+    int n_ctx;             /* KV cache capacity in tokens */
+    int n_batch;           /* tokens per forward_batch step */
+    int n_threads;         /* threads in pool */
+    int n_past;            /* tokens in the cache */
+    int kv_dim;            /* n_head_kv * head_dim */
+    bool kv_f16;           /* cache element type: f16 when true, else f32 */
+    void *k_cache;         /* [n_layer, n_ctx, kv_dim] keys (rotated) */
+    void *v_cache;         /* [n_layer, n_ctx, kv_dim] values */
+    sl_pool *pool;         /* worker threads */
+    float *scratch;        /* one allocation holding all buffers below */
+    float *x;              /* [n_batch, n_embd] residual stream */
+    float *xb;             /* [n_batch, n_embd] normed input of a sub-layer */
+    float *xb2;            /* [n_batch, n_embd] sub-layer output */
+    float *q;              /* [n_batch, n_head*head_dim] queries */
+    float *attn;           /* [n_batch, n_head*head_dim] attention output */
+    float *k;              /* [n_batch, kv_dim] new keys */
+    float *v;              /* [n_batch, kv_dim] new values */
+    float *hb;             /* [n_batch, n_ff] act(gate) * up */
+    float *hb2;            /* [n_batch, n_ff] up */
+    float *logits;         /* [n_batch, n_vocab] internal logits buffer */
+    float *att;            /* [n_threads, n_ctx] attention scores, one row per thread */
+    float *rope_cs;        /* [n_batch, n_rot/2, 2] cos/sin of the batch's positions */
+    sl_hidden_hook hidden_hook; /* optional observer of the residual stream (tests, calibration) */
+    void *hidden_hook_ud;       /* its user data */
+    sl_mlp_hook mlp_hook;       /* optional observer of dense gate pre-activations */
+    void *mlp_hook_ud;          /* its user data */
+
+    sl_layer_stats *stats;      /* [n_layer] per-layer MLP counters and times (the plug-in adds its own) */
+    bool track_recall;          /* ask the plug-in to score its selection against the true mask */
+    const sl_mlp_plugin *mlp;   /* the plugged-in MLP (NULL: dense everywhere) */
+    void *mlp_state;            /* its state (owned through mlp->free) */
+};
+
+/* Install (or, with plugin NULL, remove) the MLP plug-in, freeing the previous one's state. */
+void sl_context_set_mlp_plugin(sl_context *ctx, const sl_mlp_plugin *plugin, void *state);
+
+#endif

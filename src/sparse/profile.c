@@ -1,0 +1,446 @@
+/*
+ * profile.c — sparsity profiles: creation, editing, and the GGUF file format (see
+ * docs/profile-format.md). A profile is a GGUF file with general.architecture =
+ * "skipllama-profile", per-layer arrays under skipllama.profile.*, and predictor tensors
+ * blk.N.pred_a.weight / blk.N.pred_b.weight. Loading validates everything against the model the
+ * profile is used with (fingerprint, shapes, types) before any of it is used.
+ * What it is not: calibration (calibrate.c) or training (predictor_train.c).
+ */
+#include "sparse/profile.h"
+
+#include "format/quant.h"
+#include "util/util.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *sl_skip_rule_name(sl_skip_rule rule) {
+    switch (rule) {
+    case SL_RULE_DENSE: return "dense";
+    case SL_RULE_CATS: return "cats";
+    case SL_RULE_PRED_THRESHOLD: return "threshold";
+    case SL_RULE_PRED_TOPK: return "topk";
+    case SL_RULE_PRED_STAT_TOPK: return "stat-topk";
+    }
+    return NULL;
+}
+
+static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
+    const uint8_t *p = data;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+/* Shapes and types of every layer, plus up to 4 KiB from the start, middle and end of the
+ * embedding and of each layer's gate, up and down: cheap (a few hundred KiB read even for 7B
+ * models) yet different for any two trained or quantized variants. */
+void sl_model_fingerprint(const sl_model *m, char out[32]) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    const sl_model_config *c = &m->config;
+    int32_t dims[6] = {c->n_vocab, c->n_embd, c->n_ff, c->n_layer, c->n_head, c->n_head_kv};
+    h = fnv1a(h, dims, sizeof(dims));
+    const sl_weight *ws[1 + 3 * 4096];
+    int n = 0;
+    ws[n++] = &m->tok_embd;
+    for (int l = 0; l < c->n_layer && n + 3 <= (int)(sizeof(ws) / sizeof(ws[0])); l++) {
+        ws[n++] = &m->layers[l].ffn_gate;
+        ws[n++] = &m->layers[l].ffn_up;
+        ws[n++] = &m->layers[l].ffn_down;
+    }
+    for (int i = 0; i < n; i++) {
+        const sl_weight *w = ws[i];
+        size_t bytes = w->row_bytes * (size_t)w->rows, take = bytes < 4096 ? bytes : 4096;
+        uint32_t t = (uint32_t)w->type;
+        h = fnv1a(h, &t, sizeof(t));
+        const uint8_t *p = w->data;
+        h = fnv1a(h, p, take);
+        h = fnv1a(h, p + (bytes - take) / 2, take);
+        h = fnv1a(h, p + bytes - take, take);
+    }
+    snprintf(out, 32, "%016llx", (unsigned long long)h);
+}
+
+static void layer_clear(sl_profile_layer_data *L) {
+    memset(L, 0, sizeof(*L));
+    L->info.rule = SL_RULE_DENSE;
+    L->info.recall = L->info.precision = L->info.true_density = L->info.pred_density = NAN;
+    L->gate_nonpos = NAN;
+    for (int q = 0; q < SL_PROFILE_N_QUANTILES; q++) L->cats_q[q] = NAN;
+}
+
+static sl_profile *profile_alloc(int32_t n_layer, int32_t n_embd, int32_t n_ff) {
+    sl_profile *p = calloc(1, sizeof(*p));
+    if (!p) return NULL;
+    p->layers = calloc((size_t)n_layer, sizeof(*p->layers));
+    if (!p->layers) {
+        free(p);
+        return NULL;
+    }
+    p->n_layer = n_layer;
+    p->n_embd = n_embd;
+    p->n_ff = n_ff;
+    for (int32_t l = 0; l < n_layer; l++) layer_clear(&p->layers[l]);
+    snprintf(p->method, sizeof(p->method), "dense");
+    return p;
+}
+
+sl_profile *sl_profile_init(const sl_model *model, sl_error *err) {
+    if (!model || !model->layers) {
+        sl_set_error(err, SL_ERR_INVALID_ARG, "profile: needs a model with weights");
+        return NULL;
+    }
+    const sl_model_config *c = &model->config;
+    sl_profile *p = profile_alloc(c->n_layer, c->n_embd, c->n_ff);
+    if (!p) {
+        sl_set_error(err, SL_ERR_NOMEM, "profile: out of memory");
+        return NULL;
+    }
+    sl_model_fingerprint(model, p->fingerprint);
+    return p;
+}
+
+void sl_profile_free(sl_profile *p) {
+    if (!p) return;
+    for (int32_t l = 0; l < p->n_layer; l++) {
+        sl_free_aligned(p->layers[l].owned_a);
+        sl_free_aligned(p->layers[l].owned_b);
+    }
+    free(p->layers);
+    gguf_close(p->gguf);
+    free(p);
+}
+
+int32_t sl_profile_n_layer(const sl_profile *p) { return p->n_layer; }
+const char *sl_profile_method(const sl_profile *p) { return p->method; }
+
+sl_status sl_profile_set_method(sl_profile *p, const char *method, sl_error *err) {
+    if (!method || strlen(method) >= sizeof(p->method))
+        return sl_set_error(err, SL_ERR_INVALID_ARG, "profile: method name missing or longer than %zu bytes", sizeof(p->method) - 1);
+    snprintf(p->method, sizeof(p->method), "%s", method);
+    return SL_OK;
+}
+
+static sl_status check_layer(const sl_profile *p, int32_t layer, sl_error *err) {
+    if (!p || layer < 0 || layer >= p->n_layer)
+        return sl_set_error(err, SL_ERR_RANGE, "profile: layer %d outside 0..%d", layer, p ? p->n_layer - 1 : -1);
+    return SL_OK;
+}
+
+sl_status sl_profile_get_layer(const sl_profile *p, int32_t layer, sl_profile_layer *out, sl_error *err) {
+    if (check_layer(p, layer, err)) return err ? err->code : SL_ERR_RANGE;
+    *out = p->layers[layer].info;
+    return SL_OK;
+}
+
+/* Rule/parameter consistency for one layer; shared by set_layer and load. */
+static sl_status validate_info(const sl_profile *p, int32_t layer, const sl_profile_layer *in, int32_t rank, sl_error *err) {
+    switch (in->rule) {
+    case SL_RULE_DENSE: break;
+    case SL_RULE_CATS:
+        if (!(in->threshold >= 0) || isinf(in->threshold))
+            return sl_set_error(err, SL_ERR_INVALID_ARG, "profile: layer %d: CATS threshold %g must be finite and >= 0", layer,
+                                (double)in->threshold);
+        break;
+    case SL_RULE_PRED_THRESHOLD:
+    case SL_RULE_PRED_TOPK:
+    case SL_RULE_PRED_STAT_TOPK:
+        if (rank <= 0)
+            return sl_set_error(err, SL_ERR_INVALID_ARG, "profile: layer %d: rule '%s' needs a predictor, and the layer has none", layer,
+                                sl_skip_rule_name(in->rule));
+        if (in->rule == SL_RULE_PRED_THRESHOLD && (isnan(in->threshold) || isinf(in->threshold)))
+            return sl_set_error(err, SL_ERR_INVALID_ARG, "profile: layer %d: threshold must be finite", layer);
+        if (in->rule != SL_RULE_PRED_THRESHOLD && (in->topk < 1 || in->topk > p->n_ff))
+            return sl_set_error(err, SL_ERR_INVALID_ARG, "profile: layer %d: topk %d outside 1..%d", layer, in->topk, p->n_ff);
+        break;
+    default: return sl_set_error(err, SL_ERR_INVALID_ARG, "profile: layer %d: unknown rule %d", layer, (int)in->rule);
+    }
+    return SL_OK;
+}
+
+sl_status sl_profile_set_layer(sl_profile *p, int32_t layer, const sl_profile_layer *in, sl_error *err) {
+    if (check_layer(p, layer, err)) return SL_ERR_RANGE;
+    sl_profile_layer_data *L = &p->layers[layer];
+    sl_status st = validate_info(p, layer, in, L->info.rank, err);
+    if (st) return st;
+    int32_t rank = L->info.rank;
+    L->info = *in;
+    L->info.rank = rank; /* rank follows the predictor tensors, not the caller */
+    return SL_OK;
+}
+
+sl_status sl_profile_set_predictor(sl_profile *p, int32_t layer, int32_t rank, sl_type type, const float *A, const float *B,
+                                   sl_error *err) {
+    if (check_layer(p, layer, err)) return SL_ERR_RANGE;
+    if (rank < 1 || rank > p->n_embd || !A || !B)
+        return sl_set_error(err, SL_ERR_INVALID_ARG, "profile: predictor rank %d outside 1..%d or missing factors", rank, p->n_embd);
+    if (type != SL_TYPE_F32 && type != SL_TYPE_F16 && type != SL_TYPE_BF16 && type != SL_TYPE_Q8_0)
+        return sl_set_error(err, SL_ERR_UNSUPPORTED, "profile: predictor type %s not supported (f32, f16, bf16, q8_0)",
+                            sl_type_name(type) ? sl_type_name(type) : "?");
+    size_t row_a = sl_type_row_size(type, p->n_embd), row_b = sl_type_row_size(type, rank);
+    if (!row_a || !row_b)
+        return sl_set_error(err, SL_ERR_INVALID_ARG, "profile: %s predictor needs n_embd (%d) and rank (%d) to be multiples of %lld",
+                            sl_type_name(type), p->n_embd, rank, (long long)sl_type_block_size(type));
+    void *a = sl_malloc_aligned(row_a * (size_t)rank), *b = sl_malloc_aligned(row_b * (size_t)p->n_ff);
+    if (!a || !b) {
+        sl_free_aligned(a);
+        sl_free_aligned(b);
+        return sl_set_error(err, SL_ERR_NOMEM, "profile: out of memory for a rank-%d predictor", rank);
+    }
+    for (int32_t r = 0; r < rank; r++) sl_quantize_row_ref(type, A + (size_t)r * p->n_embd, (uint8_t *)a + (size_t)r * row_a, p->n_embd);
+    for (int32_t i = 0; i < p->n_ff; i++) sl_quantize_row_ref(type, B + (size_t)i * rank, (uint8_t *)b + (size_t)i * row_b, rank);
+    sl_profile_layer_data *L = &p->layers[layer];
+    sl_free_aligned(L->owned_a);
+    sl_free_aligned(L->owned_b);
+    L->owned_a = a;
+    L->owned_b = b;
+    L->pred_a = sl_weight_view(a, type, rank, p->n_embd);
+    L->pred_b = sl_weight_view(b, type, p->n_ff, rank);
+    L->info.rank = rank;
+    return SL_OK;
+}
+
+float sl_profile_cats_threshold(const sl_profile *p, int32_t layer, float q) {
+    if (!p || layer < 0 || layer >= p->n_layer || !(q >= 0.0f) || q > 1.0f) return NAN;
+    const float *t = p->layers[layer].cats_q;
+    float pos = q * (float)(SL_PROFILE_N_QUANTILES - 1);
+    int i = (int)pos;
+    if (i >= SL_PROFILE_N_QUANTILES - 1) return t[SL_PROFILE_N_QUANTILES - 1];
+    float f = pos - (float)i;
+    return t[i] + f * (t[i + 1] - t[i]);
+}
+
+float sl_profile_gate_nonpositive(const sl_profile *p, int32_t layer) {
+    if (!p || layer < 0 || layer >= p->n_layer) return NAN;
+    return p->layers[layer].gate_nonpos;
+}
+
+sl_status sl_profile_set_sparsity(sl_profile *p, float s, sl_error *err) {
+    if (!(s >= 0.0f) || s >= 1.0f) return sl_set_error(err, SL_ERR_INVALID_ARG, "profile: sparsity %g outside [0, 1)", (double)s);
+    for (int32_t l = 0; l < p->n_layer; l++) {
+        sl_profile_layer *L = &p->layers[l].info;
+        switch (L->rule) {
+        case SL_RULE_CATS: {
+            float t = sl_profile_cats_threshold(p, l, s);
+            if (isnan(t))
+                return sl_set_error(err, SL_ERR_INVALID_ARG, "profile: layer %d has no calibration quantiles to set a CATS sparsity from", l);
+            L->threshold = t;
+            L->target_sparsity = s;
+            break;
+        }
+        case SL_RULE_PRED_TOPK:
+        case SL_RULE_PRED_STAT_TOPK: {
+            int32_t k = (int32_t)lroundf((1.0f - s) * (float)p->n_ff);
+            L->topk = k < 1 ? 1 : k;
+            L->target_sparsity = s;
+            break;
+        }
+        default: break;
+        }
+    }
+    return SL_OK;
+}
+
+/* ---- file format ------------------------------------------------------------------------------ */
+
+#define KEY(name) "skipllama.profile." name
+
+sl_status sl_profile_save(const sl_profile *p, const char *path, sl_error *err) {
+    const int32_t n = p->n_layer;
+    gguf_writer *w = gguf_writer_init();
+    uint32_t *u_rule = calloc((size_t)n, 4), *u_topk = calloc((size_t)n, 4), *u_rank = calloc((size_t)n, 4);
+    float *f = calloc((size_t)n * 8, sizeof(float));
+    float *quant = calloc((size_t)n * SL_PROFILE_N_QUANTILES, sizeof(float));
+    sl_status st = SL_OK;
+    if (!w || !u_rule || !u_topk || !u_rank || !f || !quant) {
+        st = sl_set_error(err, SL_ERR_NOMEM, "profile: out of memory");
+        goto done;
+    }
+    float *thr = f, *tgt = f + n, *rec = f + 2 * n, *prec = f + 3 * n, *tden = f + 4 * n, *pden = f + 5 * n, *gnp = f + 6 * n;
+    for (int32_t l = 0; l < n; l++) {
+        const sl_profile_layer_data *L = &p->layers[l];
+        u_rule[l] = (uint32_t)L->info.rule;
+        u_topk[l] = (uint32_t)L->info.topk;
+        u_rank[l] = (uint32_t)L->info.rank;
+        thr[l] = L->info.threshold;
+        tgt[l] = L->info.target_sparsity;
+        rec[l] = L->info.recall;
+        prec[l] = L->info.precision;
+        tden[l] = L->info.true_density;
+        pden[l] = L->info.pred_density;
+        gnp[l] = L->gate_nonpos;
+        memcpy(quant + (size_t)l * SL_PROFILE_N_QUANTILES, L->cats_q, sizeof(L->cats_q));
+    }
+    bool ok = gguf_writer_set_str(w, "general.architecture", "skipllama-profile") &&
+              gguf_writer_set_u32(w, KEY("version"), SL_PROFILE_VERSION) && gguf_writer_set_str(w, KEY("method"), p->method) &&
+              gguf_writer_set_str(w, KEY("fingerprint"), p->fingerprint) && gguf_writer_set_u32(w, KEY("n_layer"), (uint32_t)n) &&
+              gguf_writer_set_u32(w, KEY("n_embd"), (uint32_t)p->n_embd) && gguf_writer_set_u32(w, KEY("n_ff"), (uint32_t)p->n_ff) &&
+              gguf_writer_set_arr(w, KEY("rule"), GGUF_TYPE_UINT32, u_rule, (uint64_t)n) &&
+              gguf_writer_set_arr(w, KEY("threshold"), GGUF_TYPE_FLOAT32, thr, (uint64_t)n) &&
+              gguf_writer_set_arr(w, KEY("topk"), GGUF_TYPE_UINT32, u_topk, (uint64_t)n) &&
+              gguf_writer_set_arr(w, KEY("target_sparsity"), GGUF_TYPE_FLOAT32, tgt, (uint64_t)n) &&
+              gguf_writer_set_arr(w, KEY("rank"), GGUF_TYPE_UINT32, u_rank, (uint64_t)n) &&
+              gguf_writer_set_arr(w, KEY("recall"), GGUF_TYPE_FLOAT32, rec, (uint64_t)n) &&
+              gguf_writer_set_arr(w, KEY("precision"), GGUF_TYPE_FLOAT32, prec, (uint64_t)n) &&
+              gguf_writer_set_arr(w, KEY("true_density"), GGUF_TYPE_FLOAT32, tden, (uint64_t)n) &&
+              gguf_writer_set_arr(w, KEY("pred_density"), GGUF_TYPE_FLOAT32, pden, (uint64_t)n) &&
+              gguf_writer_set_arr(w, KEY("gate_nonpositive"), GGUF_TYPE_FLOAT32, gnp, (uint64_t)n) &&
+              gguf_writer_set_arr(w, KEY("cats_quantiles"), GGUF_TYPE_FLOAT32, quant, (uint64_t)n * SL_PROFILE_N_QUANTILES);
+    for (int32_t l = 0; ok && l < n; l++) {
+        const sl_profile_layer_data *L = &p->layers[l];
+        if (!L->info.rank) continue;
+        char name[64];
+        int64_t ne_a[2] = {L->pred_a.cols, L->pred_a.rows}, ne_b[2] = {L->pred_b.cols, L->pred_b.rows};
+        snprintf(name, sizeof(name), "blk.%d.pred_a.weight", l);
+        ok = gguf_writer_add_tensor(w, name, L->pred_a.type, 2, ne_a, L->pred_a.data);
+        snprintf(name, sizeof(name), "blk.%d.pred_b.weight", l);
+        ok = ok && gguf_writer_add_tensor(w, name, L->pred_b.type, 2, ne_b, L->pred_b.data);
+    }
+    if (!ok) {
+        st = sl_set_error(err, SL_ERR_NOMEM, "profile: out of memory while serialising");
+        goto done;
+    }
+    st = gguf_writer_write(w, path, err);
+done:
+    gguf_writer_free(w);
+    free(u_rule);
+    free(u_topk);
+    free(u_rank);
+    free(f);
+    free(quant);
+    return st;
+}
+
+/* Fetch a per-layer array of n numbers (u32 or f32). */
+static bool get_layer_arr(const gguf_file *g, const char *key, gguf_type type, uint64_t n, const gguf_array **out, sl_error *err) {
+    const gguf_array *a = gguf_get_arr(g, key, type);
+    if (!a || a->n != n) {
+        sl_set_error(err, SL_ERR_FORMAT, "profile: '%s' must be an array of %llu %s", key, (unsigned long long)n, gguf_type_name(type));
+        return false;
+    }
+    *out = a;
+    return true;
+}
+
+sl_profile *sl_profile_load(const char *path, const sl_model *model, sl_error *err) {
+    sl_clear_error(err);
+    if (!model || !model->layers) {
+        sl_set_error(err, SL_ERR_INVALID_ARG, "profile: needs the model it was made for");
+        return NULL;
+    }
+    gguf_file *g = gguf_open(path, err);
+    if (!g) return NULL;
+    sl_profile *p = NULL;
+    gguf_str s;
+    uint32_t version = 0, n_layer = 0, n_embd = 0, n_ff = 0;
+    if (!gguf_get_str(g, "general.architecture", &s) || !gguf_str_eq(s, "skipllama-profile")) {
+        sl_set_error(err, SL_ERR_FORMAT, "profile: '%s' is not a skipllama profile (general.architecture != skipllama-profile)", path);
+        goto fail;
+    }
+    if (!gguf_get_u32(g, KEY("version"), &version) || version != SL_PROFILE_VERSION) {
+        sl_set_error(err, SL_ERR_UNSUPPORTED, "profile: '%s' has format version %u; this build reads version %d", path, version,
+                     SL_PROFILE_VERSION);
+        goto fail;
+    }
+    const sl_model_config *c = &model->config;
+    if (!gguf_get_u32(g, KEY("n_layer"), &n_layer) || !gguf_get_u32(g, KEY("n_embd"), &n_embd) || !gguf_get_u32(g, KEY("n_ff"), &n_ff)) {
+        sl_set_error(err, SL_ERR_FORMAT, "profile: missing n_layer / n_embd / n_ff");
+        goto fail;
+    }
+    if (n_layer != (uint32_t)c->n_layer || n_embd != (uint32_t)c->n_embd || n_ff != (uint32_t)c->n_ff) {
+        sl_set_error(err, SL_ERR_INVALID_ARG,
+                     "profile: made for a model with %u layers, n_embd %u, n_ff %u; this model has %d, %d, %d", n_layer, n_embd, n_ff,
+                     c->n_layer, c->n_embd, c->n_ff);
+        goto fail;
+    }
+    char fp[32], want[32];
+    sl_model_fingerprint(model, want);
+    if (!gguf_get_str(g, KEY("fingerprint"), &s) || strcmp(gguf_str_copy(s, fp, sizeof(fp)), want) != 0) {
+        sl_set_error(err, SL_ERR_INVALID_ARG,
+                     "profile: '%s' was made for another model (fingerprint %s, this model's is %s): recalibrate or retrain it for this model",
+                     path, fp, want);
+        goto fail;
+    }
+    p = profile_alloc(c->n_layer, c->n_embd, c->n_ff);
+    if (!p) {
+        sl_set_error(err, SL_ERR_NOMEM, "profile: out of memory");
+        goto fail;
+    }
+    memcpy(p->fingerprint, want, sizeof(want));
+    if (gguf_get_str(g, KEY("method"), &s)) gguf_str_copy(s, p->method, sizeof(p->method));
+    const gguf_array *a_rule, *a_thr, *a_topk, *a_tgt, *a_rank, *a_q;
+    if (!get_layer_arr(g, KEY("rule"), GGUF_TYPE_UINT32, n_layer, &a_rule, err) ||
+        !get_layer_arr(g, KEY("threshold"), GGUF_TYPE_FLOAT32, n_layer, &a_thr, err) ||
+        !get_layer_arr(g, KEY("topk"), GGUF_TYPE_UINT32, n_layer, &a_topk, err) ||
+        !get_layer_arr(g, KEY("target_sparsity"), GGUF_TYPE_FLOAT32, n_layer, &a_tgt, err) ||
+        !get_layer_arr(g, KEY("rank"), GGUF_TYPE_UINT32, n_layer, &a_rank, err) ||
+        !get_layer_arr(g, KEY("cats_quantiles"), GGUF_TYPE_FLOAT32, (uint64_t)n_layer * SL_PROFILE_N_QUANTILES, &a_q, err))
+        goto fail;
+    /* optional metrics */
+    static const char *const metric_keys[5] = {KEY("recall"), KEY("precision"), KEY("true_density"), KEY("pred_density"),
+                                               KEY("gate_nonpositive")};
+    const gguf_array *metrics[5];
+    for (int k = 0; k < 5; k++) {
+        metrics[k] = gguf_get_arr(g, metric_keys[k], GGUF_TYPE_FLOAT32);
+        if (metrics[k] && metrics[k]->n != n_layer) metrics[k] = NULL;
+    }
+    for (uint32_t l = 0; l < n_layer; l++) {
+        sl_profile_layer_data *L = &p->layers[l];
+        sl_profile_layer in;
+        memset(&in, 0, sizeof(in));
+        in.rule = (sl_skip_rule)gguf_arr_int(a_rule, l);
+        in.threshold = gguf_arr_f32(a_thr, l);
+        int64_t k = gguf_arr_int(a_topk, l);
+        in.topk = k > INT32_MAX ? INT32_MAX : (int32_t)k;
+        in.target_sparsity = gguf_arr_f32(a_tgt, l);
+        int64_t rank = gguf_arr_int(a_rank, l);
+        if (rank < 0 || rank > (int64_t)n_embd) {
+            sl_set_error(err, SL_ERR_FORMAT, "profile: layer %u: rank %lld outside 0..%u", l, (long long)rank, n_embd);
+            goto fail;
+        }
+        if (rank) {
+            char name[64];
+            const gguf_tensor_info *ta, *tb;
+            snprintf(name, sizeof(name), "blk.%u.pred_a.weight", l);
+            ta = gguf_find_tensor(g, name);
+            snprintf(name, sizeof(name), "blk.%u.pred_b.weight", l);
+            tb = gguf_find_tensor(g, name);
+            if (!ta || !tb || ta->ne[0] != n_embd || ta->ne[1] != rank || tb->ne[0] != rank || tb->ne[1] != n_ff || ta->ne[2] != 1 ||
+                tb->ne[2] != 1 || ta->ne[3] != 1 || tb->ne[3] != 1) {
+                sl_set_error(err, SL_ERR_FORMAT, "profile: layer %u: predictor tensors missing or not [%u, %lld] and [%lld, %u]", l, n_embd,
+                             (long long)rank, (long long)rank, n_ff);
+                goto fail;
+            }
+            L->pred_a = sl_weight_view(ta->data, ta->type, rank, n_embd);
+            L->pred_b = sl_weight_view(tb->data, tb->type, n_ff, rank);
+        }
+        if (validate_info(p, (int32_t)l, &in, (int32_t)rank, err)) goto fail;
+        L->info = in;
+        L->info.rank = (int32_t)rank;
+        L->info.recall = metrics[0] ? gguf_arr_f32(metrics[0], l) : NAN;
+        L->info.precision = metrics[1] ? gguf_arr_f32(metrics[1], l) : NAN;
+        L->info.true_density = metrics[2] ? gguf_arr_f32(metrics[2], l) : NAN;
+        L->info.pred_density = metrics[3] ? gguf_arr_f32(metrics[3], l) : NAN;
+        L->gate_nonpos = metrics[4] ? gguf_arr_f32(metrics[4], l) : NAN;
+        float prev = -INFINITY;
+        for (int q = 0; q < SL_PROFILE_N_QUANTILES; q++) {
+            float v = gguf_arr_f32(a_q, (uint64_t)l * SL_PROFILE_N_QUANTILES + (uint64_t)q);
+            if (!isnan(v) && (v < prev || v < 0)) {
+                sl_set_error(err, SL_ERR_FORMAT, "profile: layer %u: CATS quantiles must be non-negative and non-decreasing", l);
+                goto fail;
+            }
+            if (!isnan(v)) prev = v;
+            L->cats_q[q] = v;
+        }
+    }
+    p->gguf = g;
+    return p;
+fail:
+    sl_profile_free(p);
+    gguf_close(g);
+    return NULL;
+}

@@ -1,0 +1,164 @@
+/*
+ * select.c — the per-token neuron selection rules (see select.h).
+ */
+#include "sparse/select.h"
+
+#include "kernels/activation.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+float sl_normal_quantile(double p) {
+    double lo = -40.0, hi = 40.0;
+    for (int i = 0; i < 200; i++) {
+        double mid = 0.5 * (lo + hi);
+        if (0.5 * erfc(-mid / sqrt(2.0)) < p) lo = mid;
+        else hi = mid;
+    }
+    return (float)(0.5 * (lo + hi));
+}
+
+/* Unsigned keys in the order of the floats: flip all bits of negatives, the sign bit of the rest. */
+static inline uint32_t order_key(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof(u));
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+static inline float key_value(uint32_t k) {
+    uint32_t u = (k & 0x80000000u) ? (k & 0x7fffffffu) : ~k;
+    float f;
+    memcpy(&f, &u, sizeof(f));
+    return f;
+}
+
+float sl_kth_largest(const float *v, int32_t n, int32_t k, void *tmp) {
+    uint32_t *key = tmp;
+    /* digits of 12, 12 and 8 bits from the top: each pass counts the candidates by their next
+     * digit, walks the counts from the largest digit down to the one holding the k-th, and keeps
+     * only the candidates with that digit (compacted in place, without branches) */
+    static const int shift[3] = {20, 8, 0}, width[3] = {12, 12, 8};
+    uint32_t hist[1 << 12];
+    uint32_t prefix = 0, want = (uint32_t)k;
+    int32_t m = n;
+    for (int32_t i = 0; i < n; i++) key[i] = order_key(v[i]);
+    for (int p = 0; p < 3; p++) {
+        const uint32_t nb = 1u << width[p], sh = (uint32_t)shift[p];
+        memset(hist, 0, nb * sizeof(uint32_t));
+        for (int32_t i = 0; i < m; i++) hist[(key[i] >> sh) & (nb - 1)]++;
+        uint32_t d = nb - 1;
+        while (d > 0 && want > hist[d]) want -= hist[d--];
+        prefix |= d << sh;
+        if (p == 2) break;
+        int32_t c = 0;
+        for (int32_t i = 0; i < m; i++) {
+            key[c] = key[i];
+            c += ((key[i] >> sh) & (nb - 1)) == d;
+        }
+        m = c;
+    }
+    return key_value(prefix);
+}
+
+/* Largest float in [lo, hi] at which |act| <= t, given |act(lo)| <= t < |act(hi)| and |act|
+ * monotone between them (either direction is handled by `rising`). Bisection over floats. */
+static float cats_edge(sl_activation act, float lo, float hi, float t, bool rising) {
+    /* rising: |act| <= t at lo, > t at hi; otherwise > t at lo, <= t at hi */
+    for (int i = 0; i < 400; i++) {
+        float mid = lo + (hi - lo) * 0.5f;
+        if (!(mid > lo && mid < hi)) break;
+        bool above = fabsf(sl_activate(act, mid)) > t;
+        if (above == rising) hi = mid;
+        else lo = mid;
+    }
+    return rising ? lo : hi;
+}
+
+void sl_cats_cut_init(sl_cats_cut *c, sl_activation act, float t) {
+    c->t = t;
+    c->act = act;
+    c->a = c->b = 0.0f;
+    if (isnan(t)) { /* |act| > NaN never holds */
+        c->hi = INFINITY;
+        return;
+    }
+    if (t < 0.0f) { /* every finite |act| holds */
+        c->hi = -INFINITY;
+        return;
+    }
+    /* above zero: |act| rises from 0 past t (act(g) > g - 0.3 for these activations) */
+    float top = 2.0f * t + 1.0f;
+    c->hi = fabsf(sl_activate(act, top)) > t ? cats_edge(act, 0.0f, top, t, true) : INFINITY;
+    /* below zero: the dip; its lowest point by ternary search (only its depth matters) */
+    double lo = -20.0, hi = 0.0;
+    for (int i = 0; i < 80; i++) {
+        double m1 = lo + (hi - lo) / 3.0, m2 = hi - (hi - lo) / 3.0;
+        if (sl_activate(act, (float)m1) < sl_activate(act, (float)m2)) hi = m2;
+        else lo = m1;
+    }
+    const float m = (float)(0.5 * (lo + hi));
+    if (!(fabsf(sl_activate(act, m)) > t)) return; /* the dip never reaches -t: nothing below zero */
+    c->a = cats_edge(act, -FLT_MAX, m, t, true);  /* |act| <= t at and left of a */
+    c->b = cats_edge(act, m, 0.0f, t, false);     /* |act| <= t at and right of b */
+}
+
+int32_t sl_select_active(const sl_profile_layer *P, float stat_z, const sl_cats_cut *cut, const float *s, int32_t I,
+                         sl_activation act, void *tmp, int32_t *idx) {
+    /* every loop below writes the candidate index and advances only when it is selected: no
+     * branch on the (random) scores */
+    int32_t n = 0;
+    switch (P->rule) {
+    case SL_RULE_CATS: {
+        sl_cats_cut local;
+        if (!cut || cut->act != act || !(cut->t == P->threshold || (isnan(cut->t) && isnan(P->threshold)))) {
+            sl_cats_cut_init(&local, act, P->threshold);
+            cut = &local;
+        }
+        const float hi = cut->hi, a = cut->a, b = cut->b;
+        for (int32_t i = 0; i < I; i++) {
+            idx[n] = i;
+            n += (s[i] > hi) | ((s[i] > a) & (s[i] < b));
+        }
+        break;
+    }
+    case SL_RULE_PRED_THRESHOLD: {
+        const float thr = P->threshold;
+        for (int32_t i = 0; i < I; i++) {
+            idx[n] = i;
+            n += s[i] > thr;
+        }
+        break;
+    }
+    case SL_RULE_PRED_TOPK: {
+        const int32_t k = P->topk < I ? P->topk : I;
+        if (k <= 0) break;
+        const float v = sl_kth_largest(s, I, k, tmp);
+        for (int32_t i = 0; i < I; i++) {
+            idx[n] = i;
+            n += s[i] > v;
+        }
+        for (int32_t i = 0; i < I && n < k; i++)
+            if (s[i] == v) idx[n++] = i;
+        break;
+    }
+    case SL_RULE_PRED_STAT_TOPK: {
+        double sum = 0.0, sq = 0.0;
+        for (int32_t i = 0; i < I; i++) sum += s[i], sq += (double)s[i] * s[i];
+        const double mean = sum / I, var = sq / I - mean * mean;
+        const float thr = (float)(mean + sqrt(var > 0 ? var : 0) * stat_z);
+        for (int32_t i = 0; i < I; i++) {
+            idx[n] = i;
+            n += s[i] > thr;
+        }
+        break;
+    }
+    case SL_RULE_DENSE:
+    default:
+        for (int32_t i = 0; i < I; i++) idx[n++] = i;
+        break;
+    }
+    return n;
+}

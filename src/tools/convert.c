@@ -1,0 +1,191 @@
+/*
+ * convert.c — converting weights between types: single rows (sl_convert_*), whole GGUF files
+ * (sl_model_quantize), and the llama.cpp file-type numbers that go with them.
+ *
+ * What it is for: `skipllama quantize` and anything else that needs F32/F16/BF16/Q8_0/Q4_0 bytes
+ * exactly as llama.cpp writes them (the reference quantizers of quant.c round like ggml's
+ * quantize_row_*_ref, which is what llama-quantize uses when no importance matrix is given).
+ * Files are converted a chunk of rows at a time from the input's mapping into the output stream,
+ * so memory stays bounded whatever the model size. What it is not: a mixed-precision quantizer
+ * (no k-quants, no per-tensor type rules beyond "vectors stay F32"), and not fast kernels.
+ */
+#include "format/gguf.h"
+#include "model/model.h"
+#include "format/quant.h"
+#include "util/threadpool.h"
+#include "util/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int32_t sl_type_to_ftype(sl_type type) {
+    /* values of llama.cpp's enum llama_ftype (LLAMA_FTYPE_ALL_F32, MOSTLY_F16, ...) */
+    switch (type) {
+    case SL_TYPE_F32: return 0;
+    case SL_TYPE_F16: return 1;
+    case SL_TYPE_Q4_0: return 2;
+    case SL_TYPE_Q8_0: return 7;
+    case SL_TYPE_BF16: return 32;
+    }
+    return -1;
+}
+
+size_t sl_convert_from_f32(sl_type type, const float *src, void *dst, int64_t n) {
+    size_t bytes = sl_type_row_size(type, n);
+    if (!bytes || !src || !dst) return 0;
+    sl_quantize_row_ref(type, src, dst, n);
+    return bytes;
+}
+
+bool sl_convert_to_f32(sl_type type, const void *src, float *dst, int64_t n) {
+    if (n <= 0 || !src || !dst || !sl_type_row_size(type, n)) return false;
+    sl_dequantize_row_ref(type, src, dst, n);
+    return true;
+}
+
+/* ---- whole files ----------------------------------------------------------------------------- */
+
+typedef struct quant_job {
+    const gguf_file *in;    /* source file */
+    const sl_type *out_type; /* [n_tensors] type of each output tensor */
+    float *scratch;         /* n_threads rows of max_cols floats */
+    int64_t max_cols;       /* widest row */
+    /* the chunk being produced: */
+    size_t index;           /* tensor */
+    int64_t row0;           /* first row */
+    int64_t n_rows;         /* rows */
+    uint8_t *dst;           /* output bytes */
+} quant_job;
+
+static void quant_rows_task(void *arg, int ith, int nth) {
+    quant_job *j = arg;
+    const gguf_tensor_info *t = &j->in->tensors[j->index];
+    const sl_type ot = j->out_type[j->index];
+    const int64_t cols = t->ne[0];
+    const size_t in_row = sl_type_row_size(t->type, cols), out_row = sl_type_row_size(ot, cols);
+    float *tmp = j->scratch + (size_t)ith * (size_t)j->max_cols;
+    long long r0, r1;
+    sl_split_range(j->n_rows, ith, nth, &r0, &r1);
+    for (long long r = r0; r < r1; r++) {
+        const uint8_t *src = (const uint8_t *)t->data + (size_t)(j->row0 + r) * in_row;
+        uint8_t *dst = j->dst + (size_t)r * out_row;
+        if (t->type == ot) {
+            /* same type: keep the bytes (decoding and re-encoding a quantized row can move it) */
+            memcpy(dst, src, out_row);
+            continue;
+        }
+        /* the mapping's rows are only 1- or 2-byte aligned for block types; dequantize copies */
+        sl_dequantize_row_ref(t->type, src, tmp, cols);
+        sl_quantize_row_ref(ot, tmp, dst, cols);
+    }
+}
+
+typedef struct quant_stream {
+    quant_job job; /* shared with the pool */
+    sl_pool *pool; /* workers, or NULL for one thread */
+} quant_stream;
+
+static sl_status quant_rows(void *ud, size_t index, int64_t row0, int64_t n_rows, void *dst, sl_error *err) {
+    quant_stream *s = ud;
+    s->job.index = index;
+    s->job.row0 = row0;
+    s->job.n_rows = n_rows;
+    s->job.dst = dst;
+    sl_pool_run(s->pool, quant_rows_task, &s->job);
+    return SL_OK;
+}
+
+/* Metadata that the output states itself rather than copying. */
+static bool quant_skip_key(const char *key, void *ud) {
+    (void)ud;
+    return !strcmp(key, "general.file_type") || !strcmp(key, "general.quantization_version") ||
+           !strcmp(key, "general.alignment");
+}
+
+/* Output type of one tensor: vectors become F32; matrices take the target type, or F16 when
+ * their rows do not split into whole blocks (llama.cpp falls back the same way). */
+static sl_type quant_out_type(const gguf_tensor_info *t, sl_type target) {
+    if (t->n_dims < 2) return SL_TYPE_F32;
+    if (t->ne[0] % sl_type_block_size(target)) return SL_TYPE_F16;
+    return target;
+}
+
+sl_status sl_model_quantize(const char *in_path, const char *out_path, sl_type type, int32_t n_threads, sl_error *err) {
+    if (!in_path || !out_path) return sl_set_error(err, SL_ERR_INVALID_ARG, "quantize: NULL path");
+    if (sl_type_to_ftype(type) < 0 || !sl_type_traits_of(type))
+        return sl_set_error(err, SL_ERR_UNSUPPORTED, "quantize: unsupported target type %d", (int)type);
+    if (n_threads < 0 || n_threads > 1024)
+        return sl_set_error(err, SL_ERR_INVALID_ARG, "quantize: n_threads %d out of range 0..1024", n_threads);
+    if (n_threads == 0) n_threads = 1;
+    if (!strcmp(in_path, out_path))
+        return sl_set_error(err, SL_ERR_INVALID_ARG, "quantize: input and output are the same file '%s'", in_path);
+    gguf_file *in = gguf_open(in_path, err);
+    if (!in) return err ? err->code : SL_ERR_IO;
+    sl_status st = SL_OK;
+    quant_stream s;
+    memset(&s, 0, sizeof(s));
+    sl_type *out_type = calloc(in->n_tensors ? (size_t)in->n_tensors : 1, sizeof(sl_type));
+    gguf_writer *w = gguf_writer_init();
+    if (!out_type || !w) {
+        st = sl_set_error(err, SL_ERR_NOMEM, "quantize: out of memory");
+        goto done;
+    }
+    bool ok = gguf_writer_copy_kv(w, in, quant_skip_key, NULL);
+    if (ok && gguf_find_kv(in, "general.alignment")) ok = gguf_writer_set_u32(w, "general.alignment", GGUF_DEFAULT_ALIGNMENT);
+    ok = ok && gguf_writer_set_u32(w, "general.quantization_version", 2) &&
+         gguf_writer_set_u32(w, "general.file_type", (uint32_t)sl_type_to_ftype(type));
+    if (!ok) {
+        st = sl_set_error(err, SL_ERR_NOMEM, "quantize: out of memory copying metadata");
+        goto done;
+    }
+    int64_t max_cols = 1;
+    for (uint64_t i = 0; i < in->n_tensors; i++) {
+        const gguf_tensor_info *t = &in->tensors[i];
+        char name[256];
+        gguf_str_copy(t->name, name, sizeof(name));
+        if (t->name.len >= sizeof(name)) {
+            st = sl_set_error(err, SL_ERR_UNSUPPORTED, "quantize: tensor name of %llu bytes is too long",
+                              (unsigned long long)t->name.len);
+            goto done;
+        }
+        out_type[i] = quant_out_type(t, type);
+        if (!gguf_writer_add_tensor(w, name, out_type[i], (int)t->n_dims, t->ne, NULL)) {
+            st = sl_set_error(err, SL_ERR_FORMAT, "quantize: cannot add tensor '%s' as %s", name, sl_type_name(out_type[i]));
+            goto done;
+        }
+        if (t->ne[0] > max_cols) max_cols = t->ne[0];
+    }
+    s.job.in = in;
+    s.job.out_type = out_type;
+    s.job.max_cols = max_cols;
+    s.job.scratch = sl_calloc_array((size_t)n_threads * (size_t)max_cols, sizeof(float));
+    s.pool = n_threads > 1 ? sl_pool_init(n_threads) : NULL;
+    if (!s.job.scratch || (n_threads > 1 && !s.pool)) {
+        st = sl_set_error(err, SL_ERR_NOMEM, "quantize: cannot allocate scratch rows of %lld floats for %d threads",
+                          (long long)max_cols, n_threads);
+        goto done;
+    }
+    st = gguf_writer_write_stream(w, out_path, quant_rows, &s, 0, err);
+done:
+    sl_pool_free(s.pool);
+    sl_free_aligned(s.job.scratch);
+    gguf_writer_free(w);
+    free(out_type);
+    gguf_close(in);
+    return st;
+}
+
+/* ---- bandwidth accounting -------------------------------------------------------------------- */
+
+static int64_t weight_bytes(const sl_weight *w) { return w->data ? w->rows * (int64_t)w->row_bytes : 0; }
+
+int64_t sl_model_decode_bytes(const sl_model *model) {
+    if (!model || !model->layers) return 0;
+    int64_t total = weight_bytes(&model->output);
+    for (int32_t l = 0; l < model->config.n_layer; l++) {
+        const sl_layer *L = &model->layers[l];
+        total += weight_bytes(&L->wq) + weight_bytes(&L->wk) + weight_bytes(&L->wv) + weight_bytes(&L->wo) +
+                 weight_bytes(&L->ffn_gate) + weight_bytes(&L->ffn_up) + weight_bytes(&L->ffn_down);
+    }
+    return total;
+}
