@@ -92,7 +92,7 @@ install: $(BIN) $(STATIC_LIB) $(SHARED_LIB)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 $(STATIC_LIB) $(SHARED_LIB) $(DESTDIR)$(PREFIX)/lib/
-	install -m 644 include/skipllama.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 include/skipllama.h include/skipllama_sparse.h $(DESTDIR)$(PREFIX)/include/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|0.1.0|' skipllama.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/skipllama.pc
 
 # Micro-benchmarks (bench/*.c, one program each; not tests): `make bench`, then run them by hand.

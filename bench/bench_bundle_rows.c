@@ -1,7 +1,7 @@
 /*
  * bench_bundle_rows.c — the sparse MLP's row-group kernels on rows that sit in cache: the
  * gathered kernels on the file's Q4_0 / Q8_0 rows against the bundle layouts Q4_0N / Q8_0N
- * (sparse_bundle_rows_avx512.c). With the memory out of the way this shows what the kernels
+ * (bundle_rows_avx512.c). With the memory out of the way this shows what the kernels
  * cost per row, i.e. whether a sparse call is compute- or memory-bound. AVX-512 only (the
  * bundle layouts have no other fast kernels). Not a test: timing never decides one.
  *

@@ -1,5 +1,5 @@
 /*
- * fuzz_gguf.c — libFuzzer harness for the GGUF reader (src/gguf.c) and for everything that
+ * fuzz_gguf.c — libFuzzer harness for the GGUF reader (src/format/gguf_read.c) and for everything that
  * consumes its metadata without a model: the typed getters, array element accessors, the
  * writer's metadata copy (nested arrays re-serialised), and the vocabulary builder
  * (sl_vocab_init_from_gguf) followed by a short tokenize / detokenize on whatever vocabulary a

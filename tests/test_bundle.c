@@ -1,5 +1,5 @@
 /*
- * test_bundle.c — neuron bundles (sparse_bundle.c) against their plain references.
+ * test_bundle.c — neuron bundles (bundle.c) against their plain references.
  *
  * What it checks: on awkward shapes, for every weight type x activation x kernel variant, with
  * and without gate rows (CATS passes the gate pre-activations), for empty, single-neuron,

@@ -127,6 +127,10 @@ char *gguf_str_copy(gguf_str s, char *buf, size_t buf_size);
 /* Size in bytes of a scalar element type (0 for STRING/ARRAY/unknown). */
 size_t gguf_type_size(gguf_type t);
 const char *gguf_type_name(gguf_type t);
+/* Whether a value of type t is a signed integer (stored in gguf_value.v.i64). */
+static inline bool gguf_type_is_signed(gguf_type t) {
+    return t == GGUF_TYPE_INT8 || t == GGUF_TYPE_INT16 || t == GGUF_TYPE_INT32 || t == GGUF_TYPE_INT64;
+}
 
 /* ---- writer ------------------------------------------------------------------------------- */
 

@@ -71,8 +71,8 @@ void sl_q4_0x4_get_block(const void *w, int64_t n, int64_t r, int64_t b, sl_bloc
  * 4g + k, for t, k, e in 0..3 — so 32-bit lane 4t + k of one 512-bit load belongs to block k,
  * and the 4 blocks' scales spread over the lanes with one 128-bit broadcast. After all groups
  * come the f16 scales of every block in order (4 per group). Same values and scales as the
- * Q4_0 row: every product is bit-identical. Used by sparse_bundle.c when the AVX-512 kernels
- * run (sparse_bundle_rows_avx512.c). */
+ * Q4_0 row: every product is bit-identical. Used by bundle.c when the AVX-512 kernels
+ * run (bundle_rows_avx512.c). */
 #define SL_TYPE_Q4_0N ((sl_type)1005)
 
 /* Bytes of a Q4_0N row of n elements: 72 per group of 4 blocks; 0 when n % 32 != 0. */

@@ -1,18 +1,11 @@
 /*
  * attention.c — the multi-head entry points: sl_attention splits the query heads of one token
  * over (ith, nth) and hands each run of heads that share a KV head to the selected variant's
- * grouped kernel (sl_attention_group), so a thread reads each cached K/V row once per group.
- * The scalar variant's grouped kernel is the per-head reference in a loop. What it is not:
- * the arithmetic (attention_ref.c, attention_avx2.c, attention_avx512.c).
+ * grouped kernel (sl_attention_group), so a thread reads each cached K/V row once per group;
+ * sl_attention_head runs one head (the forward pass splits (token, head) pairs over threads).
+ * What it is not: the arithmetic (attention_ref.c, attention_avx2.c, attention_avx512.c).
  */
 #include "kernels/kernels_impl.h"
-
-void sl_attention_group_scalar(const float *q, int n_q, const void *kc, const void *vc, bool kv_f16, int n_pos,
-                               int kv_stride, int kv_head, int head_dim, float *out, float *att) {
-    for (int i = 0; i < n_q; i++)
-        sl_attention_head_ref(q + (size_t)i * head_dim, kc, vc, kv_f16, n_pos, kv_stride, kv_head, head_dim,
-                              out + (size_t)i * head_dim, att);
-}
 
 void sl_attention_group(const float *q, int n_q, const void *kc, const void *vc, bool kv_f16, int n_pos, int kv_stride,
                         int kv_head, int head_dim, float *out, float *att) {
@@ -34,4 +27,9 @@ void sl_attention(const float *q, const void *kc, const void *vc, bool kv_f16, i
                              out + h * head_dim, att);
         h = hend;
     }
+}
+
+void sl_attention_head(const float *q, const void *kc, const void *vc, bool kv_f16, int n_pos, int kv_stride, int kv_head,
+                       int head_dim, float *out, float *att) {
+    sl_kernels_ops()->attention_group(q, 1, kc, vc, kv_f16, n_pos, kv_stride, kv_head, head_dim, out, att);
 }

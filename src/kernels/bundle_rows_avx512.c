@@ -1,11 +1,11 @@
 /*
- * sparse_bundle_rows_avx512.c — AVX-512 row-group kernels for rows in the neuron-bundle layouts
+ * bundle_rows_avx512.c — AVX-512 row-group kernels for rows in the neuron-bundle layouts
  * Q4_0N and Q8_0N (quant.h): the dot of up to 8 gate/up rows with one prepared input, and the
  * sum of up to 8 scaled down rows into one accumulator. The scalar definitions they reproduce
- * are in sparse_bundle_rows_ref.c; sparse_mlp_avx512.c routes these two types here.
+ * are in bundle_rows_ref.c; sparse_rows_avx512.c routes these two types here.
  *
  * Why layouts of their own: on Zen 4 the gathered kernels on the file's rows
- * (sparse_mlp_avx512.c) were compute-bound even with every row in cache — Q4_0 at 13-15 GB/s,
+ * (sparse_rows_avx512.c) were compute-bound even with every row in cache — Q4_0 at 13-15 GB/s,
  * below the ~20 GB/s one core reads random 3-7 KiB runs from memory; one 16- or 32-byte block
  * per row and instruction, a gather per 16 scales. In the bundle layouts one 512-bit load
  * brings 4 (Q4_0) or 2 (Q8_0) blocks whose 32-bit lanes are already grouped by block, and the
@@ -26,7 +26,7 @@
  * Leaving out the second line of the Q4_0 scales (a demand miss per row) cost 15-20% at 50%
  * active.
  *
- * What it is not: a kernel for the file's rows (sparse_mlp_avx512.c) or for batches.
+ * What it is not: a kernel for the file's rows (sparse_rows_avx512.c) or for batches.
  * Compiled with the AVX-512 flags (F, BW, VL, DQ, VNNI); called only when that variant is in use.
  */
 #include "kernels/sparse_rows.h"

@@ -1,6 +1,6 @@
 /*
- * sparse_bundle_rows_ref.c — the scalar definitions of the row-group kernels for the
- * neuron-bundle row layouts Q4_0N and Q8_0N (quant.h): what sparse_bundle_rows_avx512.c must
+ * bundle_rows_ref.c — the scalar definitions of the row-group kernels for the
+ * neuron-bundle row layouts Q4_0N and Q8_0N (quant.h): what bundle_rows_avx512.c must
  * reproduce up to the order of float additions, and what every other kernel variant runs for
  * these layouts.
  *

@@ -102,7 +102,7 @@ SL_INLINE float fdot(sl_type t, const void *w, const float *x, int64_t n) {
     return s;
 }
 
-static float vec_dot(sl_type t, const void *w, const void *act, int64_t n) {
+float sl_x2_vec_dot(sl_type t, const void *w, const void *act, int64_t n) {
     switch (t) {
     case SL_TYPE_F32: return fdot(SL_TYPE_F32, w, act, n);
     case SL_TYPE_F16: return fdot(SL_TYPE_F16, w, act, n);
@@ -131,7 +131,7 @@ SL_INLINE void axpy8(float *y, __m256 s, __m256i q) {
     _mm256_storeu_ps(y, _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(q), _mm256_loadu_ps(y)));
 }
 
-static void vec_axpy(sl_type t, const void *w, float a, float *y, int64_t n) {
+void sl_x2_vec_axpy(sl_type t, const void *w, float a, float *y, int64_t n) {
     switch (t) {
     case SL_TYPE_F32: faxpy(SL_TYPE_F32, w, a, y, n); return;
     case SL_TYPE_F16: faxpy(SL_TYPE_F16, w, a, y, n); return;
@@ -150,14 +150,3 @@ static void vec_axpy(sl_type t, const void *w, float a, float *y, int64_t n) {
         return;
     }
 }
-
-const sl_kernel_ops sl_kernels_avx2_ops = {
-    .name = "avx2",
-    .quantize_q8 = sl_x2_quantize_q8,
-    .vec_dot = vec_dot,
-    .vec_axpy = vec_axpy,
-    .mm_prep_size = sl_x2_mm_prep_size,
-    .mm_prep = sl_x2_mm_prep,
-    .mm_rows = sl_x2_mm_rows,
-    .attention_group = sl_x2_attention_group,
-};

@@ -92,7 +92,7 @@ SL_INLINE float qdot1(sl_type t, const uint8_t *w, const sl_block_q8_0 *xb, int6
     return _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
 }
 
-static float vec_dot(sl_type t, const void *w, const void *act, int64_t n) {
+float sl_x5_vec_dot(sl_type t, const void *w, const void *act, int64_t n) {
     switch (t) {
     case SL_TYPE_F32: return fdot(SL_TYPE_F32, w, act, n);
     case SL_TYPE_F16: return fdot(SL_TYPE_F16, w, act, n);
@@ -121,7 +121,7 @@ SL_INLINE void axpy16(float *y, __m512 s, __m512i q) {
     _mm512_storeu_ps(y, _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(q), _mm512_loadu_ps(y)));
 }
 
-static void vec_axpy(sl_type t, const void *w, float a, float *y, int64_t n) {
+void sl_x5_vec_axpy(sl_type t, const void *w, float a, float *y, int64_t n) {
     switch (t) {
     case SL_TYPE_F32: faxpy(SL_TYPE_F32, w, a, y, n); return;
     case SL_TYPE_F16: faxpy(SL_TYPE_F16, w, a, y, n); return;
@@ -151,15 +151,3 @@ static void vec_axpy(sl_type t, const void *w, float a, float *y, int64_t n) {
     }
     }
 }
-
-const sl_kernel_ops sl_kernels_avx512_ops = {
-    .name = "avx512",
-    .fast_q4_0x4 = true,
-    .quantize_q8 = sl_x5_quantize_q8,
-    .vec_dot = vec_dot,
-    .vec_axpy = vec_axpy,
-    .mm_prep_size = sl_x5_mm_prep_size,
-    .mm_prep = sl_x5_mm_prep,
-    .mm_rows = sl_x5_mm_rows,
-    .attention_group = sl_x5_attention_group,
-};

@@ -72,6 +72,8 @@ SL_INLINE __m256i q8_block_u8(const uint8_t *row, int64_t i) {
 }
 
 /* Shared entry points of the AVX-512 files. */
+float sl_x5_vec_dot(sl_type t, const void *w, const void *act, int64_t n);
+void sl_x5_vec_axpy(sl_type t, const void *w, float a, float *y, int64_t n);
 void sl_x5_quantize_q8(const float *x, void *blocks, int64_t n);
 size_t sl_x5_mm_prep_size(sl_type type, int64_t n, int64_t B);
 void sl_x5_mm_prep(sl_type type, const float *X, int64_t n, int64_t B, int64_t b0, int64_t b1, void *xp);

@@ -1,49 +1,11 @@
 /*
- * sparse_rows.c — the row-group kernels' scalar fallback (row by row through sl_vec_dot /
- * sl_vec_axpy, whatever variant those use), the choice of kernel set for the variant in use, and
- * the group sizes the schedules use. What it is not: the SIMD kernels (sparse_rows_avx2.c,
- * sparse_rows_avx512.c, bundle_rows_avx512.c) or the schedule (src/sparse/sparse_mlp.c).
+ * sparse_rows.c — the choice of row-group kernel set for the kernel variant in use, and the group
+ * sizes the schedules use. What it is not: the kernels (sparse_rows_ref.c, sparse_rows_avx2.c,
+ * sparse_rows_avx512.c, bundle_rows_*.c) or the schedule (src/sparse/sparse_mlp.c).
  */
 #include "kernels/sparse_rows.h"
 
 #include "kernels/kernels.h"
-
-/* ---- row-group kernels: per-row fallback and dispatch ----------------------------------------- */
-
-void sl_sp_dot_rows_ref(sl_type t, const uint8_t *const *rows, int nr, const void *x, int64_t n, float *out,
-                        const uint8_t *const *next, int nnext) {
-    for (int r = 0; r < nnext; r++) __builtin_prefetch(next[r], 0, 1); /* at least the head of each next row */
-    if (sl_is_bundle_layout(t)) {
-        sl_sp_dot_rows_bundle_ref(t, rows, nr, x, n, out);
-        return;
-    }
-    for (int r = 0; r < nr; r++) out[r] = sl_vec_dot(t, rows[r], x, n);
-}
-
-void sl_sp_axpy_rows_ref(sl_type t, const uint8_t *const *rows, const float *a, int nr, float *y, int64_t n,
-                         const uint8_t *const *next, int nnext) {
-    for (int r = 0; r < nnext; r++) __builtin_prefetch(next[r], 0, 1);
-    if (sl_is_bundle_layout(t)) {
-        sl_sp_axpy_rows_bundle_ref(t, rows, a, nr, y, n);
-        return;
-    }
-    for (int r = 0; r < nr; r++) sl_vec_axpy(t, rows[r], a[r], y, n);
-}
-
-void sl_sp_dot_rows_batch_ref(sl_type t, const uint8_t *const *rows, int nr, const uint8_t *x, size_t xs, int nb, int64_t n,
-                              float *out, const uint8_t *const *next, int nnext) {
-    for (int r = 0; r < nnext; r++) __builtin_prefetch(next[r], 0, 1);
-    for (int b = 0; b < nb; b++)
-        for (int r = 0; r < nr; r++) out[b * nr + r] = sl_vec_dot(t, rows[r], x + (size_t)b * xs, n);
-}
-
-void sl_sp_axpy_rows_batch_ref(sl_type t, const uint8_t *const *rows, int nr, const float *a, int astride, int nb, float *y,
-                               int64_t ys, int64_t n, const uint8_t *const *next, int nnext) {
-    for (int r = 0; r < nnext; r++) __builtin_prefetch(next[r], 0, 1);
-    for (int b = 0; b < nb; b++)
-        for (int r = 0; r < nr; r++)
-            if (a[r * astride + b] != 0.0f) sl_vec_axpy(t, rows[r], a[r * astride + b], y + (size_t)b * (size_t)ys, n);
-}
 
 /* x for the reference and AVX2 sets: sl_act_prepare's form; bundle-layout rows take x as the
  * type they re-lay out does. */

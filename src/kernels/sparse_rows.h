@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 /* ---- row-group kernels ----------------------------------------------------------------------
- * The inner loops of the operator, on 1..8 gathered rows at once (sparse_mlp_avx512.c explains
+ * The inner loops of the operator, on 1..8 gathered rows at once (sparse_rows_avx512.c explains
  * why). Inputs are prepared once per call by the kernel set's x_prep (x_size bytes): the
  * sl_act_prepare form, except for the AVX-512 quantized kernels, which take their own layout
  * (offset corrections and f32 scales precomputed). dot: out[r] = rows[r] . x for r < nr (1..8),
@@ -24,7 +24,7 @@
  * y[0..n) += sum_r a[r] * rows[r]. next[0..nnext) (nnext <= 8, may be 0) are the rows the caller
  * will use next, prefetched while these are read. _ref runs row by row through sl_vec_dot /
  * sl_vec_axpy (whatever variant those use); the AVX-512 versions need AVX-512 F/BW/VL + VNNI,
- * the AVX2 ones AVX2 + FMA + F16C (sparse_mlp_avx2.c). */
+ * the AVX2 ones AVX2 + FMA + F16C (sparse_rows_avx2.c). */
 typedef void (*sl_sp_dot_rows_fn)(sl_type t, const uint8_t *const *rows, int nr, const void *x, int64_t n, float *out,
                                   const uint8_t *const *next, int nnext);
 typedef void (*sl_sp_axpy_rows_fn)(sl_type t, const uint8_t *const *rows, const float *a, int nr, float *y, int64_t n,
@@ -59,7 +59,7 @@ void sl_sp_axpy_rows_avx512(sl_type t, const uint8_t *const *rows, const float *
 
 /* Rows in the neuron-bundle layouts Q4_0N and Q8_0N (quant.h; dot and axpy only, no batched
  * forms). Every kernel set takes them; x is prepared by the set's x_prep as for Q4_0 / Q8_0 (the
- * AVX-512 set has its own layout, sparse_bundle_rows_avx512.c). The scalar definitions:
+ * AVX-512 set has its own layout, bundle_rows_avx512.c). The scalar definitions:
  * dot: out[r] = sum over blocks of sl_vec_dot_ref(the Q4_0 / Q8_0 block, the Q8_0 block of x),
  *   x as sl_act_prepare gives it (the matrices path's products, bit for bit per block).
  * axpy: per block b, the call's coefficients c_r = a[r] * d_r,b are rounded against

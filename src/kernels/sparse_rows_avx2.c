@@ -1,6 +1,6 @@
 /*
- * sparse_mlp_avx2.c — AVX2 (+FMA, F16C) row-group kernels of the sparse MLP: the same four
- * functions as sparse_mlp_avx512.c (read its header comment for why rows are handled in groups
+ * sparse_rows_avx2.c — AVX2 (+FMA, F16C) row-group kernels of the sparse MLP: the same four
+ * functions as sparse_rows_avx512.c (read its header comment for why rows are handled in groups
  * with the next group prefetched), for CPUs without AVX-512 or VNNI.
  *
  * Differences from the AVX-512 file: 8-lane vectors; tails of float rows shorter than 8 are done

@@ -1,5 +1,5 @@
 /*
- * sparse_mlp_avx512.c — AVX-512 row-group kernels of the sparse MLP (see sparse_mlp.h,
+ * sparse_rows_avx512.c — AVX-512 row-group kernels of the sparse MLP (see sparse_mlp.h,
  * "row-group kernels"): dot products of up to 4 gathered weight rows with one prepared input,
  * and the sum of up to 4 gathered rows, each scaled, into one f32 accumulator.
  *
@@ -25,7 +25,7 @@
  * high half 16x too large, fixed by one exact 1/16 scale of the accumulator's high lanes), and
  * for the axpy as unsigned nibbles, its -8 folded into one subtraction per block for all rows.
  *
- * Rows in the neuron-bundle layouts (Q4_0N, Q8_0N) are handed to sparse_bundle_rows_avx512.c.
+ * Rows in the neuron-bundle layouts (Q4_0N, Q8_0N) are handed to bundle_rows_avx512.c.
  *
  * Compiled with the AVX-512 flags (Makefile: *_avx512.c); called only when the kernels' variant
  * in use is AVX-512 (so forcing scalar kernels also forces the per-row fallback here).

@@ -1,6 +1,6 @@
 /*
- * sparse_bundle.c — neuron bundles and the fused one-token sparse MLP over them (see
- * sparse_bundle.h).
+ * bundle.c — neuron bundles and the fused one-token sparse MLP over them (see
+ * bundle.h).
  *
  * The forward pass splits the active list into one contiguous share per thread. Each thread
  * walks its share in groups of 8 neurons: it dots the group's gate and up rows with x (the
@@ -45,7 +45,7 @@ void sl_bundle_ws_free(sl_bundle_ws *ws) {
 static bool type_ok(sl_type t) { return sl_type_traits_of(t) != NULL; }
 
 /* The layout a bundle stores rows of type t in: Q4_0N / Q8_0N for Q4_0 / Q8_0 when the AVX-512
- * kernels run (their fast path, sparse_bundle_rows_avx512.c), otherwise the type itself. */
+ * kernels run (their fast path, bundle_rows_avx512.c), otherwise the type itself. */
 static sl_type stored_type(sl_type t) {
     if (sl_kernels_current() != SL_KERNELS_AVX512) return t;
     return t == SL_TYPE_Q4_0 ? SL_TYPE_Q4_0N : t == SL_TYPE_Q8_0 ? SL_TYPE_Q8_0N : t;

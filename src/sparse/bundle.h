@@ -1,5 +1,5 @@
 /*
- * sparse_bundle.h — neuron bundles: a layer's MLP stored neuron by neuron for sparse decoding
+ * bundle.h — neuron bundles: a layer's MLP stored neuron by neuron for sparse decoding
  * (internal).
  *
  * What it is for: the skip model's per-token MLP (skip.c), and the public operator's optional

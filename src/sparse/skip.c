@@ -4,7 +4,7 @@
  * For each token the layer's rule picks the active neurons — CATS thresholds |act(gate . x)|
  * (the gate is computed in full), a low-rank predictor scores B (A x) and keeps those above a
  * threshold, the top k, or those above mean + std * PhiInv(1 - k/I) (select.c) — and one fused
- * pass over those neurons' bundles (sparse_bundle.c: gate, up and transposed down rows side by
+ * pass over those neurons' bundles (bundle.c: gate, up and transposed down rows side by
  * side in huge pages, built once when the profile is attached) computes their share of the MLP.
  * Per-layer counters record the sparsity achieved, the time of each stage and, on request, the
  * recall and precision of the selection against the true mask (gate > 0).

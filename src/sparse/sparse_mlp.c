@@ -7,7 +7,7 @@
  * What it is for: computing an LLaMA MLP over a subset of its neurons at a cost proportional to
  * that subset, for any supported weight type. Inputs are prepared by the shared kernels
  * (sl_act_prepare); rows are dotted / accumulated by this operator's own row-group kernels
- * (sparse_mlp_avx512.c / sparse_mlp_avx2.c) matching the shared kernels' variant, and with the
+ * (sparse_rows_avx512.c / sparse_rows_avx2.c) matching the shared kernels' variant, and with the
  * scalar variant row by row through sl_vec_dot / sl_vec_axpy. What it is not: a predictor of
  * active neurons, nor a general sparse-matrix library.
  *
@@ -20,13 +20,13 @@
  *            sl_sparse_mlp_forward_pool_gated), act(g) * u, then the axpys of its down_t rows into a
  *            private accumulator (one thread and B = 1: straight into out). Rows go through the
  *            row-group kernels, several gathered rows per call with the next group prefetched
- *            (sparse_mlp_avx512.c); the union schedule with B > 1 uses their batched forms, which
+ *            (sparse_rows_avx512.c); the union schedule with B > 1 uses their batched forms, which
  *            read each row once for all B inputs.
  *   reduce   sum the accumulators into out (on the caller for small B * H, else a second task)
  * Mostly-active calls given the original down run the down projection as one dense product
  * instead (sl_matmul), because a streaming pass over down then costs less than the gathers.
  * With the bundled layout on (sl_sparse_mlp_set_bundled), B = 1 and per-row calls that do not
- * go dense take each row's checked list to sl_bundle_forward (sparse_bundle.h) instead of the
+ * go dense take each row's checked list to sl_bundle_forward (bundle.h) instead of the
  * compute stage: one fused pass over contiguous neurons.
  */
 #include "sparse/mlp_internal.h"
@@ -315,7 +315,7 @@ sl_status sl_sparse_mlp_forward_pool_gated(sl_pool *pool, sl_sparse_ws *ws, cons
     }
 
     /* The bundled layout: B = 1 and per-row calls go row by row through the neuron bundle, one
-     * fused pass over contiguous neurons (sparse_bundle.h) on the lists checked above. */
+     * fused pass over contiguous neurons (bundle.h) on the lists checked above. */
     const sl_neuron_bundle *bd = ws->bundle;
     if (bd && !cache && !gate_pre && (B == 1 || mode == SL_MLP_PER_ROW) && bd->H == H && bd->I == I && bd->t_src == gate->type) {
         const double t_sel = stats ? sl_time_s() : 0.0;

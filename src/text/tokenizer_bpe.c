@@ -21,7 +21,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
-#include "text/tokenizer.h"
+#include "text/bpe.h"
 
 #include "util/util.h"
 

@@ -13,7 +13,7 @@
  * Cost: O(n log n) in the fragment length — one heap entry per candidate pair, stale entries are
  * skipped when popped — so a 1 MB prompt takes a fraction of a second.
  */
-#include "text/tokenizer.h"
+#include "text/spm.h"
 
 #include "util/util.h"
 

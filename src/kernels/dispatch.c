@@ -1,5 +1,5 @@
 /*
- * dot.c — run-time choice of the kernel variant, and the public entry points for activation
+ * dispatch.c — run-time choice of the kernel variant, and the public entry points for activation
  * preparation, row dot products and row axpy, which forward to the chosen variant.
  *
  * The variant is resolved once, on first use, from __builtin_cpu_supports (which also checks

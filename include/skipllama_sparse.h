@@ -1,0 +1,394 @@
+/*
+ * skipllama_sparse.h — the sparse half of libskipllama's public API: the sparse MLP operator, the
+ * sparsity profiles and the skip model, predictor training. Included by skipllama.h (include that
+ * one); the conventions at the top of skipllama.h hold here too.
+ */
+#ifndef SKIPLLAMA_SPARSE_H
+#define SKIPLLAMA_SPARSE_H
+
+#ifndef SKIPLLAMA_H
+#error "include skipllama.h, which includes this header"
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+ * Sparse MLP operator (src/sparse/sparse_mlp.c and its units)
+ * ------------------------------------------------------------------------------------------- */
+/* The MLP of one LLaMA block on caller-provided weights, skipping inactive neurons:
+ *     out[b] = sum over active i of  act(gate_i . x[b]) * (up_i . x[b]) * down[:, i]
+ * H = n_embd, I = n_ff. gate/up are [I, H] and down is [H, I], row-major, exactly as GGUF stores
+ * ffn_gate/ffn_up/ffn_down. Works without a model; the model's forward pass uses the same code.
+ *
+ * Cost model: gate and up rows of the active neurons are gathered and dotted with x (x is
+ * converted once per call: quantized to Q8_0 blocks for Q8_0/Q4_0 weights); the down projection
+ * adds one contiguous row per active neuron from down_t = transpose(down), [I, H]. The operator
+ * builds down_t at init unless the caller passes it. Memory cost of building it: the size of
+ * down in the same type, except for Q4_0, whose down_t is built as Q8_0 (1.9x the bytes of
+ * down). F32/F16/BF16 are transposed exactly; quantized rows are re-quantized in blocks of 32
+ * along H, rounding each weight a second time: the extra error is at most 1/254 of the new
+ * block's largest magnitude in Q8_0 (1/8 in Q4_0); measured on Gaussian weights, the RMS extra
+ * error is 0.5% of the RMS weight in Q8_0 (7.6% in Q4_0, about as much as the file's own
+ * rounding — which is why a Q4_0 down is not transposed into Q4_0; the Q8_0 axpy is no slower).
+ * A caller-supplied down_t for Q4_0 weights is Q4_0 (sl_mlp_weights.type) and carries that
+ * 7.6% error.
+ * Work is split over threads by equal chunks of the active-neuron list; each thread sums its
+ * down rows into a private [H] accumulator, reduced at the end. When down ([H, I]) is available
+ * and most neurons are active, streaming beats gathering: from 80% active (65% for Q4_0) the
+ * down projection runs as the dense product, and from 90% the whole MLP does (the dense kernels,
+ * keeping only the selected neurons' products), so a call never costs much more than dense. */
+
+/* How batch rows combine (B > 1). With B = 1 all modes are the same. */
+typedef enum sl_mlp_mode {
+    SL_MLP_PER_ROW = 0,        /* row b uses its own active set; each (row, neuron) pair is scheduled on its own,
+                                  or as PER_ROW_SHARED when the rows' sets overlap (same results, fewer reads) */
+    SL_MLP_UNION = 1,          /* every row uses the union of all rows' sets; each neuron is gathered once and
+                                  dotted with all B rows (the prototype's union mask) */
+    SL_MLP_PER_ROW_SHARED = 2, /* the results of PER_ROW, the schedule of UNION: each neuron of the union is
+                                  gathered once and used only by the rows that selected it */
+} sl_mlp_mode;
+
+typedef struct sl_mlp_weights {
+    sl_type type;       /* element type of gate, up, down and down_t */
+    int64_t n_embd;     /* H: input and output width */
+    int64_t n_ff;       /* I: number of neurons */
+    const void *gate;   /* [I, H] */
+    const void *up;     /* [I, H] */
+    const void *down;   /* [H, I] as in GGUF; may be NULL when down_t is given (the dense forward then
+                           uses down_t) */
+    const void *down_t; /* [I, H] transposed down (row i = column i of down), or NULL to have the
+                           operator build it (for Q4_0 it builds a Q8_0 one, see above) */
+} sl_mlp_weights;
+
+/* Stage breakdown of one call, filled only when requested (sl_sparse_mlp_set_stats). Thread
+ * stages are the slowest thread's time. */
+typedef struct sl_sparse_mlp_stats {
+    double t_select;      /* seconds: checking the mask / index lists, building the active lists, cache update */
+    double t_prepare;     /* converting x (Q8_0 quantization for quantized weights) */
+    double t_gate_up;     /* gate and up row dots */
+    double t_act;         /* act(g) * u */
+    double t_down;        /* down projection (axpy of down_t rows; dense: the [H, I] product) */
+    double t_reduce;      /* summing per-thread accumulators into out */
+    double t_total;       /* the whole call */
+    int64_t n_pairs;      /* (row, neuron) products computed */
+    int64_t n_unique;     /* distinct neurons touched (size of the union) */
+    int64_t weight_bytes; /* distinct weight bytes read: n_unique rows of gate and up, plus n_unique rows
+                             of down_t (or all of down when dense_down) */
+    bool dense_gate_up;   /* gate/up ran as dense products (>= 90% active, down given) */
+    bool dense_down;      /* the down projection ran as the dense product (mostly active, down given) */
+    bool cache_used;      /* the active-row cache served this call */
+    int64_t cache_kept;   /* neurons already in the cache */
+    int64_t cache_added;  /* neurons copied in */
+    int64_t cache_removed;/* neurons dropped */
+} sl_sparse_mlp_stats;
+
+typedef struct sl_sparse_mlp sl_sparse_mlp; /* opaque prepared operator */
+
+/* Check the weights, build down_t if needed and start n_threads - 1 workers (0 = 1). The weights
+ * are borrowed: they must stay valid and unchanged until sl_sparse_mlp_free. Errors: NULL
+ * pointers or non-positive sizes (SL_ERR_INVALID_ARG), a type or activation the operator does
+ * not support (SL_ERR_UNSUPPORTED), H or I not a multiple of 32 for Q8_0/Q4_0 (SL_ERR_INVALID_ARG). */
+sl_sparse_mlp *sl_sparse_mlp_init(const sl_mlp_weights *w, sl_activation act, int n_threads, sl_error *err);
+/* Like sl_sparse_mlp_init, but borrow the worker threads of `threads_from` instead of starting
+ * new ones (one set of threads for all the layers of a model). The two operators must not run
+ * at the same time, and threads_from must be freed after this one. */
+sl_sparse_mlp *sl_sparse_mlp_init_shared(const sl_mlp_weights *w, sl_activation act, sl_sparse_mlp *threads_from,
+                                         sl_error *err);
+void sl_sparse_mlp_free(sl_sparse_mlp *op);
+
+/* Bytes the operator owns beyond the caller's weights: down_t (when it built it), the active-row
+ * cache and the scratch buffers. */
+size_t sl_sparse_mlp_memory(const sl_sparse_mlp *op);
+
+/* Sparse forward. x: [B, H] f32; out: [B, H] f32 (may not alias x). Active neurons: mask [B, I]
+ * (row-major bool) or per-row index lists idx[b][0 .. n_idx[b]) (any order; idx[b] may be NULL
+ * when n_idx[b] == 0); not both; neither = all neurons. Errors: B < 1, mask and idx both given,
+ * idx without n_idx, n_idx[b] outside 0..I, a bad mode (SL_ERR_INVALID_ARG); an index outside
+ * [0, I) (SL_ERR_RANGE); an index repeated within one row (SL_ERR_INVALID_ARG: it would count
+ * the neuron twice). A row with no active neuron gets zeros. On error out is untouched. An
+ * operator is used by one thread at a time. */
+sl_status sl_sparse_mlp_forward(sl_sparse_mlp *op, const float *x, int64_t B, const bool *mask,
+                                const int32_t *const *idx, const int32_t *n_idx, sl_mlp_mode mode, float *out,
+                                sl_error *err);
+
+/* The dense MLP the model runs without sparsity (gate/up/down products through the library's
+ * matrix kernels, down in its [H, I] layout), for comparison. Same x/out contract. */
+sl_status sl_mlp_dense_forward(sl_sparse_mlp *op, const float *x, int64_t B, float *out, sl_error *err);
+
+/* Active-row cache for decoding ("LLM in a flash"): keep copies of the gate/up/down_t rows of
+ * the last call's active neurons packed together, replacing only the rows whose neurons changed
+ * (swap-delete). It pays only when consecutive active sets overlap heavily; the stats report the
+ * overlap. capacity: neurons it may hold (0 = I); memory = capacity x (two gate rows + one
+ * down_t row). capacity < 0 turns the cache off and frees it. */
+sl_status sl_sparse_mlp_set_cache(sl_sparse_mlp *op, int64_t capacity, sl_error *err);
+
+/* Neuron-bundled layout (on = true): copy gate, up and the transposed down neuron by neuron into
+ * one huge-page buffer (gate row | up row | down_t row per neuron, down_t as the operator holds it), as
+ * the skip model does for its sparse layers, and from then on compute calls with B = 1 or
+ * SL_MLP_PER_ROW through it: one fused pass per row that reads each active neuron as one
+ * contiguous run instead of three scattered rows. Costs a second copy of the whole MLP
+ * (sl_sparse_mlp_memory counts it). Arguments are checked as without it, and calls that are
+ * >= 90% active (with down given) still run the dense MLP. Union calls with B > 1, and calls
+ * while the active-row cache is on, keep using the matrices. Stats: t_select and t_total only
+ * (the products are fused). on = false frees it.
+ * Q8_0 and Q4_0 on CPUs with AVX-512 (VNNI): the bundle stores each row in a layout made for
+ * 512-bit loads (the same values and scales, reordered) and sums the down rows in integers:
+ * per block of 32 outputs, the coefficients act(g) * u * d of a group of up to 8 neurons are
+ * rounded to int8 against their largest (as the dense path rounds activations to Q8_0 before
+ * its integer products). Each output is then within (S / 2) * sum |q| of the exact sum, S the
+ * largest coefficient / 127; measured 0.8-1.1% of max |out| in the tests, and +0.01% perplexity
+ * on the Q4_0/Q8_0 fixtures with CATS at 50% and 90%. The groups do not depend on the thread
+ * count, so neither does the result, beyond the order of float sums. */
+sl_status sl_sparse_mlp_set_bundled(sl_sparse_mlp *op, bool on, sl_error *err);
+
+/* Ask every following forward call (sparse or dense) to overwrite *stats with its stage times;
+ * NULL stops it. Without it the calls read no clocks. */
+void sl_sparse_mlp_set_stats(sl_sparse_mlp *op, sl_sparse_mlp_stats *stats);
+
+/* Plain reference used by tests: dequantize to f32, accumulate in double, skip neurons whose
+ * mask entry is false (mask NULL = all active). Uses w->down when given, else w->down_t. Slow. */
+sl_status sl_sparse_mlp_reference(const sl_mlp_weights *w, sl_activation act, const float *x, int64_t B,
+                                  const bool *mask, float *out, sl_error *err);
+
+/* ---------------------------------------------------------------------------------------------
+ * Sparsity profiles and the skip model (src/sparse/profile.c, calibrate.c, skip.c)
+ * ------------------------------------------------------------------------------------------- */
+
+/* A sparsity profile says, per layer, which MLP neurons to skip for each token. It lives in its
+ * own GGUF file next to the model (model.gguf + model.skip.gguf; format in docs/profile-format.md)
+ * and is bound to one model by a fingerprint (shapes + a hash of weight bytes). */
+typedef struct sl_profile sl_profile;
+
+typedef enum sl_skip_rule {
+    SL_RULE_DENSE = 0,          /* compute every neuron */
+    SL_RULE_CATS = 1,           /* training-free: compute gate fully, keep |act(gate)| > threshold */
+    SL_RULE_PRED_THRESHOLD = 2, /* predictor score B(A x) > threshold */
+    SL_RULE_PRED_TOPK = 3,      /* the topk neurons of highest predictor score */
+    SL_RULE_PRED_STAT_TOPK = 4, /* score > mean + std * PhiInv(1 - topk / n_ff) over this token's scores */
+} sl_skip_rule;
+
+/* Name of a rule ("dense", "cats", "threshold", "topk", "stat-topk"), or NULL. */
+const char *sl_skip_rule_name(sl_skip_rule rule);
+
+/* One layer of a profile. */
+typedef struct sl_profile_layer {
+    sl_skip_rule rule;     /* how active neurons are chosen */
+    float threshold;       /* CATS: on |act(gate)|; PRED_THRESHOLD: on the score */
+    int32_t topk;          /* PRED_TOPK / PRED_STAT_TOPK: neurons kept per token */
+    float target_sparsity; /* fraction of neurons meant to be skipped (informational; also what
+                              --sparsity overrides) */
+    int32_t rank;          /* predictor rank r (0 = no predictor in this layer) */
+    float recall;          /* predictor metrics on validation data (NAN when unknown) */
+    float precision;       /* " */
+    float true_density;    /* fraction of neurons truly active (gate > 0) on calibration data */
+    float pred_density;    /* fraction predicted active on validation data (NAN when unknown) */
+} sl_profile_layer;
+
+/* An empty profile for `model`: every layer dense, no predictors. */
+sl_profile *sl_profile_init(const sl_model *model, sl_error *err);
+/* Load a profile and check it belongs to `model` (fingerprint and shapes): a profile made for
+ * another model is refused with SL_ERR_INVALID_ARG and a message saying why. */
+sl_profile *sl_profile_load(const char *path, const sl_model *model, sl_error *err);
+/* Write the profile (via a temp file + rename: readers never see a partial file). */
+sl_status sl_profile_save(const sl_profile *profile, const char *path, sl_error *err);
+void sl_profile_free(sl_profile *profile);
+
+int32_t sl_profile_n_layer(const sl_profile *profile);
+/* The method string stored in the profile ("cats", "predictor", ...; owned by the profile). */
+const char *sl_profile_method(const sl_profile *profile);
+sl_status sl_profile_set_method(sl_profile *profile, const char *method, sl_error *err);
+sl_status sl_profile_get_layer(const sl_profile *profile, int32_t layer, sl_profile_layer *out, sl_error *err);
+/* Replace a layer's rule and parameters (the predictor tensors are set separately). Rules that
+ * need a predictor are refused for a layer without one; CATS needs threshold >= 0. */
+sl_status sl_profile_set_layer(sl_profile *profile, int32_t layer, const sl_profile_layer *info, sl_error *err);
+/* Give a layer a low-rank predictor: A [rank, n_embd] and B [n_ff, rank], row-major f32, stored
+ * as `type` (F32, F16, BF16, or Q8_0 when n_embd and rank are multiples of 32). Copied. */
+sl_status sl_profile_set_predictor(sl_profile *profile, int32_t layer, int32_t rank, sl_type type, const float *A,
+                                   const float *B, sl_error *err);
+/* CATS: the |act(gate)| value below which a fraction q of calibration activations fall, for
+ * q in [0, 1] (interpolated from the stored quantile table); NAN when the layer has none. */
+float sl_profile_cats_threshold(const sl_profile *profile, int32_t layer, float q);
+/* Fraction of gate pre-activations <= 0 measured at calibration (NAN if unknown). */
+float sl_profile_gate_nonpositive(const sl_profile *profile, int32_t layer);
+/* Set the target sparsity of every non-dense layer: CATS thresholds come from the quantile
+ * table, top-k rules get topk = round((1 - s) * n_ff), threshold rules are left alone (their
+ * sparsity is what training chose). s in [0, 1). */
+sl_status sl_profile_set_sparsity(sl_profile *profile, float sparsity, sl_error *err);
+
+/* Calibration: run the dense model over tokens and write CATS thresholds reaching `sparsity`
+ * (or per-layer targets) into a new profile. */
+typedef struct sl_calibrate_params {
+    float sparsity;              /* global target fraction of skipped neurons, [0, 1) */
+    const float *layer_sparsity; /* per-layer targets [n_layer] overriding `sparsity`, or NULL;
+                                    a negative entry keeps that layer dense */
+    int32_t n_ctx;               /* window length the text is cut into (0 = min(model ctx, 512)) */
+    int32_t n_threads;           /* worker threads (0 = 1) */
+    /* progress(ud, tokens_done, tokens_total) after every window; may be NULL */
+    void (*progress)(void *ud, int64_t done, int64_t total);
+    void *progress_ud;           /* passed to progress */
+} sl_calibrate_params;
+
+sl_calibrate_params sl_calibrate_default_params(void);
+sl_status sl_calibrate(const sl_model *model, const int32_t *tokens, int64_t n_tokens, const sl_calibrate_params *params,
+                       sl_profile **out, sl_error *err);
+
+/* Use a profile for the MLPs of this context (NULL = dense again). The profile must outlive the
+ * context's use of it. sparse_prefill: also skip neurons when evaluating several tokens at once
+ * (each token with its own mask); by default batches run dense and single tokens sparse.
+ * Builds the transposed down matrices of sparse layers once (memory: the size of ffn_down of
+ * those layers). */
+sl_status sl_context_set_profile(sl_context *ctx, const sl_profile *profile, bool sparse_prefill, sl_error *err);
+
+/* Sparsity actually achieved by one layer since the last reset. */
+typedef struct sl_layer_stats {
+    int64_t n_tokens;        /* tokens that went through this layer's MLP */
+    int64_t n_sparse_tokens; /* of which took the sparse path */
+    int64_t n_active;        /* neurons computed, summed over sparse tokens */
+    int64_t n_neurons;       /* n_ff * n_sparse_tokens */
+    /* with sl_context_track_recall on: predicted vs true active (gate > 0), sparse tokens only */
+    int64_t true_pos;        /* predicted active and truly active */
+    int64_t false_pos;       /* predicted active, truly inactive */
+    int64_t false_neg;       /* predicted inactive, truly active (the errors that cost accuracy) */
+    /* wall seconds spent in this layer's MLP, summed over calls (all tokens of a batch together) */
+    double t_dense;          /* dense MLP (tokens not on the sparse path) */
+    double t_scores;         /* sparse path: the scores, predictor B (A x) or the full gate (CATS) */
+    double t_select;         /* sparse path: choosing the active neurons from the scores */
+    double t_operator;       /* sparse path: the sparse MLP operator on the chosen neurons */
+} sl_layer_stats;
+
+sl_status sl_context_get_layer_stats(const sl_context *ctx, int32_t layer, sl_layer_stats *out, sl_error *err);
+void sl_context_reset_stats(sl_context *ctx);
+/* Also compute the full gate on sparse tokens to measure recall/precision (slower; for ppl). */
+void sl_context_track_recall(sl_context *ctx, bool on);
+
+/* Perplexity over tokens the way llama.cpp's llama-perplexity and the fixtures define it: cut
+ * the tokens into consecutive windows of `window` tokens (the last may be shorter), evaluate
+ * each from an empty cache, score every token but the first of each window with its natural-log
+ * probability; ppl = exp(mean NLL). The context needs n_ctx >= window. */
+typedef struct sl_ppl_result {
+    double ppl;         /* exp(nll_mean) */
+    double nll_mean;    /* mean negative log-likelihood of scored tokens */
+    double nll_sd;      /* standard deviation of the per-token NLL */
+    int64_t n_scored;   /* tokens scored */
+    int32_t n_windows;  /* windows evaluated */
+} sl_ppl_result;
+
+sl_status sl_perplexity(sl_context *ctx, const int32_t *tokens, int64_t n_tokens, int32_t window,
+                        void (*progress)(void *ud, int64_t done, int64_t total), void *progress_ud,
+                        sl_ppl_result *out, sl_error *err);
+
+/* ---------------------------------------------------------------------------------------------
+ * Predictor training (src/sparse/predictor_*.c; method and numbers in docs/predictor-training.md)
+ * ------------------------------------------------------------------------------------------- */
+
+/* Train each layer's low-rank predictor score = B (A x) (A [r, n_embd], B [n_ff, r], no bias) to
+ * predict the true activation mask gate . x > 0 from the MLP input x (after ffn_norm):
+ * class-weighted binary cross-entropy on the scores (positives weighted (1 - d) / d for a layer
+ * of true density d), AdamW, mini-batches; then on held-out windows the rule's threshold (or k)
+ * is chosen as the one that just reaches target_recall, and the predictor, the rule and its
+ * validation metrics go into the profile.
+ *
+ * Memory: the (x, mask) pairs take tokens x n_layer x (2 n_embd + ceil(n_ff / 8)) bytes (x as
+ * f16, masks as bits; sl_train_store_bytes). They stay in RAM up to mem_limit, else go to an
+ * unlinked temp file. Beyond that, training holds at most 64 MiB of shuffled rows, one
+ * mini-batch (about batch x (2 n_embd + 4 n_ff) floats), the parameters with their AdamW moments
+ * (4 r (n_embd + n_ff) floats) and at most 256 MiB of validation scores.
+ *
+ * Deterministic: the same tokens, parameters and seed give the same predictors and profile bytes
+ * (for any n_threads, on one CPU kernel variant). */
+
+typedef enum sl_train_phase {
+    SL_TRAIN_COLLECT = 0, /* running the dense model over the text: done/total in tokens */
+    SL_TRAIN_FIT = 1,     /* training one layer: done/total in mini-batch steps */
+    SL_TRAIN_SELECT = 2,  /* choosing that layer's threshold / k on validation: done/total in passes */
+} sl_train_phase;
+
+typedef struct sl_train_params {
+    int32_t rank;          /* predictor rank r (1..n_embd); 0 = from rank_frac */
+    float rank_frac;       /* r = rank_frac x n_ff rounded to the nearest multiple of 16 (at least 16, at most
+                              n_embd; a multiple of 32 for Q8_0). Default 0.04 */
+    int64_t max_tokens;    /* use about max_tokens tokens: that many whole windows (rounded up), spread evenly over
+                              the text (0 = all of it) */
+    int32_t epochs;        /* passes over the training rows (default 4) */
+    float lr;              /* AdamW peak learning rate (default 3e-3): warm-up, then cosine decay to 5% */
+    float weight_decay;    /* AdamW decoupled weight decay (default 0.01) */
+    int32_t batch;         /* rows (token, layer inputs) per mini-batch (default 256) */
+    float pos_weight;      /* BCE weight of active neurons; 0 = (1 - d) / d from the layer's training density d */
+    float val_frac;        /* fraction of windows held out for validation, in (0, 1) (default 0.1): window w
+                              validates when floor((w + 1) f) > floor(w f), spread over the whole text */
+    float target_recall;   /* recall on validation the rule must reach, in (0, 1] (default 0.99) */
+    sl_skip_rule rule;     /* SL_RULE_PRED_THRESHOLD (default), SL_RULE_PRED_TOPK or SL_RULE_PRED_STAT_TOPK */
+    sl_type type;          /* storage type of A and B: F32 (default), F16, BF16, Q8_0 */
+    uint64_t seed;         /* initialisation and shuffling (default 1) */
+    int32_t n_threads;     /* threads for the forward pass and training (0 = 1) */
+    int32_t n_ctx;         /* window length the text is cut into, each evaluated from an empty cache
+                              (0 = min(model context, 512)) */
+    int64_t mem_limit;     /* bytes of RAM the collected pairs may take before going to a temp file (default 1 GiB) */
+    const char *tmp_dir;   /* directory of that temp file (NULL = $TMPDIR, else /tmp) */
+    /* progress(ud, phase, layer (-1 while collecting), done, total); may be NULL */
+    void (*progress)(void *ud, sl_train_phase phase, int32_t layer, int64_t done, int64_t total);
+    void *progress_ud;     /* passed to progress */
+} sl_train_params;
+
+sl_train_params sl_train_default_params(void);
+
+/* What training one layer gave (metrics on the validation rows, with the predictor as stored). */
+typedef struct sl_train_layer_report {
+    int32_t layer;         /* layer index */
+    int32_t rank;          /* r */
+    sl_skip_rule rule;     /* the rule written */
+    float threshold;       /* its score threshold (threshold rule) */
+    int32_t topk;          /* its k (top-k rules) */
+    float true_density;    /* fraction of (token, neuron) pairs truly active */
+    float pred_density;    /* fraction the rule keeps (1 - achieved sparsity) */
+    float precision;       /* kept and active / kept */
+    float recall;          /* kept and active / active (>= target_recall by construction) */
+    float f1;              /* 2 precision recall / (precision + recall) */
+    float pos_weight;      /* BCE weight of positives used */
+    float train_loss;      /* mean weighted BCE per (token, neuron) over the last epoch */
+    float val_loss;        /* the same on validation, with the stored predictor */
+    int64_t n_train;       /* training rows */
+    int64_t n_val;         /* validation rows */
+    double fit_seconds;    /* time training */
+    double select_seconds; /* time choosing the rule and measuring it */
+} sl_train_layer_report;
+
+typedef struct sl_train_report {
+    int64_t n_tokens;       /* tokens used */
+    int64_t n_train_tokens; /* of which in training windows */
+    int64_t n_val_tokens;   /* of which in validation windows */
+    int64_t n_windows;      /* windows */
+    int64_t n_val_windows;  /* of which held out */
+    int32_t rank;           /* r */
+    int64_t store_bytes;    /* bytes of collected (x, mask) pairs */
+    bool store_on_disk;     /* they went to a temp file (over mem_limit) */
+    double t_collect;       /* seconds running the model */
+    double t_fit;           /* seconds training (all layers) */
+    double t_select;        /* seconds choosing rules and measuring them */
+    double t_total;         /* seconds in all */
+    sl_train_layer_report *layers; /* caller-provided [n_layer] array to fill, or NULL */
+} sl_train_report;
+
+/* r for a model of this shape under these parameters (see sl_train_params.rank_frac). */
+int32_t sl_train_rank(const sl_train_params *params, int32_t n_embd, int32_t n_ff);
+/* tokens x n_layer x (2 n_embd + ceil(n_ff / 8)): bytes of collected pairs; -1 on overflow. */
+int64_t sl_train_store_bytes(int64_t n_tokens, int32_t n_layer, int32_t n_embd, int32_t n_ff);
+
+/* Collect (x, mask) pairs from the dense model over tokens (consecutive windows of n_ctx tokens,
+ * each from an empty cache), train every layer's predictor and set, in `profile` (made with
+ * sl_profile_init or sl_profile_load for this model), each layer's predictor tensors, rule,
+ * threshold or k, target_sparsity (= 1 - pred_density) and metrics; the method becomes
+ * "predictor". Anything else in the profile (CATS quantiles) is kept. report may be NULL. On
+ * error the profile may hold some trained layers; do not save it. */
+sl_status sl_train_predictors(const sl_model *model, const int32_t *tokens, int64_t n_tokens, const sl_train_params *params,
+                              sl_profile *profile, sl_train_report *report, sl_error *err);
+
+/* The same training and rule selection for one layer on data in memory (tests, experiments):
+ * x [n_train, n_embd] with mask [n_train, n_ff] to train on, x_val / mask_val [n_val, ...] to
+ * choose the rule on. x is rounded to f16 as in the model path. Writes A [r, n_embd] and
+ * B [n_ff, r] (r = sl_train_rank(params, ...)) as f32, and the chosen rule and metrics (for
+ * the predictor as params->type would store it) in *report. params->max_tokens, val_frac,
+ * n_ctx, mem_limit and tmp_dir are not used. */
+sl_status sl_predictor_fit(const float *x, const bool *mask, int64_t n_train, const float *x_val, const bool *mask_val, int64_t n_val,
+                           int32_t n_embd, int32_t n_ff, const sl_train_params *params, float *A, float *B,
+                           sl_train_layer_report *report, sl_error *err);
+
+#endif /* SKIPLLAMA_SPARSE_H */

@@ -1,0 +1,17 @@
+/*
+ * ops_avx2.c — the AVX2 (+FMA, F16C) variant's table of kernels (kernels_impl.h), gathered from its
+ * files (dot_avx2.c, matmul_avx2.c, attention_avx2.c) so that none of them refers to the others'
+ * table. Chosen at run time by dispatch.c; nothing here runs unless the CPU has the instructions.
+ */
+#include "kernels/simd_avx2.h"
+
+const sl_kernel_ops sl_kernels_avx2_ops = {
+    .name = "avx2",
+    .quantize_q8 = sl_x2_quantize_q8,
+    .vec_dot = sl_x2_vec_dot,
+    .vec_axpy = sl_x2_vec_axpy,
+    .mm_prep_size = sl_x2_mm_prep_size,
+    .mm_prep = sl_x2_mm_prep,
+    .mm_rows = sl_x2_mm_rows,
+    .attention_group = sl_x2_attention_group,
+};

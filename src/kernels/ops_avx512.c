@@ -1,0 +1,18 @@
+/*
+ * ops_avx512.c — the AVX-512 (F, BW, VL, DQ, VNNI) variant's table of kernels (kernels_impl.h), gathered from its
+ * files (dot_avx512.c, matmul_avx512.c, attention_avx512.c) so that none of them refers to the others'
+ * table. Chosen at run time by dispatch.c; nothing here runs unless the CPU has the instructions.
+ */
+#include "kernels/simd_avx512.h"
+
+const sl_kernel_ops sl_kernels_avx512_ops = {
+    .name = "avx512",
+    .fast_q4_0x4 = true,
+    .quantize_q8 = sl_x5_quantize_q8,
+    .vec_dot = sl_x5_vec_dot,
+    .vec_axpy = sl_x5_vec_axpy,
+    .mm_prep_size = sl_x5_mm_prep_size,
+    .mm_prep = sl_x5_mm_prep,
+    .mm_rows = sl_x5_mm_rows,
+    .attention_group = sl_x5_attention_group,
+};
