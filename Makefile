@@ -40,20 +40,28 @@ STATIC_LIB := $(BUILD)/libskipllama.a
 SHARED_LIB := $(BUILD)/libskipllama.so
 BIN        := $(BUILD)/skipllama
 
-.PHONY: all lib test asan run install clean fuzz fuzz-smoke fuzz-bins bench python
+.PHONY: all lib test test-deps asan run install clean fuzz fuzz-smoke fuzz-bins bench python
 all: $(BIN) $(SHARED_LIB)
+
+# Build dependencies (PCRE2; scripts/deps.sh knows the list): checked once per build folder and
+# installed when missing (apt-get as root or through sudo), or the build stops saying what to run.
+DEPS_STAMP := $(BUILD)/.deps-ok
+$(DEPS_STAMP): scripts/deps.sh
+	@mkdir -p $(dir $@)
+	@sh scripts/deps.sh build
+	@touch $@
 
 lib: $(STATIC_LIB) $(SHARED_LIB)
 
-$(BUILD)/obj/%_avx2.o: %_avx2.c
+$(BUILD)/obj/%_avx2.o: %_avx2.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(AVX2_FLAGS) -MMD -MP -c $< -o $@
 
-$(BUILD)/obj/%_avx512.o: %_avx512.c
+$(BUILD)/obj/%_avx512.o: %_avx512.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(AVX512_FLAGS) -MMD -MP -c $< -o $@
 
-$(BUILD)/obj/%.o: %.c
+$(BUILD)/obj/%.o: %.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(PCRE_CFLAGS) -MMD -MP -c $< -o $@
 
@@ -76,9 +84,14 @@ $(BUILD)/tools/%: tests/tools/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< -lm
 
-# Run every test program (and the CLI tests); prints "N passed, N failed".
-test: $(TEST_BIN) $(BIN) $(TOOLS)
+# Run every test program (and the CLI tests); prints "N passed, N failed, N skipped". Tools the
+# tests use (numpy, valgrind, node) are installed first when possible; tests whose tools cannot
+# be had report SKIPPED (scripts/deps.sh test; SKIPLLAMA_TEST_DEPS=none|full).
+test: $(TEST_BIN) $(BIN) $(TOOLS) test-deps
 	@BUILD=$(BUILD) sh tests/run_tests.sh $(TEST_BIN)
+
+test-deps:
+	@sh scripts/deps.sh test
 
 # The same suite under AddressSanitizer + UndefinedBehaviorSanitizer, in its own build folder.
 asan:

@@ -1,7 +1,7 @@
 #!/bin/sh
 # The Python binding's tests (python/tests/test_*.py) against $BUILD/libskipllama.so and
 # $BUILD/skipllama, with Debian's python3 (/usr/bin/python3 when present: a pyenv python3 earlier
-# on PATH lacks Debian's python3-numpy / python3-torch). Skips, exiting 0 with a "skipped: ..."
+# on PATH lacks Debian's python3-numpy / python3-torch). Skips, exiting 77 with a "skipped: ..."
 # line, when python3 or numpy is missing or the library was built with AddressSanitizer (a
 # Python process cannot load it); tests needing torch skip themselves, each with its reason.
 # Then checks that `make python`, and the documented offline pip install, give a package that
@@ -10,17 +10,17 @@
 B=${BUILD:-build}
 if [ -x /usr/bin/python3 ]; then PY=/usr/bin/python3
 elif command -v python3 > /dev/null 2>&1; then PY=$(command -v python3)
-else echo "skipped: python3 is not installed (Debian: apt-get install python3 python3-numpy python3-torch)"; exit 0
+else echo "skipped: python3 is not installed (Debian: apt-get install python3 python3-numpy python3-torch)"; exit 77
 fi
 if ! "$PY" -c "import numpy" > /dev/null 2>&1; then
     echo "skipped: numpy is not installed for $PY (Debian: apt-get install python3-numpy python3-torch)"
-    exit 0
+    exit 77
 fi
 "$PY" -c "import torch" > /dev/null 2>&1 || echo "note: torch is not installed for $PY: the tests against PyTorch skip (Debian: apt-get install python3-torch)"
 if [ ! -f "$B/libskipllama.so" ]; then echo "not ok: $B/libskipllama.so is missing (make BUILD=$B lib)"; exit 1; fi
 if command -v ldd > /dev/null 2>&1 && ldd "$B/libskipllama.so" 2>/dev/null | grep -q 'libasan'; then
     echo "skipped: $B/libskipllama.so is built with AddressSanitizer, which a Python process cannot load"
-    exit 0
+    exit 77
 fi
 
 fails=0

@@ -1,20 +1,20 @@
 #!/bin/sh
 # cli_valgrind.sh — one CLI run of the `skipllama` binary under valgrind's memcheck (issue 8):
 # `logits` on the tiny fixture model must finish with no invalid access, no uninitialised read
-# and no leak (--error-exitcode=1 makes any of them fail). Skips (exit 0, with a message) when
+# and no leak (--error-exitcode=1 makes any of them fail). Skips (exit 77, "skipped: ...") when
 # valgrind is not installed. Uses the build in $BUILD (default build): run after `make`.
 B=${BUILD:-build}
 SL="$B/skipllama"
 if ! command -v valgrind > /dev/null 2>&1; then
-    echo "skip cli_valgrind: valgrind is not installed"
-    exit 0
+    echo "skipped: valgrind is not installed"
+    exit 77
 fi
 [ -x "$SL" ] || { echo "not ok cli_valgrind: $SL missing (run make first)"; exit 1; }
 # a sanitizer build cannot run under valgrind (ASan must be the first runtime loaded); the
 # sanitizers check that build themselves
 if ldd "$SL" 2>/dev/null | grep -q libasan; then
-    echo "skip cli_valgrind: $SL is an AddressSanitizer build"
-    exit 0
+    echo "skipped: $SL is an AddressSanitizer build"
+    exit 77
 fi
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
