@@ -5,7 +5,7 @@
 #
 #   bench/ab_builds.sh OLD_BINARY NEW_BINARY MODEL.gguf [ROUNDS=3] [extra bench flags...]
 #
-# Each round runs `skipllama bench -o json` of each build once (-p 128 -n 64 -t 2 -r 3 by
+# Each round runs `skipllama bench -o json` of each build once (-p 128 -n 64 -t 2 -r 3 -b 512 by
 # default); prints per-round tokens/s and the medians over rounds with the ratio NEW / OLD.
 # Needs python3 for the summary only.
 set -eu
@@ -15,7 +15,7 @@ T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 for r in $(seq 1 "$R"); do
     for side in A B; do
         bin=$A; [ $side = B ] && bin=$B
-        "$bin" bench -m "$M" -p 128 -n 64 -t 2 -r 3 --membw-mb 0 -o json "$@" 2>/dev/null > "$T/$side.$r.json"
+        "$bin" bench -m "$M" -p 128 -n 64 -t 2 -r 3 -b 512 --membw-mb 0 -o json "$@" 2>/dev/null > "$T/$side.$r.json"
     done
 done
 python3 - "$T" "$R" "$M" <<'PY'

@@ -122,10 +122,11 @@ for shape in $shapes; do
         model="$MODELS_DIR/$shape-$type.gguf"
         if [ ! -f "$model" ]; then
             echo "== synth $model" >&2
-            "$SKIPLLAMA" synth --shape "$shape" -t "$type" --seed 1 -o "$model" >&2
+            "$SKIPLLAMA" synth --shape "$shape" --type "$type" --seed 1 -o "$model" >&2
         fi
         echo "== skipllama bench $model -t $threads (load $(load))" >&2
-        "$SKIPLLAMA" bench -m "$model" -p "$n_prompt" -n "$n_gen" -t "$threads" -r "$reps" -o json |
+        # -b 512: the prompt batch llama-bench uses (skipllama's default is 64, which bounds run's buffers)
+        "$SKIPLLAMA" bench -m "$model" -b 512 -p "$n_prompt" -n "$n_gen" -t "$threads" -r "$reps" -o json |
             normalise skipllama "$shape" "$type" >> "$results"
         case $llama_kind in
         bench)

@@ -72,6 +72,7 @@ typedef struct bench_opts {
     float sparsities[BENCH_MAX_VARIANTS]; /* --sparsity list (empty = each profile's own) */
     int n_sparsities;              /* entries in sparsities */
     bool sparse_prefill;           /* --sparse-prefill: prompt rows sparse too */
+    bool quiet;                    /* -q: no progress line */
     double load_start, load_end;   /* 1-minute load average before and after the runs */
 } bench_opts;
 
@@ -248,8 +249,8 @@ static double membw_measure(int n_threads, int mb) {
     pthread_cond_init(&sh.cv, NULL);
     pthread_barrier_init(&sh.start, NULL, (unsigned)n_threads);
     pthread_barrier_init(&sh.end, NULL, (unsigned)n_threads);
-    membw_thread ts[BENCH_MAX_THREADS];
-    pthread_t th[BENCH_MAX_THREADS];
+    membw_thread ts[CLI_MAX_THREADS];
+    pthread_t th[CLI_MAX_THREADS];
     int started = 1;
     for (int i = 0; i < n_threads; i++) ts[i] = (membw_thread){&sh, i};
     for (int i = 1; i < n_threads; i++, started++)
@@ -341,101 +342,47 @@ static void print_json(const bench_opts *o, const sl_model *model, const row_res
 
 /* ---- command --------------------------------------------------------------------------------- */
 
-static void bench_usage(FILE *out) {
-    fprintf(out,
-            "usage: skipllama bench -m MODEL [-p 128] [-n 64] [-t T[,T2...]] [-r 5] [-c CTX] [-b N] [--kv-f16]\n"
-            "                       [-o md|json] [--membw-mb 1024] [--seed S]\n"
-            "\n"
-            "  -p N    prompt row ppN: one evaluation of N random tokens from an empty cache (0: skip)\n"
-            "  -n N    generation row tgN: N one-token evaluations from an empty cache (0: skip)\n"
-            "  -t L    comma-separated thread counts (default 2)\n"
-            "  -r N    timed repetitions per row, after one warm-up (default 5)\n"
-            "  -c N    KV cache length (default: the longest row)\n"
-            "  -b N    prefill batch (tokens per internal step, default 512)\n"
-            "  --membw-mb N  buffer of the DRAM read-bandwidth test (default 1024; 0 skips it)\n"
-            "  --profile P   also run with sparsity profile P (repeatable); rows report the ratio to dense\n"
-            "                and the MLP sparsity achieved; repetitions of all rows are interleaved\n"
-            "  --sparsity L  comma-separated targets overriding each profile's (e.g. 0.5,0.9)\n"
-            "  --sparse-prefill  prompt rows sparse too (default: only generation is sparse, as in `run`)\n"
-            "  --no-repack   compute Q4_0 weights from the file layout (default: repacked at load, 4 rows\n"
-            "                interleaved, for the AVX-512 matrix-vector kernel)\n");
-}
-
-static bool parse_threads(const char *s, bench_opts *o) {
-    int32_t *ids, n;
-    if (!cli_parse_ids(s, &ids, &n)) return false;
-    bool ok = n >= 1 && n <= BENCH_MAX_THREADS;
-    for (int i = 0; ok && i < n; i++) ok = ids[i] >= 1 && ids[i] <= BENCH_MAX_THREADS;
-    for (int i = 0; ok && i < n; i++) o->threads[i] = ids[i];
-    if (ok) o->n_threads_list = n;
-    free(ids);
-    return ok;
-}
-
 int cmd_bench(int argc, char **argv) {
     const char *cmd = "bench";
-    bench_opts o = {.model = NULL, .n_prompt = 128, .n_gen = 64, .threads = {2}, .n_threads_list = 1, .reps = 5,
-                    .n_ctx = 0, .n_batch = 512, .membw_mb = 1024, .seed = 1234};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        int *target = NULL, lo = 0, hi = 1 << 20;
-        if (cli_is(a, "-h", "--help")) {
-            bench_usage(stdout);
-            return 0;
-        } else if (cli_is(a, NULL, "--kv-f16")) {
-            o.kv_f16 = true;
-            continue;
-        } else if (cli_is(a, NULL, "--no-repack")) {
-            o.no_repack = true;
-            continue;
-        } else if (cli_is(a, NULL, "--sparse-prefill")) {
-            o.sparse_prefill = true;
-            continue;
-        } else if (cli_is(a, NULL, "--profile")) {
-            if (!(v = cli_value(cmd, argc, argv, &i))) return 1;
-            if (o.n_profiles >= 4) return cli_fail(cmd, "at most 4 --profile options");
-            o.profiles[o.n_profiles++] = v;
-            continue;
-        } else if (cli_is(a, NULL, "--sparsity")) {
-            if (!(v = cli_value(cmd, argc, argv, &i))) return 1;
-            char buf[256];
-            snprintf(buf, sizeof(buf), "%s", v);
-            o.n_sparsities = 0;
-            for (char *t = strtok(buf, ","); t; t = strtok(NULL, ",")) {
-                if (o.n_sparsities >= 3 || !cli_parse_float(t, 0.0f, 0.999f, &o.sparsities[o.n_sparsities]))
-                    return cli_fail(cmd, "--sparsity needs up to 3 comma-separated values in [0, 1), not '%s'", v);
-                o.n_sparsities++;
-            }
-            continue;
-        } else if (cli_is(a, "-m", "--model")) {
-            if (!(o.model = cli_value(cmd, argc, argv, &i))) return 1;
-            continue;
-        } else if (cli_is(a, "-t", "--threads")) {
-            if (!(v = cli_value(cmd, argc, argv, &i))) return 1;
-            if (!parse_threads(v, &o)) return cli_fail(cmd, "-t needs a list of thread counts in 1..%d, not '%s'", BENCH_MAX_THREADS, v);
-            continue;
-        } else if (cli_is(a, "-o", "--output")) {
-            if (!(v = cli_value(cmd, argc, argv, &i))) return 1;
-            if (!strcmp(v, "json")) o.json = true;
-            else if (!strcmp(v, "md")) o.json = false;
-            else return cli_fail(cmd, "-o must be md or json, not '%s'", v);
-            continue;
-        } else if (cli_is(a, NULL, "--seed")) {
-            int64_t s;
-            if (!(v = cli_value(cmd, argc, argv, &i))) return 1;
-            if (!cli_parse_i64(v, 0, INT64_MAX, &s)) return cli_fail(cmd, "--seed needs a non-negative integer, not '%s'", v);
-            o.seed = (uint64_t)s;
-            continue;
-        } else if (cli_is(a, "-p", "--n-prompt")) target = &o.n_prompt;
-        else if (cli_is(a, "-n", "--n-gen")) target = &o.n_gen;
-        else if (cli_is(a, "-r", "--repetitions")) target = &o.reps, lo = 1, hi = BENCH_MAX_REPS;
-        else if (cli_is(a, "-c", "--ctx-size")) target = &o.n_ctx;
-        else if (cli_is(a, "-b", "--batch-size")) target = &o.n_batch, lo = 1;
-        else if (cli_is(a, NULL, "--membw-mb")) target = &o.membw_mb, hi = 1 << 20;
-        else return cli_fail(cmd, "unknown option '%s' (see --help)", a);
-        if (!(v = cli_value(cmd, argc, argv, &i))) return 1;
-        if (!cli_parse_int(v, lo, hi, target)) return cli_fail(cmd, "%s needs an integer in %d..%d, not '%s'", a, lo, hi, v);
-    }
+    bench_opts o = {.model = NULL, .n_prompt = 128, .n_gen = 64, .threads = {cli_default_threads()}, .n_threads_list = 1, .reps = 5,
+                    .n_ctx = 0, .n_batch = CLI_DEFAULT_BATCH, .membw_mb = 1024, .seed = 1234};
+    int fmt = 0; /* md */
+    cli_opt opts[] = {
+        CLI_OPT_MODEL(&o.model, "GGUF model (default: the bundled tiny model)"),
+        {.names = "-p --n-prompt", .type = CLI_INT, .dest = &o.n_prompt, .lo = 0, .hi = 1 << 20, .meta = "N",
+         .help = "prompt row ppN: one evaluation of N random tokens from an empty cache; 0 = none (llama-bench's -p)"},
+        {.names = "-n --n-gen", .type = CLI_INT, .dest = &o.n_gen, .lo = 0, .hi = 1 << 20, .meta = "N",
+         .help = "generation row tgN: N one-token evaluations from an empty cache; 0 = none"},
+        CLI_OPT_THREADS_LIST(o.threads, &o.n_threads_list, BENCH_MAX_THREADS),
+        {.names = "-r --repetitions", .type = CLI_INT, .dest = &o.reps, .lo = 1, .hi = BENCH_MAX_REPS, .meta = "N",
+         .help = "timed repetitions per row, after one warm-up"},
+        CLI_OPT_CTX(&o.n_ctx, "KV cache length in tokens; 0 = the longest row", "the longest row"),
+        CLI_OPT_BATCH(&o.n_batch),
+        {.names = "-o --output", .type = CLI_CHOICE, .dest = &fmt, .choices = "md|json", .meta = "FORMAT",
+         .help = "output format (llama-bench's -o): a markdown table or JSON"},
+        {.names = "--membw-mb", .type = CLI_INT, .dest = &o.membw_mb, .lo = 0, .hi = 1 << 20, .meta = "N",
+         .help = "buffer of the DRAM read-bandwidth test in MiB; 0 skips it"},
+        CLI_OPT_SEED(&o.seed, "seed of the random token ids", NULL),
+        {.names = "-P --profile", .type = CLI_STRS, .dest = o.profiles, .count = &o.n_profiles, .max_count = 4, .meta = "FILE",
+         .help = "also run with this sparsity profile (up to 4); rows report the ratio to dense and the MLP\nsparsity achieved; repetitions of all rows are interleaved"},
+        {.names = "--sparsity", .type = CLI_FLOATS, .dest = o.sparsities, .count = &o.n_sparsities, .max_count = 3, .lo = 0, .hi = 1,
+         .flags = CLI_HI_OPEN, .meta = "S[,S...]", .help = "targets overriding each profile's (e.g. 0.5,0.9)", .def = "the profile's"},
+        {.names = "--sparse-prefill", .type = CLI_FLAG, .dest = &o.sparse_prefill,
+         .help = "prompt rows sparse too (default: only generation is sparse, as in `run`)"},
+        {.names = "--kv-f16", .type = CLI_FLAG, .dest = &o.kv_f16, .help = "store the KV cache as f16"},
+        {.names = "--no-repack", .type = CLI_FLAG, .dest = &o.no_repack,
+         .help = "compute Q4_0 weights from the file layout (default: repacked at load, 4 rows\ninterleaved, for the AVX-512 matrix-vector kernel)"},
+        CLI_OPT_QUIET(&o.quiet, "no progress line"),
+        CLI_OPT_END,
+    };
+    const cli_cmd spec = {.name = "bench", .usage = "[-m MODEL.gguf] [-p 128] [-n 64] [-t N[,N...]] [-r 5] [-o md|json] [options]",
+                          .about = "llama-bench style throughput: prompt (ppN) and generation (tgN) rows, mean ± sd and median\n"
+                                   "tokens/s, effective vs measured DRAM bandwidth, peak RSS. As in llama-bench, -p and -n are\n"
+                                   "the row lengths and -o the output format.",
+                          .opts = opts};
+    int prc;
+    if (!cli_parse(&spec, argc, argv, NULL, &prc)) return prc;
+    o.json = fmt == 1;
     if (!o.model) o.model = cli_default_model();
     if (o.n_sparsities && !o.n_profiles) return cli_fail(cmd, "--sparsity needs --profile");
     bench_row rows[BENCH_MAX_ROWS];

@@ -269,16 +269,16 @@ static void print_row(const bo_opts *o, const bo_row *r) {
     fflush(stdout);
 }
 
-/* Acceptance checks, one line per (shape, type, B, threads, mode). */
-typedef struct bo_verdict {
+/* Summary lines, one per (shape, type, B, threads, mode). */
+typedef struct bo_summary {
     char what[96];      /* "llama-3.2-1b q4_0 B=1 t=2 row" */
     double ratio_10;    /* x dense at 10% active (NAN if not measured) */
     double ratio_100;   /* x dense at 100% active */
     double min_gbs_50;  /* lowest GB/s ratio at >= 50% active */
-} bo_verdict;
+} bo_summary;
 
-static bo_verdict verdicts[1024];
-static int n_verdicts = 0;
+static bo_summary summaries[1024];
+static int n_summaries = 0;
 
 static const char *mode_name(int m) { return m < 0 ? "dense" : m == SL_MLP_PER_ROW ? "row" : m == SL_MLP_UNION ? "union" : "shared"; }
 
@@ -358,7 +358,7 @@ static int run_batch(const bo_opts *o, const char *shape, sl_type type, int64_t 
 
     for (int c = 0; c < n_cfg; c++) timing_finish(&cfg[c].tm);
     const double dense_ms = cfg[0].tm.med[ST_TOTAL] * 1e3, dense_gbs = cfg[0].tm.med[ST_BYTES] / cfg[0].tm.med[ST_TOTAL] * 1e-9;
-    bo_verdict *v = NULL;
+    bo_summary *v = NULL;
     for (int c = 0; c < n_cfg; c++) {
         bo_config *g = &cfg[c];
         const char *mname = o->bundled && g->mode == SL_MLP_PER_ROW ? "bundled" : mode_name(g->mode);
@@ -370,8 +370,8 @@ static int run_batch(const bo_opts *o, const char *shape, sl_type type, int64_t 
         for (int q = 0; q < 6; q++) row.stage[q] = g->tm.med[ST_SELECT + q] * 1e3;
         print_row(o, &row);
         if (c == 0) continue;
-        if ((c - 1) % o->n_fractions == 0) { /* first fraction of a mode: a new acceptance line */
-            v = n_verdicts < 1024 ? &verdicts[n_verdicts++] : &verdicts[1023];
+        if ((c - 1) % o->n_fractions == 0) { /* first fraction of a mode: a new summary line */
+            v = n_summaries < 1024 ? &summaries[n_summaries++] : &summaries[1023];
             snprintf(v->what, sizeof(v->what), "%s %s B=%d t=%d %s", shape, sl_type_name(type), B, threads, mname);
             v->ratio_10 = v->ratio_100 = NAN;
             v->min_gbs_50 = INFINITY;
@@ -473,58 +473,6 @@ done:
 
 /* ---- options ----------------------------------------------------------------------------------- */
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: skipllama bench-op [options]\n"
-            "Times the sparse MLP operator against the dense MLP on random in-memory weights.\n\n"
-            "  --shape S        llama-3.2-1b (2048,8192), tinyllama (2048,5632) or H,I; repeatable\n"
-            "                   (default: llama-3.2-1b and tinyllama)\n"
-            "  -t TYPES         weight types, comma-separated (default f32,f16,bf16,q8_0,q4_0)\n"
-            "  --fractions L    active fractions (default 1,0.5,0.3,0.1,0.05)\n"
-            "  -b L             batch sizes (default 1,8)\n"
-            "  --threads L      thread counts (default 1,2)\n"
-            "  --modes L        batch modes for B > 1: row,union,shared (default row,union)\n"
-            "  -r N             timed calls per row; the median is reported (default 10)\n"
-            "  --layers N       weight copies cycled per call (default: enough for >= 256 MiB)\n"
-            "  --act A          silu, relu or gelu (default silu)\n"
-            "  --input K        mask (default) or idx: how active neurons are passed\n"
-            "  --cache          also run the active-row cache experiment (B = 1)\n"
-            "  --bundled        per-row calls (B = 1, mode row) through the neuron-bundled layout\n"
-            "                   (sl_sparse_mlp_set_bundled: a second copy of each MLP, neuron by neuron)\n"
-            "  --thp            transparent huge pages for gate/up/down as well (default: 4 KiB pages, like a\n"
-            "                   mmapped model file; down_t always asks for huge pages, as the library's own does)\n"
-            "  --overlaps L     mask overlaps between consecutive calls for --cache (default 1,0.95,0.8,0.5)\n"
-            "  --stat S         median (default) or min: the statistic reported per row (each column on its own)\n"
-            "  --clock C        wall (default) or cpu: CPU time of the calling thread, for single-thread runs on a\n"
-            "                   busy machine (it leaves out time spent descheduled; stage columns stay wall time)\n"
-            "  --seed N         random seed (default 1)\n"
-            "  -o md|json       output format (default md)\n");
-}
-
-/* Parse "a,b,c" of doubles within [lo, hi]. */
-static bool parse_doubles(const char *s, double *out, int *n, double lo, double hi) {
-    *n = 0;
-    char buf[512];
-    snprintf(buf, sizeof(buf), "%s", s);
-    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
-        float v;
-        if (*n >= BO_MAX_LIST || !cli_parse_float(tok, (float)lo, (float)hi, &v)) return false;
-        out[(*n)++] = v;
-    }
-    return *n > 0;
-}
-
-static bool parse_ints(const char *s, int *out, int *n, int lo, int hi) {
-    *n = 0;
-    char buf[512];
-    snprintf(buf, sizeof(buf), "%s", s);
-    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
-        if (*n >= BO_MAX_LIST || !cli_parse_int(tok, lo, hi, &out[*n])) return false;
-        (*n)++;
-    }
-    return *n > 0;
-}
-
 static bool parse_shape(bo_opts *o, const char *s) {
     if (o->n_shapes >= BO_MAX_LIST) return false;
     int64_t H, I;
@@ -545,6 +493,39 @@ static bool parse_shape(bo_opts *o, const char *s) {
     return true;
 }
 
+static bool opt_shape(const char *v, void *dest) { return parse_shape(dest, v); }
+
+static bool opt_types(const char *v, void *dest) {
+    bo_opts *o = dest;
+    char buf[256];
+    snprintf(buf, sizeof(buf), "%s", v);
+    int n = 0;
+    sl_type t[BO_MAX_LIST];
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ","))
+        if (n >= BO_MAX_LIST || !sl_type_from_name(tok, &t[n++])) return false;
+    if (n == 0) return false;
+    memcpy(o->types, t, sizeof(t[0]) * (size_t)n);
+    o->n_types = n;
+    return true;
+}
+
+static bool opt_modes(const char *v, void *dest) {
+    bo_opts *o = dest;
+    char buf[128];
+    snprintf(buf, sizeof(buf), "%s", v);
+    o->n_modes = 0;
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        if (o->n_modes >= BO_MAX_MODES) return false;
+        if (!strcmp(tok, "row")) o->modes[o->n_modes++] = SL_MLP_PER_ROW;
+        else if (!strcmp(tok, "union")) o->modes[o->n_modes++] = SL_MLP_UNION;
+        else if (!strcmp(tok, "shared")) o->modes[o->n_modes++] = SL_MLP_PER_ROW_SHARED;
+        else return false;
+    }
+    return o->n_modes > 0;
+}
+
+static bool opt_act(const char *v, void *dest) { return sl_activation_from_name(v, dest); }
+
 int cmd_bench_op(int argc, char **argv) {
     const char *cmd = "bench-op";
     bo_opts o;
@@ -552,82 +533,70 @@ int cmd_bench_op(int argc, char **argv) {
     o.reps = 10;
     o.act = SL_ACT_SILU;
     o.seed = 1;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = NULL;
-        if (cli_is(a, "-h", "--help")) {
-            usage(stdout);
-            return 0;
-        } else if (cli_is(a, NULL, "--cache")) {
-            o.cache = true;
-        } else if (cli_is(a, NULL, "--bundled")) {
-            o.bundled = true;
-        } else if (cli_is(a, NULL, "--thp")) {
-            o.thp = true;
-        } else if (!(v = cli_value(cmd, argc, argv, &i))) {
-            return 1;
-        } else if (cli_is(a, NULL, "--shape")) {
-            if (!parse_shape(&o, v)) return cli_fail(cmd, "bad --shape '%s' (llama-3.2-1b, tinyllama or H,I)", v);
-        } else if (cli_is(a, "-t", "--types")) {
-            char buf[256];
-            snprintf(buf, sizeof(buf), "%s", v);
-            for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ","))
-                if (o.n_types >= BO_MAX_LIST || !sl_type_from_name(tok, &o.types[o.n_types++]))
-                    return cli_fail(cmd, "unknown type '%s' (f32, f16, bf16, q8_0, q4_0)", tok);
-        } else if (cli_is(a, NULL, "--fractions")) {
-            if (!parse_doubles(v, o.fractions, &o.n_fractions, 0.0, 1.0)) return cli_fail(cmd, "bad --fractions '%s'", v);
-        } else if (cli_is(a, "-b", "--batch")) {
-            if (!parse_ints(v, o.batches, &o.n_batches, 1, 4096)) return cli_fail(cmd, "bad -b '%s'", v);
-        } else if (cli_is(a, NULL, "--threads")) {
-            if (!parse_ints(v, o.threads, &o.n_threads, 1, 512)) return cli_fail(cmd, "bad --threads '%s'", v);
-        } else if (cli_is(a, NULL, "--modes")) {
-            char buf[128];
-            snprintf(buf, sizeof(buf), "%s", v);
-            for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
-                if (o.n_modes >= BO_MAX_MODES) return cli_fail(cmd, "too many --modes");
-                if (!strcmp(tok, "row")) o.modes[o.n_modes++] = SL_MLP_PER_ROW;
-                else if (!strcmp(tok, "union")) o.modes[o.n_modes++] = SL_MLP_UNION;
-                else if (!strcmp(tok, "shared")) o.modes[o.n_modes++] = SL_MLP_PER_ROW_SHARED;
-                else return cli_fail(cmd, "unknown mode '%s' (row, union, shared)", tok);
-            }
-        } else if (cli_is(a, NULL, "--overlaps")) {
-            if (!parse_doubles(v, o.overlaps, &o.n_overlaps, 0.0, 1.0)) return cli_fail(cmd, "bad --overlaps '%s'", v);
-        } else if (cli_is(a, "-r", "--reps")) {
-            if (!cli_parse_int(v, 1, 100000, &o.reps)) return cli_fail(cmd, "bad -r '%s'", v);
-        } else if (cli_is(a, NULL, "--layers")) {
-            if (!cli_parse_int(v, 1, 256, &o.layers)) return cli_fail(cmd, "bad --layers '%s'", v);
-        } else if (cli_is(a, NULL, "--act")) {
-            if (!sl_activation_from_name(v, &o.act)) return cli_fail(cmd, "unknown activation '%s'", v);
-        } else if (cli_is(a, NULL, "--input")) {
-            if (!strcmp(v, "idx")) o.use_idx = true;
-            else if (strcmp(v, "mask")) return cli_fail(cmd, "--input must be mask or idx");
-        } else if (cli_is(a, NULL, "--clock")) {
-            if (!strcmp(v, "cpu")) g_clock = CLOCK_THREAD_CPUTIME_ID;
-            else if (strcmp(v, "wall")) return cli_fail(cmd, "--clock must be wall or cpu");
-        } else if (cli_is(a, NULL, "--stat")) {
-            if (!strcmp(v, "min")) o.use_min = g_use_min = true;
-            else if (strcmp(v, "median")) return cli_fail(cmd, "--stat must be median or min");
-        } else if (cli_is(a, NULL, "--seed")) {
-            int64_t seed;
-            if (!cli_parse_i64(v, 1, INT64_MAX, &seed)) return cli_fail(cmd, "bad --seed '%s'", v);
-            o.seed = (uint64_t)seed;
-        } else if (cli_is(a, "-o", "--output")) {
-            if (!strcmp(v, "json")) o.json = true;
-            else if (strcmp(v, "md")) return cli_fail(cmd, "-o must be md or json");
-        } else {
-            return cli_fail(cmd, "unknown option '%s' (see --help)", a);
-        }
-    }
+    o.threads[0] = cli_default_threads(), o.n_threads = 1;
+    o.batches[0] = 1, o.batches[1] = 8, o.n_batches = 2;
+    float fractions[BO_MAX_LIST] = {1, 0.5f, 0.3f, 0.1f, 0.05f}, overlaps[BO_MAX_LIST] = {1, 0.95f, 0.8f, 0.5f};
+    int n_fractions = 5, n_overlaps = 4, input = 0, clock_kind = 0, stat = 0, fmt = 0;
+    char types_list[256];
+    snprintf(types_list, sizeof types_list, "comma-separated types, each %s", cli_type_list());
+    cli_opt opts[] = {
+        {.names = "--shape", .type = CLI_CUSTOM, .dest = &o, .parse = opt_shape, .meta = "S",
+         .choices = "llama-3.2-1b, tinyllama or H,I (at most 16)", .help = "llama-3.2-1b (2048,8192), tinyllama (2048,5632) or H,I; repeatable",
+         .def = "llama-3.2-1b and tinyllama"},
+        {.names = "--types", .type = CLI_CUSTOM, .dest = &o, .parse = opt_types, .meta = "LIST", .choices = types_list,
+         .help = "weight types, comma-separated", .def = "f32,f16,bf16,q8_0,q4_0"},
+        {.names = "--fractions", .type = CLI_FLOATS, .dest = fractions, .count = &n_fractions, .max_count = BO_MAX_LIST, .lo = 0, .hi = 1,
+         .meta = "LIST", .help = "active fractions"},
+        {.names = "-b --batch-size --batch", .type = CLI_INTS, .dest = o.batches, .count = &o.n_batches, .max_count = BO_MAX_LIST, .lo = 1,
+         .hi = 4096, .meta = "LIST", .help = "batch sizes (rows per call)"},
+        CLI_OPT_THREADS_LIST(o.threads, &o.n_threads, BO_MAX_LIST),
+        {.names = "--modes", .type = CLI_CUSTOM, .dest = &o, .parse = opt_modes, .meta = "LIST",
+         .choices = "a comma-separated list of row, union, shared", .help = "batch modes for B > 1", .def = "row,union"},
+        {.names = "-r --repetitions --reps", .type = CLI_INT, .dest = &o.reps, .lo = 1, .hi = 100000, .meta = "N",
+         .help = "timed calls per row; the median is reported"},
+        {.names = "--layers", .type = CLI_INT, .dest = &o.layers, .lo = 1, .hi = 256, .meta = "N", .help = "weight copies cycled per call",
+         .def = "enough for >= 256 MiB"},
+        {.names = "--act", .type = CLI_CUSTOM, .dest = &o.act, .parse = opt_act, .meta = "A", .choices = "one of silu, relu, gelu",
+         .help = "activation", .def = "silu"},
+        {.names = "--input", .type = CLI_CHOICE, .dest = &input, .choices = "mask|idx", .meta = "K", .help = "how active neurons are passed"},
+        {.names = "--cache", .type = CLI_FLAG, .dest = &o.cache, .help = "also run the active-row cache experiment (B = 1)"},
+        {.names = "--bundled", .type = CLI_FLAG, .dest = &o.bundled,
+         .help = "per-row calls (B = 1, mode row) through the neuron-bundled layout\n(sl_sparse_mlp_set_bundled: a second copy of each MLP, neuron by neuron)"},
+        {.names = "--thp", .type = CLI_FLAG, .dest = &o.thp,
+         .help = "transparent huge pages for gate/up/down as well (default: 4 KiB pages, like a\nmmapped model file; down_t always asks for "
+                 "huge pages, as the library's own does)"},
+        {.names = "--overlaps", .type = CLI_FLOATS, .dest = overlaps, .count = &n_overlaps, .max_count = BO_MAX_LIST, .lo = 0, .hi = 1,
+         .meta = "LIST", .help = "mask overlaps between consecutive calls for --cache"},
+        {.names = "--stat", .type = CLI_CHOICE, .dest = &stat, .choices = "median|min", .meta = "S",
+         .help = "the statistic reported per row (each column on its own)"},
+        {.names = "--clock", .type = CLI_CHOICE, .dest = &clock_kind, .choices = "wall|cpu", .meta = "C",
+         .help = "cpu: CPU time of the calling thread, for single-thread runs on a busy machine\n(it leaves out time spent descheduled; "
+                 "stage columns stay wall time)"},
+        CLI_OPT_SEED(&o.seed, "random seed", NULL),
+        {.names = "-o --output", .type = CLI_CHOICE, .dest = &fmt, .choices = "md|json", .meta = "FORMAT", .help = "output format"},
+        {.names = "-t", .type = CLI_CUSTOM, .dest = &o, .parse = opt_types, .meta = "TYPES", .choices = types_list, .flags = CLI_DEPRECATED,
+         .help = "-t TYPES is the old spelling of --types (-t is the thread count everywhere)"},
+        CLI_OPT_END,
+    };
+    const cli_cmd spec = {.name = "bench-op", .usage = "[options]",
+                          .about = "Times the sparse MLP operator against the dense MLP on random in-memory weights.", .opts = opts};
+    int prc;
+    if (!cli_parse(&spec, argc, argv, NULL, &prc)) return prc;
+    o.use_idx = input == 1;
+    if (clock_kind == 1) g_clock = CLOCK_THREAD_CPUTIME_ID;
+    o.use_min = g_use_min = stat == 1;
+    o.json = fmt == 1;
+    o.n_fractions = n_fractions;
+    for (int i = 0; i < n_fractions; i++) o.fractions[i] = fractions[i];
+    o.n_overlaps = n_overlaps;
+    for (int i = 0; i < n_overlaps; i++) o.overlaps[i] = overlaps[i];
     if (!o.n_shapes) parse_shape(&o, "llama-3.2-1b"), parse_shape(&o, "tinyllama");
     if (!o.n_types) {
         const sl_type all[] = {SL_TYPE_F32, SL_TYPE_F16, SL_TYPE_BF16, SL_TYPE_Q8_0, SL_TYPE_Q4_0};
         memcpy(o.types, all, sizeof(all));
         o.n_types = 5;
     }
-    if (!o.n_fractions) parse_doubles("1,0.5,0.3,0.1,0.05", o.fractions, &o.n_fractions, 0, 1);
-    if (!o.n_batches) parse_ints("1,8", o.batches, &o.n_batches, 1, 4096);
-    if (!o.n_threads) parse_ints("1,2", o.threads, &o.n_threads, 1, 512);
     if (!o.n_modes) o.modes[0] = SL_MLP_PER_ROW, o.modes[1] = SL_MLP_UNION, o.n_modes = 2;
-    if (!o.n_overlaps) parse_doubles("1,0.95,0.8,0.5", o.overlaps, &o.n_overlaps, 0, 1);
 
     uint64_t s = o.seed * 0x9E3779B97F4A7C15ULL + 1;
     int rc = 0;
@@ -694,24 +663,24 @@ int cmd_bench_op(int argc, char **argv) {
         }
     }
     if (o.json) {
-        printf("\n], \"acceptance\": [\n");
-        for (int i = 0; i < n_verdicts; i++)
-            printf("  {\"what\": \"%s\", \"ratio_at_10\": %.4g, \"ratio_at_100\": %.4g, \"min_gbs_ratio_at_50\": %.4g}%s\n", verdicts[i].what,
-                   isnan(verdicts[i].ratio_10) ? -1.0 : verdicts[i].ratio_10, isnan(verdicts[i].ratio_100) ? -1.0 : verdicts[i].ratio_100,
-                   isinf(verdicts[i].min_gbs_50) ? -1.0 : verdicts[i].min_gbs_50, i + 1 < n_verdicts ? "," : "");
+        printf("\n], \"summary\": [\n");
+        for (int i = 0; i < n_summaries; i++)
+            printf("  {\"what\": \"%s\", \"ratio_at_10\": %.4g, \"ratio_at_100\": %.4g, \"min_gbs_ratio_at_50\": %.4g}%s\n", summaries[i].what,
+                   isnan(summaries[i].ratio_10) ? -1.0 : summaries[i].ratio_10, isnan(summaries[i].ratio_100) ? -1.0 : summaries[i].ratio_100,
+                   isinf(summaries[i].min_gbs_50) ? -1.0 : summaries[i].min_gbs_50, i + 1 < n_summaries ? "," : "");
         printf("]}\n");
-    } else if (n_verdicts) {
-        printf("\n## acceptance (10%% active <= 0.15x dense; 100%% <= 1.1x dense; GB/s at >= 50%% active >= 0.8x dense)\n\n");
-        printf("| case | x dense @10%% | x dense @100%% | min GB/s ratio @>=50%% | verdict |\n|---|--:|--:|--:|---|\n");
-        for (int i = 0; i < n_verdicts; i++) {
-            const bo_verdict *v = &verdicts[i];
-            bool pass = (isnan(v->ratio_10) || v->ratio_10 <= 0.15) && (isnan(v->ratio_100) || v->ratio_100 <= 1.1) &&
-                        (isinf(v->min_gbs_50) || v->min_gbs_50 >= 0.8);
+    } else if (n_summaries) {
+        /* the figures the operator is usually judged by, without a verdict: targets belong to
+         * whoever sets them (docs/performance.md lists the project's) */
+        printf("\n## summary: time vs dense at 10%% and 100%% active, lowest weight-bandwidth ratio at >= 50%% active\n\n");
+        printf("| case | x dense @10%% | x dense @100%% | min GB/s ratio @>=50%% |\n|---|--:|--:|--:|\n");
+        for (int i = 0; i < n_summaries; i++) {
+            const bo_summary *v = &summaries[i];
             char r10[32] = "n/a", r100[32] = "n/a", g50[32] = "n/a";
             if (!isnan(v->ratio_10)) snprintf(r10, sizeof(r10), "%.3f", v->ratio_10);
             if (!isnan(v->ratio_100)) snprintf(r100, sizeof(r100), "%.3f", v->ratio_100);
             if (!isinf(v->min_gbs_50)) snprintf(g50, sizeof(g50), "%.2f", v->min_gbs_50);
-            printf("| %s | %s | %s | %s | %s |\n", v->what, r10, r100, g50, pass ? "pass" : "FAIL");
+            printf("| %s | %s | %s | %s |\n", v->what, r10, r100, g50);
         }
     }
     return rc;

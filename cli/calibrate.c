@@ -13,61 +13,37 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void help(FILE *out) {
-    fprintf(out, "usage: skipllama calibrate -m MODEL.gguf -f TEXT --sparsity S -o PROFILE.gguf [options]\n\n"
-                 "  -m, --model FILE        GGUF model\n"
-                 "  -f, --file FILE         calibration text\n"
-                 "  --sparsity S            fraction of MLP neurons to skip, 0 <= S < 1 (default 0.5)\n"
-                 "  --layer-sparsity FILE   per-layer targets, one per line (negative = dense); overrides --sparsity\n"
-                 "  -o, --output FILE       profile to write\n"
-                 "  -c, --ctx N             window length (default: model context, at most 512)\n"
-                 "  -t, --threads N         threads (default 2)\n"
-                 "  --max-tokens N          use only the first N tokens of the text\n"
-                 "  -q, --quiet             no progress bar or table\n");
-}
-
 int cmd_calibrate(int argc, char **argv) {
     const char *model_path = NULL, *text_path = NULL, *out_path = NULL, *layer_path = NULL;
     float sparsity = 0.5f;
-    int ctx_len = 0, threads = 2;
+    int ctx_len = 0, threads = cli_default_threads();
     int64_t max_tokens = 0;
     bool quiet = false;
-    for (int i = 1; i < argc; i++) {
-        const char *v;
-        if (cli_is(argv[i], "-h", "--help")) {
-            help(stdout);
-            return 0;
-        } else if (cli_is(argv[i], "-m", "--model")) {
-            if (!(model_path = cli_value("calibrate", argc, argv, &i))) return 1;
-        } else if (cli_is(argv[i], "-f", "--file")) {
-            if (!(text_path = cli_value("calibrate", argc, argv, &i))) return 1;
-        } else if (cli_is(argv[i], "-o", "--output")) {
-            if (!(out_path = cli_value("calibrate", argc, argv, &i))) return 1;
-        } else if (cli_is(argv[i], NULL, "--layer-sparsity")) {
-            if (!(layer_path = cli_value("calibrate", argc, argv, &i))) return 1;
-        } else if (cli_is(argv[i], NULL, "--sparsity")) {
-            if (!(v = cli_value("calibrate", argc, argv, &i)) || !cli_parse_float(v, 0.0f, 0.999f, &sparsity))
-                return cli_fail("calibrate", "bad --sparsity (expected 0 <= S < 1)");
-        } else if (cli_is(argv[i], "-c", "--ctx")) {
-            if (!(v = cli_value("calibrate", argc, argv, &i)) || !cli_parse_int(v, 2, 1 << 20, &ctx_len))
-                return cli_fail("calibrate", "bad context length");
-        } else if (cli_is(argv[i], "-t", "--threads")) {
-            if (!(v = cli_value("calibrate", argc, argv, &i)) || !cli_parse_int(v, 1, 512, &threads))
-                return cli_fail("calibrate", "bad thread count");
-        } else if (cli_is(argv[i], NULL, "--max-tokens")) {
-            if (!(v = cli_value("calibrate", argc, argv, &i)) || !cli_parse_i64(v, 2, INT64_MAX, &max_tokens))
-                return cli_fail("calibrate", "bad --max-tokens");
-        } else if (cli_is(argv[i], "-q", "--quiet")) {
-            quiet = true;
-        } else {
-            help(stderr);
-            return cli_fail("calibrate", "unknown option '%s'", argv[i]);
-        }
-    }
+    cli_opt opts[] = {
+        CLI_OPT_MODEL(&model_path, "GGUF model"),
+        CLI_OPT_FILE(&text_path, "calibration text"),
+        CLI_OPT_OUTPUT(&out_path, "profile to write"),
+        CLI_OPT_SPARSITY(&sparsity, "fraction of MLP neurons to skip", NULL),
+        {.names = "--layer-sparsity", .type = CLI_STR, .dest = &layer_path, .meta = "FILE",
+         .help = "per-layer targets, one per line (negative = dense); overrides --sparsity", .def = ""},
+        CLI_OPT_CTX(&ctx_len, "window length in tokens; 0 = the model's context", "the model's, at most 512"),
+        CLI_OPT_THREADS(&threads),
+        {.names = "--max-tokens", .type = CLI_I64, .dest = &max_tokens, .lo = 0, .hi = 1e18, .meta = "N",
+         .help = "use only the first N tokens of the text; 0 = all"},
+        CLI_OPT_QUIET(&quiet, "no progress bar or table"),
+        CLI_OPT_END,
+    };
+    const cli_cmd cmd = {.name = "calibrate", .usage = "-m MODEL.gguf -f TEXT -o PROFILE.gguf [--sparsity S] [options]",
+                         .about = "Training-free CATS thresholds from the dense model's activations over TEXT. The profile keeps\n"
+                                  "the quantile table, so --sparsity can be moved later (run, ppl, bench) without recalibrating.",
+                         .opts = opts};
+    int prc;
+    if (!cli_parse(&cmd, argc, argv, NULL, &prc)) return prc;
     if (!model_path || !text_path || !out_path) {
-        help(stderr);
+        cli_help(&cmd, stderr);
         return cli_fail("calibrate", "-m, -f and -o are required");
     }
+    if (ctx_len == 1) return cli_fail("calibrate", "-c 1 is too short: a window needs at least 2 tokens");
     int rc = 1;
     sl_error err;
     sl_model *model = NULL;

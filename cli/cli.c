@@ -97,6 +97,19 @@ bool cli_is(const char *arg, const char *short_name, const char *long_name) {
     return (short_name && strcmp(arg, short_name) == 0) || (long_name && strcmp(arg, long_name) == 0);
 }
 
+const char *cli_type_list(void) {
+    static char buf[512];
+    if (buf[0]) return buf;
+    size_t k = (size_t)snprintf(buf, sizeof buf, "one of");
+    for (int t = 0; t < 256 && k + 32 < sizeof buf; t++) {
+        const char *n = sl_type_name(t);
+        if (n) k += (size_t)snprintf(buf + k, sizeof buf - k, "%s %s", k > 6 ? "," : "", n);
+    }
+    return buf;
+}
+
+bool cli_parse_type(const char *value, void *dest) { return sl_type_from_name(value, (sl_type *)dest); }
+
 const char *cli_default_model(void) {
     const char *env = getenv("SKIPLLAMA_MODEL");
     if (env && *env) return env;

@@ -7,6 +7,7 @@
 #define SL_CLI_H
 
 #include "skipllama.h"
+#include "opts.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -71,6 +72,11 @@ const char *cli_value(const char *cmd, int argc, char **argv, int *i);
 
 /* Is argv[i] one of the given spellings ("-m", "--model")? */
 bool cli_is(const char *arg, const char *short_name, const char *long_name);
+
+/* "one of f32, f16, q4_0, ..." — every tensor type the library knows, for messages and --help. */
+const char *cli_type_list(void);
+/* CLI_CUSTOM parser of a tensor type name into an sl_type. */
+bool cli_parse_type(const char *value, void *dest);
 
 /* The bundled tiny model used when -m is not given (path relative to the repo, or
  * $SKIPLLAMA_MODEL, or the installed data dir). */

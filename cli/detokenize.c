@@ -9,55 +9,49 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void help(FILE *out) {
-    fprintf(out, "usage: skipllama detokenize -m MODEL.gguf [--special] [--remove-special] IDS...\n\n"
-                 "Prints the text of the token ids (\"15043 3186\" or \"15043,3186\"), then a newline.\n"
-                 "  -m, --model FILE    GGUF file with a tokenizer (vocab-only files work)\n"
-                 "  --special           print control tokens (\"<s>\", \"<|eot_id|>\") as their text\n"
-                 "  --remove-special    drop a leading BOS / trailing EOS the vocabulary adds\n");
-}
-
 int cmd_detokenize(int argc, char **argv) {
     const char *path = NULL;
     bool special = false, remove_special = false;
+    const char *id_lists[64];
+    int n_id_lists = 0;
+    cli_opt opts[] = {
+        CLI_OPT_MODEL(&path, "GGUF file with a tokenizer; vocab-only files work (default: the bundled tiny model)"),
+        {.names = "--ids", .type = CLI_STRS, .dest = id_lists, .count = &n_id_lists, .max_count = 64, .meta = "LIST",
+         .help = "token ids, comma-separated (as in `logits`); may be repeated, and ids may also follow as arguments"},
+        {.names = "--special", .type = CLI_FLAG, .dest = &special, .help = "print control tokens (\"<s>\", \"<|eot_id|>\") as their text"},
+        {.names = "--remove-special", .type = CLI_FLAG, .dest = &remove_special, .help = "drop a leading BOS / trailing EOS the vocabulary adds"},
+        CLI_OPT_END,
+    };
+    const cli_cmd cmd = {.name = "detokenize", .usage = "[-m MODEL.gguf] [--special] [--remove-special] (--ids LIST | IDS...)",
+                         .about = "Prints the text of the token ids (\"15043 3186\" or \"15043,3186\"), then a newline.",
+                         .opts = opts, .max_pos = -1};
+    int prc, n_pos = 0;
+    if (!cli_parse(&cmd, argc, argv, &n_pos, &prc)) return prc;
     int32_t *ids = NULL;
     int32_t n = 0, cap = 0;
     int rc = 0;
-    for (int i = 1; i < argc && rc == 0; i++) {
-        if (cli_is(argv[i], "-h", "--help")) {
-            help(stdout);
-            free(ids);
-            return 0;
-        } else if (cli_is(argv[i], "-m", "--model")) {
-            if (!(path = cli_value("detokenize", argc, argv, &i))) rc = 1;
-        } else if (cli_is(argv[i], NULL, "--special")) {
-            special = true;
-        } else if (cli_is(argv[i], NULL, "--remove-special")) {
-            remove_special = true;
-        } else if (argv[i][0] == '-' && !(argv[i][1] >= '0' && argv[i][1] <= '9')) {
-            help(stderr);
-            rc = cli_fail("detokenize", "unknown option '%s'", argv[i]);
-        } else {
-            int32_t *part = NULL, k = 0;
-            if (!cli_parse_ids(argv[i], &part, &k)) {
-                rc = cli_fail("detokenize", "bad token id list '%s'", argv[i]);
+    for (int i = 0; i < n_id_lists + n_pos && rc == 0; i++) {
+        const char *arg = i < n_id_lists ? id_lists[i] : argv[1 + i - n_id_lists];
+        int32_t *part = NULL, k = 0;
+        if (!cli_parse_ids(arg, &part, &k)) {
+            rc = cli_fail("detokenize", "bad token id list '%s' (expected e.g. 15043,3186)", arg);
+            break;
+        }
+        if (n + k > cap) {
+            cap = (n + k) * 2;
+            int32_t *p = realloc(ids, (size_t)cap * sizeof(int32_t));
+            if (!p) {
+                free(part);
+                rc = cli_fail("detokenize", "out of memory");
                 break;
             }
-            if (n + k > cap) {
-                cap = (n + k) * 2;
-                int32_t *p = realloc(ids, (size_t)cap * sizeof(int32_t));
-                if (!p) {
-                    free(part);
-                    rc = cli_fail("detokenize", "out of memory");
-                    break;
-                }
-                ids = p;
-            }
-            memcpy(ids + n, part, (size_t)k * sizeof(int32_t));
-            n += k;
-            free(part);
+            ids = p;
         }
+        memcpy(ids + n, part, (size_t)k * sizeof(int32_t));
+        n += k;
+        free(part);
     }
+    if (rc == 0 && n == 0) rc = cli_fail("detokenize", "no token ids given (e.g. --ids 15043,3186)");
     if (rc) {
         free(ids);
         return rc;

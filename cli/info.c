@@ -8,31 +8,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void help(FILE *out) {
-    fprintf(out, "usage: skipllama info -m MODEL.gguf [--vocab-only]\n\n"
-                 "Prints the architecture, hyperparameters, tensor shapes and types, parameter count and file size.\n"
-                 "  -m, --model FILE   GGUF model file\n"
-                 "  --vocab-only       load only the tokenizer (any architecture)\n");
-}
-
 int cmd_info(int argc, char **argv) {
     const char *path = NULL;
     sl_model_params mp = sl_model_default_params();
-    for (int i = 1; i < argc; i++) {
-        if (cli_is(argv[i], "-h", "--help")) {
-            help(stdout);
-            return 0;
-        } else if (cli_is(argv[i], "-m", "--model")) {
-            if (!(path = cli_value("info", argc, argv, &i))) return 1;
-        } else if (cli_is(argv[i], NULL, "--vocab-only")) {
-            mp.vocab_only = true;
-        } else {
-            help(stderr);
-            return cli_fail("info", "unknown option '%s'", argv[i]);
-        }
-    }
+    cli_opt opts[] = {
+        CLI_OPT_MODEL(&path, "GGUF model file"),
+        {.names = "--vocab-only", .type = CLI_FLAG, .dest = &mp.vocab_only, .help = "load only the tokenizer (any architecture)"},
+        CLI_OPT_END,
+    };
+    const cli_cmd cmd = {.name = "info", .usage = "-m MODEL.gguf [--vocab-only]",
+                         .about = "Prints the architecture, hyperparameters, tensor shapes and types, parameter count and file size.",
+                         .opts = opts};
+    int prc;
+    if (!cli_parse(&cmd, argc, argv, NULL, &prc)) return prc;
     if (!path) {
-        help(stderr);
+        cli_help(&cmd, stderr);
         return cli_fail("info", "missing -m MODEL.gguf");
     }
     sl_error err;

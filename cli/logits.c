@@ -9,50 +9,29 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void help(FILE *out) {
-    fprintf(out, "usage: skipllama logits -m MODEL.gguf --ids ID,ID,... -o OUT.f32 [options]\n\n"
-                 "Writes float32 logits [n_ids, n_vocab] (little-endian, row i = after ids[0..i]).\n"
-                 "  -m, --model FILE    GGUF model file\n"
-                 "  --ids LIST          comma-separated token ids (no BOS is added)\n"
-                 "  -o, --output FILE   output file ('-' for stdout)\n"
-                 "  -t, --threads N     worker threads (default 1)\n"
-                 "  -b, --batch N       tokens per prefill step (default 64)\n"
-                 "  --incremental       evaluate one token at a time (KV cache path)\n"
-                 "  --kv-f16            store the KV cache as f16\n");
-}
-
 int cmd_logits(int argc, char **argv) {
     const char *path = NULL, *ids_arg = NULL, *out_path = NULL;
     sl_context_params cp = sl_context_default_params();
+    cp.n_threads = cli_default_threads();
+    cp.n_batch = CLI_DEFAULT_BATCH;
     bool incremental = false;
-    for (int i = 1; i < argc; i++) {
-        const char *v;
-        if (cli_is(argv[i], "-h", "--help")) {
-            help(stdout);
-            return 0;
-        } else if (cli_is(argv[i], "-m", "--model")) {
-            if (!(path = cli_value("logits", argc, argv, &i))) return 1;
-        } else if (cli_is(argv[i], NULL, "--ids")) {
-            if (!(ids_arg = cli_value("logits", argc, argv, &i))) return 1;
-        } else if (cli_is(argv[i], "-o", "--output")) {
-            if (!(out_path = cli_value("logits", argc, argv, &i))) return 1;
-        } else if (cli_is(argv[i], "-t", "--threads")) {
-            if (!(v = cli_value("logits", argc, argv, &i))) return 1;
-            if (!cli_parse_int(v, 1, 512, &cp.n_threads)) return cli_fail("logits", "bad thread count '%s'", v);
-        } else if (cli_is(argv[i], "-b", "--batch")) {
-            if (!(v = cli_value("logits", argc, argv, &i))) return 1;
-            if (!cli_parse_int(v, 1, 65536, &cp.n_batch)) return cli_fail("logits", "bad batch size '%s'", v);
-        } else if (cli_is(argv[i], NULL, "--incremental")) {
-            incremental = true;
-        } else if (cli_is(argv[i], NULL, "--kv-f16")) {
-            cp.kv_f16 = true;
-        } else {
-            help(stderr);
-            return cli_fail("logits", "unknown option '%s'", argv[i]);
-        }
-    }
+    cli_opt opts[] = {
+        CLI_OPT_MODEL(&path, "GGUF model"),
+        {.names = "--ids", .type = CLI_STR, .dest = &ids_arg, .meta = "LIST", .help = "comma-separated token ids (no BOS is added)", .def = ""},
+        CLI_OPT_OUTPUT(&out_path, "output file ('-' = standard output)"),
+        CLI_OPT_THREADS(&cp.n_threads),
+        CLI_OPT_BATCH(&cp.n_batch),
+        CLI_OPT_CTX(&cp.n_ctx, "context length in tokens; 0 = as many as there are ids", "as many as there are ids"),
+        {.names = "--incremental", .type = CLI_FLAG, .dest = &incremental, .help = "evaluate one token at a time (KV cache path)"},
+        {.names = "--kv-f16", .type = CLI_FLAG, .dest = &cp.kv_f16, .help = "store the KV cache as f16"},
+        CLI_OPT_END,
+    };
+    const cli_cmd cmd = {.name = "logits", .usage = "-m MODEL.gguf --ids ID,ID,... -o OUT.f32 [options]",
+                         .about = "Writes float32 logits [n_ids, n_vocab] (little-endian, row i = after ids[0..i]).", .opts = opts};
+    int prc;
+    if (!cli_parse(&cmd, argc, argv, NULL, &prc)) return prc;
     if (!path || !ids_arg || !out_path) {
-        help(stderr);
+        cli_help(&cmd, stderr);
         return cli_fail("logits", "-m, --ids and -o are required");
     }
     int32_t *ids = NULL, n_ids = 0;
@@ -69,7 +48,6 @@ int cmd_logits(int argc, char **argv) {
         goto done;
     }
     const sl_model_config *c = sl_model_get_config(model);
-    if (n_ids > c->n_ctx_train && cp.n_ctx == 0) cp.n_ctx = n_ids;
     if (cp.n_ctx == 0) cp.n_ctx = n_ids;
     ctx = sl_context_init(model, &cp, &err);
     if (!ctx) {

@@ -35,6 +35,10 @@ static void usage(FILE *out) {
     fprintf(out, "usage: skipllama <command> [options]   (skipllama <command> --help for details)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         fprintf(out, "  %-18s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\nshared options, with one meaning in every command that takes them (llama.cpp's spellings):\n"
+                 "  -m/--model FILE  -p/--prompt TEXT  -f/--file FILE  -o/--output FILE  -c/--ctx-size N  -t/--threads N\n"
+                 "  -b/--batch-size N  -n/--n-predict N  -s/--seed N  -P/--profile FILE  --sparsity S  -q/--quiet\n"
+                 "(bench follows llama-bench: -p/-n are row lengths, -o the output format)\n");
 }
 
 int main(int argc, char **argv) {
@@ -43,6 +47,9 @@ int main(int argc, char **argv) {
         return 1;
     }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        if (argc > 2) /* skipllama help CMD = skipllama CMD --help */
+            for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+                if (!strcmp(argv[2], commands[i].name)) return commands[i].fn(2, (char *[]){argv[2], "--help", NULL});
         usage(stdout);
         return 0;
     }

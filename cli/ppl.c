@@ -14,63 +14,38 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void help(FILE *out) {
-    fprintf(out, "usage: skipllama ppl -m MODEL.gguf -f TEXT [options]\n\n"
-                 "  -m, --model FILE      GGUF model\n"
-                 "  -f, --file FILE       text to score\n"
-                 "  -c, --ctx N           window length (default: model context, at most 512)\n"
-                 "  -t, --threads N       threads (default 2)\n"
-                 "  --profile FILE        sparsity profile (model.skip.gguf)\n"
-                 "  --sparsity S          override the profile's target sparsity (0 <= S < 1)\n"
-                 "  --dense-prefill       with a profile: evaluate windows densely (only single tokens are sparse)\n"
-                 "  --max-tokens N        score only the first N tokens of the text\n"
-                 "  --json                machine-readable output\n"
-                 "  -q, --quiet           no progress bar\n");
-}
-
 int cmd_ppl(int argc, char **argv) {
     const char *model_path = NULL, *text_path = NULL, *profile_path = NULL;
-    int ctx_len = 0, threads = 2;
+    int ctx_len = 0, threads = cli_default_threads();
     int64_t max_tokens = 0;
     float sparsity = -1.0f;
     bool json = false, quiet = false, dense_prefill = false;
-    for (int i = 1; i < argc; i++) {
-        const char *v;
-        if (cli_is(argv[i], "-h", "--help")) {
-            help(stdout);
-            return 0;
-        } else if (cli_is(argv[i], "-m", "--model")) {
-            if (!(model_path = cli_value("ppl", argc, argv, &i))) return 1;
-        } else if (cli_is(argv[i], "-f", "--file")) {
-            if (!(text_path = cli_value("ppl", argc, argv, &i))) return 1;
-        } else if (cli_is(argv[i], NULL, "--profile")) {
-            if (!(profile_path = cli_value("ppl", argc, argv, &i))) return 1;
-        } else if (cli_is(argv[i], "-c", "--ctx")) {
-            if (!(v = cli_value("ppl", argc, argv, &i)) || !cli_parse_int(v, 2, 1 << 20, &ctx_len))
-                return cli_fail("ppl", "bad context length");
-        } else if (cli_is(argv[i], "-t", "--threads")) {
-            if (!(v = cli_value("ppl", argc, argv, &i)) || !cli_parse_int(v, 1, 512, &threads)) return cli_fail("ppl", "bad thread count");
-        } else if (cli_is(argv[i], NULL, "--sparsity")) {
-            if (!(v = cli_value("ppl", argc, argv, &i)) || !cli_parse_float(v, 0.0f, 0.999f, &sparsity))
-                return cli_fail("ppl", "bad --sparsity (expected 0 <= S < 1)");
-        } else if (cli_is(argv[i], NULL, "--max-tokens")) {
-            if (!(v = cli_value("ppl", argc, argv, &i)) || !cli_parse_i64(v, 2, INT64_MAX, &max_tokens))
-                return cli_fail("ppl", "bad --max-tokens");
-        } else if (cli_is(argv[i], NULL, "--dense-prefill")) {
-            dense_prefill = true;
-        } else if (cli_is(argv[i], NULL, "--json")) {
-            json = true;
-        } else if (cli_is(argv[i], "-q", "--quiet")) {
-            quiet = true;
-        } else {
-            help(stderr);
-            return cli_fail("ppl", "unknown option '%s'", argv[i]);
-        }
-    }
+    cli_opt opts[] = {
+        CLI_OPT_MODEL(&model_path, "GGUF model"),
+        CLI_OPT_FILE(&text_path, "text to score"),
+        CLI_OPT_CTX(&ctx_len, "window length in tokens; 0 = the model's context", "the model's, at most 512"),
+        CLI_OPT_THREADS(&threads),
+        CLI_OPT_PROFILE(&profile_path, "sparsity profile (model.skip.gguf)"),
+        CLI_OPT_SPARSITY(&sparsity, "override the profile's target sparsity", "the profile's"),
+        {.names = "--dense-prefill", .type = CLI_FLAG, .dest = &dense_prefill,
+         .help = "with a profile: evaluate windows densely (only single tokens are sparse)"},
+        {.names = "--max-tokens", .type = CLI_I64, .dest = &max_tokens, .lo = 0, .hi = 1e18, .meta = "N",
+         .help = "score only the first N tokens of the text; 0 = all"},
+        {.names = "--json", .type = CLI_FLAG, .dest = &json, .help = "machine-readable output"},
+        CLI_OPT_QUIET(&quiet, "no progress bar"),
+        CLI_OPT_END,
+    };
+    const cli_cmd cmd = {.name = "ppl", .usage = "-m MODEL.gguf -f TEXT [options]",
+                         .about = "Perplexity of a text: tokenized whole without BOS, cut into non-overlapping windows of -c\n"
+                                  "tokens, each evaluated from an empty cache; every token but a window's first is scored.",
+                         .opts = opts};
+    int prc;
+    if (!cli_parse(&cmd, argc, argv, NULL, &prc)) return prc;
     if (!model_path || !text_path) {
-        help(stderr);
+        cli_help(&cmd, stderr);
         return cli_fail("ppl", "-m and -f are required");
     }
+    if (ctx_len == 1) return cli_fail("ppl", "-c 1 leaves nothing to score: a window needs at least 2 tokens");
     if (sparsity >= 0 && !profile_path) return cli_fail("ppl", "--sparsity needs --profile");
     int rc = 1;
     sl_error err;

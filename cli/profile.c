@@ -12,27 +12,27 @@
 #include <string.h>
 
 static void help(FILE *out) {
-    fprintf(out, "usage: skipllama profile show -m MODEL.gguf -p PROFILE.gguf\n"
-                 "       skipllama profile random -m MODEL.gguf -o PROFILE.gguf [--rank R | --rank-frac F] [--rule topk|stat-topk]\n"
-                 "                                [--sparsity S] [--type f32|f16|bf16|q8_0] [--seed N]\n\n"
+    fprintf(out, "usage: skipllama profile show -m MODEL.gguf -P PROFILE.gguf\n"
+                 "       skipllama profile random -m MODEL.gguf -o PROFILE.gguf [options]\n\n"
                  "show    prints the profile's method and per-layer rule, threshold/top-k, rank and metrics\n"
-                 "random  writes random predictors (a speed proxy for benchmarks; selects arbitrary neurons)\n"
-                 "        defaults: --rank-frac 0.04 (of n_ff), --rule topk, --sparsity 0.5, --type f16\n");
+                 "random  writes random predictors (a speed proxy for benchmarks; selects arbitrary neurons)\n\n"
+                 "skipllama profile show --help / skipllama profile random --help for the options.\n");
 }
 
 static int show(int argc, char **argv) {
     const char *model_path = NULL, *profile_path = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (cli_is(argv[i], "-m", "--model")) {
-            if (!(model_path = cli_value("profile", argc, argv, &i))) return 1;
-        } else if (cli_is(argv[i], "-p", "--profile")) {
-            if (!(profile_path = cli_value("profile", argc, argv, &i))) return 1;
-        } else {
-            help(stderr);
-            return cli_fail("profile", "unknown option '%s'", argv[i]);
-        }
-    }
-    if (!model_path || !profile_path) return cli_fail("profile", "show needs -m MODEL and -p PROFILE");
+    cli_opt opts[] = {
+        CLI_OPT_MODEL(&model_path, "GGUF model the profile belongs to"),
+        CLI_OPT_PROFILE(&profile_path, "the profile to show"),
+        {.names = "-p", .type = CLI_STR, .dest = &profile_path, .meta = "FILE", .flags = CLI_DEPRECATED,
+         .help = "-p is the old spelling of -P/--profile here (-p is the prompt everywhere else)"},
+        CLI_OPT_END,
+    };
+    const cli_cmd cmd = {.name = "profile show", .usage = "-m MODEL.gguf -P PROFILE.gguf",
+                         .about = "Prints the profile's method and per-layer rule, threshold/top-k, rank and metrics.", .opts = opts};
+    int prc;
+    if (!cli_parse(&cmd, argc, argv, NULL, &prc)) return prc;
+    if (!model_path || !profile_path) return cli_fail("profile", "show needs -m MODEL and -P PROFILE");
     sl_error err;
     sl_model *m = sl_model_load(model_path, NULL, &err);
     if (!m) return cli_fail_err("profile", &err);
@@ -66,41 +66,40 @@ static float gaussian(uint64_t *s) {
     return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
 }
 
+static bool parse_rule(const char *v, void *dest) {
+    if (!strcmp(v, "topk")) *(sl_skip_rule *)dest = SL_RULE_PRED_TOPK;
+    else if (!strcmp(v, "stat-topk")) *(sl_skip_rule *)dest = SL_RULE_PRED_STAT_TOPK;
+    else return false;
+    return true;
+}
+
 static int random_profile(int argc, char **argv) {
     const char *model_path = NULL, *out_path = NULL;
     float rank_frac = 0.04f, sparsity = 0.5f;
     int rank = 0;
-    int64_t seed = 1;
+    uint64_t seed = 1;
     sl_skip_rule rule = SL_RULE_PRED_TOPK;
     sl_type type = SL_TYPE_F16;
-    for (int i = 1; i < argc; i++) {
-        const char *v;
-        if (cli_is(argv[i], "-m", "--model")) {
-            if (!(model_path = cli_value("profile", argc, argv, &i))) return 1;
-        } else if (cli_is(argv[i], "-o", "--output")) {
-            if (!(out_path = cli_value("profile", argc, argv, &i))) return 1;
-        } else if (cli_is(argv[i], NULL, "--rank")) {
-            if (!(v = cli_value("profile", argc, argv, &i)) || !cli_parse_int(v, 1, 1 << 20, &rank)) return cli_fail("profile", "bad --rank");
-        } else if (cli_is(argv[i], NULL, "--rank-frac")) {
-            if (!(v = cli_value("profile", argc, argv, &i)) || !cli_parse_float(v, 1e-4f, 1.0f, &rank_frac))
-                return cli_fail("profile", "bad --rank-frac");
-        } else if (cli_is(argv[i], NULL, "--sparsity")) {
-            if (!(v = cli_value("profile", argc, argv, &i)) || !cli_parse_float(v, 0.0f, 0.999f, &sparsity))
-                return cli_fail("profile", "bad --sparsity");
-        } else if (cli_is(argv[i], NULL, "--seed")) {
-            if (!(v = cli_value("profile", argc, argv, &i)) || !cli_parse_i64(v, 0, INT64_MAX, &seed)) return cli_fail("profile", "bad --seed");
-        } else if (cli_is(argv[i], NULL, "--rule")) {
-            if (!(v = cli_value("profile", argc, argv, &i))) return 1;
-            if (!strcmp(v, "topk")) rule = SL_RULE_PRED_TOPK;
-            else if (!strcmp(v, "stat-topk")) rule = SL_RULE_PRED_STAT_TOPK;
-            else return cli_fail("profile", "--rule must be topk or stat-topk");
-        } else if (cli_is(argv[i], NULL, "--type")) {
-            if (!(v = cli_value("profile", argc, argv, &i)) || !sl_type_from_name(v, &type)) return cli_fail("profile", "bad --type");
-        } else {
-            help(stderr);
-            return cli_fail("profile", "unknown option '%s'", argv[i]);
-        }
-    }
+    cli_opt opts[] = {
+        CLI_OPT_MODEL(&model_path, "GGUF model the profile is for"),
+        CLI_OPT_OUTPUT(&out_path, "the profile to write"),
+        {.names = "--rank", .type = CLI_INT, .dest = &rank, .lo = 1, .hi = 1 << 20, .meta = "R", .help = "predictor rank (capped at n_embd)",
+         .def = "--rank-frac of n_ff"},
+        {.names = "--rank-frac", .type = CLI_FLOAT, .dest = &rank_frac, .lo = 1e-4, .hi = 1, .meta = "F", .help = "rank = F x n_ff"},
+        {.names = "--rule", .type = CLI_CUSTOM, .dest = &rule, .parse = parse_rule, .choices = "one of topk, stat-topk", .meta = "RULE",
+         .help = "selection rule", .def = "topk"},
+        CLI_OPT_SPARSITY(&sparsity, "target fraction of skipped neurons", NULL),
+        {.names = "--type", .type = CLI_CUSTOM, .dest = &type, .parse = cli_parse_type, .choices = cli_type_list(), .meta = "TYPE",
+         .help = "predictor storage type", .def = "f16"},
+        CLI_OPT_SEED(&seed, "random seed", NULL),
+        CLI_OPT_END,
+    };
+    const cli_cmd cmd = {.name = "profile random", .usage = "-m MODEL.gguf -o PROFILE.gguf [options]",
+                         .about = "Writes random low-rank predictors: a speed proxy for benchmarks on random-weight models. They\n"
+                                  "select arbitrary neurons, so they say nothing about accuracy.",
+                         .opts = opts};
+    int prc;
+    if (!cli_parse(&cmd, argc, argv, NULL, &prc)) return prc;
     if (!model_path || !out_path) return cli_fail("profile", "random needs -m MODEL and -o PROFILE");
     sl_error err;
     sl_model *m = sl_model_load(model_path, NULL, &err);

@@ -16,37 +16,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static void help(FILE *out) {
-    fprintf(out,
-            "usage: skipllama run [-m MODEL.gguf] (-p PROMPT | -f FILE) [options]\n\n"
-            "Generates text after PROMPT and streams it to stdout (ending with a newline); a summary goes\n"
-            "to stderr.\n"
-            "  -m, --model FILE        GGUF model (default: the bundled tiny model)\n"
-            "  -p, --prompt TEXT       the prompt\n"
-            "  -f, --file FILE         read the prompt from FILE ('-' = standard input)\n"
-            "  -n, --n-predict N       tokens to generate; -1 = until end of text or a full context (default -1)\n"
-            "  -t, --threads N         worker threads (default: online CPUs, at most 16)\n"
-            "  -c, --ctx-size N        context length in tokens (default: the model's, at most 4096)\n"
-            "  -b, --batch-size N      prompt tokens per evaluation step (default 64)\n"
-            "  --temp T                temperature; 0 = greedy (default 0.8)\n"
-            "  --top-k K               keep the K most likely tokens; 0 = off (default 40)\n"
-            "  --top-p P               nucleus sampling; 1 = off (default 0.95)\n"
-            "  --min-p P               drop tokens below P x the best; 0 = off (default 0.05)\n"
-            "  --repeat-penalty R      penalise the last --repeat-last-n tokens; 1 = off (default 1.0)\n"
-            "  --repeat-last-n N       window of the repetition penalty (default 64)\n"
-            "  --seed S                random seed (default: from the clock, printed)\n"
-            "  --no-bos                do not add BOS to the prompt\n"
-            "  --chat                  wrap the prompt in the model's Llama-2/Llama-3 chat template\n"
-            "  --system TEXT           system message for --chat\n"
-            "  --display-prompt        print the prompt before the generated text\n"
-            "  --special               print special tokens (e.g. <|eot_id|>) as text\n"
-            "  --kv-f16                store the KV cache as f16\n"
-            "  --no-repack             compute Q4_0 weights from the file layout (default: repacked at load)\n"
-            "  --profile FILE          sparsity profile: skip MLP neurons while generating\n"
-            "  --sparsity S            override the profile's target sparsity (0 <= S < 1)\n"
-            "  --sparse-prefill        also skip neurons while evaluating the prompt (default: dense prompt)\n");
-}
-
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -55,106 +24,57 @@ static double now_s(void) {
 
 int cmd_run(int argc, char **argv) {
     const char *path = NULL, *prompt = NULL, *file = NULL, *system = NULL;
-    int n_predict = -1, n_threads = 0, n_ctx = 0, n_batch = 0;
+    int n_predict = -1, n_threads = cli_default_threads(), n_ctx = 0, n_batch = CLI_DEFAULT_BATCH;
     bool add_bos = true, chat = false, display_prompt = false, special = false, kv_f16 = false, no_repack = false, seed_set = false;
     const char *profile_path = NULL;
     float sparsity = -1.0f;
     bool sparse_prefill = false;
     sl_profile *profile = NULL;
     sl_sampler_params sp = sl_sampler_default_params();
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = NULL;
-        int64_t seed;
-        if (cli_is(a, "-h", "--help")) {
-            help(stdout);
-            return 0;
-        }
-#define VALUE() \
-    if (!(v = cli_value("run", argc, argv, &i))) return 1
-        if (cli_is(a, "-m", "--model")) {
-            VALUE();
-            path = v;
-        } else if (cli_is(a, "-p", "--prompt")) {
-            VALUE();
-            prompt = v;
-        } else if (cli_is(a, "-f", "--file")) {
-            VALUE();
-            file = v;
-        } else if (cli_is(a, "-n", "--n-predict")) {
-            VALUE();
-            if (!cli_parse_int(v, -1, 1 << 30, &n_predict)) return cli_fail("run", "-n wants an integer >= -1, not '%s'", v);
-        } else if (cli_is(a, "-t", "--threads")) {
-            VALUE();
-            if (!cli_parse_int(v, 1, 1024, &n_threads)) return cli_fail("run", "-t wants 1..1024, not '%s'", v);
-        } else if (cli_is(a, "-c", "--ctx-size")) {
-            VALUE();
-            if (!cli_parse_int(v, 0, 1 << 24, &n_ctx)) return cli_fail("run", "-c wants a token count, not '%s'", v);
-        } else if (cli_is(a, "-b", "--batch-size")) {
-            VALUE();
-            if (!cli_parse_int(v, 1, 1 << 16, &n_batch)) return cli_fail("run", "-b wants 1..65536, not '%s'", v);
-        } else if (cli_is(a, NULL, "--temp")) {
-            VALUE();
-            if (!cli_parse_float(v, 0.0f, 1e6f, &sp.temperature)) return cli_fail("run", "--temp wants a number >= 0, not '%s'", v);
-        } else if (cli_is(a, NULL, "--top-k")) {
-            VALUE();
-            if (!cli_parse_int(v, 0, 1 << 30, &sp.top_k)) return cli_fail("run", "--top-k wants an integer >= 0, not '%s'", v);
-        } else if (cli_is(a, NULL, "--top-p")) {
-            VALUE();
-            if (!cli_parse_float(v, 0.0f, 1.0f, &sp.top_p)) return cli_fail("run", "--top-p wants 0..1, not '%s'", v);
-        } else if (cli_is(a, NULL, "--min-p")) {
-            VALUE();
-            if (!cli_parse_float(v, 0.0f, 1.0f, &sp.min_p)) return cli_fail("run", "--min-p wants 0..1, not '%s'", v);
-        } else if (cli_is(a, NULL, "--repeat-penalty")) {
-            VALUE();
-            if (!cli_parse_float(v, 1e-6f, 1e6f, &sp.repeat_penalty))
-                return cli_fail("run", "--repeat-penalty wants a number > 0, not '%s'", v);
-        } else if (cli_is(a, NULL, "--repeat-last-n")) {
-            VALUE();
-            if (!cli_parse_int(v, 0, 1 << 20, &sp.repeat_last_n)) return cli_fail("run", "--repeat-last-n wants 0..1048576, not '%s'", v);
-        } else if (cli_is(a, NULL, "--seed")) {
-            VALUE();
-            if (!cli_parse_i64(v, 0, INT64_MAX, &seed)) return cli_fail("run", "--seed wants an integer >= 0, not '%s'", v);
-            sp.seed = (uint64_t)seed;
-            seed_set = true;
-        } else if (cli_is(a, NULL, "--system")) {
-            VALUE();
-            system = v;
-        } else if (cli_is(a, NULL, "--no-bos")) {
-            add_bos = false;
-        } else if (cli_is(a, NULL, "--chat")) {
-            chat = true;
-        } else if (cli_is(a, NULL, "--display-prompt")) {
-            display_prompt = true;
-        } else if (cli_is(a, NULL, "--special")) {
-            special = true;
-        } else if (cli_is(a, NULL, "--kv-f16")) {
-            kv_f16 = true;
-        } else if (cli_is(a, NULL, "--no-repack")) {
-            no_repack = true;
-        } else if (cli_is(a, NULL, "--profile")) {
-            if (!(profile_path = cli_value("run", argc, argv, &i))) return 1;
-        } else if (cli_is(a, NULL, "--sparsity")) {
-            const char *sv = cli_value("run", argc, argv, &i);
-            if (!sv || !cli_parse_float(sv, 0.0f, 0.999f, &sparsity)) return cli_fail("run", "bad --sparsity (expected 0 <= S < 1)");
-        } else if (cli_is(a, NULL, "--sparse-prefill")) {
-            sparse_prefill = true;
-        } else {
-            help(stderr);
-            return cli_fail("run", "unknown option '%s'", a);
-        }
-#undef VALUE
-    }
+    cli_opt opts[] = {
+        CLI_OPT_MODEL(&path, "GGUF model (default: the bundled tiny model)"),
+        CLI_OPT_PROMPT(&prompt, "the prompt"),
+        CLI_OPT_FILE(&file, "read the prompt from FILE ('-' = standard input)"),
+        CLI_OPT_NPREDICT(&n_predict, "tokens to generate; -1 = until end of text or a full context"),
+        CLI_OPT_THREADS(&n_threads),
+        CLI_OPT_CTX(&n_ctx, "context length in tokens; 0 = the model's", "the model's, at most 4096"),
+        CLI_OPT_BATCH(&n_batch),
+        {.names = "--temp", .type = CLI_FLOAT, .dest = &sp.temperature, .lo = 0, .hi = 1e6, .meta = "T", .help = "temperature; 0 = greedy"},
+        {.names = "--top-k", .type = CLI_INT, .dest = &sp.top_k, .lo = 0, .hi = 1 << 30, .meta = "K", .help = "keep the K most likely tokens; 0 = off"},
+        {.names = "--top-p", .type = CLI_FLOAT, .dest = &sp.top_p, .lo = 0, .hi = 1, .meta = "P", .help = "nucleus sampling; 1 = off"},
+        {.names = "--min-p", .type = CLI_FLOAT, .dest = &sp.min_p, .lo = 0, .hi = 1, .meta = "P", .help = "drop tokens below P x the most likely; 0 = off"},
+        {.names = "--repeat-penalty", .type = CLI_FLOAT, .dest = &sp.repeat_penalty, .lo = 0, .hi = 1e6, .flags = CLI_LO_OPEN, .meta = "R",
+         .help = "penalise the last --repeat-last-n tokens; 1 = off"},
+        {.names = "--repeat-last-n", .type = CLI_INT, .dest = &sp.repeat_last_n, .lo = 0, .hi = 1 << 20, .meta = "N",
+         .help = "window of the repetition penalty"},
+        {.names = "-s --seed", .type = CLI_U64, .dest = &sp.seed, .lo = 0, .hi = 9.3e18, .meta = "N", .help = "random seed",
+         .def = "from the clock, printed", .seen = &seed_set},
+        {.names = "--no-bos", .type = CLI_FLAG_OFF, .dest = &add_bos, .help = "do not add BOS to the prompt"},
+        {.names = "--chat", .type = CLI_FLAG, .dest = &chat, .help = "wrap the prompt in the model's Llama-2/Llama-3 chat template"},
+        {.names = "--system", .type = CLI_STR, .dest = &system, .meta = "TEXT", .help = "system message for --chat", .def = ""},
+        {.names = "--display-prompt", .type = CLI_FLAG, .dest = &display_prompt, .help = "print the prompt before the generated text"},
+        {.names = "--special", .type = CLI_FLAG, .dest = &special, .help = "print special tokens (e.g. <|eot_id|>) as text"},
+        {.names = "--kv-f16", .type = CLI_FLAG, .dest = &kv_f16, .help = "store the KV cache as f16"},
+        {.names = "--no-repack", .type = CLI_FLAG, .dest = &no_repack, .help = "compute Q4_0 weights from the file layout (default: repacked at load)"},
+        CLI_OPT_PROFILE(&profile_path, "sparsity profile: skip MLP neurons while generating"),
+        CLI_OPT_SPARSITY(&sparsity, "override the profile's target sparsity", "the profile's"),
+        {.names = "--sparse-prefill", .type = CLI_FLAG, .dest = &sparse_prefill, .help = "also skip neurons while evaluating the prompt (default: dense prompt)"},
+        CLI_OPT_END,
+    };
+    const cli_cmd cmd = {.name = "run",
+                         .usage = "[-m MODEL.gguf] (-p PROMPT | -f FILE) [options]",
+                         .about = "Generates text after PROMPT and streams it to stdout (ending with a newline); a summary goes\n"
+                                  "to stderr.",
+                         .opts = opts};
+    int prc;
+    if (!cli_parse(&cmd, argc, argv, NULL, &prc)) return prc;
     if (!prompt == !file) {
-        help(stderr);
+        cli_help(&cmd, stderr);
         return cli_fail("run", "give exactly one of -p PROMPT or -f FILE");
     }
     if (system && !chat) return cli_fail("run", "--system needs --chat");
     if (!path) path = cli_default_model();
     if (!seed_set) sp.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
-    if (n_threads == 0) {
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        n_threads = cpus < 1 ? 1 : cpus > 16 ? 16 : (int)cpus;
-    }
 
     size_t text_len = 0;
     char *text_buf = NULL;
@@ -216,7 +136,7 @@ int cmd_run(int argc, char **argv) {
     sl_context_params cp = sl_context_default_params();
     cp.n_ctx = n_ctx;
     cp.n_threads = n_threads;
-    if (n_batch) cp.n_batch = n_batch;
+    cp.n_batch = n_batch;
     cp.kv_f16 = kv_f16;
     if (!(ctx = sl_context_init(model, &cp, &err))) {
         rc = cli_fail_err("run", &err);

@@ -7,90 +7,59 @@
 #include <stdio.h>
 #include <string.h>
 
-static void synth_usage(FILE *out) {
-    fprintf(out,
-            "usage: skipllama synth (--shape NAME | --dim D --ff F --layers L --heads H [--kv-heads K] --vocab V)\n"
-            "                       [--ctx C] [--tied] [--rope-freqs] [--rot R] [-t|--type TYPE] [--seed S]\n"
-            "                       [--act silu|relu] [--name NAME] [--threads N] -o FILE.gguf\n"
-            "\n"
-            "Writes a llama GGUF with seeded random weights (matrices ~N(0, 1/sqrt(fan_in)), norms ~1) and a\n"
-            "minimal SentencePiece vocabulary; the same arguments always give the same bytes.\n"
-            "  --shape NAME   a preset (explicit size options given after it override it):");
-    for (int i = 0; sl_synth_preset_name(i); i++) fprintf(out, " %s", sl_synth_preset_name(i));
-    fprintf(out,
-            "\n"
-            "  -t, --type     weight type of every 2-D tensor: f32 f16 bf16 q8_0 q4_0 (default f32); norms stay f32\n"
-            "  --tied         no output.weight (the output projection reuses token_embd)\n"
-            "  --rope-freqs   add rope_freqs.weight (Llama-3.1-style RoPE frequency factors)\n"
-            "  --rot R        rotary dimensions per head (default: the head size)\n"
-            "  --name NAME    general.name (default: the preset, or \"synthetic\")\n"
-            "  --threads N    generation threads (default 2)\n");
-}
+static bool parse_shape(const char *v, void *dest) { return sl_synth_preset(v, dest); }
 
 int cmd_synth(int argc, char **argv) {
-    const char *cmd = "synth";
+    const char *cmd_name = "synth";
     sl_synth_params p = sl_synth_default_params();
-    p.n_threads = 2;
+    p.n_threads = cli_default_threads();
     p.name[0] = 0;
-    bool have_shape = false, have_dims = false, have_kv = false;
+    bool have_shape = false, have_kv = false, dims[5] = {false};
     const char *out = NULL, *name = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        int *ival = NULL;
-        int32_t *target = NULL;
-        int lo = 1, hi = 1 << 20;
-        if (cli_is(a, "-h", "--help")) {
-            synth_usage(stdout);
-            return 0;
-        } else if (cli_is(a, NULL, "--shape")) {
-            if (!(v = cli_value(cmd, argc, argv, &i))) return 1;
-            if (!sl_synth_preset(v, &p)) return cli_fail(cmd, "unknown shape '%s' (see --help)", v);
-            have_shape = true;
-            continue;
-        } else if (cli_is(a, "-t", "--type")) {
-            if (!(v = cli_value(cmd, argc, argv, &i))) return 1;
-            if (!sl_type_from_name(v, &p.type)) return cli_fail(cmd, "unknown type '%s' (f32 f16 bf16 q8_0 q4_0)", v);
-            continue;
-        } else if (cli_is(a, NULL, "--act")) {
-            if (!(v = cli_value(cmd, argc, argv, &i))) return 1;
-            if (!sl_activation_from_name(v, &p.act) || (p.act != SL_ACT_SILU && p.act != SL_ACT_RELU))
-                return cli_fail(cmd, "--act must be silu or relu, not '%s'", v);
-            continue;
-        } else if (cli_is(a, NULL, "--seed")) {
-            int64_t s;
-            if (!(v = cli_value(cmd, argc, argv, &i))) return 1;
-            if (!cli_parse_i64(v, 0, INT64_MAX, &s)) return cli_fail(cmd, "--seed needs a non-negative integer, not '%s'", v);
-            p.seed = (uint64_t)s;
-            continue;
-        } else if (cli_is(a, NULL, "--name")) {
-            if (!(name = cli_value(cmd, argc, argv, &i))) return 1;
-            continue;
-        } else if (cli_is(a, "-o", "--output")) {
-            if (!(out = cli_value(cmd, argc, argv, &i))) return 1;
-            continue;
-        } else if (cli_is(a, NULL, "--tied")) {
-            p.tied_embeddings = true;
-            continue;
-        } else if (cli_is(a, NULL, "--rope-freqs")) {
-            p.rope_freqs = true;
-            continue;
-        } else if (cli_is(a, NULL, "--threads")) {
-            ival = &p.n_threads, hi = 1024;
-        } else if (cli_is(a, NULL, "--dim")) target = &p.n_embd, have_dims = true;
-        else if (cli_is(a, NULL, "--ff")) target = &p.n_ff, have_dims = true;
-        else if (cli_is(a, NULL, "--layers")) target = &p.n_layer, have_dims = true;
-        else if (cli_is(a, NULL, "--heads")) target = &p.n_head, have_dims = true;
-        else if (cli_is(a, NULL, "--kv-heads")) target = &p.n_head_kv, have_kv = true;
-        else if (cli_is(a, NULL, "--vocab")) target = &p.n_vocab, have_dims = true;
-        else if (cli_is(a, NULL, "--ctx")) target = &p.n_ctx, lo = 0, hi = 1 << 24;
-        else if (cli_is(a, NULL, "--rot")) target = &p.n_rot, lo = 0;
-        else return cli_fail(cmd, "unknown option '%s' (see --help)", a);
-        if (!(v = cli_value(cmd, argc, argv, &i))) return 1;
-        int x;
-        if (!cli_parse_int(v, lo, hi, &x)) return cli_fail(cmd, "%s needs an integer in %d..%d, not '%s'", a, lo, hi, v);
-        if (ival) *ival = x;
-        else *target = x;
-    }
+    int act = 0; /* silu */
+    char shapes[256] = "one of ";
+    for (int i = 0; sl_synth_preset_name(i); i++)
+        snprintf(shapes + strlen(shapes), sizeof(shapes) - strlen(shapes), "%s%s", i ? ", " : "", sl_synth_preset_name(i));
+    const char *types = cli_type_list();
+    cli_opt opts[] = {
+        {.names = "--shape", .type = CLI_CUSTOM, .dest = &p, .parse = parse_shape, .choices = shapes, .meta = "NAME", .seen = &have_shape,
+         .help = "a preset shape (size options given after it override it)", .def = ""},
+        {.names = "--dim", .type = CLI_INT, .dest = &p.n_embd, .lo = 1, .hi = 1 << 20, .meta = "D", .help = "model width", .def = "", .seen = &dims[0]},
+        {.names = "--ff", .type = CLI_INT, .dest = &p.n_ff, .lo = 1, .hi = 1 << 20, .meta = "F", .help = "MLP width", .def = "", .seen = &dims[1]},
+        {.names = "--layers", .type = CLI_INT, .dest = &p.n_layer, .lo = 1, .hi = 1 << 20, .meta = "L", .help = "transformer blocks", .def = "",
+         .seen = &dims[2]},
+        {.names = "--heads", .type = CLI_INT, .dest = &p.n_head, .lo = 1, .hi = 1 << 20, .meta = "H", .help = "attention heads", .def = "",
+         .seen = &dims[3]},
+        {.names = "--kv-heads", .type = CLI_INT, .dest = &p.n_head_kv, .lo = 1, .hi = 1 << 20, .meta = "K", .help = "key/value heads",
+         .def = "--heads", .seen = &have_kv},
+        {.names = "--vocab", .type = CLI_INT, .dest = &p.n_vocab, .lo = 1, .hi = 1 << 20, .meta = "V", .help = "vocabulary size", .def = "",
+         .seen = &dims[4]},
+        CLI_OPT_CTX(&p.n_ctx, "context length written into the model (llama.context_length)", "the preset's"),
+        {.names = "--rot", .type = CLI_INT, .dest = &p.n_rot, .lo = 0, .hi = 1 << 20, .meta = "R", .help = "rotary dimensions per head; 0 = the head size"},
+        {.names = "--tied", .type = CLI_FLAG, .dest = &p.tied_embeddings, .help = "no output.weight (the output projection reuses token_embd)"},
+        {.names = "--rope-freqs", .type = CLI_FLAG, .dest = &p.rope_freqs, .help = "add rope_freqs.weight (Llama-3.1-style RoPE frequency factors)"},
+        {.names = "--type", .type = CLI_CUSTOM, .dest = &p.type, .parse = cli_parse_type, .choices = types, .meta = "TYPE",
+         .help = "weight type of every 2-D tensor (norms stay f32)", .def = "f32"},
+        {.names = "--act", .type = CLI_CHOICE, .dest = &act, .choices = "silu|relu", .meta = "ACT", .help = "MLP activation"},
+        CLI_OPT_SEED(&p.seed, "random seed: the same arguments give the same bytes", NULL),
+        {.names = "--name", .type = CLI_STR, .dest = &name, .meta = "NAME", .help = "general.name", .def = "the preset's, or \"synthetic\""},
+        CLI_OPT_THREADS(&p.n_threads),
+        CLI_OPT_OUTPUT(&out, "the GGUF file to write"),
+        {.names = "-t", .type = CLI_CUSTOM, .dest = &p.type, .parse = cli_parse_type, .choices = types, .meta = "TYPE", .flags = CLI_DEPRECATED,
+         .help = "-t TYPE is the old spelling of --type (-t is the thread count everywhere)"},
+        CLI_OPT_END,
+    };
+    const cli_cmd spec = {.name = "synth",
+                         .usage = "(--shape NAME | --dim D --ff F --layers L --heads H [--kv-heads K] --vocab V) [--type TYPE] [options]\n"
+                                  "                       -o FILE.gguf",
+                         .about = "Writes a llama GGUF with seeded random weights (matrices ~N(0, 1/sqrt(fan_in)), norms ~1) and a\n"
+                                  "minimal SentencePiece vocabulary; the same arguments always give the same bytes.",
+                         .opts = opts};
+    int prc;
+    if (!cli_parse(&spec, argc, argv, NULL, &prc)) return prc;
+    const char *cmd = cmd_name;
+    p.act = act == 1 ? SL_ACT_RELU : SL_ACT_SILU;
+    const bool have_dims = dims[0] || dims[1] || dims[2] || dims[3] || dims[4];
     if (!out) return cli_fail(cmd, "missing -o FILE.gguf (see --help)");
     if (!have_shape && !have_dims) return cli_fail(cmd, "give --shape NAME or --dim/--ff/--layers/--heads/--vocab");
     if (!have_shape && have_dims && !have_kv) p.n_head_kv = p.n_head; /* plain multi-head attention */

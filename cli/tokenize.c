@@ -51,45 +51,25 @@ char *cli_read_input(const char *cmd, const char *path, size_t *len) {
     return buf;
 }
 
-static void help(FILE *out) {
-    fprintf(out,
-            "usage: skipllama tokenize -m MODEL.gguf (-p TEXT | -f FILE) [--no-bos] [--special] [--pieces]\n\n"
-            "Prints the token ids of TEXT on one line, separated by spaces.\n"
-            "  -m, --model FILE   GGUF file with a tokenizer (vocab-only files work)\n"
-            "  -p, --prompt TEXT  the text\n"
-            "  -f, --file FILE    read the text from FILE ('-' = standard input); bytes as they are\n"
-            "  --no-bos           do not add BOS (added by default when the vocabulary asks for it)\n"
-            "  --special          turn special-token text (\"<|eot_id|>\", \"<s>\") into those tokens\n"
-            "  --pieces           print one 'id<TAB>piece' line per token instead\n");
-}
-
 int cmd_tokenize(int argc, char **argv) {
     const char *path = NULL, *prompt = NULL, *file = NULL;
     bool add_bos = true, special = false, pieces = false;
-    for (int i = 1; i < argc; i++) {
-        if (cli_is(argv[i], "-h", "--help")) {
-            help(stdout);
-            return 0;
-        } else if (cli_is(argv[i], "-m", "--model")) {
-            if (!(path = cli_value("tokenize", argc, argv, &i))) return 1;
-        } else if (cli_is(argv[i], "-p", "--prompt")) {
-            if (!(prompt = cli_value("tokenize", argc, argv, &i))) return 1;
-        } else if (cli_is(argv[i], "-f", "--file")) {
-            if (!(file = cli_value("tokenize", argc, argv, &i))) return 1;
-        } else if (cli_is(argv[i], NULL, "--no-bos")) {
-            add_bos = false;
-        } else if (cli_is(argv[i], NULL, "--special")) {
-            special = true;
-        } else if (cli_is(argv[i], NULL, "--pieces")) {
-            pieces = true;
-        } else {
-            help(stderr);
-            return cli_fail("tokenize", "unknown option '%s'", argv[i]);
-        }
-    }
+    cli_opt opts[] = {
+        CLI_OPT_MODEL(&path, "GGUF file with a tokenizer; vocab-only files work (default: the bundled tiny model)"),
+        CLI_OPT_PROMPT(&prompt, "the text"),
+        CLI_OPT_FILE(&file, "read the text from FILE ('-' = standard input); bytes as they are"),
+        {.names = "--no-bos", .type = CLI_FLAG_OFF, .dest = &add_bos, .help = "do not add BOS (added by default when the vocabulary asks for it)"},
+        {.names = "--special", .type = CLI_FLAG, .dest = &special, .help = "turn special-token text (\"<|eot_id|>\", \"<s>\") into those tokens"},
+        {.names = "--pieces", .type = CLI_FLAG, .dest = &pieces, .help = "print one 'id<TAB>piece' line per token instead"},
+        CLI_OPT_END,
+    };
+    const cli_cmd cmd = {.name = "tokenize", .usage = "[-m MODEL.gguf] (-p TEXT | -f FILE) [--no-bos] [--special] [--pieces]",
+                         .about = "Prints the token ids of TEXT on one line, separated by spaces.", .opts = opts};
+    int prc;
+    if (!cli_parse(&cmd, argc, argv, NULL, &prc)) return prc;
     if (!path) path = cli_default_model();
     if (!prompt == !file) {
-        help(stderr);
+        cli_help(&cmd, stderr);
         return cli_fail("tokenize", "give exactly one of -p TEXT or -f FILE");
     }
     size_t len = 0;

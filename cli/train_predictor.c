@@ -13,37 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void help(FILE *out) {
-    fprintf(out,
-            "usage: skipllama train-predictor -m MODEL.gguf -f TEXT -o PROFILE.gguf [options]\n\n"
-            "  -m, --model FILE        GGUF model\n"
-            "  -f, --file FILE         training text (tokenized whole, without BOS)\n"
-            "  -o, --output FILE       profile to write\n"
-            "  --profile FILE          add the predictors to this existing profile (e.g. from calibrate)\n"
-            "  --rank R                predictor rank (default: --rank-frac of n_ff)\n"
-            "  --rank-frac F           rank = F x n_ff rounded to a multiple of 16 (default 0.04)\n"
-            "  --tokens N              use about N tokens: whole windows spread evenly over the text (default all)\n"
-            "  --epochs E              passes over the training rows (default 4)\n"
-            "  --lr LR                 AdamW peak learning rate (default 0.003; warm-up then cosine decay)\n"
-            "  --weight-decay WD       AdamW weight decay (default 0.01)\n"
-            "  --batch B               rows per mini-batch (default 256)\n"
-            "  --pos-weight W          BCE weight of active neurons (default: (1 - d) / d per layer)\n"
-            "  --val-frac F            fraction of windows held out for validation (default 0.1)\n"
-            "  --target-recall R       recall each layer's rule must reach on validation (default 0.99)\n"
-            "  --rule NAME             threshold | topk | stat-topk (default threshold)\n"
-            "  --type T                predictor storage: f32 | f16 | bf16 | q8_0 (default f32)\n"
-            "  --seed S                random seed (default 1); same seed + threads = same profile bytes\n"
-            "  -c, --ctx N             window length (default: model context, at most 512)\n"
-            "  -t, --threads N         threads (default 2)\n"
-            "  --mem-limit MB          RAM for the collected pairs before they go to a temp file (default 1024)\n"
-            "  --tmp-dir DIR           where that temp file goes (default $TMPDIR or /tmp)\n"
-            "  --json                  machine-readable report on stdout\n"
-            "  -q, --quiet             no progress bars or table\n\n"
+static const char *help_footer =
             "Memory: the collected pairs take tokens x layers x (2 n_embd + n_ff / 8) bytes (x as f16, masks\n"
             "as bits), in RAM up to --mem-limit, else in a temp file; training adds at most 64 MiB of shuffled\n"
             "rows, 256 MiB of validation scores, one batch and the parameters. A 1B model (n_embd 2048,\n"
-            "n_ff 8192, 16 layers) with 1M tokens: 82 GB of pairs on disk, under 1 GB of RAM.\n");
-}
+            "n_ff 8192, 16 layers) with 1M tokens: 82 GB of pairs on disk, under 1 GB of RAM.";
 
 /* Progress bars: one per phase (collect, then fit and select of each layer). */
 typedef struct progress_state {
@@ -67,7 +41,8 @@ static void on_progress(void *ud, sl_train_phase phase, int32_t layer, int64_t d
     cli_progress_update(&ps->bar, done, total);
 }
 
-static bool parse_rule(const char *s, sl_skip_rule *out) {
+static bool parse_rule(const char *s, void *dest) {
+    sl_skip_rule *out = dest;
     if (!strcmp(s, "threshold")) *out = SL_RULE_PRED_THRESHOLD;
     else if (!strcmp(s, "topk") || !strcmp(s, "top-k")) *out = SL_RULE_PRED_TOPK;
     else if (!strcmp(s, "stat-topk") || !strcmp(s, "stat-top-k")) *out = SL_RULE_PRED_STAT_TOPK;
@@ -91,85 +66,69 @@ static void json_str(const char *key, const char *s, bool comma) {
     printf("\"%s", comma ? ", " : "");
 }
 
+static bool parse_pred_type(const char *v, void *dest) {
+    sl_type t;
+    if (!sl_type_from_name(v, &t) || (t != SL_TYPE_F32 && t != SL_TYPE_F16 && t != SL_TYPE_BF16 && t != SL_TYPE_Q8_0)) return false;
+    *(sl_type *)dest = t;
+    return true;
+}
+
 int cmd_train_predictor(int argc, char **argv) {
     const char *cmd = "train-predictor";
     const char *model_path = NULL, *text_path = NULL, *out_path = NULL, *in_profile = NULL;
     sl_train_params tp = sl_train_default_params();
-    tp.n_threads = 2;
+    tp.n_threads = cli_default_threads();
     bool json = false, quiet = false;
     int64_t mem_mb = tp.mem_limit >> 20;
-    for (int i = 1; i < argc; i++) {
-        const char *v = NULL;
-        const char *a = argv[i];
-        if (cli_is(a, "-h", "--help")) {
-            help(stdout);
-            return 0;
-        } else if (cli_is(a, NULL, "--json")) {
-            json = true;
-            continue;
-        } else if (cli_is(a, "-q", "--quiet")) {
-            quiet = true;
-            continue;
-        }
-        /* every other option takes a value */
-        if (!(cli_is(a, "-m", "--model") || cli_is(a, "-f", "--file") || cli_is(a, "-o", "--output") || cli_is(a, NULL, "--profile") ||
-              cli_is(a, NULL, "--rank") || cli_is(a, NULL, "--rank-frac") || cli_is(a, NULL, "--tokens") || cli_is(a, NULL, "--epochs") ||
-              cli_is(a, NULL, "--lr") || cli_is(a, NULL, "--weight-decay") || cli_is(a, NULL, "--batch") ||
-              cli_is(a, NULL, "--pos-weight") || cli_is(a, NULL, "--val-frac") || cli_is(a, NULL, "--target-recall") ||
-              cli_is(a, NULL, "--rule") || cli_is(a, NULL, "--type") || cli_is(a, NULL, "--seed") || cli_is(a, "-c", "--ctx") ||
-              cli_is(a, "-t", "--threads") || cli_is(a, NULL, "--mem-limit") || cli_is(a, NULL, "--tmp-dir"))) {
-            help(stderr);
-            return cli_fail(cmd, "unknown option '%s'", a);
-        }
-        if (!(v = cli_value(cmd, argc, argv, &i))) return 1;
-        int64_t i64;
-        if (cli_is(a, "-m", "--model")) model_path = v;
-        else if (cli_is(a, "-f", "--file")) text_path = v;
-        else if (cli_is(a, "-o", "--output")) out_path = v;
-        else if (cli_is(a, NULL, "--profile")) in_profile = v;
-        else if (cli_is(a, NULL, "--tmp-dir")) tp.tmp_dir = v;
-        else if (cli_is(a, NULL, "--rank")) {
-            if (!cli_parse_int(v, 1, 1 << 20, &tp.rank)) return cli_fail(cmd, "bad --rank '%s'", v);
-        } else if (cli_is(a, NULL, "--rank-frac")) {
-            if (!cli_parse_float(v, 1e-6f, 1.0f, &tp.rank_frac)) return cli_fail(cmd, "bad --rank-frac '%s' (expected 0 < F <= 1)", v);
-        } else if (cli_is(a, NULL, "--tokens")) {
-            if (!cli_parse_i64(v, 2, INT64_MAX, &tp.max_tokens)) return cli_fail(cmd, "bad --tokens '%s'", v);
-        } else if (cli_is(a, NULL, "--epochs")) {
-            if (!cli_parse_int(v, 1, 100000, &tp.epochs)) return cli_fail(cmd, "bad --epochs '%s'", v);
-        } else if (cli_is(a, NULL, "--lr")) {
-            if (!cli_parse_float(v, 1e-9f, 10.0f, &tp.lr)) return cli_fail(cmd, "bad --lr '%s'", v);
-        } else if (cli_is(a, NULL, "--weight-decay")) {
-            if (!cli_parse_float(v, 0.0f, 10.0f, &tp.weight_decay)) return cli_fail(cmd, "bad --weight-decay '%s'", v);
-        } else if (cli_is(a, NULL, "--batch")) {
-            if (!cli_parse_int(v, 1, 65536, &tp.batch)) return cli_fail(cmd, "bad --batch '%s' (1..65536)", v);
-        } else if (cli_is(a, NULL, "--pos-weight")) {
-            if (!cli_parse_float(v, 0.0f, 1e6f, &tp.pos_weight)) return cli_fail(cmd, "bad --pos-weight '%s'", v);
-        } else if (cli_is(a, NULL, "--val-frac")) {
-            if (!cli_parse_float(v, 1e-6f, 0.9f, &tp.val_frac)) return cli_fail(cmd, "bad --val-frac '%s' (expected 0 < F <= 0.9)", v);
-        } else if (cli_is(a, NULL, "--target-recall")) {
-            if (!cli_parse_float(v, 1e-6f, 1.0f, &tp.target_recall)) return cli_fail(cmd, "bad --target-recall '%s' (expected 0 < R <= 1)", v);
-        } else if (cli_is(a, NULL, "--rule")) {
-            if (!parse_rule(v, &tp.rule)) return cli_fail(cmd, "bad --rule '%s' (threshold, topk or stat-topk)", v);
-        } else if (cli_is(a, NULL, "--type")) {
-            sl_type t;
-            if (!sl_type_from_name(v, &t) || (t != SL_TYPE_F32 && t != SL_TYPE_F16 && t != SL_TYPE_BF16 && t != SL_TYPE_Q8_0))
-                return cli_fail(cmd, "bad --type '%s' (f32, f16, bf16 or q8_0)", v);
-            tp.type = t;
-        } else if (cli_is(a, NULL, "--seed")) {
-            if (!cli_parse_i64(v, 0, INT64_MAX, &i64)) return cli_fail(cmd, "bad --seed '%s'", v);
-            tp.seed = (uint64_t)i64;
-        } else if (cli_is(a, "-c", "--ctx")) {
-            if (!cli_parse_int(v, 2, 1 << 20, &tp.n_ctx)) return cli_fail(cmd, "bad context length '%s'", v);
-        } else if (cli_is(a, "-t", "--threads")) {
-            if (!cli_parse_int(v, 1, 512, &tp.n_threads)) return cli_fail(cmd, "bad thread count '%s'", v);
-        } else if (cli_is(a, NULL, "--mem-limit")) {
-            if (!cli_parse_i64(v, 0, (int64_t)1 << 40, &mem_mb)) return cli_fail(cmd, "bad --mem-limit '%s' (MB)", v);
-        }
-    }
+    cli_opt opts[] = {
+        CLI_OPT_MODEL(&model_path, "GGUF model"),
+        CLI_OPT_FILE(&text_path, "training text (tokenized whole, without BOS)"),
+        CLI_OPT_OUTPUT(&out_path, "profile to write"),
+        CLI_OPT_PROFILE(&in_profile, "add the predictors to this existing profile (e.g. from calibrate)"),
+        {.names = "--rank", .type = CLI_INT, .dest = &tp.rank, .lo = 1, .hi = 1 << 20, .meta = "R", .help = "predictor rank",
+         .def = "--rank-frac of n_ff"},
+        {.names = "--rank-frac", .type = CLI_FLOAT, .dest = &tp.rank_frac, .lo = 0, .hi = 1, .flags = CLI_LO_OPEN, .meta = "F",
+         .help = "rank = F x n_ff rounded to a multiple of 16"},
+        {.names = "--tokens", .type = CLI_I64, .dest = &tp.max_tokens, .lo = 0, .hi = 1e18, .meta = "N",
+         .help = "use about N tokens: whole windows spread evenly over the text; 0 = all"},
+        {.names = "--epochs", .type = CLI_INT, .dest = &tp.epochs, .lo = 1, .hi = 100000, .meta = "E", .help = "passes over the training rows"},
+        {.names = "--lr", .type = CLI_FLOAT, .dest = &tp.lr, .lo = 0, .hi = 10, .flags = CLI_LO_OPEN, .meta = "LR",
+         .help = "AdamW peak learning rate (warm-up then cosine decay)"},
+        {.names = "--weight-decay", .type = CLI_FLOAT, .dest = &tp.weight_decay, .lo = 0, .hi = 10, .meta = "WD", .help = "AdamW weight decay"},
+        {.names = "--mini-batch", .type = CLI_INT, .dest = &tp.batch, .lo = 1, .hi = 65536, .meta = "B", .help = "training rows per mini-batch"},
+        {.names = "--pos-weight", .type = CLI_FLOAT, .dest = &tp.pos_weight, .lo = 0, .hi = 1e6, .meta = "W",
+         .help = "BCE weight of active neurons; 0 = (1 - d) / d per layer"},
+        {.names = "--val-frac", .type = CLI_FLOAT, .dest = &tp.val_frac, .lo = 0, .hi = 0.9, .flags = CLI_LO_OPEN, .meta = "F",
+         .help = "fraction of windows held out for validation"},
+        {.names = "--target-recall", .type = CLI_FLOAT, .dest = &tp.target_recall, .lo = 0, .hi = 1, .flags = CLI_LO_OPEN, .meta = "R",
+         .help = "recall each layer's rule must reach on validation"},
+        {.names = "--rule", .type = CLI_CUSTOM, .dest = &tp.rule, .parse = parse_rule, .choices = "one of threshold, topk, stat-topk",
+         .meta = "RULE", .help = "selection rule", .def = "threshold"},
+        {.names = "--type", .type = CLI_CUSTOM, .dest = &tp.type, .parse = parse_pred_type, .choices = "one of f32, f16, bf16, q8_0",
+         .meta = "TYPE", .help = "predictor storage type", .def = "f32"},
+        CLI_OPT_SEED(&tp.seed, "random seed; the same seed and threads give the same profile bytes", NULL),
+        CLI_OPT_CTX(&tp.n_ctx, "window length in tokens; 0 = the model's context", "the model's, at most 512"),
+        CLI_OPT_THREADS(&tp.n_threads),
+        {.names = "--mem-limit", .type = CLI_I64, .dest = &mem_mb, .lo = 0, .hi = (double)(1 << 20) * 1024, .meta = "MB",
+         .help = "RAM for the collected pairs before they go to a temp file"},
+        {.names = "--tmp-dir", .type = CLI_STR, .dest = &tp.tmp_dir, .meta = "DIR", .help = "where that temp file goes", .def = "$TMPDIR or /tmp"},
+        {.names = "--json", .type = CLI_FLAG, .dest = &json, .help = "machine-readable report on stdout"},
+        CLI_OPT_QUIET(&quiet, "no progress bars or table"),
+        {.names = "--batch", .type = CLI_INT, .dest = &tp.batch, .lo = 1, .hi = 65536, .meta = "B", .flags = CLI_DEPRECATED,
+         .help = "--batch is the old spelling of --mini-batch (-b/--batch-size is the prompt batch elsewhere)"},
+        CLI_OPT_END,
+    };
+    const cli_cmd spec = {.name = "train-predictor", .usage = "-m MODEL.gguf -f TEXT -o PROFILE.gguf [options]",
+                          .about = "Trains the low-rank skip predictors of every layer (docs/predictor-training.md) and writes them,\n"
+                                   "each layer's rule chosen to reach --target-recall on held-out windows, into a profile.",
+                          .opts = opts, .footer = help_footer};
+    int prc;
+    if (!cli_parse(&spec, argc, argv, NULL, &prc)) return prc;
     if (!model_path || !text_path || !out_path) {
-        help(stderr);
+        cli_help(&spec, stderr);
         return cli_fail(cmd, "-m, -f and -o are required");
     }
+    if (tp.n_ctx == 1) return cli_fail(cmd, "-c 1 is too short: a window needs at least 2 tokens");
     tp.mem_limit = mem_mb << 20;
     int rc = 1;
     sl_error err;

@@ -12,9 +12,10 @@
  * can neither touch files outside it nor make a run slow: "@m" = the micro model (fuzz_common.h),
  * "@v" = a vocab-only fixture, "@t" = a short text, "@p" = a profile for the micro model,
  * "@g" = a file that is not GGUF; any other argument containing '/' becomes "x"; ppl and
- * calibrate get "-t 1 --max-tokens 256" first (they default to 2 threads and the whole text,
- * and "-f @v" is a 700 KB file), thread counts above 2 become 2, context lengths and token
- * limits above 256 become 256, and "in" keeps at most 1 KiB. A line "@@" ends the arguments:
+ * calibrate get "-t 1 --max-tokens 256" first (they default to the physical cores and the whole
+ * text, and "-f @v" is a 700 KB file), "--name=value" is split in two, thread counts above 2
+ * become 2, context lengths and token limits above 256 (or 0, "all") become 256, and "in"
+ * keeps at most 1 KiB. A line "@@" ends the arguments:
  * the bytes after it become the file "in" in the scratch directory (text for -f, a
  * --layer-sparsity list...). stdout is sent to /dev/null during a run.
  * The commands that only write large files or benchmark (synth, quantize, bench, bench-op) are
@@ -189,13 +190,23 @@ static void ca_command(uint8_t which, char **s, int n, const uint8_t *file, size
         argv[argc++] = "--max-tokens";
         argv[argc++] = "256";
     }
-    for (int i = 0; i < n && argc < 69; i++) {
-        const char *a = ca_subst(s[i]);
+    static char names[64][64]; /* "--name" halves of "--name=value" arguments */
+    for (int i = 0; i < n && argc < 68; i++) {
+        const char *a = s[i];
+        const char *eq = a[0] == '-' && a[1] == '-' ? strchr(a, '=') : NULL;
+        if (eq && (size_t)(eq - a) < sizeof(names[0])) { /* split, so that the caps below see the value */
+            snprintf(names[i], sizeof(names[i]), "%.*s", (int)(eq - a), a);
+            argv[argc++] = names[i];
+            a = eq + 1;
+        }
+        a = ca_subst(a);
         const char *prev = argc > 1 ? argv[argc - 1] : "";
         int64_t x;
         if ((cli_is(prev, "-t", "--threads")) && cli_parse_i64(a, INT64_MIN, INT64_MAX, &x) && x > 2) a = "2";
-        if ((cli_is(prev, "-c", "--ctx")) && cli_parse_i64(a, INT64_MIN, INT64_MAX, &x) && x > 256) a = "256";
-        if ((cli_is(prev, NULL, "--max-tokens")) && cli_parse_i64(a, INT64_MIN, INT64_MAX, &x) && x > 256) a = "256";
+        if ((cli_is(prev, "-c", "--ctx") || cli_is(prev, NULL, "--ctx-size")) && cli_parse_i64(a, INT64_MIN, INT64_MAX, &x) &&
+            (x > 256 || x == 0))
+            a = "256";
+        if ((cli_is(prev, NULL, "--max-tokens")) && cli_parse_i64(a, INT64_MIN, INT64_MAX, &x) && (x > 256 || x == 0)) a = "256";
         argv[argc++] = (char *)a;
     }
     argv[argc] = NULL;
