@@ -11,8 +11,9 @@ CFLAGS_BASE := -std=c11 -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -Iincl
 SAN_FLAGS :=
 CFLAGS   ?=
 ALL_CFLAGS = $(CFLAGS_BASE) $(OPT) $(SAN_FLAGS) $(CFLAGS)
-LDLIBS   = -lm -pthread $(shell pkg-config --libs libpcre2-8 2>/dev/null || echo -lpcre2-8)
-PCRE_CFLAGS = $(shell pkg-config --cflags libpcre2-8 2>/dev/null)
+LDLIBS   = -lm -pthread $(shell pkg-config --libs libpcre2-8 2>/dev/null || echo -lpcre2-8) \
+           $(shell pkg-config --libs jansson 2>/dev/null || echo -ljansson)
+PCRE_CFLAGS = $(shell pkg-config --cflags libpcre2-8 jansson 2>/dev/null)
 
 ARCH := $(shell uname -m)
 ifeq ($(ARCH),x86_64)

@@ -269,13 +269,51 @@ sl_status sl_detok_push(sl_detok *d, int32_t id, const char **out, size_t *out_l
 void sl_detok_flush(sl_detok *d, const char **out, size_t *out_len);
 void sl_detok_free(sl_detok *d);
 
-/* Wrap one user message (and an optional system message, may be NULL) in the model's chat
- * template, when tokenizer.chat_template is one llama.cpp knows by these markers: Llama-3
- * ("<|start_header_id|>") or Llama-2 ("[INST]"). The text is laid out as llama.cpp's built-in
- * templates do (messages trimmed, ending with the assistant header / " [/INST]"); BOS is not
- * included — sl_tokenize adds it. Tokenize the result with parse_special = true. *out is a
- * malloc'd NUL-terminated string (*out_len bytes) released with sl_free_text.
- * SL_ERR_UNSUPPORTED when the vocabulary has no template or one of another family. */
+/* Chat templates (src/text/chat.c). A template family is detected from tokenizer.chat_template
+ * by the markers llama.cpp looks for (llm_chat_detect_template), and rendered the way the
+ * family's real Jinja template renders it (checked against @huggingface/jinja). */
+typedef enum sl_chat_template {
+    SL_CHAT_UNKNOWN = 0,
+    SL_CHAT_CHATML,               /* <|im_start|>role\n...<|im_end|>\n (Qwen, SmolLM, ...) */
+    SL_CHAT_LLAMA2,               /* [INST] ... [/INST] without system support (Mistral v0.1/v0.2's own) */
+    SL_CHAT_LLAMA2_SYS,           /* ... with <<SYS>> */
+    SL_CHAT_LLAMA2_SYS_BOS,       /* ... and <s> before each later [INST] */
+    SL_CHAT_LLAMA2_SYS_STRIP,     /* ... contents stripped, " answer </s>" */
+    SL_CHAT_LLAMA2_SYS_BOS_STRIP, /* Meta's Llama-2-chat template: both of the above */
+    SL_CHAT_MISTRAL_V1,           /* Mistral's " [INST] " template */
+    SL_CHAT_MISTRAL_V3,           /* "[INST] ...[/INST]", system text in the last user turn */
+    SL_CHAT_MISTRAL_V3_TEKKEN,    /* "[INST]...[/INST]" */
+    SL_CHAT_MISTRAL_V7,           /* [SYSTEM_PROMPT] ... */
+    SL_CHAT_MISTRAL_V7_TEKKEN,
+    SL_CHAT_LLAMA3,               /* <|start_header_id|>role<|end_header_id|>\n\n...<|eot_id|> */
+    SL_CHAT_PHI3,                 /* <|role|>\n...<|end|>\n */
+    SL_CHAT_GEMMA,                /* <start_of_turn>role\n...<end_of_turn>\n, system text in the first turn */
+} sl_chat_template;
+
+typedef struct sl_chat_message {
+    const char *role;    /* "system", "user", "assistant" (ChatML, Llama-3, Phi-3: any role) */
+    const char *content; /* NUL-terminated */
+} sl_chat_message;
+
+/* The family of a Jinja template text, or of a name ("chatml", "llama3", "mistral-v7" ...:
+ * sl_chat_template_name's). SL_ERR_UNSUPPORTED naming the family when llama.cpp knows it but
+ * skipllama does not render it (e.g. "zephyr"), or quoting the template's start when unknown. */
+sl_status sl_chat_template_detect(const char *tmpl, sl_chat_template *out, sl_error *err);
+/* The family of the vocabulary's tokenizer.chat_template (SL_ERR_UNSUPPORTED when it has none). */
+sl_status sl_vocab_chat_template_id(const sl_vocab *vocab, sl_chat_template *out, sl_error *err);
+/* "chatml", "llama2-sys", ... ("unknown" for others). Never NULL. */
+const char *sl_chat_template_name(sl_chat_template tmpl);
+/* Render messages[0..n) (add_assistant: end with the assistant's header, as
+ * add_generation_prompt). The text has no leading BOS (sl_tokenize adds it); tokenize it with
+ * parse_special = true. *out is malloc'd (*out_len bytes), released with sl_free_text. For a
+ * conversation that grows turn by turn, the text of messages[0..k) is a prefix of that of
+ * messages[0..n) for k < n except where the family moves text (Mistral v3: the system message
+ * goes to the last user turn). */
+sl_status sl_chat_apply(sl_chat_template tmpl, const sl_chat_message *messages, int32_t n, bool add_assistant,
+                        char **out, size_t *out_len, sl_error *err);
+
+/* One user message (and an optional system message, may be NULL) in the vocabulary's template
+ * with the assistant header: sl_chat_apply on [system,] user. */
 sl_status sl_chat_format(const sl_vocab *vocab, const char *system, const char *user, size_t user_len, char **out,
                          size_t *out_len, sl_error *err);
 

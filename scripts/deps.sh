@@ -15,7 +15,7 @@
 set -u
 
 # pkg-config module -> Debian package, one pair a line
-BUILD_LIBS="libpcre2-8:libpcre2-dev"
+BUILD_LIBS="libpcre2-8:libpcre2-dev jansson:libjansson-dev"
 # (command or python module) -> Debian packages
 TEST_TOOLS="py:numpy:python3-numpy
 cmd:valgrind:valgrind

@@ -14,6 +14,7 @@
 #include "../fuzz/fuzz_gguf.c"
 #include "../fuzz/fuzz_model.c"
 #include "../fuzz/fuzz_profile.c"
+#include "../fuzz/fuzz_safetensors.c"
 #include "../fuzz/fuzz_tokenize.c"
 #include "testutil.h"
 
@@ -25,6 +26,7 @@ static const struct {
 } harnesses[] = {
     {"gguf", sl_fuzz_gguf},         {"model", sl_fuzz_model},           {"profile", sl_fuzz_profile},
     {"tokenize", sl_fuzz_tokenize}, {"detokenize", sl_fuzz_detokenize}, {"cli_args", sl_fuzz_cli_args},
+    {"safetensors", sl_fuzz_safetensors},
 };
 
 static int cmp_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }

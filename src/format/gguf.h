@@ -91,8 +91,10 @@ typedef struct gguf_file {
     uint64_t alignment;        /* general.alignment or 32 */
     uint64_t data_offset;      /* start of the tensor data section in the file */
     const uint8_t *base;       /* first byte of the file (mapping or caller buffer) */
-    size_t size;               /* file size in bytes */
+    size_t size;               /* file size in bytes (virtual files: the metadata image plus the tensors' bytes) */
     void *mapping;             /* mmap base when we own a mapping, else NULL */
+    void *owned_image;         /* virtual files: the metadata image (malloc'd, owned), else NULL */
+    char *owned_names;         /* virtual files: the tensor names (owned), else NULL */
 } gguf_file;
 
 /* Open and validate a file (mmapped read-only). NULL + err on any problem. */
@@ -132,6 +134,15 @@ static inline bool gguf_type_is_signed(gguf_type t) {
     return t == GGUF_TYPE_INT8 || t == GGUF_TYPE_INT16 || t == GGUF_TYPE_INT32 || t == GGUF_TYPE_INT64;
 }
 
+/* A "virtual" GGUF file: metadata from a GGUF image in memory (written by gguf_writer_write_memory,
+ * with no tensors; ownership of the malloc'd image passes to the result, also on failure) and
+ * the caller's tensor descriptors, whose data lives elsewhere (e.g. the mappings of safetensors
+ * files, src/model/hf.c) and must outlive the result. Each descriptor's name, n_dims, ne, type
+ * and data are used (names are copied; offset and nbytes are recomputed); a type skipllama does
+ * not support, a bad shape or a missing data pointer is refused. */
+gguf_file *gguf_open_virtual(void *image, size_t image_size, const gguf_tensor_info *tensors, uint64_t n_tensors,
+                             sl_error *err);
+
 /* ---- writer ------------------------------------------------------------------------------- */
 
 typedef struct gguf_writer gguf_writer; /* accumulates metadata + tensors, then writes v3 */
@@ -157,6 +168,8 @@ bool gguf_writer_copy_kv(gguf_writer *w, const gguf_file *src, bool (*skip)(cons
 bool gguf_writer_add_tensor(gguf_writer *w, const char *name, sl_type type, int n_dims, const int64_t *ne, const void *data);
 /* Write everything to path (via path.tmp + rename, so readers never see a partial file). */
 sl_status gguf_writer_write(gguf_writer *w, const char *path, sl_error *err);
+/* The same bytes into a malloc'd buffer (*out, *out_size) instead of a file. */
+sl_status gguf_writer_write_memory(gguf_writer *w, void **out, size_t *out_size, sl_error *err);
 
 /* ---- streaming writer (files larger than memory: synthetic and quantized models) ----------- */
 

@@ -213,6 +213,8 @@ void gguf_close(gguf_file *f) {
     }
     free(f->tensors);
     if (f->mapping) munmap(f->mapping, f->size);
+    free(f->owned_image);
+    free(f->owned_names);
     free(f);
 }
 

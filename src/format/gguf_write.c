@@ -177,18 +177,8 @@ static bool write_pad(FILE *fp, uint64_t *pos, uint64_t align) {
     return true;
 }
 
-sl_status gguf_writer_write(gguf_writer *w, const char *path, sl_error *err) {
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 5);
-    if (!tmp) return sl_set_error(err, SL_ERR_NOMEM, "out of memory");
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp", 5);
-    FILE *fp = fopen(tmp, "wb");
-    if (!fp) {
-        sl_set_error(err, SL_ERR_IO, "cannot create '%s': %s", tmp, strerror(errno));
-        free(tmp);
-        return SL_ERR_IO;
-    }
+/* Header, metadata, tensor infos and data, as one GGUF v3 file. */
+static bool write_to(gguf_writer *w, FILE *fp) {
     const uint64_t align = GGUF_DEFAULT_ALIGNMENT;
     bool ok = true;
     uint32_t hdr[2] = {GGUF_MAGIC, 3};
@@ -214,6 +204,22 @@ sl_status gguf_writer_write(gguf_writer *w, const char *path, sl_error *err) {
         pos += w->tensors[i].nbytes;
         ok = ok && write_pad(fp, &pos, align);
     }
+    return ok;
+}
+
+sl_status gguf_writer_write(gguf_writer *w, const char *path, sl_error *err) {
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + 5);
+    if (!tmp) return sl_set_error(err, SL_ERR_NOMEM, "out of memory");
+    memcpy(tmp, path, plen);
+    memcpy(tmp + plen, ".tmp", 5);
+    FILE *fp = fopen(tmp, "wb");
+    if (!fp) {
+        sl_set_error(err, SL_ERR_IO, "cannot create '%s': %s", tmp, strerror(errno));
+        free(tmp);
+        return SL_ERR_IO;
+    }
+    bool ok = write_to(w, fp);
     if (fclose(fp) != 0) ok = false;
     if (!ok || rename(tmp, path) != 0) {
         sl_set_error(err, SL_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
@@ -222,6 +228,22 @@ sl_status gguf_writer_write(gguf_writer *w, const char *path, sl_error *err) {
         return SL_ERR_IO;
     }
     free(tmp);
+    return SL_OK;
+}
+
+sl_status gguf_writer_write_memory(gguf_writer *w, void **out, size_t *out_size, sl_error *err) {
+    char *buf = NULL;
+    size_t n = 0;
+    FILE *fp = open_memstream(&buf, &n);
+    if (!fp) return sl_set_error(err, SL_ERR_NOMEM, "gguf: cannot open a memory stream");
+    bool ok = write_to(w, fp);
+    if (fclose(fp) != 0) ok = false;
+    if (!ok) {
+        free(buf);
+        return sl_set_error(err, SL_ERR_NOMEM, "gguf: out of memory writing to memory");
+    }
+    *out = buf;
+    *out_size = n;
     return SL_OK;
 }
 

@@ -6,7 +6,9 @@
  * llama.cpp's llm_tokenizer_spm does: spaces become "▁" (and a "▁" is put in front when the caller
  * asks), the text is cut into UTF-8 characters, and adjacent symbols are merged greedily, always
  * taking the pair whose merged text is the vocabulary token with the highest score (ties: the
- * leftmost pair). Symbols left that are not tokens are emitted as <0xXX> byte tokens.
+ * leftmost pair). Symbols left that are not tokens are emitted as <0xXX> byte tokens. A
+ * vocabulary that carries merges (converted from a Hugging Face tokenizer.json) merges the pair
+ * of lowest merge rank instead, as Hugging Face's BPE with byte fallback does.
  * What it is not: a Unigram (Viterbi) SentencePiece model — "t5"-style vocabularies are refused at
  * load time.
  *
@@ -88,6 +90,10 @@ static bool try_add_bigram(spm_state *s, int32_t left, int32_t right) {
     if (left < 0 || right < 0) return true;
     const spm_symbol *l = &s->sym[left], *r = &s->sym[right];
     uint32_t size = l->n + r->n;
+    if (s->vocab->n_merges > 0) { /* merges given (from a tokenizer.json): the lowest rank first */
+        int32_t rank = sl_vocab_merge_rank(s->vocab, s->text + l->start, l->n, s->text + r->start, r->n);
+        return rank < 0 || heap_push(s, (spm_bigram){-(float)rank, left, right, size});
+    }
     int32_t id = sl_vocab_lookup(s->vocab, s->text + l->start, size);
     if (id < 0) return true;
     return heap_push(s, (spm_bigram){s->vocab->tokens[id].score, left, right, size});

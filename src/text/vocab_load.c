@@ -546,7 +546,9 @@ struct sl_vocab *sl_vocab_load_tables(const gguf_file *f, sl_error *err) {
         v->tok_slots[h] = (uint32_t)i + 1;
     }
 
-    if (v->type == SL_VOCAB_BPE && (st = load_merges(v, f, err)) != SL_OK) goto fail;
+    /* BPE needs its merges; a SentencePiece vocabulary may carry them too (one converted from a
+     * Hugging Face tokenizer.json, text/hf_tokenizer.c): it then merges by rank, as HF does */
+    if ((v->type == SL_VOCAB_BPE || gguf_find_kv(f, "tokenizer.ggml.merges")) && (st = load_merges(v, f, err)) != SL_OK) goto fail;
 
     /* special ids */
     read_special_id(f, "tokenizer.ggml.bos_token_id", &v->bos, v->n_tokens);
