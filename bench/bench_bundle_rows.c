@@ -1,17 +1,18 @@
 /*
  * bench_bundle_rows.c — the sparse MLP's row-group kernels on rows that sit in cache: the
  * gathered kernels on the file's Q4_0 / Q8_0 rows against the bundle layouts Q4_0N / Q8_0N
- * (bundle_rows_avx512.c). With the memory out of the way this shows what the kernels
- * cost per row, i.e. whether a sparse call is compute- or memory-bound. AVX-512 only (the
- * bundle layouts have no other fast kernels). Not a test: timing never decides one.
+ * (bundle_rows_avx512.c, bundle_rows_avx2.c). With the memory out of the way this shows what
+ * the kernels cost per row, i.e. whether a sparse call is compute- or memory-bound. Runs the
+ * kernel variant in use: SKIPLLAMA_KERNELS=avx2 times the AVX2 kernels on an AVX-512 machine.
+ * Not a test: timing never decides one.
  *
  * usage: build/bench/bench_bundle_rows [N_EMBD]   (default 2048; a multiple of 32)
  * Prints ns per row and GB/s of row bytes for dot and axpy, 4 and 8 rows per call, the median
  * of 9 repetitions of 200000 rows each, 64 distinct rows cycled (about 140 KB: L2).
  */
 #include "kernels/kernels.h"
+#include "kernels/sparse_rows.h"
 #include "format/quant.h"
-#include "sparse/sparse_mlp.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,8 @@ static int cmp_double(const void *a, const void *b) {
 enum { N_ROWS = 64, REPS = 9, ROWS_PER_REP = 200000 };
 
 /* Median seconds per row of one kernel (dot when axpy is 0) over rows of rb bytes at w. */
+static sl_sp_kernel_set ks;
+
 static double time_rows(sl_type t, bool axpy, int nr, const uint8_t *w, size_t rb, const void *xp, float *y, int64_t n) {
     double reps[REPS];
     const float a[8] = {0.5f, -1.0f, 0.25f, 2.0f, -0.75f, 1.5f, -2.0f, 1.0f};
@@ -42,8 +45,8 @@ static double time_rows(sl_type t, bool axpy, int nr, const uint8_t *w, size_t r
         for (int c = 0; c < calls; c++) {
             const uint8_t *rows[8];
             for (int r = 0; r < nr; r++) rows[r] = w + (size_t)((c * nr + r) % N_ROWS) * rb;
-            if (axpy) sl_sp_axpy_rows_avx512(t, rows, a, nr, y, n, rows, 0);
-            else sl_sp_dot_rows_avx512(t, rows, nr, xp, n, out, rows, 0);
+            if (axpy) ks.axpy(t, rows, a, nr, y, n, rows, 0);
+            else ks.dot(t, rows, nr, xp, n, out, rows, 0);
         }
         reps[rep] = (now_s() - t0) / ((double)calls * nr);
         if (!axpy && out[0] != out[0]) reps[rep] = 0; /* keeps out alive */
@@ -58,10 +61,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: bench_bundle_rows [N_EMBD: a multiple of 32, 32..1048576]\n");
         return 2;
     }
-    if (sl_kernels_current() != SL_KERNELS_AVX512) {
-        printf("bench_bundle_rows: this CPU does not run the AVX-512 kernels; nothing to time\n");
-        return 0;
-    }
+    sl_sp_kernels(&ks);
+    printf("kernels: %s\n", sl_kernels_name(sl_kernels_current()));
     float *x = malloc((size_t)n * sizeof(float)), *y = calloc((size_t)n, sizeof(float));
     if (!x || !y) return 1;
     srand(1);
@@ -72,7 +73,7 @@ int main(int argc, char **argv) {
         const sl_type tf = files[ti], tn = tf == SL_TYPE_Q4_0 ? SL_TYPE_Q4_0N : SL_TYPE_Q8_0N;
         const size_t rb = sl_type_row_size(tf, n), rn = tf == SL_TYPE_Q4_0 ? sl_q4_0n_row_size(n) : sl_q8_0n_row_size(n);
         uint8_t *w = malloc(rb * N_ROWS), *wn = malloc(rn * N_ROWS);
-        void *xf = malloc(sl_sp_x_size_avx512(tf, n)), *xn = malloc(sl_sp_x_size_avx512(tn, n));
+        void *xf = malloc(ks.x_size(tf, n)), *xn = malloc(ks.x_size(tn, n));
         float *row = malloc((size_t)n * sizeof(float));
         if (!w || !wn || !xf || !xn || !row) return 1;
         for (int r = 0; r < N_ROWS; r++) {
@@ -81,8 +82,8 @@ int main(int argc, char **argv) {
             if (tf == SL_TYPE_Q4_0) sl_q4_0n_pack_row(w + (size_t)r * rb, n, wn + (size_t)r * rn);
             else sl_q8_0n_pack_row(w + (size_t)r * rb, n, wn + (size_t)r * rn);
         }
-        sl_sp_x_prep_avx512(tf, x, n, xf);
-        sl_sp_x_prep_avx512(tn, x, n, xn);
+        ks.x_prep(tf, x, n, xf);
+        ks.x_prep(tn, x, n, xn);
         for (int layout = 0; layout < 2; layout++)
             for (int nr = 4; nr <= 8; nr += 4) {
                 const sl_type t = layout ? tn : tf;

@@ -72,6 +72,7 @@ typedef struct bench_opts {
     float sparsities[BENCH_MAX_VARIANTS]; /* --sparsity list (empty = each profile's own) */
     int n_sparsities;              /* entries in sparsities */
     bool sparse_prefill;           /* --sparse-prefill: prompt rows sparse too */
+    const char *kernels;           /* --kernels: force a kernel variant (NULL: the library's choice) */
     bool quiet;                    /* -q: no progress line */
     double load_start, load_end;   /* 1-minute load average before and after the runs */
 } bench_opts;
@@ -304,7 +305,7 @@ static void print_md(const bench_opts *o, const sl_model *model, const row_resul
                params_s, sl_type_name(cfg->weight_type), r->n_threads, r->variant_name, r->row->label, r->mean, r->sd, r->median,
                ratio, sp, bw, dram);
     }
-    printf("\nload average %.2f at start, %.2f at end (%s)\n", o->load_start, o->load_end,
+    printf("\nkernels %s; load average %.2f at start, %.2f at end (%s)\n", sl_kernels_in_use(), o->load_start, o->load_end,
            "numbers are only meaningful when it stays below the core count");
     printf("peak RSS %.0f MiB (model file %.0f MiB, KV cache %d tokens %s); a generated token reads %.1f MiB of "
            "weights; eff. BW = that × median t/s; DRAM read = best of 5 streaming reads of %d MiB at the same thread "
@@ -323,11 +324,11 @@ static void print_json(const bench_opts *o, const sl_model *model, const row_res
     for (int i = 0; i < n_res; i++) {
         const row_result *r = &res[i];
         printf("  {\"model_filename\": \"%s\", \"model_type\": \"%s\", \"model_size\": %lld, \"model_n_params\": %lld, "
-               "\"n_threads\": %d, \"test\": \"%s\", \"variant\": \"%s\", \"mlp_sparsity\": %.4f, \"vs_dense\": %.4f, "
+               "\"kernels\": \"%s\", \"n_threads\": %d, \"test\": \"%s\", \"variant\": \"%s\", \"mlp_sparsity\": %.4f, \"vs_dense\": %.4f, "
                "\"n_prompt\": %d, \"n_gen\": %d, \"n_ctx\": %d, \"kv_f16\": %s, "
                "\"avg_ts\": %.4f, \"stddev_ts\": %.4f, \"median_ts\": %.4f, \"samples_ts\": [",
                base_name(o->model), sl_type_name(cfg->weight_type), (long long)sl_model_file_size(model),
-               (long long)sl_model_n_params(model), r->n_threads, r->row->label, r->variant_name, r->sparsity,
+               (long long)sl_model_n_params(model), sl_kernels_in_use(), r->n_threads, r->row->label, r->variant_name, r->sparsity,
                r->dense && r->dense->median > 0 ? r->median / r->dense->median : 1.0,
                r->row->kind == ROW_PROMPT ? r->row->n_tokens : 0, r->row->kind == ROW_GEN ? r->row->n_tokens : 0, o->n_ctx,
                o->kv_f16 ? "true" : "false", r->mean, r->sd, r->median);
@@ -372,6 +373,8 @@ int cmd_bench(int argc, char **argv) {
         {.names = "--kv-f16", .type = CLI_FLAG, .dest = &o.kv_f16, .help = "store the KV cache as f16"},
         {.names = "--no-repack", .type = CLI_FLAG, .dest = &o.no_repack,
          .help = "compute Q4_0 weights from the file layout (default: repacked at load, 4 rows\ninterleaved, for the AVX-512 matrix-vector kernel)"},
+        {.names = "--kernels", .type = CLI_STR, .dest = &o.kernels, .meta = "K",
+         .help = "force the CPU kernels: avx512, avx2, scalar or auto", .def = "auto, or $SKIPLLAMA_KERNELS"},
         CLI_OPT_QUIET(&o.quiet, "no progress line"),
         CLI_OPT_END,
     };
@@ -399,6 +402,7 @@ int cmd_bench(int argc, char **argv) {
     if (o.n_ctx < longest) return cli_fail(cmd, "-c %d is shorter than the longest row (%d tokens)", o.n_ctx, longest);
 
     sl_error err = {0};
+    if (o.kernels && sl_kernels_force(o.kernels, &err)) return cli_fail_err(cmd, &err);
     sl_model_params mp = sl_model_default_params();
     mp.no_repack = o.no_repack;
     sl_model *model = sl_model_load(o.model, &mp, &err);

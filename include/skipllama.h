@@ -118,6 +118,14 @@ typedef struct sl_model_params {
     bool no_repack;
 } sl_model_params;
 
+/* CPU kernels. The library uses the best variant this CPU runs ("avx512", "avx2" or "scalar"),
+ * or the one the environment variable SKIPLLAMA_KERNELS names when this CPU runs it (read at the
+ * first kernel call). sl_kernels_force switches the whole process to a variant by name ("auto" =
+ * the best again); call it before loading models and never while another thread computes.
+ * SL_ERR_UNSUPPORTED when this CPU lacks it, SL_ERR_INVALID_ARG for an unknown name. */
+const char *sl_kernels_in_use(void);
+sl_status sl_kernels_force(const char *name, sl_error *err);
+
 /* Default load parameters. */
 sl_model_params sl_model_default_params(void);
 

@@ -129,8 +129,8 @@ sl_status sl_sparse_mlp_set_cache(sl_sparse_mlp *op, int64_t capacity, sl_error 
  * >= 90% active (with down given) still run the dense MLP. Union calls with B > 1, and calls
  * while the active-row cache is on, keep using the matrices. Stats: t_select and t_total only
  * (the products are fused). on = false frees it.
- * Q8_0 and Q4_0 on CPUs with AVX-512 (VNNI): the bundle stores each row in a layout made for
- * 512-bit loads (the same values and scales, reordered) and sums the down rows in integers:
+ * Q8_0 and Q4_0: the bundle stores each row in a layout made for wide loads (the same values
+ * and scales, reordered; AVX-512, AVX2 and scalar kernels) and sums the down rows in integers:
  * per block of 32 outputs, the coefficients act(g) * u * d of a group of up to 8 neurons are
  * rounded to int8 against their largest (as the dense path rounds activations to Q8_0 before
  * its integer products). Each output is then within (S / 2) * sum |q| of the exact sum, S the

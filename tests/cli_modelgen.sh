@@ -70,6 +70,14 @@ if "$SL" bench -m "$T/tiny-f16.gguf" -p 4 -n 2 -r 1 --membw-mb 0 > "$T/bench.md"
     grep -q "^| model | size | params" "$T/bench.md" && grep -q "| tg2 |" "$T/bench.md" && grep -q "peak RSS" "$T/bench.md"; then
     ok "bench md table with tg row and peak RSS"
 else bad "bench md"; cat "$T/bench.md" "$T/err"; fi
+# the kernel switch: --kernels and SKIPLLAMA_KERNELS name the variant the run used
+if "$SL" bench -m "$T/tiny-q8_0.gguf" -p 0 -n 2 -r 1 --membw-mb 0 --kernels scalar -o json > "$T/k.json" 2> "$T/err" &&
+    grep -q '"kernels": "scalar"' "$T/k.json" &&
+    SKIPLLAMA_KERNELS=scalar "$SL" bench -m "$T/tiny-q8_0.gguf" -p 0 -n 2 -r 1 --membw-mb 0 -o json > "$T/k2.json" 2> "$T/err" &&
+    grep -q '"kernels": "scalar"' "$T/k2.json"; then
+    ok "bench --kernels scalar and SKIPLLAMA_KERNELS=scalar run the scalar kernels"
+else bad "kernel switch"; cat "$T/k.json" "$T/k2.json" "$T/err"; fi
+expect_fail "bench unknown --kernels" "$SL" bench -m "$T/tiny-q8_0.gguf" -p 0 -n 2 -r 1 --membw-mb 0 --kernels sse9
 "$SL" synth --help > /dev/null && ok "synth --help" || bad "synth --help"
 "$SL" quantize --help > /dev/null && ok "quantize --help" || bad "quantize --help"
 "$SL" bench --help > /dev/null && ok "bench --help" || bad "bench --help"

@@ -33,8 +33,8 @@
 
 #define TOL_SAME_MATH 1e-4
 #define TOL_EXACT 1e-6
-/* Q4_0 / Q8_0 bundles under AVX-512 store the bundle layouts, whose down sum rounds each block's
- * coefficients to int8 (sparse_mlp.h): like the dense path's Q8_0 activations, within 2%. */
+/* Q4_0 / Q8_0 bundles store the bundle layouts, whose down sum rounds each block's coefficients
+ * to int8 (sparse_mlp.h): like the dense path's Q8_0 activations, within 2%. */
 #define TOL_INT8_DOWN 2e-2
 /* 2 and 3 threads against 1: the same sums in another order */
 #define TOL_THREADS 1e-5
@@ -99,7 +99,7 @@ static void one_shape(sl_type type, int64_t H, int64_t I, sl_pool **pools, test_
         if (!EXPECT(sl_bundle_init(&b, pools[1], &wg, &wu, &wd, with_gate, &err) == SL_OK, "bundle init %s H=%lld I=%lld: %s",
                    sl_type_name(type), (long long)H, (long long)I, err.message))
             continue;
-        /* down keeps its type, or its bundle layout under AVX-512 (Q4_0N / Q8_0N) */
+        /* down keeps its type, or its bundle layout (Q4_0N / Q8_0N) */
         const sl_type dt_layout = dt_type == SL_TYPE_Q4_0 ? SL_TYPE_Q4_0N : dt_type == SL_TYPE_Q8_0 ? SL_TYPE_Q8_0N : dt_type;
         EXPECT(b.stride % 64 == 0 && (b.t_d == dt_type || b.t_d == dt_layout), "bundle stride %zu, down type %s", b.stride,
                sl_type_name(dt_type));

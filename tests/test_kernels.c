@@ -382,7 +382,27 @@ static void test_attention_variant(sl_kernel_variant v) {
           sl_kernels_name(v), wh.err, TOL_ATTN, wh.where);
 }
 
+/* The run-time switch: SKIPLLAMA_KERNELS names a variant, read before the first kernel call. */
+static void test_env_switch(void) {
+    sl_kernel_variant v;
+    setenv("SKIPLLAMA_KERNELS", "scalar", 1);
+    CHECK(sl_kernels_env() == SL_KERNELS_SCALAR, "SKIPLLAMA_KERNELS=scalar is read as the scalar variant");
+    setenv("SKIPLLAMA_KERNELS", "avx2", 1);
+    CHECK(sl_kernels_env() == SL_KERNELS_AVX2, "SKIPLLAMA_KERNELS=avx2 is read as the AVX2 variant");
+    setenv("SKIPLLAMA_KERNELS", "sse9", 1);
+    CHECK(sl_kernels_env() == SL_KERNELS_AUTO, "an unknown SKIPLLAMA_KERNELS value means auto");
+    unsetenv("SKIPLLAMA_KERNELS");
+    CHECK(sl_kernels_env() == SL_KERNELS_AUTO, "unset SKIPLLAMA_KERNELS means auto");
+    CHECK(sl_kernels_from_name("avx512", &v) && v == SL_KERNELS_AVX512 && !sl_kernels_from_name("AVX2", &v),
+          "variant names: avx512 known, AVX2 (case) unknown");
+    sl_error err;
+    CHECK(sl_kernels_force("scalar", &err) == SL_OK && !strcmp(sl_kernels_in_use(), "scalar"), "sl_kernels_force(scalar)");
+    CHECK(sl_kernels_force("nope", &err) == SL_ERR_INVALID_ARG, "sl_kernels_force refuses an unknown name: %s", err.message);
+    CHECK(sl_kernels_force("auto", &err) == SL_OK, "sl_kernels_force(auto)");
+}
+
 int main(void) {
+    test_env_switch();
     for (int i = 1; i <= 3; i++) pools[i] = sl_pool_init(i);
     CHECK(pools[1] && pools[2] && pools[3], "thread pools of 1..3 threads");
     printf("# auto-selected kernel variant: %s\n", sl_kernels_name(sl_kernels_current()));

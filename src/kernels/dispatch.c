@@ -3,14 +3,20 @@
  * preparation, row dot products and row axpy, which forward to the chosen variant.
  *
  * The variant is resolved once, on first use, from __builtin_cpu_supports (which also checks
- * that the OS saves the wide registers); tests and benchmarks may force another one with
- * sl_kernels_select. The AVX2/AVX-512 tables live in files compiled with those instruction sets;
+ * that the OS saves the wide registers), unless the environment variable SKIPLLAMA_KERNELS
+ * names one (scalar, avx2, avx512 or auto): then that one, when this CPU can run it (otherwise
+ * the best it can, as for auto). That switch covers every kernel of the library — matrix,
+ * attention, sparse rows and bundles — so the AVX2 or scalar paths can be run and timed on an
+ * AVX-512 machine; tests and benchmarks may also force a variant with sl_kernels_select. The AVX2/AVX-512 tables live in files compiled with those instruction sets;
  * nothing from them runs unless this file picked them. Not thread-safe against a concurrent
  * sl_kernels_select, which only tests use.
  */
 #include "kernels/kernels_impl.h"
 
+#include "util/util.h"
+
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const sl_kernel_ops scalar_ops = {
@@ -71,11 +77,29 @@ const sl_kernel_ops *sl_kernels_ops_of(sl_kernel_variant v) {
     }
 }
 
+bool sl_kernels_from_name(const char *name, sl_kernel_variant *out) {
+    for (int v = SL_KERNELS_AUTO; v <= SL_KERNELS_AVX512; v++)
+        if (name && !strcmp(name, sl_kernels_name((sl_kernel_variant)v))) {
+            *out = (sl_kernel_variant)v;
+            return true;
+        }
+    return false;
+}
+
+sl_kernel_variant sl_kernels_env(void) {
+    sl_kernel_variant v = SL_KERNELS_AUTO;
+    const char *e = getenv("SKIPLLAMA_KERNELS");
+    if (e && *e && !sl_kernels_from_name(e, &v)) v = SL_KERNELS_AUTO;
+    return v;
+}
+
 const sl_kernel_ops *sl_kernels_ops(void) {
     const sl_kernel_ops *ops = atomic_load_explicit(&current_ops, memory_order_acquire);
     if (!ops) {
-        /* racing first calls all compute the same answer */
-        ops = sl_kernels_ops_of(SL_KERNELS_AUTO);
+        /* racing first calls all compute the same answer: SKIPLLAMA_KERNELS when this CPU
+         * runs it, else the best variant it has */
+        ops = sl_kernels_ops_of(sl_kernels_env());
+        if (!ops) ops = sl_kernels_ops_of(SL_KERNELS_AUTO);
         atomic_store_explicit(&current_ops, ops, memory_order_release);
     }
     return ops;
@@ -109,3 +133,14 @@ void sl_vec_axpy(sl_type wtype, const void *w, float a, float *y, int64_t n) {
 }
 
 bool sl_kernels_fast_q4_0x4(void) { return sl_kernels_ops()->fast_q4_0x4; }
+
+const char *sl_kernels_in_use(void) { return sl_kernels_name(sl_kernels_current()); }
+
+sl_status sl_kernels_force(const char *name, sl_error *err) {
+    sl_clear_error(err);
+    sl_kernel_variant v;
+    if (!sl_kernels_from_name(name, &v))
+        return sl_set_error(err, SL_ERR_INVALID_ARG, "kernels: unknown variant '%s' (scalar, avx2, avx512 or auto)", name ? name : "(null)");
+    if (!sl_kernels_select(v)) return sl_set_error(err, SL_ERR_UNSUPPORTED, "kernels: this CPU cannot run the %s kernels", name);
+    return SL_OK;
+}

@@ -90,8 +90,14 @@ const char *sl_kernels_name(sl_kernel_variant v);
 /* The variant in use (resolved, never AUTO). */
 sl_kernel_variant sl_kernels_current(void);
 /* Force a variant (tests, benchmarks); false (and no change) when unsupported. Not meant to be
- * called while kernels run on other threads. */
+ * called while kernels run on other threads. sl_kernels_select(SL_KERNELS_AUTO) returns to the
+ * best variant of this CPU (not to SKIPLLAMA_KERNELS). */
 bool sl_kernels_select(sl_kernel_variant v);
+/* The variant named by the environment variable SKIPLLAMA_KERNELS ("scalar", "avx2", "avx512",
+ * "auto"; AUTO when unset or unknown). The first kernel call uses it when this CPU supports it. */
+sl_kernel_variant sl_kernels_env(void);
+/* The variant called `name` (as sl_kernels_name writes it, "auto" included); false if none. */
+bool sl_kernels_from_name(const char *name, sl_kernel_variant *out);
 /* Whether the selected variant has a fast matrix kernel for the interleaved Q4_0x4 layout
  * (quant.h); loaders repack Q4_0 weights only then. */
 bool sl_kernels_fast_q4_0x4(void);

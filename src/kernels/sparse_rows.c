@@ -12,6 +12,14 @@
 static sl_type act_type(sl_type t) { return t == SL_TYPE_Q4_0N ? SL_TYPE_Q4_0 : t == SL_TYPE_Q8_0N ? SL_TYPE_Q8_0 : t; }
 static size_t sp_x_size_plain(sl_type t, int64_t n) { return sl_act_size(act_type(t), n); }
 static void sp_x_prep_plain(sl_type t, const float *x, int64_t n, void *xp) { sl_act_prepare(act_type(t), x, n, xp); }
+#if defined(__x86_64__)
+/* the AVX2 set prepares x for the bundle layouts in its own order (bundle_rows_avx2.c) */
+static size_t sp_x_size_avx2(sl_type t, int64_t n) { return sl_is_bundle_layout(t) ? sl_bn_x_size_avx2(t, n) : sp_x_size_plain(t, n); }
+static void sp_x_prep_avx2(sl_type t, const float *x, int64_t n, void *xp) {
+    if (sl_is_bundle_layout(t)) sl_bn_x_prep_avx2(t, x, n, xp);
+    else sp_x_prep_plain(t, x, n, xp);
+}
+#endif
 
 void sl_sp_kernels(sl_sp_kernel_set *k) {
 #if defined(__x86_64__)
@@ -25,8 +33,8 @@ void sl_sp_kernels(sl_sp_kernel_set *k) {
         return;
     }
     if (sl_kernels_current() == SL_KERNELS_AVX2) {
-        k->x_size = sp_x_size_plain;
-        k->x_prep = sp_x_prep_plain;
+        k->x_size = sp_x_size_avx2;
+        k->x_prep = sp_x_prep_avx2;
         k->dot = sl_sp_dot_rows_avx2;
         k->axpy = sl_sp_axpy_rows_avx2;
         k->dot_batch = sl_sp_dot_rows_batch_avx2;

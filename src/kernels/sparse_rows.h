@@ -58,8 +58,9 @@ void sl_sp_axpy_rows_avx512(sl_type t, const uint8_t *const *rows, const float *
     }
 
 /* Rows in the neuron-bundle layouts Q4_0N and Q8_0N (quant.h; dot and axpy only, no batched
- * forms). Every kernel set takes them; x is prepared by the set's x_prep as for Q4_0 / Q8_0 (the
- * AVX-512 set has its own layout, bundle_rows_avx512.c). The scalar definitions:
+ * forms). Every kernel set takes them; x is prepared by the set's x_prep (the reference set as
+ * for Q4_0 / Q8_0, the AVX-512 and AVX2 sets in layouts of their own, bundle_rows_avx512.c and
+ * bundle_rows_avx2.c). The scalar definitions:
  * dot: out[r] = sum over blocks of sl_vec_dot_ref(the Q4_0 / Q8_0 block, the Q8_0 block of x),
  *   x as sl_act_prepare gives it (the matrices path's products, bit for bit per block).
  * axpy: per block b, the call's coefficients c_r = a[r] * d_r,b are rounded against
@@ -77,6 +78,12 @@ void sl_bn_dot_rows_avx512(sl_type t, const uint8_t *const *rows, int nr, const 
                            const uint8_t *const *next, int nnext);
 void sl_bn_axpy_rows_avx512(sl_type t, const uint8_t *const *rows, const float *a, int nr, float *y, int64_t n,
                             const uint8_t *const *next, int nnext);
+size_t sl_bn_x_size_avx2(sl_type t, int64_t n);
+void sl_bn_x_prep_avx2(sl_type t, const float *x, int64_t n, void *xp);
+void sl_bn_dot_rows_avx2(sl_type t, const uint8_t *const *rows, int nr, const void *xp, int64_t n, float *out,
+                         const uint8_t *const *next, int nnext);
+void sl_bn_axpy_rows_avx2(sl_type t, const uint8_t *const *rows, const float *a, int nr, float *y, int64_t n,
+                          const uint8_t *const *next, int nnext);
 #endif
 static inline bool sl_is_bundle_layout(sl_type t) { return t == SL_TYPE_Q4_0N || t == SL_TYPE_Q8_0N; }
 /* Batched forms for the union schedule: the same rows for nb tokens.

@@ -8,6 +8,7 @@
  * carrying w's sign, then vpmaddwd with ones — products of two int8 fit in int16 pairs without
  * saturation because |w| <= 127 here: Q8_0 quants are -127..127 and Q4_0 nibbles minus 8 are
  * -8..7); register tiles of the batched dot are 4 rows x 2 tokens (16 ymm registers).
+ * Rows in the neuron-bundle layouts (Q4_0N, Q8_0N) are handed to bundle_rows_avx2.c.
  * Called only when the shared kernels run their AVX2 variant (sl_sp_kernels).
  */
 #include "kernels/sparse_rows.h"
@@ -114,7 +115,9 @@ void sl_sp_dot_rows_avx2(sl_type t, const uint8_t *const *rows, int nr, const vo
     case SL_TYPE_BF16: SP_NR_CASES(nr, fdot, SL_TYPE_BF16, rows, x, n, out, next, nnext)
     case SL_TYPE_Q8_0: SP_NR_CASES(nr, qdot, SL_TYPE_Q8_0, rows, x, n, out, next, nnext)
     case SL_TYPE_Q4_0: SP_NR_CASES(nr, qdot, SL_TYPE_Q4_0, rows, x, n, out, next, nnext)
-    default: sl_sp_dot_rows_ref(t, rows, nr, x, n, out, next, nnext); /* Q4_0N, Q8_0N: AVX-512 layouts */
+    default:
+        if (sl_is_bundle_layout(t)) sl_bn_dot_rows_avx2(t, rows, nr, x, n, out, next, nnext); /* bundle_rows_avx2.c */
+        else sl_sp_dot_rows_ref(t, rows, nr, x, n, out, next, nnext);
     }
 }
 
@@ -174,7 +177,9 @@ void sl_sp_axpy_rows_avx2(sl_type t, const uint8_t *const *rows, const float *a,
     case SL_TYPE_BF16: SP_NR_CASES(nr, faxpy, SL_TYPE_BF16, rows, a, y, n, next, nnext)
     case SL_TYPE_Q8_0: SP_NR_CASES(nr, qaxpy, SL_TYPE_Q8_0, rows, a, y, n, next, nnext)
     case SL_TYPE_Q4_0: SP_NR_CASES(nr, qaxpy, SL_TYPE_Q4_0, rows, a, y, n, next, nnext)
-    default: sl_sp_axpy_rows_ref(t, rows, a, nr, y, n, next, nnext); /* Q4_0N, Q8_0N: AVX-512 layouts */
+    default:
+        if (sl_is_bundle_layout(t)) sl_bn_axpy_rows_avx2(t, rows, a, nr, y, n, next, nnext); /* bundle_rows_avx2.c */
+        else sl_sp_axpy_rows_ref(t, rows, a, nr, y, n, next, nnext);
     }
 }
 

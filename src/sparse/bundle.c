@@ -44,12 +44,10 @@ void sl_bundle_ws_free(sl_bundle_ws *ws) {
 
 static bool type_ok(sl_type t) { return sl_type_traits_of(t) != NULL; }
 
-/* The layout a bundle stores rows of type t in: Q4_0N / Q8_0N for Q4_0 / Q8_0 when the AVX-512
- * kernels run (their fast path, bundle_rows_avx512.c), otherwise the type itself. */
-static sl_type stored_type(sl_type t) {
-    if (sl_kernels_current() != SL_KERNELS_AVX512) return t;
-    return t == SL_TYPE_Q4_0 ? SL_TYPE_Q4_0N : t == SL_TYPE_Q8_0 ? SL_TYPE_Q8_0N : t;
-}
+/* The layout a bundle stores rows of type t in: Q4_0N / Q8_0N for Q4_0 / Q8_0 (every kernel
+ * variant reads them: bundle_rows_avx512.c, bundle_rows_avx2.c, bundle_rows_ref.c), otherwise
+ * the type itself. */
+static sl_type stored_type(sl_type t) { return t == SL_TYPE_Q4_0 ? SL_TYPE_Q4_0N : t == SL_TYPE_Q8_0 ? SL_TYPE_Q8_0N : t; }
 
 static size_t stored_row_size(sl_type t, int64_t n) {
     return t == SL_TYPE_Q4_0N ? sl_q4_0n_row_size(n) : t == SL_TYPE_Q8_0N ? sl_q8_0n_row_size(n) : sl_type_row_size(t, n);

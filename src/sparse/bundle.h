@@ -16,7 +16,7 @@
  * Memory: a full copy of the layer's MLP (gate only when the rule needs it: CATS computes the
  * gate densely from the model and keeps only up and down in the bundle). Rows keep their type
  * and their values; Q4_0 / Q8_0 rows are re-laid out as Q4_0N / Q8_0N (quant.h: the same
- * values and scales, reordered) when the AVX-512 kernels run. down transposed from a Q4_0 [H, I] matrix is bundled as Q8_0 (see
+ * values and scales, reordered), which every kernel variant reads (AVX-512, AVX2, scalar). down transposed from a Q4_0 [H, I] matrix is bundled as Q8_0 (see
  * sl_mlp_down_t_type: a second 4-bit rounding would cost 7.6% RMS error on the weights); a
  * Q4_0 down_t given as such is kept.
  */
@@ -39,7 +39,7 @@ typedef struct sl_neuron_bundle {
     size_t off_down;   /* offset of the down_t row */
     size_t rb_gu;      /* bytes of a gate / up row (H elements of t_gu) */
     size_t rb_d;       /* bytes of a down_t row (H elements of t_d) */
-    sl_type t_gu;      /* stored type of gate and up (Q4_0N / Q8_0N under AVX-512) */
+    sl_type t_gu;      /* stored type of gate and up (Q4_0N / Q8_0N for Q4_0 / Q8_0) */
     sl_type t_d;       /* stored type of the down_t rows (likewise) */
     sl_type t_src;     /* type gate and up were given in (what the operator checks a bundle against) */
     int64_t H;         /* n_embd: length of every row */
