@@ -1,6 +1,7 @@
 /*
- * synth.c — `skipllama synth`: write a llama GGUF with random weights of a named or given shape
- * (benchmark models; see sl_synth_write). Not a trainer: the weights are seeded noise.
+ * synth.c — `skipllama synth`: write a GGUF (llama, qwen2, qwen3, phi3, gemma2, gemma3) with random
+ * weights of a named or given shape (benchmark models and the per-architecture fixtures; see
+ * sl_synth_write). Not a trainer: the weights are seeded noise.
  */
 #include "cli.h"
 
@@ -8,6 +9,25 @@
 #include <string.h>
 
 static bool parse_shape(const char *v, void *dest) { return sl_synth_preset(v, dest); }
+
+/* --arch NAME: the architecture, and its usual q/k/v biases (Qwen2's) */
+static bool parse_arch(const char *v, void *dest) {
+    static const char *const names[] = {"llama", "qwen2", "qwen3", "phi3", "gemma2", "gemma3"};
+    sl_synth_params *p = dest;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (!strcmp(v, names[i])) {
+            snprintf(p->arch, sizeof(p->arch), "%s", v);
+            p->qkv_bias = !strcmp(v, "qwen2");
+            return true;
+        }
+    return false;
+}
+
+static bool parse_rope_scaling(const char *v, void *dest) {
+    if (strcmp(v, "none") && strcmp(v, "linear") && strcmp(v, "yarn") && strcmp(v, "longrope")) return false;
+    snprintf(dest, sizeof(((sl_synth_params *)0)->rope_scaling), "%s", v);
+    return true;
+}
 
 int cmd_synth(int argc, char **argv) {
     const char *cmd_name = "synth";
@@ -44,6 +64,35 @@ int cmd_synth(int argc, char **argv) {
         CLI_OPT_SEED(&p.seed, "random seed: the same arguments give the same bytes", NULL),
         {.names = "--name", .type = CLI_STR, .dest = &name, .meta = "NAME", .help = "general.name", .def = "the preset's, or \"synthetic\""},
         CLI_OPT_THREADS(&p.n_threads),
+        {.names = "--arch", .type = CLI_CUSTOM, .dest = &p, .parse = parse_arch, .choices = "llama|qwen2|qwen3|phi3|gemma2|gemma3", .meta = "NAME",
+         .help = "general.architecture; its tensors follow (fused qkv and gate|up, q/k and post norms); qwen2 gets q/k/v biases",
+         .def = "llama"},
+        {.names = "--head-dim", .type = CLI_INT, .dest = &p.head_dim, .lo = 0, .hi = 4096, .meta = "D",
+         .help = "attention head size when it is not dim / heads (attention.key_length); 0 = dim / heads"},
+        {.names = "--qkv-bias", .type = CLI_FLAG, .dest = &p.qkv_bias, .help = "q/k/v biases (after --arch)"},
+        {.names = "--no-qkv-bias", .type = CLI_FLAG_OFF, .dest = &p.qkv_bias, .help = "no q/k/v biases (after --arch)"},
+        {.names = "--eps", .type = CLI_FLOAT, .dest = &p.rms_eps, .lo = 0, .hi = 1, .flags = CLI_LO_OPEN, .meta = "E", .help = "RMSNorm epsilon"},
+        {.names = "--rope-base", .type = CLI_FLOAT, .dest = &p.rope_freq_base, .lo = 1, .hi = 1e30, .flags = CLI_LO_OPEN, .meta = "B",
+         .help = "RoPE theta (rope.freq_base)"},
+        {.names = "--swa", .type = CLI_INT, .dest = &p.n_swa, .lo = 0, .hi = 1 << 30, .meta = "N",
+         .help = "attention.sliding_window (0: not written)"},
+        {.names = "--swa-pattern", .type = CLI_INT, .dest = &p.swa_pattern, .lo = -1, .hi = 4096, .meta = "P",
+         .help = "attention.sliding_window_pattern: layer l is windowed when P == 0 or l % P < P - 1 (-1: not written)"},
+        {.names = "--attn-softcap", .type = CLI_FLOAT, .dest = &p.attn_softcap, .lo = 0, .hi = 1e30, .meta = "C",
+         .help = "attn_logit_softcapping (0: not written)"},
+        {.names = "--final-softcap", .type = CLI_FLOAT, .dest = &p.final_softcap, .lo = 0, .hi = 1e30, .meta = "C",
+         .help = "final_logit_softcapping (0: not written)"},
+        {.names = "--rope-base-swa", .type = CLI_FLOAT, .dest = &p.rope_freq_base_swa, .lo = 0, .hi = 1e30, .meta = "B",
+         .help = "rope.freq_base_swa, the windowed layers' RoPE base (0: not written)"},
+        {.names = "--rope-scaling", .type = CLI_CUSTOM, .dest = p.rope_scaling, .parse = parse_rope_scaling,
+         .choices = "none|linear|yarn|longrope", .meta = "TYPE", .help = "rope.scaling.type", .def = "not written"},
+        {.names = "--rope-factor", .type = CLI_FLOAT, .dest = &p.rope_scaling_factor, .lo = 0, .hi = 1e6, .meta = "F",
+         .help = "rope.scaling.factor (0: not written)"},
+        {.names = "--rope-orig-ctx", .type = CLI_INT, .dest = &p.rope_orig_ctx, .lo = 0, .hi = 1 << 24, .meta = "N",
+         .help = "rope.scaling.original_context_length (0: not written)"},
+        {.names = "--rope-attn-factor", .type = CLI_FLOAT, .dest = &p.rope_attn_factor, .lo = 0, .hi = 1e6, .meta = "A",
+         .help = "rope.scaling.attn_factor (0: not written)"},
+        {.names = "--longrope", .type = CLI_FLAG, .dest = &p.longrope, .help = "rope_factors_long/short tensors (Phi-3's LongRoPE)"},
         CLI_OPT_OUTPUT(&out, "the GGUF file to write"),
         {.names = "-t", .type = CLI_CUSTOM, .dest = &p.type, .parse = cli_parse_type, .choices = types, .meta = "TYPE", .flags = CLI_DEPRECATED,
          .help = "-t TYPE is the old spelling of --type (-t is the thread count everywhere)"},
@@ -52,8 +101,8 @@ int cmd_synth(int argc, char **argv) {
     const cli_cmd spec = {.name = "synth",
                          .usage = "(--shape NAME | --dim D --ff F --layers L --heads H [--kv-heads K] --vocab V) [--type TYPE] [options]\n"
                                   "                       -o FILE.gguf",
-                         .about = "Writes a llama GGUF with seeded random weights (matrices ~N(0, 1/sqrt(fan_in)), norms ~1) and a\n"
-                                  "minimal SentencePiece vocabulary; the same arguments always give the same bytes.",
+                         .about = "Writes a GGUF of the given architecture with seeded random weights (matrices ~N(0, 1/sqrt(fan_in)),\n"
+                                  "norms ~1) and a minimal SentencePiece vocabulary; the same arguments always give the same bytes.",
                          .opts = opts};
     int prc;
     if (!cli_parse(&spec, argc, argv, NULL, &prc)) return prc;

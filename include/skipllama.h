@@ -83,9 +83,11 @@ typedef enum sl_activation {
     SL_ACT_SILU = 0, /* x * sigmoid(x) — SwiGLU LLaMA */
     SL_ACT_RELU = 1, /* max(x, 0) — ReLU-fied LLaMA / ProSparse */
     SL_ACT_GELU = 2, /* tanh approximation */
+    SL_ACT_GELU_F16 = 3, /* the same GELU as llama.cpp's CPU backend evaluates it (Gemma's gate): through
+                            float16, gelu(x) = f16(gelu(f16(x))) for |x| < 10, 0 below -10, x above 10 */
 } sl_activation;
 
-/* Name of an activation ("silu", "relu", "gelu") or NULL. */
+/* Name of an activation ("silu", "relu", "gelu", "gelu_f16") or NULL. */
 const char *sl_activation_name(sl_activation act);
 /* Parse an activation name; false when unknown. */
 bool sl_activation_from_name(const char *name, sl_activation *out);
@@ -107,6 +109,8 @@ typedef struct sl_model_config {
     bool tied_embeddings;   /* output projection reuses token_embd.weight */
     bool has_rope_freqs;    /* rope_freqs.weight present (Llama 3.1+ frequency factors) */
     sl_type weight_type;    /* type of most 2-D weights (the type of ffn_gate of layer 0) */
+    const char *arch;       /* general.architecture: "llama", "qwen2", "qwen3", "phi3", "gemma2", "gemma3" */
+    int32_t n_swa;          /* sliding-window size of the windowed layers (0: every layer sees the whole context) */
 } sl_model_config;
 
 typedef struct sl_model_params {
@@ -417,18 +421,35 @@ typedef struct sl_synth_params {
     sl_type type;           /* type of every 2-D weight (token_embd included); 1-D stay F32 */
     uint64_t seed;          /* same seed + shape + type = same bytes, at any n_threads */
     int32_t n_threads;      /* generation threads; 0 = 1 */
+    /* Other architectures (the tensors and keys each needs follow from its row of the
+     * architecture table; the keys below are written only when set): */
+    char arch[16];          /* general.architecture: "llama" (also when empty), "qwen2", "qwen3", "phi3",
+                               "gemma2", "gemma3" */
+    int32_t head_dim;       /* attention.key_length / value_length; 0 = n_embd / n_head (keys not written) */
+    bool qkv_bias;          /* q/k/v biases (Qwen2's) */
+    int32_t n_swa;          /* attention.sliding_window; 0 = not written */
+    int32_t swa_pattern;    /* attention.sliding_window_pattern (0 = every layer windowed); -1 = not written */
+    float attn_softcap;     /* attn_logit_softcapping; 0 = not written */
+    float final_softcap;    /* final_logit_softcapping; 0 = not written */
+    float rope_freq_base_swa; /* rope.freq_base_swa; 0 = not written */
+    char rope_scaling[12];  /* rope.scaling.type ("none", "linear", "yarn", "longrope"); "" = not written */
+    float rope_scaling_factor; /* rope.scaling.factor; 0 = not written */
+    int32_t rope_orig_ctx;  /* rope.scaling.original_context_length; 0 = not written */
+    float rope_attn_factor; /* rope.scaling.attn_factor; 0 = not written */
+    bool longrope;          /* rope_factors_long / rope_factors_short tensors (Phi-3's LongRoPE) */
 } sl_synth_params;
 
-/* The "tiny" preset in F32, seed 1, 1 thread. */
+/* The "tiny" preset in F32, seed 1, 1 thread, llama. */
 sl_synth_params sl_synth_default_params(void);
-/* Set the shape fields (name, sizes, eps, rope, tied, rope_freqs) of a named preset: "tiny",
- * "tinyllama-1.1b", "llama-3.2-1b", "llama-2-7b"; other fields are left alone. False if unknown. */
+/* Set the shape fields (name, sizes, eps, rope, tied, rope_freqs, arch, head_dim, qkv_bias) of a
+ * named preset: "tiny", "tinyllama-1.1b", "llama-3.2-1b", "llama-2-7b", "qwen2.5-0.5b"; other fields
+ * are left alone. False if unknown. */
 bool sl_synth_preset(const char *name, sl_synth_params *params);
 /* Name of preset i (0, 1, ...), NULL past the last: for listing them. */
 const char *sl_synth_preset_name(int i);
 /* Elements of all tensors of the model `params` describes, or -1 when the shape is invalid. */
 int64_t sl_synth_n_params(const sl_synth_params *params);
-/* Write the model as a llama GGUF (with a minimal SentencePiece vocabulary) to path, streaming
+/* Write the model as a GGUF of its architecture (with a minimal SentencePiece vocabulary) to path, streaming
  * tensor by tensor in bounded memory; the file appears atomically (path.tmp + rename). */
 sl_status sl_synth_write(const sl_synth_params *params, const char *path, sl_error *err);
 

@@ -41,7 +41,7 @@
 static double worst_threads;
 
 static const sl_type all_types[] = {SL_TYPE_F32, SL_TYPE_F16, SL_TYPE_BF16, SL_TYPE_Q8_0, SL_TYPE_Q4_0};
-static const sl_activation all_acts[] = {SL_ACT_SILU, SL_ACT_RELU, SL_ACT_GELU};
+static const sl_activation all_acts[] = {SL_ACT_SILU, SL_ACT_RELU, SL_ACT_GELU, SL_ACT_GELU_F16};
 
 static bool is_quant(sl_type t) { return t == SL_TYPE_Q8_0 || t == SL_TYPE_Q4_0; }
 
@@ -133,7 +133,7 @@ static void one_shape(sl_type type, int64_t H, int64_t I, sl_pool **pools, test_
                 const double d_layout = rel_diff(ref, ref2, (size_t)H), tol_layout = with_gate ? TOL_EXACT : TOL_SAME_MATH;
                 if (d_layout / tol_layout > worst_layout / TOL_EXACT) worst_layout = d_layout * TOL_EXACT / tol_layout;
                 EXPECT(d_layout <= tol_layout, "layout %s gate=%d %s H=%lld I=%lld kind %d: %.3g > %.3g", sl_type_name(type), with_gate,
-                       act == SL_ACT_SILU ? "silu" : act == SL_ACT_RELU ? "relu" : "gelu", (long long)H, (long long)I, kind, d_layout,
+                       sl_activation_name(act), (long long)H, (long long)I, kind, d_layout,
                        tol_layout);
                 for (int th = 0; th < 3; th++) {
                     sl_bundle_ws ws = {0};

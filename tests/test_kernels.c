@@ -356,15 +356,28 @@ static void test_attention_variant(sl_kernel_variant v) {
                             worst_update(&w, rel_err(got[i], ref[i], 1.0), "n_pos=%d heads=%d/%d hd=%d", n_pos, n_head, n_kv,
                                          hd);
                     }
-                    /* the per-head entry (forward.c) vs its own reference */
-                    float *href = malloc(sizeof(float) * hd);
-                    for (int h = 0; h < n_head; h++) {
-                        int kvh = h / (n_head / n_kv);
-                        sl_attention_head_ref(q + h * hd, kc, vc, f16, n_pos, n_kv * hd, kvh, hd, href, att);
-                        sl_attention_head(q + h * hd, kc, vc, f16, n_pos, n_kv * hd, kvh, hd, got, att);
-                        for (int i = 0; i < hd; i++)
-                            worst_update(&wh, rel_err(got[i], href[i], 1.0), "n_pos=%d heads=%d/%d hd=%d", n_pos, n_head,
-                                         n_kv, hd);
+                    /* the per-head and grouped entries (forward.c) vs the per-head reference, with
+                     * the default scale and with another scale and Gemma 2's capping (a small cap,
+                     * so tanh bends most scores) */
+                    float *href = malloc(sizeof(float) * hd * n_head);
+                    const float scales[2][2] = {{1.0f / sqrtf((float)hd), 0.0f}, {0.7f, 1.5f}};
+                    for (int sc = 0; sc < 2; sc++) {
+                        const float scale = scales[sc][0], cap = scales[sc][1];
+                        for (int h = 0; h < n_head; h++) {
+                            int kvh = h / (n_head / n_kv);
+                            sl_attention_head_ref(q + h * hd, kc, vc, f16, n_pos, n_kv * hd, kvh, hd, scale, cap, href + h * hd, att);
+                            sl_attention_head(q + h * hd, kc, vc, f16, n_pos, n_kv * hd, kvh, hd, scale, cap, got, att);
+                            for (int i = 0; i < hd; i++)
+                                worst_update(&wh, rel_err(got[i], href[h * hd + i], 1.0), sc ? "n_pos=%d heads=%d/%d hd=%d (scale 0.7, cap 1.5)" : "n_pos=%d heads=%d/%d hd=%d",
+                                             n_pos, n_head, n_kv, hd);
+                        }
+                        const int group = n_head / n_kv;
+                        for (int kvh = 0; kvh < n_kv; kvh++)
+                            sl_attention_group(q + kvh * group * hd, group, kc, vc, f16, n_pos, n_kv * hd, kvh, hd, scale, cap,
+                                               got + kvh * group * hd, att);
+                        for (int i = 0; i < n_head * hd; i++)
+                            worst_update(&wh, rel_err(got[i], href[i], 1.0), sc ? "group: n_pos=%d heads=%d/%d hd=%d (scale 0.7, cap 1.5)" : "group: n_pos=%d heads=%d/%d hd=%d",
+                                         n_pos, n_head, n_kv, hd);
                     }
                     free(href);
                     free(q);
@@ -378,7 +391,7 @@ static void test_attention_variant(sl_kernel_variant v) {
                 }
     CHECK(w.err <= TOL_ATTN, "%s attention (f32+f16 caches, %d runs): max diff %.3g <= %.3g (worst %s)",
           sl_kernels_name(v), runs, w.err, TOL_ATTN, w.where);
-    CHECK(wh.err <= TOL_ATTN, "%s attention_head vs sl_attention_head_ref: max diff %.3g <= %.3g (worst %s)",
+    CHECK(wh.err <= TOL_ATTN, "%s attention_head / attention_group (scales, capping) vs sl_attention_head_ref: max diff %.3g <= %.3g (worst %s)",
           sl_kernels_name(v), wh.err, TOL_ATTN, wh.where);
 }
 

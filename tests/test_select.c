@@ -60,10 +60,10 @@ static void test_kth(void) {
     CHECK(bad == 0, "kth_largest equals sorting in %d cases", total);
 }
 
-static const char *act_name(sl_activation a) { return a == SL_ACT_SILU ? "silu" : a == SL_ACT_RELU ? "relu" : "gelu"; }
+static const char *act_name(sl_activation a) { return sl_activation_name(a); }
 
 static void test_cats(void) {
-    static const sl_activation acts[] = {SL_ACT_SILU, SL_ACT_GELU, SL_ACT_RELU};
+    static const sl_activation acts[] = {SL_ACT_SILU, SL_ACT_GELU, SL_ACT_RELU, SL_ACT_GELU_F16};
     static const float ts[] = {0.0f, 1e-6f, 0.01f, 0.05f, 0.1f, 0.16f, 0.2f, 0.27f, 0.2784f, 0.3f, 1.0f, 4.0f, 100.0f};
     test_rng r = {5};
     const int n = 20000;

@@ -51,6 +51,7 @@ SL_TYPE_BF16 = 30
 SL_ACT_SILU = 0
 SL_ACT_RELU = 1
 SL_ACT_GELU = 2
+SL_ACT_GELU_F16 = 3
 
 SL_MLP_PER_ROW = 0
 SL_MLP_UNION = 1
@@ -102,6 +103,8 @@ class sl_model_config(ctypes.Structure):
         ("tied_embeddings", ctypes.c_bool),
         ("has_rope_freqs", ctypes.c_bool),
         ("weight_type", c_enum),
+        ("arch", ctypes.c_char_p),
+        ("n_swa", ctypes.c_int32),
     ]
 
 

@@ -7,9 +7,11 @@
  */
 #include "kernels/kernels_impl.h"
 
+#include <math.h>
+
 void sl_attention_group(const float *q, int n_q, const void *kc, const void *vc, bool kv_f16, int n_pos, int kv_stride,
-                        int kv_head, int head_dim, float *out, float *att) {
-    sl_kernels_ops()->attention_group(q, n_q, kc, vc, kv_f16, n_pos, kv_stride, kv_head, head_dim, out, att);
+                        int kv_head, int head_dim, float scale, float softcap, float *out, float *att) {
+    sl_kernels_ops()->attention_group(q, n_q, kc, vc, kv_f16, n_pos, kv_stride, kv_head, head_dim, scale, softcap, out, att);
 }
 
 void sl_attention(const float *q, const void *kc, const void *vc, bool kv_f16, int n_pos, int n_head, int n_head_kv,
@@ -18,18 +20,19 @@ void sl_attention(const float *q, const void *kc, const void *vc, bool kv_f16, i
     long long h0, h1;
     sl_split_range(n_head, ith, nth, &h0, &h1);
     const int group = n_head / n_head_kv;
+    const float scale = 1.0f / sqrtf((float)head_dim);
     att += (size_t)ith * (size_t)n_pos;
     for (long long h = h0; h < h1;) {
         int kvh = (int)(h / group);
         long long hend = (long long)(kvh + 1) * group;
         if (hend > h1) hend = h1;
         ops->attention_group(q + h * head_dim, (int)(hend - h), kc, vc, kv_f16, n_pos, n_head_kv * head_dim, kvh, head_dim,
-                             out + h * head_dim, att);
+                             scale, 0.0f, out + h * head_dim, att);
         h = hend;
     }
 }
 
 void sl_attention_head(const float *q, const void *kc, const void *vc, bool kv_f16, int n_pos, int kv_stride, int kv_head,
-                       int head_dim, float *out, float *att) {
-    sl_kernels_ops()->attention_group(q, 1, kc, vc, kv_f16, n_pos, kv_stride, kv_head, head_dim, out, att);
+                       int head_dim, float scale, float softcap, float *out, float *att) {
+    sl_kernels_ops()->attention_group(q, 1, kc, vc, kv_f16, n_pos, kv_stride, kv_head, head_dim, scale, softcap, out, att);
 }

@@ -42,7 +42,7 @@ static void widen_rows(const uint16_t *c, size_t stride, int t0, int cnt, int hd
 }
 
 static void attend_group(const float *q, int G, const void *kbase, const void *vbase, bool f16, size_t stride,
-                         int n_pos, int hd, float scale, float *out) {
+                         int n_pos, int hd, float scale, float softcap, float *out) {
     _Alignas(32) float kbuf[ATT_BLOCK * ATT_HD_MAX], vbuf[ATT_BLOCK * ATT_HD_MAX];
     _Alignas(32) float o[ATT_GMAX][ATT_HD_MAX];
     _Alignas(32) float s[ATT_GMAX][ATT_BLOCK];
@@ -82,6 +82,9 @@ static void attend_group(const float *q, int G, const void *kbase, const void *v
                 _mm_storeu_ps(&s[g][c], _mm_mul_ps(x2_hsum4(a0, a1, a2, a3), _mm_set1_ps(scale)));
             }
         }
+        if (softcap > 0.0f) /* Gemma 2's capping, as the scalar reference: cap * tanh(s / cap) */
+            for (int g = 0; g < G; g++)
+                for (int c = 0; c < cnt; c++) s[g][c] = softcap * tanhf(s[g][c] * (1.0f / softcap));
         for (int g = 0; g < G; g++) {
             float bmax = -INFINITY;
             for (int c = 0; c < cnt; c++) bmax = s[g][c] > bmax ? s[g][c] : bmax;
@@ -124,16 +127,15 @@ static void attend_group(const float *q, int G, const void *kbase, const void *v
 }
 
 void sl_x2_attention_group(const float *q, int n_q, const void *kc, const void *vc, bool kv_f16, int n_pos, int kv_stride,
-                           int kv_head, int head_dim, float *out, float *att) {
+                           int kv_head, int head_dim, float scale, float softcap, float *out, float *att) {
     if (head_dim > ATT_HD_MAX || head_dim % 8 != 0 || n_pos <= 0) {
-        sl_attention_group_scalar(q, n_q, kc, vc, kv_f16, n_pos, kv_stride, kv_head, head_dim, out, att);
+        sl_attention_group_scalar(q, n_q, kc, vc, kv_f16, n_pos, kv_stride, kv_head, head_dim, scale, softcap, out, att);
         return;
     }
     const size_t off = (size_t)kv_head * (size_t)head_dim * (kv_f16 ? 2 : 4);
-    const float scale = 1.0f / sqrtf((float)head_dim);
     for (int h = 0; h < n_q; h += ATT_GMAX) {
         int G = n_q - h < ATT_GMAX ? n_q - h : ATT_GMAX;
         attend_group(q + (size_t)h * head_dim, G, (const uint8_t *)kc + off, (const uint8_t *)vc + off, kv_f16,
-                     (size_t)kv_stride, n_pos, head_dim, scale, out + (size_t)h * head_dim);
+                     (size_t)kv_stride, n_pos, head_dim, scale, softcap, out + (size_t)h * head_dim);
     }
 }

@@ -1,6 +1,7 @@
 /*
  * attention_ref.c — scalar references of causal attention for one query over the KV cache:
  *   att = softmax(q · K^T / sqrt(head_dim)); out = att · V     (per head, GQA head sharing)
+ * (the per-head one with any scale and optional capping of the scores, see kernels.h)
  * for all heads (sl_attention_ref), for one head (sl_attention_head_ref), and the scalar
  * variant's grouped kernel (the per-head reference in a loop).
  */
@@ -57,8 +58,7 @@ void sl_attention_ref(const float *q, const void *kc, const void *vc, bool kv_f1
 }
 
 void sl_attention_head_ref(const float *q, const void *kc, const void *vc, bool kv_f16, int n_pos, int kv_stride, int kv_head,
-                           int head_dim, float *out, float *att) {
-    const float scale = 1.0f / sqrtf((float)head_dim);
+                           int head_dim, float scale, float softcap, float *out, float *att) {
     const size_t head_off = (size_t)kv_head * (size_t)head_dim;
     float max = -INFINITY;
     for (int t = 0; t < n_pos; t++) {
@@ -71,8 +71,10 @@ void sl_attention_head_ref(const float *q, const void *kc, const void *vc, bool 
             const float *k = (const float *)kc + off;
             for (int i = 0; i < head_dim; i++) s += q[i] * k[i];
         }
-        att[t] = s * scale;
-        if (att[t] > max) max = att[t];
+        s *= scale;
+        if (softcap > 0.0f) s = softcap * tanhf(s * (1.0f / softcap)); /* ggml: scale by 1/cap, tanh, scale by cap */
+        att[t] = s;
+        if (s > max) max = s;
     }
     float sum = 0.0f;
     for (int t = 0; t < n_pos; t++) {
@@ -95,8 +97,8 @@ void sl_attention_head_ref(const float *q, const void *kc, const void *vc, bool 
 }
 
 void sl_attention_group_scalar(const float *q, int n_q, const void *kc, const void *vc, bool kv_f16, int n_pos,
-                               int kv_stride, int kv_head, int head_dim, float *out, float *att) {
+                               int kv_stride, int kv_head, int head_dim, float scale, float softcap, float *out, float *att) {
     for (int i = 0; i < n_q; i++)
-        sl_attention_head_ref(q + (size_t)i * head_dim, kc, vc, kv_f16, n_pos, kv_stride, kv_head, head_dim,
+        sl_attention_head_ref(q + (size_t)i * head_dim, kc, vc, kv_f16, n_pos, kv_stride, kv_head, head_dim, scale, softcap,
                               out + (size_t)i * head_dim, att);
 }

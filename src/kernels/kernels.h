@@ -102,20 +102,22 @@ bool sl_kernels_from_name(const char *name, sl_kernel_variant *out);
  * (quant.h); loaders repack Q4_0 weights only then. */
 bool sl_kernels_fast_q4_0x4(void);
 
-/* Attention of ONE query head q [head_dim] over cached positions 0..n_pos-1 (attention_head.c).
+/* Attention of ONE query head q [head_dim] over cached positions 0..n_pos-1 (attention.c).
  * Cache rows have kv_stride elements (n_head_kv * head_dim); this head's keys/values start at
  * kv_head * head_dim. att: scratch of n_pos floats (only the scalar variant uses it). out: [head_dim].
- * NOTE (lead): forward.c splits (token, head) pairs over threads and calls this — keep it. */
+ * Scores are s = (q . k) * scale, capped to softcap * tanh(s / softcap) when softcap > 0 (Gemma 2),
+ * then softmax-ed (sl_attention uses scale 1/sqrt(head_dim) and no cap). A sliding window is the
+ * caller's: it passes the window's first cached row as kc/vc and its length as n_pos. */
 void sl_attention_head_ref(const float *q, const void *kc, const void *vc, bool kv_f16, int n_pos, int kv_stride, int kv_head,
-                           int head_dim, float *out, float *att);
+                           int head_dim, float scale, float softcap, float *out, float *att);
 void sl_attention_head(const float *q, const void *kc, const void *vc, bool kv_f16, int n_pos, int kv_stride, int kv_head,
-                       int head_dim, float *out, float *att);
+                       int head_dim, float scale, float softcap, float *out, float *att);
 
 /* The same for n_q consecutive query heads q [n_q, head_dim] -> out [n_q, head_dim] that all
  * read KV head kv_head (a GQA group, or part of one). The SIMD variants read each cached K/V
  * row once for the whole group instead of once per head, which is what matters at long
  * context: prefer it over n_q calls of sl_attention_head. att: n_pos floats (scalar only). */
 void sl_attention_group(const float *q, int n_q, const void *kc, const void *vc, bool kv_f16, int n_pos, int kv_stride,
-                        int kv_head, int head_dim, float *out, float *att);
+                        int kv_head, int head_dim, float scale, float softcap, float *out, float *att);
 
 #endif

@@ -45,7 +45,7 @@ typedef struct sl_kernel_ops {
     void (*mm_rows)(const sl_mm_args *a, int64_t r0, int64_t r1);
     /* sl_attention_group contract (kernels.h). */
     void (*attention_group)(const float *q, int n_q, const void *kc, const void *vc, bool kv_f16, int n_pos,
-                            int kv_stride, int kv_head, int head_dim, float *out, float *att);
+                            int kv_stride, int kv_head, int head_dim, float scale, float softcap, float *out, float *att);
 } sl_kernel_ops;
 
 /* The selected variant's table (resolves AUTO on first use). */
@@ -59,7 +59,7 @@ void sl_mm_prep_scalar(sl_type type, const float *X, int64_t n, int64_t B, int64
 void sl_mm_rows_scalar(const sl_mm_args *a, int64_t r0, int64_t r1);
 void sl_quantize_q8_scalar(const float *x, void *blocks, int64_t n);
 void sl_attention_group_scalar(const float *q, int n_q, const void *kc, const void *vc, bool kv_f16, int n_pos,
-                               int kv_stride, int kv_head, int head_dim, float *out, float *att);
+                               int kv_stride, int kv_head, int head_dim, float scale, float softcap, float *out, float *att);
 
 #if defined(__x86_64__)
 extern const sl_kernel_ops sl_kernels_avx2_ops;

@@ -80,7 +80,7 @@ size_t sl_x2_mm_prep_size(sl_type type, int64_t n, int64_t B);
 void sl_x2_mm_prep(sl_type type, const float *X, int64_t n, int64_t B, int64_t b0, int64_t b1, void *xp);
 void sl_x2_mm_rows(const sl_mm_args *a, int64_t r0, int64_t r1);
 void sl_x2_attention_group(const float *q, int n_q, const void *kc, const void *vc, bool kv_f16, int n_pos, int kv_stride,
-                           int kv_head, int head_dim, float *out, float *att);
+                           int kv_head, int head_dim, float scale, float softcap, float *out, float *att);
 void sl_x2_qdot_rows(sl_type t, int nr, const uint8_t *w, size_t ws, const sl_block_q8_0 *xb, int64_t nb, float *y);
 
 #endif

@@ -96,7 +96,8 @@ sl_context *sl_context_init(const sl_model *model, const sl_context_params *para
     ctx->scratch = sl_malloc_aligned(scratch_bytes);
     ctx->pool = sl_pool_init(n_threads);
     ctx->stats = calloc((size_t)c->n_layer, sizeof(sl_layer_stats));
-    ctx->rope_cs = malloc((size_t)n_batch * (size_t)c->n_rot * sizeof(float));
+    ctx->rope_cs = malloc(2 * (size_t)n_batch * (size_t)c->n_rot * sizeof(float));
+    ctx->rope_factors = sl_model_rope_factors(model, n_ctx);
     if (!ctx->k_cache || !ctx->v_cache || !ctx->scratch || !ctx->pool || !ctx->stats || !ctx->rope_cs) goto nomem;
     float *s = ctx->scratch;
     const size_t B = (size_t)n_batch;

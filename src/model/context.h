@@ -55,7 +55,9 @@ struct sl_context {
     float *hb2;            /* [n_batch, n_ff] up */
     float *logits;         /* [n_batch, n_vocab] internal logits buffer */
     float *att;            /* [n_threads, n_ctx] attention scores, one row per thread */
-    float *rope_cs;        /* [n_batch, n_rot/2, 2] cos/sin of the batch's positions */
+    float *rope_cs;        /* [2][n_batch, n_rot/2, 2] cos/sin of the batch's positions, for the RoPE of
+                              global layers and of windowed ones (model.h, sl_layer.rope) */
+    const float *rope_factors; /* the RoPE divisors for this context's size (sl_model_rope_factors), or NULL */
     sl_hidden_hook hidden_hook; /* optional observer of the residual stream (tests, calibration) */
     void *hidden_hook_ud;       /* its user data */
     sl_mlp_hook mlp_hook;       /* optional observer of dense gate pre-activations */

@@ -1,14 +1,16 @@
 /*
- * model.c — building an sl_model from a GGUF file: reading the `llama.*` hyperparameters,
- * checking that every tensor the architecture needs is present with exactly the expected shape,
- * and recording typed views of the weights (no copies; see model.h).
+ * model.c — building an sl_model from a GGUF file: reading the `<arch>.*` hyperparameters the
+ * architecture's row of the table (arch.h) asks for, checking that every tensor it needs is
+ * present with exactly the expected shape, and recording typed views of the weights (no copies;
+ * fused tensors become row ranges; see model.h).
  *
- * What it is not: the forward pass (forward.c) or the tokenizer (tokenizer.c; called from here
- * to attach the vocabulary). Only the LLaMA architecture is accepted for inference; any
- * architecture is accepted when only the vocabulary is loaded.
+ * What it is not: the forward pass (forward.c), the per-architecture facts (arch.c), the
+ * tokenizer (tokenizer.c; called from here to attach the vocabulary) or `info` (model_info.c).
+ * Any architecture is accepted when only the vocabulary is loaded.
  */
 #include "model/model.h"
 
+#include "model/arch.h"
 #include "kernels/kernels.h"
 
 #include "format/quant.h"
@@ -34,14 +36,15 @@ const char *sl_activation_name(sl_activation act) {
     case SL_ACT_SILU: return "silu";
     case SL_ACT_RELU: return "relu";
     case SL_ACT_GELU: return "gelu";
+    case SL_ACT_GELU_F16: return "gelu_f16";
     }
     return NULL;
 }
 
 bool sl_activation_from_name(const char *name, sl_activation *out) {
-    static const sl_activation all[] = {SL_ACT_SILU, SL_ACT_RELU, SL_ACT_GELU};
+    static const sl_activation all[] = {SL_ACT_SILU, SL_ACT_RELU, SL_ACT_GELU, SL_ACT_GELU_F16};
     if (!name) return false;
-    for (size_t i = 0; i < 3; i++)
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         if (!strcmp(name, sl_activation_name(all[i]))) {
             *out = all[i];
             return true;
@@ -158,67 +161,164 @@ static void repack_q4_0(sl_model *m) {
     }
 }
 
-static bool load_hparams(sl_model *m, sl_error *err) {
+/* "<arch>.<name>" of this model's architecture. */
+static const char *akey(const sl_model *m, const char *name, char *buf, size_t size) {
+    snprintf(buf, size, "%s.%s", m->arch->name, name);
+    return buf;
+}
+
+/* An optional float key "<arch>.<name>": *out unchanged when absent; an error when present but
+ * not a finite number in [lo, hi]. */
+static bool get_float(const sl_model *m, const char *name, float lo, float hi, float *out, sl_error *err) {
+    char key[96];
+    akey(m, name, key, sizeof(key));
+    if (!gguf_find_kv(m->gguf, key)) return true;
+    float v;
+    if (!gguf_get_f32(m->gguf, key, &v) || !(v >= lo && v <= hi)) {
+        sl_set_error(err, SL_ERR_FORMAT, "model: metadata '%s' must be a number in [%g, %g]", key, (double)lo, (double)hi);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+/* The RoPE parameters, as llama.cpp's llama_context derives them from the metadata: scaling
+ * type (absent = linear), factor, original context, attention factor; YaRN's ext_factor and
+ * magnitude correction (llama_context's cparams.yarn_attn_factor, ggml's rope_yarn). */
+static bool load_rope(sl_model *m, sl_error *err) {
     const gguf_file *f = m->gguf;
     sl_model_config *c = &m->config;
-    if (!get_dim(f, "llama.embedding_length", &c->n_embd, true, 0, err)) return false;
-    if (!get_dim(f, "llama.feed_forward_length", &c->n_ff, true, 0, err)) return false;
-    if (!get_dim(f, "llama.block_count", &c->n_layer, true, 0, err)) return false;
-    if (!get_dim(f, "llama.attention.head_count", &c->n_head, true, 0, err)) return false;
-    if (!get_dim(f, "llama.attention.head_count_kv", &c->n_head_kv, false, c->n_head, err)) return false;
-    if (!get_dim(f, "llama.context_length", &c->n_ctx_train, false, 2048, err)) return false;
-    if (c->n_layer > SL_MAX_LAYERS) {
-        sl_set_error(err, SL_ERR_FORMAT, "model: block_count %d is larger than %d", c->n_layer, SL_MAX_LAYERS);
-        return false;
-    }
-    if (c->n_embd % c->n_head || c->n_head % c->n_head_kv) {
-        sl_set_error(err, SL_ERR_FORMAT, "model: embedding_length %d / head_count %d / head_count_kv %d are not divisible",
-                     c->n_embd, c->n_head, c->n_head_kv);
-        return false;
-    }
-    if (!get_dim(f, "llama.attention.key_length", &c->head_dim, false, c->n_embd / c->n_head, err)) return false;
-    int32_t vlen;
-    if (!get_dim(f, "llama.attention.value_length", &vlen, false, c->head_dim, err)) return false;
-    if (vlen != c->head_dim || c->head_dim % 2) {
-        sl_set_error(err, SL_ERR_UNSUPPORTED, "model: key_length %d / value_length %d must be equal and even", c->head_dim, vlen);
-        return false;
-    }
-    if (!get_dim(f, "llama.rope.dimension_count", &c->n_rot, false, c->head_dim, err)) return false;
-    if (c->n_rot > c->head_dim || c->n_rot % 2) {
-        sl_set_error(err, SL_ERR_FORMAT, "model: rope.dimension_count %d must be even and <= head size %d", c->n_rot, c->head_dim);
-        return false;
-    }
-    c->rms_eps = 1e-5f;
-    if (gguf_find_kv(f, "llama.attention.layer_norm_rms_epsilon") &&
-        (!gguf_get_f32(f, "llama.attention.layer_norm_rms_epsilon", &c->rms_eps) || !(c->rms_eps > 0) || c->rms_eps > 1)) {
-        sl_set_error(err, SL_ERR_FORMAT, "model: layer_norm_rms_epsilon must be a number in (0, 1]");
-        return false;
-    }
-    c->rope_freq_base = 10000.0f;
-    if (gguf_find_kv(f, "llama.rope.freq_base") &&
-        (!gguf_get_f32(f, "llama.rope.freq_base", &c->rope_freq_base) || !(c->rope_freq_base > 1) || isinf(c->rope_freq_base))) {
-        sl_set_error(err, SL_ERR_FORMAT, "model: rope.freq_base must be a finite number > 1");
-        return false;
-    }
+    char key[96], buf[32] = "linear";
     gguf_str s;
-    if (gguf_get_str(f, "llama.rope.scaling.type", &s) && !gguf_str_eq(s, "none")) {
-        char buf[64];
-        sl_set_error(err, SL_ERR_UNSUPPORTED, "model: rope scaling '%s' is not supported", gguf_str_copy(s, buf, sizeof(buf)));
+    if (gguf_find_kv(f, akey(m, "rope.scaling.type", key, sizeof(key))) && !gguf_get_str(f, key, &s))
+        return sl_set_error(err, SL_ERR_FORMAT, "model: metadata '%s' must be a string", key), false;
+    if (gguf_find_kv(f, key)) gguf_str_copy(s, buf, sizeof(buf));
+    const bool yarn = !strcmp(buf, "yarn"), none = !strcmp(buf, "none");
+    if (!yarn && !none && strcmp(buf, "linear") && strcmp(buf, "longrope"))
+        return sl_set_error(err, SL_ERR_UNSUPPORTED, "model: rope scaling '%s' is not supported (none, linear, yarn, longrope)", buf),
+               false;
+    float factor = 0.0f, attn = 1.0f, base = 10000.0f;
+    if (!get_float(m, "rope.scale_linear", 0.0f, 1e6f, &factor, err) || !get_float(m, "rope.scaling.factor", 0.0f, 1e6f, &factor, err) ||
+        !get_float(m, "rope.scaling.attn_factor", 0.0f, 1e6f, &attn, err) || !get_float(m, "rope.freq_base", 1.0f, 1e30f, &base, err))
         return false;
+    if (!(base > 1.0f)) return sl_set_error(err, SL_ERR_FORMAT, "model: rope.freq_base must be a finite number > 1"), false;
+    if (factor != 0.0f && factor < 1e-6f) return sl_set_error(err, SL_ERR_FORMAT, "model: rope.scaling.factor %g is too small", (double)factor), false;
+    int32_t orig;
+    if (!get_dim(f, akey(m, "rope.scaling.original_context_length", key, sizeof(key)), &orig, false, c->n_ctx_train, err)) return false;
+    sl_rope_params *r = &m->rope[0];
+    r->base = base;
+    r->freq_scale = none || factor == 0.0f ? 1.0f : 1.0f / factor;
+    r->ext_factor = yarn ? 1.0f : 0.0f;
+    r->attn_factor = 1.0f;
+    if (yarn) {
+        const float s_ = 1.0f / r->freq_scale;
+        r->attn_factor = s_ <= 1.0f ? 1.0f : 0.1f * logf(s_) + 1.0f;  /* get_mscale(factor, 1) */
+        r->attn_factor *= 1.0f / (1.0f + 0.1f * logf(s_));             /* ... cancelled: ggml applies it */
     }
-    c->act = SL_ACT_SILU;
-    if (gguf_find_kv(f, "skipllama.activation")) {
-        char buf[32];
-        if (!gguf_get_str(f, "skipllama.activation", &s) || !sl_activation_from_name(gguf_str_copy(s, buf, sizeof(buf)), &c->act)) {
-            sl_set_error(err, SL_ERR_UNSUPPORTED, "model: skipllama.activation must be \"silu\", \"relu\" or \"gelu\"");
-            return false;
-        }
+    r->attn_factor *= attn;
+    r->beta_fast = 32.0f;
+    r->beta_slow = 1.0f;
+    r->n_ctx_orig = orig;
+    /* windowed layers (arch.h, sl_swa_rope) */
+    m->rope[1] = m->rope[0];
+    if (m->arch->swa_rope == SL_SWA_ROPE_OWN) {
+        m->rope[1].base = 10000.0f;
+        m->rope[1].freq_scale = 1.0f;
+    }
+    if (m->arch->swa_rope != SL_SWA_ROPE_GLOBAL && !get_float(m, "rope.freq_base_swa", 1.0f, 1e30f, &m->rope[1].base, err)) return false;
+    if (!(m->rope[1].base > 1.0f)) return sl_set_error(err, SL_ERR_FORMAT, "model: rope.freq_base_swa must be > 1"), false;
+    c->rope_freq_base = base;
+    return true;
+}
+
+/* Sliding window and its layer pattern (arch.h): which layers are windowed. */
+static bool load_swa(sl_model *m, sl_error *err) {
+    const gguf_file *f = m->gguf;
+    sl_model_config *c = &m->config;
+    char key[96];
+    c->n_swa = 0;
+    if (!m->arch->swa) return true;
+    uint32_t w = m->arch->swa_default, period = m->arch->swa_period;
+    if (gguf_find_kv(f, akey(m, "attention.sliding_window", key, sizeof(key))) && (!gguf_get_u32(f, key, &w) || w > (1u << 30)))
+        return sl_set_error(err, SL_ERR_FORMAT, "model: metadata '%s' must be an integer in 0..2^30", key), false;
+    if (gguf_find_kv(f, akey(m, "attention.sliding_window_pattern", key, sizeof(key))) &&
+        (!gguf_get_u32(f, key, &period) || period > 4096))
+        return sl_set_error(err, SL_ERR_UNSUPPORTED, "model: metadata '%s' must be one integer period in 0..4096 (per-layer arrays are not supported)", key),
+               false;
+    c->n_swa = (int32_t)w;
+    for (int32_t l = 0; l < c->n_layer; l++) {
+        sl_layer *L = &m->layers[l];
+        L->swa = w > 0 && (period == 0 || (uint32_t)l % period < period - 1);
+        L->rope = L->swa ? 1 : 0;
     }
     return true;
 }
 
-/* The 1-D norm weights are used as f32; convert them when a file stores another type. */
-static const float *norm_f32(sl_model *m, const gguf_tensor_info *t, float **cursor) {
+static bool load_hparams(sl_model *m, sl_error *err) {
+    const gguf_file *f = m->gguf;
+    sl_model_config *c = &m->config;
+    const sl_arch *a = m->arch;
+    char key[96];
+#define DIM(name, field, required, def) \
+    if (!get_dim(f, akey(m, name, key, sizeof(key)), &c->field, required, def, err)) return false
+    DIM("embedding_length", n_embd, true, 0);
+    DIM("feed_forward_length", n_ff, true, 0);
+    DIM("block_count", n_layer, true, 0);
+    DIM("attention.head_count", n_head, true, 0);
+    DIM("attention.head_count_kv", n_head_kv, false, c->n_head);
+    DIM("context_length", n_ctx_train, false, 2048);
+    if (c->n_layer > SL_MAX_LAYERS) {
+        sl_set_error(err, SL_ERR_FORMAT, "model: block_count %d is larger than %d", c->n_layer, SL_MAX_LAYERS);
+        return false;
+    }
+    const bool has_key_length = gguf_find_kv(f, akey(m, "attention.key_length", key, sizeof(key))) != NULL;
+    if ((!has_key_length && c->n_embd % c->n_head) || c->n_head % c->n_head_kv) {
+        sl_set_error(err, SL_ERR_FORMAT, "model: embedding_length %d / head_count %d / head_count_kv %d are not divisible",
+                     c->n_embd, c->n_head, c->n_head_kv);
+        return false;
+    }
+    DIM("attention.key_length", head_dim, false, c->n_embd / c->n_head);
+    int32_t vlen;
+    if (!get_dim(f, akey(m, "attention.value_length", key, sizeof(key)), &vlen, false, c->head_dim, err)) return false;
+    if (vlen != c->head_dim || c->head_dim % 2) {
+        sl_set_error(err, SL_ERR_UNSUPPORTED, "model: key_length %d / value_length %d must be equal and even", c->head_dim, vlen);
+        return false;
+    }
+    DIM("rope.dimension_count", n_rot, false, c->head_dim);
+#undef DIM
+    if (c->n_rot > c->head_dim || c->n_rot % 2) {
+        sl_set_error(err, SL_ERR_FORMAT, "model: rope.dimension_count %d must be even and at most the head size %d", c->n_rot, c->head_dim);
+        return false;
+    }
+    c->rms_eps = 1e-5f;
+    if (!get_float(m, "attention.layer_norm_rms_epsilon", 1e-30f, 1.0f, &c->rms_eps, err)) return false;
+    if (!load_rope(m, err)) return false;
+    c->act = a->act;
+    gguf_str s;
+    if (a->act_key && gguf_find_kv(f, "skipllama.activation")) {
+        char buf[32];
+        if (!gguf_get_str(f, "skipllama.activation", &s) || !sl_activation_from_name(gguf_str_copy(s, buf, sizeof(buf)), &c->act)) {
+            sl_set_error(err, SL_ERR_UNSUPPORTED, "model: skipllama.activation must be \"silu\", \"relu\", \"gelu\" or \"gelu_f16\"");
+            return false;
+        }
+    }
+    m->attn_softcap = a->attn_softcap;
+    m->final_softcap = a->final_softcap;
+    if ((a->attn_softcap_key && !get_float(m, "attn_logit_softcapping", 0.0f, 1e30f, &m->attn_softcap, err)) ||
+        (a->final_softcap_key && !get_float(m, "final_logit_softcapping", 0.0f, 1e30f, &m->final_softcap, err)))
+        return false;
+    /* llama.cpp's query scale: Gemma's 27B models scale by 1/sqrt(n_embd / n_head) (an integer
+     * division), which it recognises by the layer count */
+    m->attn_scale = 1.0f / sqrtf((float)c->head_dim);
+    if (a->wide_scale_layers && c->n_layer == a->wide_scale_layers) m->attn_scale = 1.0f / sqrtf((float)(c->n_embd / c->n_head));
+    m->embd_scale = a->embd_scale ? sqrtf((float)c->n_embd) : 1.0f;
+    return true;
+}
+
+/* The 1-D vectors (norms, biases, rope factors) are used as f32; convert them when a file
+ * stores another type (into owned_f32, sized in load_tensors). */
+static const float *vec_f32(sl_model *m, const gguf_tensor_info *t, float **cursor) {
+    if (!t) return NULL;
     if (t->type == SL_TYPE_F32) return t->data;
     float *dst = *cursor;
     sl_dequantize_row_ref(t->type, t->data, dst, t->ne[0]);
@@ -226,11 +326,22 @@ static const float *norm_f32(sl_model *m, const gguf_tensor_info *t, float **cur
     return dst;
 }
 
+/* Rows [row0, row0 + rows) of a matrix in the file: a view, no copy. */
+static sl_weight rows_of(const gguf_tensor_info *t, int64_t row0, int64_t rows) {
+    sl_weight w = weight_of(t);
+    w.data = (const uint8_t *)t->data + (size_t)row0 * w.row_bytes;
+    w.rows = rows;
+    w.mm_data = w.data;
+    return w;
+}
+
 static bool load_tensors(sl_model *m, sl_error *err) {
     const gguf_file *f = m->gguf;
+    const sl_arch *a = m->arch;
     sl_model_config *c = &m->config;
     const gguf_tensor_info *t;
     const int64_t E = c->n_embd, F = c->n_ff, Q = (int64_t)c->n_head * c->head_dim, KV = (int64_t)c->n_head_kv * c->head_dim;
+    const int64_t HD = c->head_dim;
 
     t = gguf_find_tensor(f, "token_embd.weight");
     if (!t) return sl_set_error(err, SL_ERR_FORMAT, "model: missing required tensor 'token_embd.weight'"), false;
@@ -239,72 +350,116 @@ static bool load_tensors(sl_model *m, sl_error *err) {
     if (!get_tensor(f, "token_embd.weight", E, c->n_vocab, true, &t, err)) return false;
     m->tok_embd = weight_of(t);
     uint32_t vs;
-    if (gguf_get_u32(f, "llama.vocab_size", &vs) && vs != (uint32_t)c->n_vocab) {
-        sl_set_error(err, SL_ERR_FORMAT, "model: llama.vocab_size %u disagrees with token_embd rows %d", vs, c->n_vocab);
+    char key[96];
+    if (gguf_get_u32(f, akey(m, "vocab_size", key, sizeof(key)), &vs) && vs != (uint32_t)c->n_vocab) {
+        sl_set_error(err, SL_ERR_FORMAT, "model: %s %u disagrees with token_embd rows %d", key, vs, c->n_vocab);
         return false;
     }
-    if (!get_tensor(f, "output.weight", E, c->n_vocab, false, &t, err)) return false;
+    t = NULL;
+    if (!a->output_is_embd && !get_tensor(f, "output.weight", E, c->n_vocab, false, &t, err)) return false;
     c->tied_embeddings = t == NULL;
     m->output = t ? weight_of(t) : m->tok_embd;
-    if (!get_tensor(f, "rope_freqs.weight", c->n_rot / 2, 0, false, &t, err)) return false;
-    c->has_rope_freqs = t != NULL;
-    const gguf_tensor_info *rope_freqs = t;
 
-    /* norms: 2 per layer + output; room to convert them all if needed */
-    size_t n_norm_floats;
-    if (sl_mul_overflow((size_t)(2 * c->n_layer + 1), (size_t)E, &n_norm_floats)) return false;
-    n_norm_floats += (size_t)c->n_rot / 2;
-    /* issue 8: every norm must be in the file (>= 18 bytes per 32 elements), so a count the file
-     * cannot hold is refused here, before the buffer is sized from hyperparameters alone */
-    if (n_norm_floats / 2 > f->size)
-        return sl_set_error(err, SL_ERR_FORMAT, "model: %d layers of width %lld need %zu norm weights, more than the %zu-byte file holds",
-                            c->n_layer, (long long)E, n_norm_floats, f->size),
-               false;
-    m->owned_f32 = malloc(n_norm_floats * sizeof(float));
+    /* vectors stored in another type than f32 get converted: room for all of them (each is in
+     * the file, >= 2 bytes per element, so the buffer is bounded by the file size) */
+    size_t n_conv = 0;
+    for (uint64_t i = 0; i < f->n_tensors; i++)
+        if (f->tensors[i].n_dims == 1 && f->tensors[i].type != SL_TYPE_F32) n_conv += (size_t)f->tensors[i].ne[0];
+    m->owned_f32 = malloc((n_conv ? n_conv : 1) * sizeof(float));
     m->layers = calloc((size_t)c->n_layer, sizeof(sl_layer));
     if (!m->owned_f32 || !m->layers) return sl_set_error(err, SL_ERR_NOMEM, "model: out of memory"), false;
-    float *cursor = m->owned_f32;
-    if (!get_tensor(f, "output_norm.weight", E, 0, true, &t, err)) return false;
-    m->output_norm = norm_f32(m, t, &cursor);
-    if (rope_freqs) m->rope_freqs = norm_f32(m, rope_freqs, &cursor);
+    float *cur = m->owned_f32;
+    const gguf_tensor_info *rf[3];
+    if (!get_tensor(f, "output_norm.weight", E, 0, true, &t, err) || !get_tensor(f, "output.bias", c->n_vocab, 0, false, &rf[0], err))
+        return false;
+    m->output_norm = vec_f32(m, t, &cur);
+    m->output_b = vec_f32(m, rf[0], &cur);
+    if (!get_tensor(f, "rope_freqs.weight", c->n_rot / 2, 0, false, &rf[0], err) ||
+        !get_tensor(f, "rope_factors_long.weight", c->n_rot / 2, 0, false, &rf[1], err) ||
+        !get_tensor(f, "rope_factors_short.weight", c->n_rot / 2, 0, false, &rf[2], err))
+        return false;
+    c->has_rope_freqs = rf[0] != NULL;
+    m->rope_freqs = vec_f32(m, rf[0], &cur);
+    m->rope_long = vec_f32(m, rf[1], &cur);
+    m->rope_short = vec_f32(m, rf[2], &cur);
 
     for (int32_t l = 0; l < c->n_layer; l++) {
         sl_layer *L = &m->layers[l];
         char name[96];
-#define TENSOR(field, suffix, cols, rows)                                                                              \
-    snprintf(name, sizeof(name), "blk.%d." suffix, (int)l);                                                            \
-    if (!get_tensor(f, name, cols, rows, true, &t, err)) return false;                                                 \
+#define FIND(suffix, cols, rows, required)                                                                             \
+    (snprintf(name, sizeof(name), "blk.%d." suffix, (int)l), get_tensor(f, name, cols, rows, required, &t, err))
+#define MATRIX(field, suffix, cols, rows)                                                                              \
+    if (!FIND(suffix, cols, rows, true)) return false;                                                                 \
     L->field = weight_of(t)
-        snprintf(name, sizeof(name), "blk.%d.attn_norm.weight", (int)l);
-        if (!get_tensor(f, name, E, 0, true, &t, err)) return false;
-        L->attn_norm = norm_f32(m, t, &cursor);
-        snprintf(name, sizeof(name), "blk.%d.ffn_norm.weight", (int)l);
-        if (!get_tensor(f, name, E, 0, true, &t, err)) return false;
-        L->ffn_norm = norm_f32(m, t, &cursor);
-        TENSOR(wq, "attn_q.weight", E, Q);
-        TENSOR(wk, "attn_k.weight", E, KV);
-        TENSOR(wv, "attn_v.weight", E, KV);
-        TENSOR(wo, "attn_output.weight", Q, E);
-        TENSOR(ffn_gate, "ffn_gate.weight", E, F);
-        TENSOR(ffn_up, "ffn_up.weight", E, F);
-        TENSOR(ffn_down, "ffn_down.weight", F, E);
-#undef TENSOR
+#define VECTOR(field, suffix, n, required)                                                                             \
+    if (!FIND(suffix, n, 0, required)) return false;                                                                   \
+    L->field = vec_f32(m, t, &cur)
+        VECTOR(attn_norm, "attn_norm.weight", E, true);
+        /* q, k, v: three matrices, or row ranges of one fused attn_qkv (llama.cpp's build_qkv) */
+        if (!FIND("attn_qkv.weight", E, Q + 2 * KV, false)) return false;
+        if (t) {
+            L->wq = rows_of(t, 0, Q);
+            L->wk = rows_of(t, Q, KV);
+            L->wv = rows_of(t, Q + KV, KV);
+            if (!FIND("attn_qkv.bias", Q + 2 * KV, 0, false)) return false;
+            const float *b = vec_f32(m, t, &cur);
+            L->bq = b, L->bk = b ? b + Q : NULL, L->bv = b ? b + Q + KV : NULL;
+        } else {
+            MATRIX(wq, "attn_q.weight", E, Q);
+            MATRIX(wk, "attn_k.weight", E, KV);
+            MATRIX(wv, "attn_v.weight", E, KV);
+            VECTOR(bq, "attn_q.bias", Q, false);
+            VECTOR(bk, "attn_k.bias", KV, false);
+            VECTOR(bv, "attn_v.bias", KV, false);
+        }
+        if (a->qk_norm) {
+            VECTOR(attn_q_norm, "attn_q_norm.weight", HD, true);
+            VECTOR(attn_k_norm, "attn_k_norm.weight", HD, true);
+        }
+        MATRIX(wo, "attn_output.weight", Q, E);
+        VECTOR(bo, "attn_output.bias", E, false);
+        if (a->post_norms) {
+            VECTOR(attn_post_norm, "post_attention_norm.weight", E, true);
+            VECTOR(ffn_post_norm, "post_ffw_norm.weight", E, true);
+        }
+        VECTOR(ffn_norm, "ffn_norm.weight", E, true);
+        if (a->ffn_fused_up) { /* gate rows, then up rows (ggml_swiglu's halves) */
+            if (!FIND("ffn_up.weight", E, 2 * F, true)) return false;
+            L->ffn_gate = rows_of(t, 0, F);
+            L->ffn_up = rows_of(t, F, F);
+        } else {
+            MATRIX(ffn_gate, "ffn_gate.weight", E, F);
+            MATRIX(ffn_up, "ffn_up.weight", E, F);
+        }
+        MATRIX(ffn_down, "ffn_down.weight", F, E);
+        static const char *const ffn_biases[] = {"ffn_gate.bias", "ffn_up.bias", "ffn_down.bias"};
+        for (int k = 0; k < 3; k++) {
+            snprintf(name, sizeof(name), "blk.%d.%s", (int)l, ffn_biases[k]);
+            if (gguf_find_tensor(f, name)) return sl_set_error(err, SL_ERR_UNSUPPORTED, "model: MLP biases ('%s') are not supported", name), false;
+        }
+#undef VECTOR
+#undef MATRIX
+#undef FIND
     }
     c->weight_type = m->layers[0].ffn_gate.type;
     return true;
 }
 
-sl_model *sl_model_load(const char *path, const sl_model_params *params, sl_error *err) {
+sl_model *sl_model_init_gguf(gguf_file *f, const char *path, const sl_model_params *params, sl_error *err) {
     sl_clear_error(err);
     sl_model_params p = params ? *params : sl_model_default_params();
     sl_model *m = calloc(1, sizeof(*m));
     if (!m) {
+        gguf_close(f);
         sl_set_error(err, SL_ERR_NOMEM, "out of memory");
         return NULL;
     }
+    m->gguf = f;
     m->path = strdup(path ? path : "");
-    m->gguf = gguf_open(path, err);
-    if (!m->gguf || !m->path) goto fail;
+    if (!m->gguf || !m->path) {
+        if (m->gguf) sl_set_error(err, SL_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
     for (uint64_t i = 0; i < m->gguf->n_tensors; i++) {
         const gguf_tensor_info *t = &m->gguf->tensors[i];
         int64_t n = 1;
@@ -315,12 +470,17 @@ sl_model *sl_model_load(const char *path, const sl_model_params *params, sl_erro
     char archbuf[64] = "";
     if (gguf_get_str(m->gguf, "general.architecture", &arch)) gguf_str_copy(arch, archbuf, sizeof(archbuf));
     if (!p.vocab_only) {
-        if (strcmp(archbuf, "llama") != 0) {
-            sl_set_error(err, SL_ERR_UNSUPPORTED, "model: architecture '%s' is not supported (only 'llama')",
-                         archbuf[0] ? archbuf : "(missing general.architecture)");
+        m->arch = sl_arch_find(archbuf);
+        if (!m->arch) {
+            char list[128] = "";
+            for (int i = 0; sl_arch_at(i); i++)
+                snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? ", " : "", sl_arch_at(i)->name);
+            sl_set_error(err, SL_ERR_UNSUPPORTED, "model: architecture '%s' is not supported (supported: %s)",
+                         archbuf[0] ? archbuf : "(missing general.architecture)", list);
             goto fail;
         }
-        if (!load_hparams(m, err) || !load_tensors(m, err)) goto fail;
+        m->config.arch = m->arch->name;
+        if (!load_hparams(m, err) || !load_tensors(m, err) || !load_swa(m, err)) goto fail;
         if (!p.no_repack) repack_q4_0(m);
     }
     sl_error verr;
@@ -331,7 +491,7 @@ sl_model *sl_model_load(const char *path, const sl_model_params *params, sl_erro
         goto fail;
     }
     if (p.vocab_only && !m->vocab) {
-        sl_set_error(err, SL_ERR_FORMAT, "model: '%s' has no tokenizer (tokenizer.ggml.model)", path);
+        sl_set_error(err, SL_ERR_FORMAT, "model: '%s' has no tokenizer (tokenizer.ggml.model)", m->path);
         goto fail;
     }
     if (m->vocab && !p.vocab_only && sl_vocab_n_tokens(m->vocab) > m->config.n_vocab) {
@@ -345,74 +505,15 @@ fail:
     return NULL;
 }
 
-const sl_model_config *sl_model_get_config(const sl_model *m) { return &m->config; }
-int64_t sl_model_n_params(const sl_model *m) { return m->n_params; }
-int64_t sl_model_file_size(const sl_model *m) { return (int64_t)m->gguf->size; }
-int64_t sl_model_repacked_bytes(const sl_model *m) { return (int64_t)m->repacked_bytes; }
-
-/* appends to buf at *pos, tracking the length it wanted */
-static void out(char *buf, size_t size, size_t *pos, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-#include <stdarg.h>
-static void out(char *buf, size_t size, size_t *pos, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(*pos < size ? buf + *pos : NULL, *pos < size ? size - *pos : 0, fmt, ap);
-    va_end(ap);
-    if (n > 0) *pos += (size_t)n;
+sl_model *sl_model_load(const char *path, const sl_model_params *params, sl_error *err) {
+    sl_clear_error(err);
+    gguf_file *f = gguf_open(path, err);
+    if (!f) return NULL;
+    return sl_model_init_gguf(f, path, params, err);
 }
 
-size_t sl_model_describe(const sl_model *m, char *buf, size_t size) {
-    size_t pos = 0;
-    const sl_model_config *c = &m->config;
-    const gguf_file *f = m->gguf;
-    if (size) buf[0] = 0;
-    gguf_str s;
-    char tmp[128] = "";
-    if (gguf_get_str(f, "general.architecture", &s)) gguf_str_copy(s, tmp, sizeof(tmp));
-    out(buf, size, &pos, "file:            %s\n", m->path);
-    out(buf, size, &pos, "file size:       %lld bytes (%.2f MiB)\n", (long long)f->size, (double)f->size / 1048576.0);
-    out(buf, size, &pos, "gguf version:    %u, %llu metadata keys, %llu tensors\n", f->version, (unsigned long long)f->n_kv,
-        (unsigned long long)f->n_tensors);
-    out(buf, size, &pos, "architecture:    %s\n", tmp[0] ? tmp : "(none)");
-    if (gguf_get_str(f, "general.name", &s)) out(buf, size, &pos, "name:            %s\n", gguf_str_copy(s, tmp, sizeof(tmp)));
-    out(buf, size, &pos, "parameters:      %lld (%.3f M)\n", (long long)m->n_params, (double)m->n_params / 1e6);
-    if (m->layers) {
-        out(buf, size, &pos, "n_vocab:         %d\n", c->n_vocab);
-        out(buf, size, &pos, "n_embd:          %d\n", c->n_embd);
-        out(buf, size, &pos, "n_ff:            %d\n", c->n_ff);
-        out(buf, size, &pos, "n_layer:         %d\n", c->n_layer);
-        out(buf, size, &pos, "n_head:          %d\n", c->n_head);
-        out(buf, size, &pos, "n_head_kv:       %d\n", c->n_head_kv);
-        out(buf, size, &pos, "head_dim:        %d\n", c->head_dim);
-        out(buf, size, &pos, "n_rot:           %d\n", c->n_rot);
-        out(buf, size, &pos, "n_ctx_train:     %d\n", c->n_ctx_train);
-        out(buf, size, &pos, "rms_eps:         %g\n", (double)c->rms_eps);
-        out(buf, size, &pos, "rope_freq_base:  %g%s\n", (double)c->rope_freq_base, c->has_rope_freqs ? " (with rope_freqs factors)" : "");
-        out(buf, size, &pos, "activation:      %s\n", sl_activation_name(c->act));
-        out(buf, size, &pos, "tied embeddings: %s\n", c->tied_embeddings ? "yes" : "no");
-        out(buf, size, &pos, "weight type:     %s\n", sl_type_name(c->weight_type));
-    }
-    if (m->vocab) out(buf, size, &pos, "vocab tokens:    %d\n", sl_vocab_n_tokens(m->vocab));
-    /* tensor type histogram, then the tensors */
-    static const sl_type types[] = {SL_TYPE_F32, SL_TYPE_F16, SL_TYPE_BF16, SL_TYPE_Q8_0, SL_TYPE_Q4_0};
-    out(buf, size, &pos, "tensor types:   ");
-    for (size_t k = 0; k < sizeof(types) / sizeof(types[0]); k++) {
-        uint64_t n = 0;
-        for (uint64_t i = 0; i < f->n_tensors; i++) n += f->tensors[i].type == types[k];
-        if (n) out(buf, size, &pos, " %s=%llu", sl_type_name(types[k]), (unsigned long long)n);
-    }
-    out(buf, size, &pos, "\ntensors:\n");
-    for (uint64_t i = 0; i < f->n_tensors; i++) {
-        const gguf_tensor_info *t = &f->tensors[i];
-        char shape[96];
-        int k = snprintf(shape, sizeof(shape), "[%lld", (long long)t->ne[0]);
-        for (uint32_t d = 1; d < t->n_dims && k < (int)sizeof(shape); d++)
-            k += snprintf(shape + k, sizeof(shape) - (size_t)k, ", %lld", (long long)t->ne[d]);
-        if (k < (int)sizeof(shape)) snprintf(shape + k, sizeof(shape) - (size_t)k, "]");
-        out(buf, size, &pos, "  %-32s %-5s %-22s %zu bytes\n", gguf_str_copy(t->name, tmp, sizeof(tmp)), sl_type_name(t->type), shape,
-            t->nbytes);
-    }
-    return pos;
+const float *sl_model_rope_factors(const sl_model *m, int n_ctx) {
+    if (m->rope_freqs) return m->rope_freqs;
+    if (m->rope_long && n_ctx > m->rope[0].n_ctx_orig) return m->rope_long;
+    return m->rope_short;
 }
-
-const sl_vocab *sl_model_get_vocab(const sl_model *model) { return model ? model->vocab : NULL; }

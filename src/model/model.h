@@ -13,6 +13,7 @@
 #include "skipllama.h"
 
 struct sl_vocab;
+struct sl_arch;
 
 /* A 2-D weight matrix in the file: `rows` rows of `cols` elements of `type`, row-major
  * (GGUF ne[0] = cols, ne[1] = rows). y = W·x maps cols -> rows. */
@@ -34,32 +35,74 @@ static inline sl_weight sl_weight_view(const void *data, sl_type type, int64_t r
     return w;
 }
 
+/* A layer's tensors. Matrices may be views into one fused tensor of the file (Phi-3's attn_qkv
+ * and gate|up ffn_up): row ranges of it, no copies. Vectors are f32 (norm_f32 in model.c);
+ * NULL where the file or the architecture has none. */
 typedef struct sl_layer {
-    const float *attn_norm; /* [n_embd] RMSNorm weight before attention */
-    sl_weight wq;           /* [n_head*head_dim, n_embd] */
-    sl_weight wk;           /* [n_head_kv*head_dim, n_embd] */
-    sl_weight wv;           /* [n_head_kv*head_dim, n_embd] */
-    sl_weight wo;           /* [n_embd, n_head*head_dim] */
-    const float *ffn_norm;  /* [n_embd] RMSNorm weight before the MLP */
-    sl_weight ffn_gate;     /* [n_ff, n_embd] */
-    sl_weight ffn_up;       /* [n_ff, n_embd] */
-    sl_weight ffn_down;     /* [n_embd, n_ff] */
+    const float *attn_norm;      /* [n_embd] RMSNorm weight before attention */
+    sl_weight wq;                /* [n_head*head_dim, n_embd] */
+    sl_weight wk;                /* [n_head_kv*head_dim, n_embd] */
+    sl_weight wv;                /* [n_head_kv*head_dim, n_embd] */
+    const float *bq, *bk, *bv;   /* their biases (Qwen2), or NULL */
+    const float *attn_q_norm;    /* [head_dim] RMSNorm of each query head (Qwen3, Gemma 3), or NULL */
+    const float *attn_k_norm;    /* [head_dim] the same for key heads, or NULL */
+    sl_weight wo;                /* [n_embd, n_head*head_dim] */
+    const float *bo;             /* its bias, or NULL */
+    const float *attn_post_norm; /* [n_embd] RMSNorm of the attention output (Gemma 2/3), or NULL */
+    const float *ffn_norm;       /* [n_embd] RMSNorm weight before the MLP */
+    sl_weight ffn_gate;          /* [n_ff, n_embd] */
+    sl_weight ffn_up;            /* [n_ff, n_embd] */
+    sl_weight ffn_down;          /* [n_embd, n_ff] */
+    const float *ffn_post_norm;  /* [n_embd] RMSNorm of the MLP output (Gemma 2/3), or NULL */
+    bool swa;                    /* attends to the last n_swa positions only */
+    int rope;                    /* its RoPE parameters: sl_model.rope[rope] (1 = windowed layers') */
 } sl_layer;
+
+/* RoPE as ggml computes it (ggml_rope_ext): pair i of a token at position p turns by
+ * theta = p * base^(-2i/n_rot) / factor_i, YaRN-blended between theta * freq_scale and theta
+ * when ext_factor != 0, and cos/sin are scaled by mscale. */
+typedef struct sl_rope_params {
+    float base;        /* theta base (rope.freq_base) */
+    float freq_scale;  /* 1 / rope.scaling.factor (linear, YaRN), or 1 */
+    float ext_factor;  /* 1 for YaRN, else 0 */
+    float attn_factor; /* llama.cpp's yarn_attn_factor (times rope.scaling.attn_factor) */
+    float beta_fast;   /* YaRN correction range (32, 1) */
+    float beta_slow;
+    int32_t n_ctx_orig; /* rope.scaling.original_context_length (YaRN ranges, LongRoPE's choice) */
+} sl_rope_params;
 
 struct sl_model {
     sl_model_config config;   /* hyperparameters (public view) */
+    const struct sl_arch *arch; /* the architecture's row (arch.h) */
     gguf_file *gguf;          /* the open file; owns the mapping */
     char *path;               /* file path (owned) */
     sl_weight tok_embd;       /* [n_vocab, n_embd] token embeddings */
+    float embd_scale;         /* embeddings are multiplied by this (Gemma: sqrt(n_embd)), else 1 */
     const float *output_norm; /* [n_embd] final RMSNorm weight */
     sl_weight output;         /* [n_vocab, n_embd] output projection (== tok_embd when tied) */
-    const float *rope_freqs;  /* [n_rot/2] RoPE frequency divisors, or NULL */
+    const float *output_b;    /* [n_vocab] its bias, or NULL */
+    float final_softcap;      /* logits -> cap * tanh(logits / cap) when > 0 */
+    float attn_scale;         /* scores = q.k * attn_scale (1/sqrt(head_dim), or Gemma's) */
+    float attn_softcap;       /* scores -> cap * tanh(scores / cap) when > 0 */
+    const float *rope_freqs;  /* [n_rot/2] RoPE frequency divisors (Llama 3.1+), or NULL */
+    const float *rope_long;   /* [n_rot/2] LongRoPE divisors for contexts beyond n_ctx_orig (Phi-3), or NULL */
+    const float *rope_short;  /* [n_rot/2] ... and within it, or NULL */
+    sl_rope_params rope[2];   /* [0]: global layers, [1]: windowed layers */
     sl_layer *layers;         /* [n_layer] */
-    float *owned_f32;         /* norms converted to f32 when stored otherwise (owned), or NULL */
+    float *owned_f32;         /* vectors converted to f32 when stored otherwise (owned), or NULL */
     void *repacked;           /* Q4_0x4 copies of the Q4_0 matrices (owned, sl_alloc_huge), or NULL */
     size_t repacked_bytes;    /* their size */
     int64_t n_params;         /* total elements of all tensors */
     struct sl_vocab *vocab;   /* tokenizer, or NULL when the file has none */
 };
+
+/* Build a model from an open GGUF file (taking ownership of f, closed on failure too). path is
+ * for messages and info. sl_model_load is gguf_open + this; a loader of another format makes the
+ * same gguf_file in memory. */
+sl_model *sl_model_init_gguf(gguf_file *f, const char *path, const sl_model_params *params, sl_error *err);
+
+/* The RoPE divisors a context of n_ctx tokens uses: rope_freqs, else LongRoPE's long factors when
+ * n_ctx > n_ctx_orig (llama.cpp decides by the context size), else its short ones, else NULL. */
+const float *sl_model_rope_factors(const sl_model *m, int n_ctx);
 
 #endif

@@ -207,7 +207,7 @@ static sl_status check_call(const sl_neuron_bundle *b, sl_activation act, const 
                             const float *gate_pre, const float *out, sl_error *err) {
     if (!b || !b->data || !x || !out || (n > 0 && !idx) || n < 0)
         return sl_set_error(err, SL_ERR_INVALID_ARG, "bundle forward: NULL argument or negative count");
-    if (act != SL_ACT_SILU && act != SL_ACT_RELU && act != SL_ACT_GELU)
+    if (!sl_activation_supported(act))
         return sl_set_error(err, SL_ERR_UNSUPPORTED, "bundle forward: unsupported activation %d", (int)act);
     if (!b->has_gate && !gate_pre)
         return sl_set_error(err, SL_ERR_INVALID_ARG, "bundle forward: the bundle has no gate rows: gate_pre is required");

@@ -1,10 +1,13 @@
 /*
- * synth.c — synthetic llama models with random weights (sl_synth_*; see skipllama.h).
+ * synth.c — synthetic models with random weights (sl_synth_*; see skipllama.h), of every
+ * architecture of the table in src/model/arch.h.
  *
  * What it is for: benchmark and test models of real shapes (TinyLlama-1.1B, Llama-3.2-1B,
- * Llama-2-7B...) in every weight type, since real weights cannot be downloaded everywhere. The
- * file is a standard `llama` GGUF with a minimal SentencePiece vocabulary, so llama.cpp loads it
- * too and both engines can be timed on the same bytes. Weights are streamed to disk a chunk of
+ * Llama-2-7B, Qwen2.5-0.5B...) in every weight type, and the small per-architecture fixtures
+ * checked against llama.cpp, since real weights cannot be downloaded everywhere. The file is a
+ * standard GGUF of its architecture (llama.cpp's tensor names and metadata keys) with a minimal
+ * SentencePiece vocabulary, so llama.cpp loads it too and both engines can be timed and compared
+ * on the same bytes. Weights are streamed to disk a chunk of
  * rows at a time (gguf_writer_write_stream): a 7B F32 model never has to fit in memory.
  * What it is not: a model anyone should expect sensible text from — the weights are noise with
  * realistic scales (so activations stay finite and the numerics look like a real model's).
@@ -14,6 +17,7 @@
  */
 #include "format/gguf.h"
 #include "format/quant.h"
+#include "model/arch.h"
 #include "util/threadpool.h"
 #include "util/util.h"
 
@@ -37,14 +41,18 @@ typedef struct synth_preset {
     float rope_base;      /* RoPE theta */
     bool tied;            /* no output.weight */
     bool rope_freqs;      /* rope_freqs.weight present */
+    const char *arch;     /* general.architecture */
+    int32_t head_dim;     /* 0: n_embd / n_head */
+    bool qkv_bias;        /* q/k/v biases */
 } synth_preset;
 
 static const synth_preset presets[] = {
     /* small enough for tests: every width a multiple of 32 so all block types apply */
-    {"tiny", 512, 64, 192, 2, 4, 2, 256, 1e-5f, 10000.0f, false, false},
-    {"tinyllama-1.1b", 32000, 2048, 5632, 22, 32, 4, 2048, 1e-5f, 10000.0f, false, false},
-    {"llama-3.2-1b", 128256, 2048, 8192, 16, 32, 8, 131072, 1e-5f, 500000.0f, true, true},
-    {"llama-2-7b", 32000, 4096, 11008, 32, 32, 32, 4096, 1e-5f, 10000.0f, false, false},
+    {"tiny", 512, 64, 192, 2, 4, 2, 256, 1e-5f, 10000.0f, false, false, "llama", 0, false},
+    {"tinyllama-1.1b", 32000, 2048, 5632, 22, 32, 4, 2048, 1e-5f, 10000.0f, false, false, "llama", 0, false},
+    {"llama-3.2-1b", 128256, 2048, 8192, 16, 32, 8, 131072, 1e-5f, 500000.0f, true, true, "llama", 0, false},
+    {"llama-2-7b", 32000, 4096, 11008, 32, 32, 32, 4096, 1e-5f, 10000.0f, false, false, "llama", 0, false},
+    {"qwen2.5-0.5b", 151936, 896, 4864, 24, 14, 2, 32768, 1e-6f, 1000000.0f, true, false, "qwen2", 64, true},
 };
 #define N_PRESETS ((int)(sizeof(presets) / sizeof(presets[0])))
 
@@ -68,6 +76,9 @@ bool sl_synth_preset(const char *name, sl_synth_params *p) {
         p->rope_freq_base = s->rope_base;
         p->tied_embeddings = s->tied;
         p->rope_freqs = s->rope_freqs;
+        snprintf(p->arch, sizeof(p->arch), "%s", s->arch);
+        p->head_dim = s->head_dim;
+        p->qkv_bias = s->qkv_bias;
         return true;
     }
     return false;
@@ -81,6 +92,7 @@ sl_synth_params sl_synth_default_params(void) {
     p.type = SL_TYPE_F32;
     p.seed = 1;
     p.n_threads = 1;
+    p.swa_pattern = -1;
     return p;
 }
 
@@ -88,7 +100,8 @@ sl_synth_params sl_synth_default_params(void) {
 
 #define SYNTH_MAX_DIM (1 << 20) /* any single dimension above this is surely a typo */
 
-static int32_t head_dim_of(const sl_synth_params *p) { return p->n_embd / p->n_head; }
+static int32_t head_dim_of(const sl_synth_params *p) { return p->head_dim ? p->head_dim : p->n_embd / p->n_head; }
+static const sl_arch *arch_of(const sl_synth_params *p) { return sl_arch_find(p->arch[0] ? p->arch : "llama"); }
 static int32_t n_rot_of(const sl_synth_params *p) { return p->n_rot ? p->n_rot : head_dim_of(p); }
 
 static sl_status synth_validate(const sl_synth_params *p, sl_error *err) {
@@ -100,23 +113,33 @@ static sl_status synth_validate(const sl_synth_params *p, sl_error *err) {
             return sl_set_error(err, SL_ERR_INVALID_ARG, "synth: %s = %d is out of range 1..%d", names[i], dims[i], SYNTH_MAX_DIM);
     if (p->n_vocab < 259)
         return sl_set_error(err, SL_ERR_INVALID_ARG, "synth: n_vocab = %d, need >= 259 (3 special + 256 byte tokens)", p->n_vocab);
-    if (p->n_embd % p->n_head)
+    const sl_arch *a = arch_of(p);
+    if (!a) return sl_set_error(err, SL_ERR_UNSUPPORTED, "synth: unknown architecture '%.16s'", p->arch);
+    if (p->head_dim < 0 || p->head_dim > 4096)
+        return sl_set_error(err, SL_ERR_INVALID_ARG, "synth: head_dim %d is out of range 0..4096", p->head_dim);
+    if (!p->head_dim && p->n_embd % p->n_head)
         return sl_set_error(err, SL_ERR_INVALID_ARG, "synth: n_embd %d is not divisible by n_head %d", p->n_embd, p->n_head);
     if (p->n_head % p->n_head_kv)
         return sl_set_error(err, SL_ERR_INVALID_ARG, "synth: n_head %d is not divisible by n_head_kv %d", p->n_head, p->n_head_kv);
     int32_t hd = head_dim_of(p), rot = n_rot_of(p);
     if (hd % 2 || rot <= 0 || rot % 2 || rot > hd)
         return sl_set_error(err, SL_ERR_INVALID_ARG, "synth: rotary dims %d must be even and <= head_dim %d (even)", rot, hd);
+    if (p->n_swa < 0 || p->swa_pattern < -1 || p->rope_orig_ctx < 0 || !(p->attn_softcap >= 0.0f) || !(p->final_softcap >= 0.0f) ||
+        !(p->rope_freq_base_swa >= 0.0f) || !(p->rope_scaling_factor >= 0.0f) || !(p->rope_attn_factor >= 0.0f))
+        return sl_set_error(err, SL_ERR_INVALID_ARG, "synth: window, pattern, caps and rope scaling values must not be negative");
+    if (p->rope_scaling[0] && strcmp(p->rope_scaling, "none") && strcmp(p->rope_scaling, "linear") && strcmp(p->rope_scaling, "yarn") &&
+        strcmp(p->rope_scaling, "longrope"))
+        return sl_set_error(err, SL_ERR_INVALID_ARG, "synth: rope scaling '%.12s' is not none, linear, yarn or longrope", p->rope_scaling);
     if (p->n_ctx < 0) return sl_set_error(err, SL_ERR_INVALID_ARG, "synth: n_ctx %d < 0", p->n_ctx);
     if (!(p->rms_eps > 0.0f) || !(p->rope_freq_base > 0.0f))
         return sl_set_error(err, SL_ERR_INVALID_ARG, "synth: rms_eps and rope_freq_base must be > 0");
-    if (p->act != SL_ACT_SILU && p->act != SL_ACT_RELU)
-        return sl_set_error(err, SL_ERR_UNSUPPORTED, "synth: activation %d is not silu or relu", (int)p->act);
+    if ((p->act != SL_ACT_SILU && p->act != SL_ACT_RELU) || (p->act == SL_ACT_RELU && !a->act_key))
+        return sl_set_error(err, SL_ERR_UNSUPPORTED, "synth: activation %d is not silu, or relu on a llama model", (int)p->act);
     const sl_type_traits *tt = sl_type_traits_of(p->type);
     if (!tt) return sl_set_error(err, SL_ERR_UNSUPPORTED, "synth: unsupported weight type %d", (int)p->type);
-    if (p->n_embd % tt->block_size || p->n_ff % tt->block_size)
-        return sl_set_error(err, SL_ERR_INVALID_ARG, "synth: n_embd %d and n_ff %d must be multiples of %lld for %s", p->n_embd,
-                            p->n_ff, (long long)tt->block_size, tt->name);
+    if (p->n_embd % tt->block_size || p->n_ff % tt->block_size || ((int64_t)p->n_head * hd) % tt->block_size)
+        return sl_set_error(err, SL_ERR_INVALID_ARG, "synth: n_embd %d, n_ff %d and n_head * head_dim %lld must be multiples of %lld for %s",
+                            p->n_embd, p->n_ff, (long long)p->n_head * hd, (long long)tt->block_size, tt->name);
     if (p->n_threads < 0 || p->n_threads > 1024)
         return sl_set_error(err, SL_ERR_INVALID_ARG, "synth: n_threads %d out of range 0..1024", p->n_threads);
     return SL_OK;
@@ -127,7 +150,10 @@ static sl_status synth_validate(const sl_synth_params *p, sl_error *err) {
 typedef enum tensor_kind {
     KIND_MATRIX, /* random ~N(0, sigma) */
     KIND_NORM,   /* 1 + small noise */
+    KIND_BIAS,   /* random ~N(0, sigma), a vector */
     KIND_ROPE,   /* deterministic Llama-3 frequency factors */
+    KIND_ROPE_LONG,  /* deterministic LongRoPE factors for long contexts (1 .. ~8) */
+    KIND_ROPE_SHORT, /* ... and short ones (1 .. ~1.2) */
 } tensor_kind;
 
 typedef struct synth_tensor {
@@ -139,9 +165,11 @@ typedef struct synth_tensor {
     float sigma;      /* standard deviation (matrices) */
 } synth_tensor;
 
-/* Fill `out` (may be NULL to count) with the model's tensors in llama.cpp's usual order. */
+/* Fill `out` (may be NULL to count) with the model's tensors in llama.cpp's usual order: the
+ * tensors its architecture's row (arch.h) asks for. */
 static size_t synth_tensors(const sl_synth_params *p, synth_tensor *out) {
     size_t n = 0;
+    const sl_arch *a = arch_of(p);
     const int64_t e = p->n_embd, f = p->n_ff, hd = head_dim_of(p);
     const int64_t q = (int64_t)p->n_head * hd, kv = (int64_t)p->n_head_kv * hd;
     const float se = 1.0f / sqrtf((float)e), sf = 1.0f / sqrtf((float)f), sq = 1.0f / sqrtf((float)q);
@@ -159,18 +187,38 @@ static size_t synth_tensors(const sl_synth_params *p, synth_tensor *out) {
     } while (0)
     ADD(KIND_MATRIX, p->type, p->n_vocab, e, se, "token_embd.weight");
     ADD(KIND_NORM, SL_TYPE_F32, 1, e, 0.0f, "output_norm.weight");
-    if (!p->tied_embeddings) ADD(KIND_MATRIX, p->type, p->n_vocab, e, se, "output.weight");
+    if (!p->tied_embeddings && !a->output_is_embd) ADD(KIND_MATRIX, p->type, p->n_vocab, e, se, "output.weight");
     if (p->rope_freqs) ADD(KIND_ROPE, SL_TYPE_F32, 1, n_rot_of(p) / 2, 0.0f, "rope_freqs.weight");
+    if (p->longrope) {
+        ADD(KIND_ROPE_LONG, SL_TYPE_F32, 1, n_rot_of(p) / 2, 0.0f, "rope_factors_long.weight");
+        ADD(KIND_ROPE_SHORT, SL_TYPE_F32, 1, n_rot_of(p) / 2, 0.0f, "rope_factors_short.weight");
+    }
     for (int l = 0; l < p->n_layer; l++) {
         ADD(KIND_NORM, SL_TYPE_F32, 1, e, 0.0f, "blk.%d.attn_norm.weight", l);
-        ADD(KIND_MATRIX, p->type, q, e, se, "blk.%d.attn_q.weight", l);
-        ADD(KIND_MATRIX, p->type, kv, e, se, "blk.%d.attn_k.weight", l);
-        ADD(KIND_MATRIX, p->type, kv, e, se, "blk.%d.attn_v.weight", l);
+        if (a->ffn_fused_up) { /* Phi-3 fuses q, k, v too */
+            ADD(KIND_MATRIX, p->type, q + 2 * kv, e, se, "blk.%d.attn_qkv.weight", l);
+            if (p->qkv_bias) ADD(KIND_BIAS, SL_TYPE_F32, 1, q + 2 * kv, 0.2f, "blk.%d.attn_qkv.bias", l);
+        } else {
+            ADD(KIND_MATRIX, p->type, q, e, se, "blk.%d.attn_q.weight", l);
+            ADD(KIND_MATRIX, p->type, kv, e, se, "blk.%d.attn_k.weight", l);
+            ADD(KIND_MATRIX, p->type, kv, e, se, "blk.%d.attn_v.weight", l);
+            if (p->qkv_bias) {
+                ADD(KIND_BIAS, SL_TYPE_F32, 1, q, 0.2f, "blk.%d.attn_q.bias", l);
+                ADD(KIND_BIAS, SL_TYPE_F32, 1, kv, 0.2f, "blk.%d.attn_k.bias", l);
+                ADD(KIND_BIAS, SL_TYPE_F32, 1, kv, 0.2f, "blk.%d.attn_v.bias", l);
+            }
+        }
+        if (a->qk_norm) {
+            ADD(KIND_NORM, SL_TYPE_F32, 1, hd, 0.0f, "blk.%d.attn_q_norm.weight", l);
+            ADD(KIND_NORM, SL_TYPE_F32, 1, hd, 0.0f, "blk.%d.attn_k_norm.weight", l);
+        }
         ADD(KIND_MATRIX, p->type, e, q, sq, "blk.%d.attn_output.weight", l);
+        if (a->post_norms) ADD(KIND_NORM, SL_TYPE_F32, 1, e, 0.0f, "blk.%d.post_attention_norm.weight", l);
         ADD(KIND_NORM, SL_TYPE_F32, 1, e, 0.0f, "blk.%d.ffn_norm.weight", l);
-        ADD(KIND_MATRIX, p->type, f, e, se, "blk.%d.ffn_gate.weight", l);
+        if (!a->ffn_fused_up) ADD(KIND_MATRIX, p->type, f, e, se, "blk.%d.ffn_gate.weight", l);
         ADD(KIND_MATRIX, p->type, e, f, sf, "blk.%d.ffn_down.weight", l);
-        ADD(KIND_MATRIX, p->type, f, e, se, "blk.%d.ffn_up.weight", l);
+        ADD(KIND_MATRIX, p->type, a->ffn_fused_up ? 2 * f : f, e, se, "blk.%d.ffn_up.weight", l);
+        if (a->post_norms) ADD(KIND_NORM, SL_TYPE_F32, 1, e, 0.0f, "blk.%d.post_ffw_norm.weight", l);
     }
 #undef ADD
     return n;
@@ -264,7 +312,13 @@ static void synth_rows_task(void *arg, int ith, int nth) {
         switch (t->kind) {
         case KIND_MATRIX: fill_normal(st, t->sigma, 0.0f, vals, t->cols); break;
         case KIND_NORM: fill_normal(st, 0.05f, 1.0f, vals, t->cols); break;
+        case KIND_BIAS: fill_normal(st, t->sigma, 0.0f, vals, t->cols); break;
         case KIND_ROPE: fill_rope_freqs(j->p, vals, t->cols); break;
+        case KIND_ROPE_LONG:
+        case KIND_ROPE_SHORT: /* rising from 1 over the pairs, as real LongRoPE factors do */
+            for (int64_t i = 0; i < t->cols; i++)
+                vals[i] = 1.0f + (t->kind == KIND_ROPE_LONG ? 7.0f : 0.2f) * (float)i / (float)(t->cols > 1 ? t->cols - 1 : 1);
+            break;
         }
         if (vals != (float *)out) sl_quantize_row_ref(t->type, vals, out, t->cols);
     }
@@ -361,19 +415,22 @@ static sl_status vocab_build(int32_t n, synth_vocab *v, sl_error *err) {
 /* ---- the file -------------------------------------------------------------------------------- */
 
 static bool synth_metadata(gguf_writer *w, const sl_synth_params *p, const synth_vocab *v) {
-    bool ok = gguf_writer_set_str(w, "general.architecture", "llama") &&
+    const char *arch = arch_of(p)->name;
+    char k[96];
+#define KEY(name) (snprintf(k, sizeof(k), "%s." name, arch), k)
+    bool ok = gguf_writer_set_str(w, "general.architecture", arch) &&
               gguf_writer_set_str(w, "general.name", p->name[0] ? p->name : "synthetic") &&
               gguf_writer_set_u32(w, "general.alignment", GGUF_DEFAULT_ALIGNMENT) &&
-              gguf_writer_set_u32(w, "llama.context_length", (uint32_t)p->n_ctx) &&
-              gguf_writer_set_u32(w, "llama.embedding_length", (uint32_t)p->n_embd) &&
-              gguf_writer_set_u32(w, "llama.block_count", (uint32_t)p->n_layer) &&
-              gguf_writer_set_u32(w, "llama.feed_forward_length", (uint32_t)p->n_ff) &&
-              gguf_writer_set_u32(w, "llama.rope.dimension_count", (uint32_t)n_rot_of(p)) &&
-              gguf_writer_set_u32(w, "llama.attention.head_count", (uint32_t)p->n_head) &&
-              gguf_writer_set_u32(w, "llama.attention.head_count_kv", (uint32_t)p->n_head_kv) &&
-              gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", p->rms_eps) &&
-              gguf_writer_set_f32(w, "llama.rope.freq_base", p->rope_freq_base) &&
-              gguf_writer_set_u32(w, "llama.vocab_size", (uint32_t)p->n_vocab) &&
+              gguf_writer_set_u32(w, KEY("context_length"), (uint32_t)p->n_ctx) &&
+              gguf_writer_set_u32(w, KEY("embedding_length"), (uint32_t)p->n_embd) &&
+              gguf_writer_set_u32(w, KEY("block_count"), (uint32_t)p->n_layer) &&
+              gguf_writer_set_u32(w, KEY("feed_forward_length"), (uint32_t)p->n_ff) &&
+              gguf_writer_set_u32(w, KEY("rope.dimension_count"), (uint32_t)n_rot_of(p)) &&
+              gguf_writer_set_u32(w, KEY("attention.head_count"), (uint32_t)p->n_head) &&
+              gguf_writer_set_u32(w, KEY("attention.head_count_kv"), (uint32_t)p->n_head_kv) &&
+              gguf_writer_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), p->rms_eps) &&
+              gguf_writer_set_f32(w, KEY("rope.freq_base"), p->rope_freq_base) &&
+              gguf_writer_set_u32(w, KEY("vocab_size"), (uint32_t)p->n_vocab) &&
               gguf_writer_set_u32(w, "general.file_type", (uint32_t)sl_type_to_ftype(p->type)) &&
               gguf_writer_set_u32(w, "general.quantization_version", 2) &&
               gguf_writer_set_str(w, "tokenizer.ggml.model", "llama") &&
@@ -386,6 +443,19 @@ static bool synth_metadata(gguf_writer *w, const sl_synth_params *p, const synth
               gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", true) &&
               gguf_writer_set_bool(w, "tokenizer.ggml.add_eos_token", false);
     if (ok && p->act == SL_ACT_RELU) ok = gguf_writer_set_str(w, "skipllama.activation", "relu");
+    if (ok && p->head_dim)
+        ok = gguf_writer_set_u32(w, KEY("attention.key_length"), (uint32_t)p->head_dim) &&
+             gguf_writer_set_u32(w, KEY("attention.value_length"), (uint32_t)p->head_dim);
+    if (ok && p->n_swa) ok = gguf_writer_set_u32(w, KEY("attention.sliding_window"), (uint32_t)p->n_swa);
+    if (ok && p->swa_pattern >= 0) ok = gguf_writer_set_u32(w, KEY("attention.sliding_window_pattern"), (uint32_t)p->swa_pattern);
+    if (ok && p->attn_softcap > 0.0f) ok = gguf_writer_set_f32(w, KEY("attn_logit_softcapping"), p->attn_softcap);
+    if (ok && p->final_softcap > 0.0f) ok = gguf_writer_set_f32(w, KEY("final_logit_softcapping"), p->final_softcap);
+    if (ok && p->rope_freq_base_swa > 0.0f) ok = gguf_writer_set_f32(w, KEY("rope.freq_base_swa"), p->rope_freq_base_swa);
+    if (ok && p->rope_scaling[0]) ok = gguf_writer_set_str(w, KEY("rope.scaling.type"), p->rope_scaling);
+    if (ok && p->rope_scaling_factor > 0.0f) ok = gguf_writer_set_f32(w, KEY("rope.scaling.factor"), p->rope_scaling_factor);
+    if (ok && p->rope_orig_ctx > 0) ok = gguf_writer_set_u32(w, KEY("rope.scaling.original_context_length"), (uint32_t)p->rope_orig_ctx);
+    if (ok && p->rope_attn_factor > 0.0f) ok = gguf_writer_set_f32(w, KEY("rope.scaling.attn_factor"), p->rope_attn_factor);
+#undef KEY
     return ok;
 }
 
