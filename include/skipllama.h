@@ -60,17 +60,27 @@ typedef enum sl_type {
     SL_TYPE_F32 = 0,
     SL_TYPE_F16 = 1,
     SL_TYPE_Q4_0 = 2,  /* blocks of 32: f16 scale + 16 bytes of 4-bit values (offset 8) */
+    SL_TYPE_Q4_1 = 3,  /* blocks of 32: f16 scale and minimum + 4-bit values */
+    SL_TYPE_Q5_0 = 6,  /* blocks of 32: f16 scale + 5-bit values (offset 16) */
+    SL_TYPE_Q5_1 = 7,  /* blocks of 32: f16 scale and minimum + 5-bit values */
     SL_TYPE_Q8_0 = 8,  /* blocks of 32: f16 scale + 32 int8 values */
+    SL_TYPE_Q2_K = 10, /* K-quants: super-blocks of 256 with 6- or 8-bit sub-block scales */
+    SL_TYPE_Q3_K = 11,
+    SL_TYPE_Q4_K = 12,
+    SL_TYPE_Q5_K = 13,
+    SL_TYPE_Q6_K = 14,
+    SL_TYPE_IQ4_NL = 20, /* blocks of 32: f16 scale + 4-bit indices into a fixed non-linear table */
+    SL_TYPE_IQ4_XS = 23, /* super-blocks of 256: IQ4_NL values with 6-bit sub-block scales */
     SL_TYPE_BF16 = 30,
 } sl_type;
 
-/* Name of a type ("f32", "q8_0", ...), or NULL when the type is not supported. */
+/* Name of a type ("f32", "q8_0", "q4_k", ...), or NULL when the type is not supported. */
 const char *sl_type_name(int type);
 /* Parse a type name (case-insensitive); returns false when unknown. */
 bool sl_type_from_name(const char *name, sl_type *out);
 /* Bytes needed to store n elements of `type` (n must be a multiple of the block size), or 0. */
 size_t sl_type_row_size(sl_type type, int64_t n);
-/* Elements per block (1 for float types, 32 for Q8_0/Q4_0), or 0 for unknown types. */
+/* Elements per block (1 for float types, 32 for Q8_0/Q4_0..., 256 for K-quants/IQ4_XS), or 0 for unknown types. */
 int64_t sl_type_block_size(sl_type type);
 
 /* ---------------------------------------------------------------------------------------------
@@ -454,8 +464,10 @@ int64_t sl_synth_n_params(const sl_synth_params *params);
 sl_status sl_synth_write(const sl_synth_params *params, const char *path, sl_error *err);
 
 /* llama.cpp's LLAMA_FTYPE for a file whose weights are `type` (F32 0, F16 1, Q4_0 2, Q8_0 7,
- * BF16 32), or -1 for unsupported types. */
+ * BF16 32, ...; a K-quant gives its _M mix), or -1 for unsupported types. */
 int32_t sl_type_to_ftype(sl_type type);
+/* llama.cpp's name of a file type ("Q4_K - Medium"), or NULL when unknown. */
+const char *sl_ftype_name(int32_t ftype);
 /* Encode n f32 values as `type` (ggml's reference rounding; the block layouts llama.cpp reads).
  * Returns bytes written, or 0 when the type is unknown or n is not a multiple of its block. */
 size_t sl_convert_from_f32(sl_type type, const float *src, void *dst, int64_t n);

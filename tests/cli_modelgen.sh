@@ -89,7 +89,7 @@ expect_fail "synth width not a multiple of 32 for q8_0" "$SL" synth --dim 48 --f
 expect_fail "synth heads not dividing width" "$SL" synth --dim 64 --ff 96 --layers 1 --heads 5 --vocab 300 -o "$T/x.gguf"
 expect_fail "synth bad number" "$SL" synth --shape tiny --layers 2x -o "$T/x.gguf"
 [ ! -e "$T/x.gguf" ] && ok "no file left by failed synth runs" || bad "failed synth left a file"
-expect_fail "quantize bad type" "$SL" quantize "$T/tiny-f32.gguf" "$T/x.gguf" q5_k
+expect_fail "quantize bad type" "$SL" quantize "$T/tiny-f32.gguf" "$T/x.gguf" q7_k
 expect_fail "quantize missing input" "$SL" quantize "$T/nope.gguf" "$T/x.gguf" q8_0
 expect_fail "quantize onto itself" "$SL" quantize "$T/tiny-f32.gguf" "$T/tiny-f32.gguf" q8_0
 expect_fail "quantize missing args" "$SL" quantize "$T/tiny-f32.gguf"

@@ -112,7 +112,7 @@ static void test_round_trips(void) {
     sl_convert_from_f32(SL_TYPE_Q4_0, blk, &b4, 32);
     CHECK((b4.qs[15] >> 4) == 0 && sl_fp16_to_fp32(b4.d) == -21.0f / 4 / 8, "q4_0 extreme element -> code 0, d = max/-8");
     CHECK(sl_type_to_ftype(SL_TYPE_F32) == 0 && sl_type_to_ftype(SL_TYPE_F16) == 1 && sl_type_to_ftype(SL_TYPE_Q4_0) == 2 &&
-              sl_type_to_ftype(SL_TYPE_Q8_0) == 7 && sl_type_to_ftype(SL_TYPE_BF16) == 32 && sl_type_to_ftype((sl_type)3) == -1,
+              sl_type_to_ftype(SL_TYPE_Q8_0) == 7 && sl_type_to_ftype(SL_TYPE_BF16) == 32 && sl_type_to_ftype((sl_type)4) == -1,
           "llama.cpp ftype numbers: f32 0, f16 1, q4_0 2, q8_0 7, bf16 32");
 }
 
@@ -238,7 +238,7 @@ static void test_quantize_matches_llama_cpp(void) {
     gguf_close(q);
     CHECK(sl_model_quantize("tests/data/does-not-exist.gguf", b, SL_TYPE_F16, 1, &err) == SL_ERR_IO,
           "missing input -> SL_ERR_IO (%s)", err.message);
-    CHECK(sl_model_quantize("tests/data/tiny-silu.gguf", b, (sl_type)3, 1, &err) == SL_ERR_UNSUPPORTED,
+    CHECK(sl_model_quantize("tests/data/tiny-silu.gguf", b, (sl_type)4, 1, &err) == SL_ERR_UNSUPPORTED,
           "unknown target type -> SL_ERR_UNSUPPORTED");
     remove(a);
     remove(b);

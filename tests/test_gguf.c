@@ -162,7 +162,9 @@ static void test_valid_and_hostile(void) {
         {"zero dimension", OFF_T0_NE0, 8, 0},
         {"dimension 2^62 (element count overflows)", OFF_T1_NE1, 8, 1ull << 62},
         {"unknown tensor type 99", OFF_T0_TYPE, 4, 99},
-        {"unsupported ggml type q4_K", OFF_T0_TYPE, 4, 12},
+        {"q4_K tensor whose rows (4) are not a multiple of 256", OFF_T0_TYPE, 4, 12},
+        {"q6_K tensor whose rows (32) are not a multiple of 256", OFF_T1 + 9 + 4 + 16, 4, 14},
+        {"unsupported ggml type iq2_xxs", OFF_T0_TYPE, 4, 16},
         {"tensor offset past EOF", OFF_T1_OFFSET, 8, 1ull << 20},
         {"tensor offset overflowing", OFF_T1_OFFSET, 8, UINT64_MAX - 31},
         {"misaligned tensor offset", OFF_T1_OFFSET, 8, 33},
@@ -175,6 +177,13 @@ static void test_valid_and_hostile(void) {
         expect_reject(&c, faults[i].what);
         free(c.p);
     }
+    /* a truncated super-block: "b" as 2 rows of one Q4_K super-block (288 bytes) in a file that
+     * holds 68 bytes of it */
+    bytes tk = valid_file();
+    set_u64(&tk, OFF_T1 + 9 + 4, 256);
+    set_u32(&tk, OFF_T1 + 9 + 4 + 16, 12);
+    expect_reject(&tk, "truncated q4_K super-block");
+    free(tk.p);
     /* duplicate tensor name: rename "b" to "a" */
     bytes c = valid_file();
     c.p[OFF_T1 + 8] = 'a';
@@ -241,12 +250,15 @@ static void test_writer_roundtrip(void) {
     gguf_writer_set_arr(w, "a.farr", GGUF_TYPE_FLOAT32, fa, 3);
     const char *words[3] = {"x", "", "zz"};
     gguf_writer_set_arr_str(w, "a.sarr", words, 3);
-    static const sl_type types[] = {SL_TYPE_F32, SL_TYPE_F16, SL_TYPE_BF16, SL_TYPE_Q8_0, SL_TYPE_Q4_0};
-    uint8_t *blobs[5];
-    char names[5][32];
-    for (int t = 0; t < 5; t++) {
-        int64_t ne[2] = {64, 3};
-        size_t nb = sl_type_row_size(types[t], 64) * 3;
+    static const sl_type types[] = {SL_TYPE_F32,  SL_TYPE_F16,  SL_TYPE_BF16, SL_TYPE_Q8_0, SL_TYPE_Q4_0,   SL_TYPE_Q4_1,  SL_TYPE_Q5_0,
+                                    SL_TYPE_Q5_1, SL_TYPE_Q2_K, SL_TYPE_Q3_K, SL_TYPE_Q4_K, SL_TYPE_Q5_K, SL_TYPE_Q6_K, SL_TYPE_IQ4_NL,
+                                    SL_TYPE_IQ4_XS};
+    enum { NT = sizeof(types) / sizeof(types[0]) };
+    uint8_t *blobs[NT];
+    char names[NT][32];
+    for (int t = 0; t < NT; t++) {
+        int64_t ne[2] = {256, 3};
+        size_t nb = sl_type_row_size(types[t], 256) * 3;
         blobs[t] = malloc(nb);
         for (size_t i = 0; i < nb; i++) blobs[t][i] = (uint8_t)(i * 7 + t);
         snprintf(names[t], sizeof(names[t]), "t.%s", sl_type_name(types[t]));
@@ -275,15 +287,15 @@ static void test_writer_roundtrip(void) {
         CHECK(a && a->n == 3 && gguf_arr_f32(a, 2) == 3.25f, "f32 array");
         a = gguf_get_arr(f, "a.sarr", GGUF_TYPE_STRING);
         CHECK(a && a->n == 3 && a->strs[1].len == 0 && gguf_str_eq(a->strs[2], "zz"), "string array");
-        for (int t = 0; t < 5; t++) {
+        for (int t = 0; t < NT; t++) {
             const gguf_tensor_info *ti = gguf_find_tensor(f, names[t]);
-            CHECK(ti && ti->type == types[t] && ti->ne[0] == 64 && ti->ne[1] == 3 && !memcmp(ti->data, blobs[t], ti->nbytes) &&
+            CHECK(ti && ti->type == types[t] && ti->ne[0] == 256 && ti->ne[1] == 3 && !memcmp(ti->data, blobs[t], ti->nbytes) &&
                       ((uintptr_t)ti->data - (uintptr_t)f->base) % 32 == 0,
                   "tensor %s: type, shape, bytes and 32-byte alignment", names[t]);
         }
         gguf_close(f);
     }
-    for (int t = 0; t < 5; t++) free(blobs[t]);
+    for (int t = 0; t < NT; t++) free(blobs[t]);
     remove(path);
 }
 

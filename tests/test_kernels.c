@@ -26,15 +26,24 @@
 #define TOL_ACT_Q8 1.5e-2  /* Q8_0 activations vs f32 activations */
 #define TOL_ATTN 2e-5      /* online vs two-pass softmax, polynomial exp */
 
-static const sl_type all_types[] = {SL_TYPE_F32, SL_TYPE_F16, SL_TYPE_BF16, SL_TYPE_Q8_0, SL_TYPE_Q4_0};
+static const sl_type all_types[] = {SL_TYPE_F32,  SL_TYPE_F16,  SL_TYPE_BF16, SL_TYPE_Q8_0, SL_TYPE_Q4_0,   SL_TYPE_Q4_1,  SL_TYPE_Q5_0,
+                                    SL_TYPE_Q5_1, SL_TYPE_Q2_K, SL_TYPE_Q3_K, SL_TYPE_Q4_K, SL_TYPE_Q5_K, SL_TYPE_Q6_K, SL_TYPE_IQ4_NL,
+                                    SL_TYPE_IQ4_XS};
 static const int ns_quant[] = {32, 64, 96, 160, 544, 4128};
+static const int ns_k[] = {256, 512, 1280, 4352}; /* 1, 2, 5, 17 super-blocks */
 static const int ns_float[] = {1, 3, 7, 15, 16, 17, 31, 33, 129, 32, 64, 96, 160, 544, 4128};
 static const int rows_list[] = {1, 3, 7, 17, 33, 129};
 static const int batch_list[] = {1, 2, 3, 5, 8, 17};
 
 #define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
-static bool is_quant(sl_type t) { return t == SL_TYPE_Q8_0 || t == SL_TYPE_Q4_0; }
+static bool is_quant(sl_type t) { return sl_type_block_size(t) > 1; }
+/* the sizes a type is tested on: any for float types, multiples of its block otherwise */
+static const int *sizes_of(sl_type t, int *count) {
+    if (sl_type_block_size(t) == 256) return *count = COUNT(ns_k), ns_k;
+    if (is_quant(t)) return *count = COUNT(ns_quant), ns_quant;
+    return *count = COUNT(ns_float), ns_float;
+}
 
 static void fill_normal(test_rng *rng, float *x, int64_t n, float scale) {
     for (int64_t i = 0; i < n; i++) x[i] = scale * test_rng_normal(rng);
@@ -109,8 +118,8 @@ static void test_quantizer(const sl_kernel_ops *ops) {
 static void test_dot_axpy(const sl_kernel_ops *ops, sl_type t) {
     test_rng rng = {0x5678 + (uint64_t)t};
     worst wd = {0, ""}, wa = {0, ""};
-    const int *ns = is_quant(t) ? ns_quant : ns_float;
-    int nn = is_quant(t) ? COUNT(ns_quant) : COUNT(ns_float);
+    int nn;
+    const int *ns = sizes_of(t, &nn);
     for (int i = 0; i < nn; i++) {
         int64_t n = ns[i];
         float *deq = malloc(sizeof(float) * (size_t)n * 3);
@@ -118,7 +127,8 @@ static void test_dot_axpy(const sl_kernel_ops *ops, sl_type t) {
         float *x = malloc(sizeof(float) * n);
         fill_normal(&rng, x, n, 1.0f);
         void *act = malloc(sl_act_size(t, n) + 64);
-        if (is_quant(t)) ops->quantize_q8(x, act, n);
+        if (sl_act_type_of(t) == SL_TYPE_Q8_0) ops->quantize_q8(x, act, n);
+        else if (is_quant(t)) sl_quantize_row_ref(sl_act_type_of(t), x, act, n);
         else memcpy(act, x, sizeof(float) * n);
         size_t rb = sl_type_row_size(t, n);
         for (int r = 0; r < 3; r++) {
@@ -126,14 +136,15 @@ static void test_dot_axpy(const sl_kernel_ops *ops, sl_type t) {
             double scale = 0;
             for (int64_t k = 0; k < n; k++) scale += fabs(deq[r * n + k] * x[k]);
             float ref = sl_vec_dot_ref(t, w + r * rb, act, n);
-            float got = ops->vec_dot(t, w + r * rb, act, n);
+            float got = sl_kq_type(t) ? ops->kq_vec_dot(t, w + r * rb, act, n) : ops->vec_dot(t, w + r * rb, act, n);
             worst_update(&wd, rel_err(got, ref, scale), "n=%d row=%d%.0d%.0d", (int)n, r, 0, 0);
         }
         float *y0 = malloc(sizeof(float) * n), *y1 = malloc(sizeof(float) * n);
         fill_normal(&rng, y0, n, 1.0f);
         memcpy(y1, y0, sizeof(float) * n);
         sl_vec_axpy_ref(t, w + rb, 0.37f, y0, n);
-        ops->vec_axpy(t, w + rb, 0.37f, y1, n);
+        if (sl_kq_type(t)) ops->kq_vec_axpy(t, w + rb, 0.37f, y1, n);
+        else ops->vec_axpy(t, w + rb, 0.37f, y1, n);
         for (int64_t k = 0; k < n; k++)
             worst_update(&wa, rel_err(y1[k], y0[k], fabs(y0[k]) + 1.0), "n=%d k=%d%.0d%.0d", (int)n, (int)k, 0, 0);
         free(y0);
@@ -274,8 +285,8 @@ static void test_matmul_type(sl_type t) {
     memset(st, 0, sizeof(st));
     memset(st4, 0, sizeof(st4));
     worst ref4 = {0};
-    const int *ns = is_quant(t) ? ns_quant : ns_float;
-    int nn = is_quant(t) ? COUNT(ns_quant) : COUNT(ns_float);
+    int nn;
+    const int *ns = sizes_of(t, &nn);
     for (int i = 0; i < nn; i++)
         for (int ri = 0; ri < COUNT(rows_list); ri++)
             for (int bi = 0; bi < COUNT(batch_list); bi++) {
@@ -309,7 +320,7 @@ static void test_matmul_type(sl_type t) {
               sl_type_name(t), st[v].vs_ref.err, tol, st[v].vs_ref.where);
         CHECK(st[v].nondeterministic == 0, "%s matmul %s: results identical for 1, 2, 3 threads (%d cases differ)", name,
               sl_type_name(t), st[v].nondeterministic);
-        if (variants[v] != SL_KERNELS_SCALAR)
+        if (variants[v] != SL_KERNELS_SCALAR && !sl_kq_type(t)) /* kq types: SIMD kernels land in the next step */
             CHECK(st[v].differs_from_scalar > 0, "%s matmul %s really ran its own code (%d outputs differ in the last bits)",
                   name, sl_type_name(t), st[v].differs_from_scalar);
     }

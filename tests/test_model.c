@@ -169,15 +169,22 @@ static void test_f32_fixture(const char *name) {
  *   Q4_0: same, but coarser weights amplify those differences through 4 layers: measured
  *         0.044; bound 8e-2 (still well under the ~0.2 an f32-activation engine shows)
  * The argmax must agree wherever llama.cpp's top-2 gap exceeds twice the tolerance. */
-static void test_oracle(const char *type, double tol) {
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* tol bounds every compared log-prob; median_tol (when >= 0) bounds the median over positions of
+ * each position's worst difference, which shows agreement that rare rounding flips hide. */
+static void test_oracle_model(const char *model, const char *type, double tol, double median_tol) {
     char path[256];
     size_t size;
-    snprintf(path, sizeof(path), "tests/data/tiny-silu-%s.oracle.json", type);
+    snprintf(path, sizeof(path), "tests/data/%s-%s.oracle.json", model, type);
     char *json = test_read_file(path, &size);
     if (!CHECK(json != NULL, "%s: read oracle", type)) return;
     int32_t ids[128];
     int n = test_json_ints(json, "ids", ids, 128);
-    snprintf(path, sizeof(path), "tests/data/tiny-silu-%s.gguf", type);
+    snprintf(path, sizeof(path), "tests/data/%s-%s.gguf", model, type);
     sl_error err;
     sl_model *m = sl_model_load(path, NULL, &err);
     if (!CHECK(m != NULL, "%s: load (%s)", type, m ? "ok" : err.message)) {
@@ -190,7 +197,7 @@ static void test_oracle(const char *type, double tol) {
     sl_context *ctx = sl_context_init(m, &cp, &err);
     float *logits = malloc((size_t)n * V * sizeof(float));
     CHECK(sl_eval(ctx, ids, n, logits, true, &err) == SL_OK, "%s: eval %d ids", type, n);
-    double worst = 0.0;
+    double worst = 0.0, pos_worst[128] = {0};
     int n_compared = 0, argmax_bad = 0;
     const char *p = test_json_find(json, "positions");
     for (int i = 0; i < n && p; i++) {
@@ -215,6 +222,7 @@ static void test_oracle(const char *type, double tol) {
             double ours = row[id] - lse;
             double d = fabs(ours - lp);
             if (d > worst) worst = d;
+            if (d > pos_worst[i]) pos_worst[i] = d;
             n_compared++;
             if (k == 0) first_lp = lp, first_id = (int)id;
             if (k == 1) second_lp = lp;
@@ -222,13 +230,20 @@ static void test_oracle(const char *type, double tol) {
         if (first_lp - second_lp > 2 * tol && argmax(row, V) != first_id) argmax_bad++;
     }
     CHECK(n_compared == n * 20, "%s: compared %d top-20 log-probs over %d positions", type, n_compared, n);
-    CHECK(worst <= tol, "%s: max |logprob - llama.cpp| = %.4g <= tol %.3g", type, worst, tol);
+    CHECK(worst <= tol, "%s-%s: max |logprob - llama.cpp| = %.4g <= tol %.3g", model, type, worst, tol);
+    if (median_tol >= 0 && n > 0) {
+        qsort(pos_worst, (size_t)n, sizeof(double), cmp_double);
+        CHECK(pos_worst[n / 2] <= median_tol, "%s-%s: median over positions of max |logprob - llama.cpp| = %.3g <= %.3g", model, type,
+              pos_worst[n / 2], median_tol);
+    }
     CHECK(argmax_bad == 0, "%s: argmax agrees with llama.cpp where its top-2 gap > 2*tol (%d disagreements)", type, argmax_bad);
     free(logits);
     sl_context_free(ctx);
     sl_model_free(m);
     free(json);
 }
+
+static void test_oracle(const char *type, double tol) { test_oracle_model("tiny-silu", type, tol, -1); }
 
 static void test_errors(void) {
     sl_error err;
@@ -322,6 +337,19 @@ int main(void) {
     test_oracle("bf16", 1e-1);
     test_oracle("q8_0", 3e-2);
     test_oracle("q4_0", 8e-2);
+    /* k256: a 1-layer random-weight llama (dim 256, ffn 384, vocab 288) quantized by llama.cpp's
+     * own quantizer into each type and mix (ffn_down's 384-wide rows take llama.cpp's fallback
+     * types). Activations are quantized like ggml's vec_dot_type (Q8_0 / Q8_1 / Q8_K), so most
+     * positions agree to ~1e-6 (median bound 1e-5); a position or two per file differ by up to
+     * ~0.05 where one activation value rounds the other way (llama.cpp's repacked Q4_K / Q4_0
+     * kernels quantize activations with their own code): bound 0.1. Q4_1 / Q5_1 (Q8_1
+     * activations) differ systematically (median 0.024-0.026, max 0.046; unexplained, see
+     * docs/kquants.md): median bound 0.05. Measured values: docs/kquants.md. */
+    static const struct { const char *type; double tol, median; } k256[] = {
+        {"q4_k_m", 0.1, 1e-5}, {"q5_k_m", 0.1, 1e-5}, {"q3_k_m", 0.1, 1e-5}, {"q2_k", 0.1, 1e-5}, {"q6_k", 0.1, 1e-5},
+        {"iq4_xs", 0.1, 1e-5}, {"iq4_nl", 0.1, 1e-5}, {"q4_1", 0.1, 0.05},  {"q5_0", 0.1, 1e-5}, {"q5_1", 0.1, 0.05},
+    };
+    for (size_t i = 0; i < sizeof(k256) / sizeof(k256[0]); i++) test_oracle_model("k256", k256[i].type, k256[i].tol, k256[i].median);
     test_errors();
     return test_summary();
 }

@@ -541,7 +541,7 @@ static void test_bad_args(void) {
     sl_mlp_weights w = fixture_weights(&f, false);
     /* init */
     sl_mlp_weights b = w;
-    b.type = (sl_type)3;
+    b.type = (sl_type)4;
     CHECK(!sl_sparse_mlp_init(&b, SL_ACT_SILU, 1, &err) && err.code == SL_ERR_UNSUPPORTED, "init: unknown type -> unsupported");
     CHECK(!sl_sparse_mlp_init(&w, (sl_activation)7, 1, &err) && err.code == SL_ERR_UNSUPPORTED, "init: unknown activation -> unsupported");
     b = w, b.n_embd = 48;

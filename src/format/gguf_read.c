@@ -334,14 +334,14 @@ static gguf_file *parse(const uint8_t *base, size_t size, sl_error *err) {
         if (!rd_u32(&c, &type, "tensor type") || !rd_u64(&c, &t->offset, "tensor offset")) goto fail;
         const sl_type_traits *tt = sl_type_traits_of((int)type);
         if (!tt) {
-            sl_set_error(err, SL_ERR_UNSUPPORTED, "gguf: tensor '%s' has type %u, which skipllama does not support (f32, f16, bf16, q8_0, q4_0)",
+            sl_set_error(err, SL_ERR_UNSUPPORTED, "gguf: tensor '%s' has type %u, which skipllama does not support (it reads f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_K q3_K q4_K q5_K q6_K iq4_nl iq4_xs)",
                          name, type);
             goto fail;
         }
         t->type = (sl_type)type;
         if (t->ne[0] % tt->block_size) {
-            sl_set_error(err, SL_ERR_FORMAT, "gguf: tensor '%s': row length %lld is not a multiple of the %s block size %lld",
-                         name, (long long)t->ne[0], tt->name, (long long)tt->block_size);
+            sl_set_error(err, SL_ERR_FORMAT, "gguf: tensor '%s': row length %lld is not a multiple of the %s (%u) block size %lld",
+                         name, (long long)t->ne[0], tt->name, type, (long long)tt->block_size);
             goto fail;
         }
         size_t nb;

@@ -1,30 +1,56 @@
 /*
- * quant.c — scalar reference implementations of the tensor types (see quant.h).
- *
- * These functions define what each block format means; they are deliberately plain C so that a
- * reader can check them against the ggml layouts by eye. Speed lives in src/kernels/.
+ * quant.c — the table of tensor types (traits, names, which activation format each is multiplied
+ * with), the scalar entry points that dispatch to the type families (quant_legacy.c, quant_k.c,
+ * quant_iq.c), half / bfloat16 conversions, and the internal row layouts Q4_0x4, Q4_0N, Q8_0N
+ * (see quant.h). These functions define what each block format means; they are deliberately plain
+ * C. Speed lives in src/kernels/.
  */
-#include "format/quant.h"
+#include "format/quant_impl.h"
 
 #include <ctype.h>
-#include <math.h>
-#include <string.h>
 
-static const sl_type_traits traits_f32 = {"f32", 1, 4};
-static const sl_type_traits traits_f16 = {"f16", 1, 2};
-static const sl_type_traits traits_bf16 = {"bf16", 1, 2};
-static const sl_type_traits traits_q8_0 = {"q8_0", SL_QK8_0, sizeof(sl_block_q8_0)};
-static const sl_type_traits traits_q4_0 = {"q4_0", SL_QK4_0, sizeof(sl_block_q4_0)};
+typedef struct type_row {
+    sl_type type;
+    sl_type_traits traits;
+    bool in_files; /* a tensor type (false: an activation format only) */
+} type_row;
+
+/* ggml's names ("q4_K"), block sizes and block bytes */
+static const type_row type_table[] = {
+    {SL_TYPE_F32, {"f32", 1, 4}, true},
+    {SL_TYPE_F16, {"f16", 1, 2}, true},
+    {SL_TYPE_BF16, {"bf16", 1, 2}, true},
+    {SL_TYPE_Q8_0, {"q8_0", 32, sizeof(sl_block_q8_0)}, true},
+    {SL_TYPE_Q4_0, {"q4_0", 32, sizeof(sl_block_q4_0)}, true},
+    {SL_TYPE_Q4_1, {"q4_1", 32, sizeof(sl_block_q4_1)}, true},
+    {SL_TYPE_Q5_0, {"q5_0", 32, sizeof(sl_block_q5_0)}, true},
+    {SL_TYPE_Q5_1, {"q5_1", 32, sizeof(sl_block_q5_1)}, true},
+    {SL_TYPE_Q2_K, {"q2_K", SL_QK_K, sizeof(sl_block_q2_K)}, true},
+    {SL_TYPE_Q3_K, {"q3_K", SL_QK_K, sizeof(sl_block_q3_K)}, true},
+    {SL_TYPE_Q4_K, {"q4_K", SL_QK_K, sizeof(sl_block_q4_K)}, true},
+    {SL_TYPE_Q5_K, {"q5_K", SL_QK_K, sizeof(sl_block_q5_K)}, true},
+    {SL_TYPE_Q6_K, {"q6_K", SL_QK_K, sizeof(sl_block_q6_K)}, true},
+    {SL_TYPE_IQ4_NL, {"iq4_nl", 32, sizeof(sl_block_iq4_nl)}, true},
+    {SL_TYPE_IQ4_XS, {"iq4_xs", SL_QK_K, sizeof(sl_block_iq4_xs)}, true},
+    {SL_TYPE_Q8_1, {"q8_1", 32, sizeof(sl_block_q8_1)}, false},
+    {SL_TYPE_Q8_K, {"q8_K", SL_QK_K, sizeof(sl_block_q8_K)}, false},
+};
+#define N_TYPES (sizeof(type_table) / sizeof(type_table[0]))
+
+static const type_row *row_of(int type) {
+    for (size_t i = 0; i < N_TYPES; i++)
+        if ((int)type_table[i].type == type) return &type_table[i];
+    return NULL;
+}
 
 const sl_type_traits *sl_type_traits_of(int type) {
-    switch (type) {
-    case SL_TYPE_F32: return &traits_f32;
-    case SL_TYPE_F16: return &traits_f16;
-    case SL_TYPE_BF16: return &traits_bf16;
-    case SL_TYPE_Q8_0: return &traits_q8_0;
-    case SL_TYPE_Q4_0: return &traits_q4_0;
-    default: return NULL;
-    }
+    const type_row *r = row_of(type);
+    return r && r->in_files ? &r->traits : NULL;
+}
+
+const sl_type_traits *sl_any_traits_of(int type) {
+    const type_row *r = row_of(type);
+    return r ? &r->traits : NULL;
 }
 
 const char *sl_type_name(int type) {
@@ -33,13 +59,13 @@ const char *sl_type_name(int type) {
 }
 
 bool sl_type_from_name(const char *name, sl_type *out) {
-    static const sl_type all[] = {SL_TYPE_F32, SL_TYPE_F16, SL_TYPE_BF16, SL_TYPE_Q8_0, SL_TYPE_Q4_0};
     if (!name) return false;
-    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
-        const char *a = sl_type_name(all[i]), *b = name;
+    for (size_t i = 0; i < N_TYPES; i++) {
+        if (!type_table[i].in_files) continue;
+        const char *a = type_table[i].traits.name, *b = name;
         while (*a && *b && tolower((unsigned char)*a) == tolower((unsigned char)*b)) a++, b++;
         if (*a == 0 && *b == 0) {
-            *out = all[i];
+            *out = type_table[i].type;
             return true;
         }
     }
@@ -57,51 +83,54 @@ size_t sl_type_row_size(sl_type type, int64_t n) {
     return (size_t)(n / t->block_size) * t->type_size;
 }
 
-/* ---- half / bfloat16 ------------------------------------------------------------------------ */
-
-static inline uint32_t f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
-static inline float bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
-
-float sl_fp16_to_fp32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-    uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ff;
-    if (exp == 0) {
-        /* zero or subnormal: man * 2^-24 */
-        float v = (float)man * 5.9604644775390625e-8f;
-        return sign ? -v : v;
-    }
-    if (exp == 31) return bits_f32(sign | 0x7f800000u | (man << 13)); /* inf / nan */
-    return bits_f32(sign | ((exp + 112) << 23) | (man << 13));
+size_t sl_any_row_size(sl_type type, int64_t n) {
+    const sl_type_traits *t = sl_any_traits_of(type);
+    if (!t || n < 0 || n % t->block_size) return 0;
+    return (size_t)(n / t->block_size) * t->type_size;
 }
 
-uint16_t sl_fp32_to_fp16(float f) {
-    uint32_t x = f32_bits(f);
-    uint32_t sign = (x >> 16) & 0x8000;
-    uint32_t absx = x & 0x7fffffffu;
-    if (absx >= 0x7f800000u) return (uint16_t)(sign | 0x7c00 | (absx > 0x7f800000u ? 0x200 : 0));
-    if (absx >= 0x477ff000u) return (uint16_t)(sign | 0x7c00); /* rounds to >= 65520: inf */
-    if (absx < 0x38800000u) {
-        /* result is subnormal half (or zero): value / 2^-24, rounded to nearest even */
-        float v = bits_f32(absx) * 16777216.0f; /* exact: scaling by a power of two */
-        uint32_t r = (uint32_t)v;
-        float frac = v - (float)r;
-        if (frac > 0.5f || (frac == 0.5f && (r & 1))) r++;
-        return (uint16_t)(sign | r);
+sl_type sl_act_type_of(sl_type type) {
+    switch (type) {
+    case SL_TYPE_Q4_0:
+    case SL_TYPE_Q5_0:
+    case SL_TYPE_Q8_0:
+    case SL_TYPE_IQ4_NL: return SL_TYPE_Q8_0;
+    case SL_TYPE_Q4_1:
+    case SL_TYPE_Q5_1: return SL_TYPE_Q8_1;
+    case SL_TYPE_Q2_K:
+    case SL_TYPE_Q3_K:
+    case SL_TYPE_Q4_K:
+    case SL_TYPE_Q5_K:
+    case SL_TYPE_Q6_K:
+    case SL_TYPE_IQ4_XS: return SL_TYPE_Q8_K;
+    default: return SL_TYPE_F32;
     }
-    uint32_t e = ((absx >> 23) - 112) << 10;
-    uint32_t m = (absx >> 13) & 0x3ff;
-    uint32_t rest = absx & 0x1fff;
-    uint32_t h = e | m;
-    if (rest > 0x1000 || (rest == 0x1000 && (h & 1))) h++; /* carry into exponent is correct */
-    return (uint16_t)(sign | h);
 }
 
-float sl_bf16_to_fp32(uint16_t h) { return bits_f32((uint32_t)h << 16); }
-
-uint16_t sl_fp32_to_bf16(float f) {
-    uint32_t x = f32_bits(f);
-    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 64); /* quiet nan */
-    return (uint16_t)((x + (0x7fff + ((x >> 16) & 1))) >> 16);
+const char *sl_ftype_name(int32_t ftype) {
+    switch (ftype & ~1024) { /* 1024: llama.cpp's "guessed" flag */
+    case 0: return "all F32";
+    case 1: return "F16";
+    case 2: return "Q4_0";
+    case 3: return "Q4_1";
+    case 7: return "Q8_0";
+    case 8: return "Q5_0";
+    case 9: return "Q5_1";
+    case 10: return "Q2_K - Medium";
+    case 11: return "Q3_K - Small";
+    case 12: return "Q3_K - Medium";
+    case 13: return "Q3_K - Large";
+    case 14: return "Q4_K - Small";
+    case 15: return "Q4_K - Medium";
+    case 16: return "Q5_K - Small";
+    case 17: return "Q5_K - Medium";
+    case 18: return "Q6_K";
+    case 21: return "Q2_K - Small";
+    case 25: return "IQ4_NL - 4.5 bpw";
+    case 30: return "IQ4_XS - 4.25 bpw";
+    case 32: return "BF16";
+    default: return NULL;
+    }
 }
 
 /* ---- rows ------------------------------------------------------------------------------------ */
@@ -117,94 +146,37 @@ void sl_dequantize_row_ref(sl_type type, const void *src, float *dst, int64_t n)
         return;
     }
     switch (type) {
-    case SL_TYPE_F32: memcpy(dst, src, (size_t)n * 4); break;
+    case SL_TYPE_F32: memcpy(dst, src, (size_t)n * 4); return;
     case SL_TYPE_F16: {
         const uint16_t *s = src;
         for (int64_t i = 0; i < n; i++) dst[i] = sl_fp16_to_fp32(s[i]);
-        break;
+        return;
     }
     case SL_TYPE_BF16: {
         const uint16_t *s = src;
         for (int64_t i = 0; i < n; i++) dst[i] = sl_bf16_to_fp32(s[i]);
-        break;
+        return;
     }
-    case SL_TYPE_Q8_0: {
-        const sl_block_q8_0 *b = src;
-        for (int64_t i = 0; i < n / SL_QK8_0; i++) {
-            float d = sl_fp16_to_fp32(b[i].d);
-            for (int j = 0; j < SL_QK8_0; j++) dst[i * SL_QK8_0 + j] = d * (float)b[i].qs[j];
-        }
-        break;
-    }
-    case SL_TYPE_Q4_0: {
-        const sl_block_q4_0 *b = src;
-        for (int64_t i = 0; i < n / SL_QK4_0; i++) {
-            float d = sl_fp16_to_fp32(b[i].d);
-            for (int j = 0; j < SL_QK4_0 / 2; j++) {
-                dst[i * SL_QK4_0 + j] = d * (float)((b[i].qs[j] & 0x0f) - 8);
-                dst[i * SL_QK4_0 + j + SL_QK4_0 / 2] = d * (float)((b[i].qs[j] >> 4) - 8);
-            }
-        }
-        break;
-    }
+    default:
+        if (!sl_legacy_dequantize(type, src, dst, n) && !sl_k_dequantize(type, src, dst, n)) sl_iq_dequantize(type, src, dst, n);
     }
 }
 
 void sl_quantize_row_ref(sl_type type, const float *src, void *dst, int64_t n) {
     switch (type) {
-    case SL_TYPE_F32: memcpy(dst, src, (size_t)n * 4); break;
+    case SL_TYPE_F32: memcpy(dst, src, (size_t)n * 4); return;
     case SL_TYPE_F16: {
         uint16_t *d = dst;
         for (int64_t i = 0; i < n; i++) d[i] = sl_fp32_to_fp16(src[i]);
-        break;
+        return;
     }
     case SL_TYPE_BF16: {
         uint16_t *d = dst;
         for (int64_t i = 0; i < n; i++) d[i] = sl_fp32_to_bf16(src[i]);
-        break;
+        return;
     }
-    case SL_TYPE_Q8_0: {
-        sl_block_q8_0 *b = dst;
-        for (int64_t i = 0; i < n / SL_QK8_0; i++) {
-            const float *x = src + i * SL_QK8_0;
-            float amax = 0.0f;
-            for (int j = 0; j < SL_QK8_0; j++) amax = fmaxf(amax, fabsf(x[j]));
-            float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
-            b[i].d = sl_fp32_to_fp16(d);
-            for (int j = 0; j < SL_QK8_0; j++) {
-                /* issue 8 (found by fuzz_model): a model with NaN/inf weights gives NaN/inf here,
-                 * and converting those to an integer is undefined: saturate, NaN -> 0 */
-                float v = roundf(x[j] * id);
-                b[i].qs[j] = (int8_t)(v >= -128.0f && v <= 127.0f ? v : v > 0 ? 127.0f : v < 0 ? -128.0f : 0.0f);
-            }
-        }
-        break;
-    }
-    case SL_TYPE_Q4_0: {
-        sl_block_q4_0 *b = dst;
-        for (int64_t i = 0; i < n / SL_QK4_0; i++) {
-            const float *x = src + i * SL_QK4_0;
-            /* ggml: scale from the element of largest magnitude, keeping its sign, so that it
-             * maps exactly to -8 */
-            float amax = 0.0f, max = 0.0f;
-            for (int j = 0; j < SL_QK4_0; j++) {
-                if (fabsf(x[j]) > amax) { amax = fabsf(x[j]); max = x[j]; }
-            }
-            float d = max / -8.0f, id = d ? 1.0f / d : 0.0f;
-            b[i].d = sl_fp32_to_fp16(d);
-            for (int j = 0; j < SL_QK4_0 / 2; j++) {
-                float x0 = x[j] * id, x1 = x[j + SL_QK4_0 / 2] * id;
-                /* issue 8: as for Q8_0, no float -> int conversion of NaN/inf (NaN -> 8 = zero) */
-                float v0 = x0 + 8.5f, v1 = x1 + 8.5f;
-                int q0 = v0 >= 0.0f && v0 < 16.0f ? (int)v0 : v0 >= 16.0f ? 15 : v0 < 0.0f ? 0 : 8;
-                int q1 = v1 >= 0.0f && v1 < 16.0f ? (int)v1 : v1 >= 16.0f ? 15 : v1 < 0.0f ? 0 : 8;
-                if (q0 > 15) q0 = 15;
-                if (q1 > 15) q1 = 15;
-                b[i].qs[j] = (uint8_t)(q0 | (q1 << 4));
-            }
-        }
-        break;
-    }
+    default:
+        if (!sl_legacy_quantize(type, src, dst, n) && !sl_k_quantize(type, src, dst, n)) sl_iq_quantize(type, src, dst, n);
     }
 }
 
@@ -214,26 +186,26 @@ float sl_dot_row_ref(sl_type type, const void *w, const float *x, int64_t n) {
     case SL_TYPE_F32: {
         const float *a = w;
         for (int64_t i = 0; i < n; i++) sum += a[i] * x[i];
-        break;
+        return sum;
     }
     case SL_TYPE_F16: {
         const uint16_t *a = w;
         for (int64_t i = 0; i < n; i++) sum += sl_fp16_to_fp32(a[i]) * x[i];
-        break;
+        return sum;
     }
     case SL_TYPE_BF16: {
         const uint16_t *a = w;
         for (int64_t i = 0; i < n; i++) sum += sl_bf16_to_fp32(a[i]) * x[i];
-        break;
+        return sum;
     }
-    case SL_TYPE_Q8_0: {
+    case SL_TYPE_Q8_0: { /* per block: the integer values times x, then the scale */
         const sl_block_q8_0 *b = w;
         for (int64_t i = 0; i < n / SL_QK8_0; i++) {
             float s = 0.0f;
             for (int j = 0; j < SL_QK8_0; j++) s += (float)b[i].qs[j] * x[i * SL_QK8_0 + j];
             sum += sl_fp16_to_fp32(b[i].d) * s;
         }
-        break;
+        return sum;
     }
     case SL_TYPE_Q4_0: {
         const sl_block_q4_0 *b = w;
@@ -246,10 +218,21 @@ float sl_dot_row_ref(sl_type type, const void *w, const float *x, int64_t n) {
             }
             sum += sl_fp16_to_fp32(b[i].d) * s;
         }
-        break;
+        return sum;
+    }
+    default: { /* the other block types: each block decoded, then its plain dot */
+        const sl_type_traits *t = sl_type_traits_of(type);
+        if (!t) return 0.0f;
+        float tmp[SL_QK_K];
+        for (int64_t i = 0; i < n / t->block_size; i++) {
+            sl_dequantize_row_ref(type, (const uint8_t *)w + (size_t)i * t->type_size, tmp, t->block_size);
+            float s = 0.0f;
+            for (int64_t j = 0; j < t->block_size; j++) s += tmp[j] * x[i * t->block_size + j];
+            sum += s;
+        }
+        return sum;
     }
     }
-    return sum;
 }
 
 /* ---- Q4_0x4 ---------------------------------------------------------------------------------- */

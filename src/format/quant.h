@@ -2,12 +2,17 @@
  * quant.h — tensor element types and their block formats (internal).
  *
  * What it is for: the exact ggml block layouts of the weight types skipllama reads (F32, F16,
- * BF16, Q8_0, Q4_0), conversions between them and f32, and the plain scalar reference dot
- * product of one weight row with an f32 vector. Every fast kernel in src/kernels/ is tested
- * against these references. What it is not: fast. Nothing here uses SIMD.
+ * BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, the K-quants Q2_K..Q6_K, IQ4_NL, IQ4_XS) and of the
+ * activation formats ggml multiplies them with (Q8_0, Q8_1, Q8_K), conversions between them and
+ * f32 (bit-exact with ggml's reference dequantizers; quantizers that make the bytes llama.cpp's
+ * quantizer makes without an importance matrix), and the plain scalar reference dot product of one
+ * weight row with an f32 vector. Every fast kernel in src/kernels/ is tested against these
+ * references. What it is not: fast. Nothing here uses SIMD.
  *
- * Adding a type (Q4_K, Q6_K...): a block struct, a row in the traits table of quant.c, and the
- * three reference functions below; kernels fall back to the reference until given a fast path.
+ * Files: quant.c (traits, names, dispatch, half/bf16, the internal row layouts), quant_legacy.c
+ * (32-element blocks), quant_k.c (256-element K-quant super-blocks and Q8_K), quant_iq.c (IQ4).
+ * Adding a type: a block struct, a row in the traits table of quant.c, and its three reference
+ * functions in a family file; kernels fall back to the reference until given a fast path.
  */
 #ifndef SL_QUANT_H
 #define SL_QUANT_H
@@ -19,6 +24,11 @@
 
 #define SL_QK4_0 32
 #define SL_QK8_0 32
+#define SL_QK_K 256 /* elements per K-quant super-block */
+
+/* Activation-only formats (never a tensor in a file): ggml's ids, outside the public enum. */
+#define SL_TYPE_Q8_1 ((sl_type)9)  /* Q8_0 plus s = d * sum(qs), for Q4_1 / Q5_1 weights */
+#define SL_TYPE_Q8_K ((sl_type)15) /* 256 int8 values, f32 scale, 16 sums of 16: K-quants, IQ4_XS */
 
 /* Q4_0: 32 weights = d * (q - 8), q in 0..15; byte j holds element j (low nibble) and
  * element j + 16 (high nibble). 18 bytes. */
@@ -33,8 +43,119 @@ typedef struct {
     int8_t qs[SL_QK8_0]; /* quants */
 } sl_block_q8_0;
 
+/* Q4_1: 32 weights = d * q + m, q in 0..15, nibbles as Q4_0. 20 bytes. */
+typedef struct {
+    uint16_t d, m;   /* scale and minimum, halves */
+    uint8_t qs[16];  /* nibbles */
+} sl_block_q4_1;
+
+/* Q5_0: 32 weights = d * (q - 16), q in 0..31: low 4 bits as Q4_0's nibbles, bit 4 of element j
+ * in bit j of the little-endian 32-bit qh. 22 bytes. */
+typedef struct {
+    uint16_t d;     /* scale */
+    uint8_t qh[4];  /* fifth bits */
+    uint8_t qs[16]; /* low nibbles */
+} sl_block_q5_0;
+
+/* Q5_1: 32 weights = d * q + m, q in 0..31, bits as Q5_0. 24 bytes. */
+typedef struct {
+    uint16_t d, m;  /* scale, minimum */
+    uint8_t qh[4];  /* fifth bits */
+    uint8_t qs[16]; /* low nibbles */
+} sl_block_q5_1;
+
+/* Q8_1 (activations): Q8_0 plus s = fp16(d * sum(qs)). 36 bytes. */
+typedef struct {
+    uint16_t d, s;       /* scale, scale times the sum of the quants */
+    int8_t qs[SL_QK8_0]; /* quants */
+} sl_block_q8_1;
+
+/* Q2_K: 256 weights in 16 sub-blocks of 16: x = d * (sc & 15) * q - dmin * (sc >> 4), q in 0..3.
+ * Element 128h + 32s + l (h < 2, s < 4, l < 32) is bits 2s..2s+1 of qs[32h + l]. 84 bytes. */
+typedef struct {
+    uint8_t scales[16]; /* 4-bit scale (low) and 4-bit min (high) per sub-block */
+    uint8_t qs[64];     /* 2-bit values */
+    uint16_t d, dmin;   /* super-block scales, halves */
+} sl_block_q2_K;
+
+/* Q3_K: 16 sub-blocks of 16: x = d * (sc - 32) * (q - 4), q in 0..7: low 2 bits as Q2_K, bit 2
+ * of element 32k + l (l < 32) in bit k of hmask[l]; 6-bit scales packed in 12 bytes (low nibbles
+ * in bytes 0..7, high 2 bits in bytes 8..11). 110 bytes. */
+typedef struct {
+    uint8_t hmask[32];  /* third bits */
+    uint8_t qs[64];     /* low 2 bits */
+    uint8_t scales[12]; /* 16 6-bit scales, offset 32 */
+    uint16_t d;         /* super-block scale */
+} sl_block_q3_K;
+
+/* Q4_K: 8 sub-blocks of 32: x = d * sc * q - dmin * m, q in 0..15; 6-bit sc and m packed in 12
+ * bytes; element 64h + l is the low nibble of qs[32h + l], 64h + 32 + l its high nibble.
+ * 144 bytes. */
+typedef struct {
+    uint16_t d, dmin;   /* super-block scales */
+    uint8_t scales[12]; /* 8 6-bit scales and 8 6-bit mins */
+    uint8_t qs[128];    /* nibbles */
+} sl_block_q4_K;
+
+/* Q5_K: as Q4_K with a fifth bit: element 64h + l has bit 2h of qh[l], 64h + 32 + l bit 2h+1.
+ * 176 bytes. */
+typedef struct {
+    uint16_t d, dmin;
+    uint8_t scales[12];
+    uint8_t qh[32]; /* fifth bits */
+    uint8_t qs[128];
+} sl_block_q5_K;
+
+/* Q6_K: 16 sub-blocks of 16: x = d * sc * (q - 32), q in 0..63, sc int8; low nibbles in ql,
+ * top 2 bits in qh (see quant_k.c). 210 bytes. */
+typedef struct {
+    uint8_t ql[128];   /* low 4 bits */
+    uint8_t qh[64];    /* high 2 bits */
+    int8_t scales[16]; /* sub-block scales */
+    uint16_t d;        /* super-block scale */
+} sl_block_q6_K;
+
+/* Q8_K (activations): x = d * q, q in -127..127, d an f32 (may be negative), bsums[j] = sum of
+ * qs[16j..16j+15]. 292 bytes. */
+typedef struct {
+    float d;
+    int8_t qs[SL_QK_K];
+    int16_t bsums[SL_QK_K / 16];
+} sl_block_q8_K;
+
+/* IQ4_NL: 32 weights = d * kvalues[q], q a nibble (laid out as Q4_0's). 18 bytes. */
+typedef struct {
+    uint16_t d;
+    uint8_t qs[16];
+} sl_block_iq4_nl;
+
+/* IQ4_XS: 8 sub-blocks of 32: x = d * (ls - 32) * kvalues[q], ls 6 bits (low 4 in scales_l, nibble
+ * per sub-block; high 2 in scales_h, 2 bits per sub-block); nibbles per sub-block as IQ4_NL.
+ * 136 bytes. */
+typedef struct {
+    uint16_t d;
+    uint16_t scales_h;
+    uint8_t scales_l[4];
+    uint8_t qs[128];
+} sl_block_iq4_xs;
+
+/* The IQ4 value table (ggml's kvalues_iq4nl). */
+extern const int8_t sl_iq4nl_values[16];
+
 _Static_assert(sizeof(sl_block_q4_0) == 18, "q4_0 block must be 18 bytes");
 _Static_assert(sizeof(sl_block_q8_0) == 34, "q8_0 block must be 34 bytes");
+_Static_assert(sizeof(sl_block_q4_1) == 20, "q4_1 block must be 20 bytes");
+_Static_assert(sizeof(sl_block_q5_0) == 22, "q5_0 block must be 22 bytes");
+_Static_assert(sizeof(sl_block_q5_1) == 24, "q5_1 block must be 24 bytes");
+_Static_assert(sizeof(sl_block_q8_1) == 36, "q8_1 block must be 36 bytes");
+_Static_assert(sizeof(sl_block_q2_K) == 84, "q2_K block must be 84 bytes");
+_Static_assert(sizeof(sl_block_q3_K) == 110, "q3_K block must be 110 bytes");
+_Static_assert(sizeof(sl_block_q4_K) == 144, "q4_K block must be 144 bytes");
+_Static_assert(sizeof(sl_block_q5_K) == 176, "q5_K block must be 176 bytes");
+_Static_assert(sizeof(sl_block_q6_K) == 210, "q6_K block must be 210 bytes");
+_Static_assert(sizeof(sl_block_q8_K) == 292, "q8_K block must be 292 bytes");
+_Static_assert(sizeof(sl_block_iq4_nl) == 18, "iq4_nl block must be 18 bytes");
+_Static_assert(sizeof(sl_block_iq4_xs) == 136, "iq4_xs block must be 136 bytes");
 
 typedef struct sl_type_traits {
     const char *name;  /* "f32", "q8_0", ... */
@@ -42,8 +163,18 @@ typedef struct sl_type_traits {
     size_t type_size;   /* bytes per block */
 } sl_type_traits;
 
-/* Traits of a supported type, or NULL for any other id (including unknown ggml types). */
+/* Traits of a supported tensor type, or NULL for any other id (including unknown ggml types and
+ * the activation-only formats). */
 const sl_type_traits *sl_type_traits_of(int type);
+/* Traits of an activation format (SL_TYPE_Q8_0, SL_TYPE_Q8_1, SL_TYPE_Q8_K) or a tensor type. */
+const sl_type_traits *sl_any_traits_of(int type);
+/* The activation format ggml's vec_dot_type pairs with weights of `type`: Q8_0 for Q4_0, Q5_0,
+ * Q8_0 and IQ4_NL; Q8_1 for Q4_1 and Q5_1; Q8_K for the K-quants and IQ4_XS; F32 for float
+ * weights (and any other type). */
+sl_type sl_act_type_of(sl_type type);
+/* Bytes of an n-element row of an activation format or tensor type (0 when n is not a multiple
+ * of its block). */
+size_t sl_any_row_size(sl_type type, int64_t n);
 
 /* ---- Q4_0x4: Q4_0 repacked for the matrix kernels (an internal layout, never in a file) ----
  * Rows in groups of 4 (the last group padded with all-zero rows). A group of n-element rows is
@@ -107,9 +238,13 @@ float sl_bf16_to_fp32(uint16_t h);
 uint16_t sl_fp32_to_bf16(float f);
 
 /* dst[0..n) = the n elements of a row of `type` starting at src (n a multiple of the block);
- * also reads the internal row layouts Q4_0N and Q8_0N. */
+ * also reads the internal row layouts Q4_0N and Q8_0N and the activation formats. Bit-exact
+ * with ggml's dequantize_row_*. */
 void sl_dequantize_row_ref(sl_type type, const void *src, float *dst, int64_t n);
-/* Encode n f32 values into a row of `type` (same rounding as ggml's reference quantizers). */
+/* Encode n f32 values into a row of `type`: the bytes ggml_quantize_chunk writes without an
+ * importance matrix (the reference quantizers, and the searched scales of IQ4_NL/IQ4_XS), and
+ * for the activation formats ggml's quantize_row_q8_{0,1,K} on x86. Non-finite inputs give some
+ * row, never undefined behaviour. */
 void sl_quantize_row_ref(sl_type type, const float *src, void *dst, int64_t n);
 /* sum_i w[i] * x[i] for one weight row of `type`, accumulated in double-free plain f32 order. */
 float sl_dot_row_ref(sl_type type, const void *w, const float *x, int64_t n);

@@ -27,6 +27,11 @@ static const sl_kernel_ops scalar_ops = {
     .mm_prep_size = sl_mm_prep_size_scalar,
     .mm_prep = sl_mm_prep_scalar,
     .mm_rows = sl_mm_rows_scalar,
+    .kq_vec_dot = sl_vec_dot_ref,
+    .kq_vec_axpy = sl_vec_axpy_ref,
+    .kq_mm_prep_size = sl_kq_mm_prep_size_scalar,
+    .kq_mm_prep = sl_kq_mm_prep_scalar,
+    .kq_mm_rows = sl_kq_mm_rows_scalar,
     .attention_group = sl_attention_group_scalar,
 };
 
@@ -120,16 +125,21 @@ bool sl_kernels_select(sl_kernel_variant v) {
 }
 
 void sl_act_prepare(sl_type wtype, const float *x, int64_t n, void *act) {
-    if (wtype == SL_TYPE_Q8_0 || wtype == SL_TYPE_Q4_0) sl_kernels_ops()->quantize_q8(x, act, n);
-    else memcpy(act, x, (size_t)n * sizeof(float));
+    const sl_type at = sl_act_type_of(wtype);
+    if (at == SL_TYPE_Q8_0) sl_kernels_ops()->quantize_q8(x, act, n);
+    else if (at == SL_TYPE_F32) memcpy(act, x, (size_t)n * sizeof(float));
+    else sl_quantize_row_ref(at, x, act, n); /* Q8_1 / Q8_K: once per vector, cheap beside the rows */
 }
 
 float sl_vec_dot(sl_type wtype, const void *w, const void *act, int64_t n) {
-    return sl_kernels_ops()->vec_dot(wtype, w, act, n);
+    const sl_kernel_ops *o = sl_kernels_ops();
+    return sl_kq_type(wtype) ? o->kq_vec_dot(wtype, w, act, n) : o->vec_dot(wtype, w, act, n);
 }
 
 void sl_vec_axpy(sl_type wtype, const void *w, float a, float *y, int64_t n) {
-    sl_kernels_ops()->vec_axpy(wtype, w, a, y, n);
+    const sl_kernel_ops *o = sl_kernels_ops();
+    if (sl_kq_type(wtype)) o->kq_vec_axpy(wtype, w, a, y, n);
+    else o->vec_axpy(wtype, w, a, y, n);
 }
 
 bool sl_kernels_fast_q4_0x4(void) { return sl_kernels_ops()->fast_q4_0x4; }

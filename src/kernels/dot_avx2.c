@@ -113,6 +113,7 @@ float sl_x2_vec_dot(sl_type t, const void *w, const void *act, int64_t n) {
         sl_x2_qdot_rows(t, 1, w, 0, act, n / SL_QK8_0, &y);
         return y;
     }
+    default: break; /* the kq types go through kq_vec_dot (dispatch.c) */
     }
     return 0.0f;
 }
@@ -148,5 +149,6 @@ void sl_x2_vec_axpy(sl_type t, const void *w, float a, float *y, int64_t n) {
             axpy8(y + 24, s, _mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)));
         }
         return;
+    default: break; /* the kq types go through kq_vec_axpy (dispatch.c) */
     }
 }

@@ -99,6 +99,7 @@ float sl_x5_vec_dot(sl_type t, const void *w, const void *act, int64_t n) {
     case SL_TYPE_BF16: return fdot(SL_TYPE_BF16, w, act, n);
     case SL_TYPE_Q8_0: return qdot1(SL_TYPE_Q8_0, w, act, n / SL_QK8_0);
     case SL_TYPE_Q4_0: return qdot1(SL_TYPE_Q4_0, w, act, n / SL_QK8_0);
+    default: break; /* the kq types go through kq_vec_dot (dispatch.c) */
     }
     return 0.0f;
 }
@@ -149,5 +150,6 @@ void sl_x5_vec_axpy(sl_type t, const void *w, float a, float *y, int64_t n) {
         }
         return;
     }
+    default: break; /* the kq types go through kq_vec_axpy (dispatch.c) */
     }
 }

@@ -10,9 +10,10 @@
  * allocation of outputs.
  *
  * Numerics, which every variant shares: float weights (F32/F16/BF16) are multiplied in f32 with
- * f32 activations (no rounding of activations to f16/bf16). Q8_0/Q4_0 weights are multiplied
- * with activations quantized to Q8_0 blocks, exactly as ggml does, so each block is one exact
- * integer dot product times two scales. sl_matmul_ref keeps f32 activations (it is the
+ * f32 activations (no rounding of activations to f16/bf16). Block-quantized weights are
+ * multiplied with activations quantized the way ggml's vec_dot_type does (sl_act_type_of: Q8_0
+ * for Q4_0/Q5_0/Q8_0/IQ4_NL, Q8_1 for Q4_1/Q5_1, Q8_K for the K-quants and IQ4_XS), so each block
+ * or sub-block is one exact integer dot product and only its scales are floating point. sl_matmul_ref keeps f32 activations (it is the
  * definition of the product), so quantized sl_matmul differs from it by the activation
  * quantization error; sl_matmul equals "sl_act_prepare + sl_vec_dot_ref per row" up to float
  * reassociation.
@@ -28,18 +29,22 @@
 
 /* ---- row dot products -------------------------------------------------------------------
  * An activation vector x is prepared once per weight type, then dotted with many weight rows:
- * float weights (F32/F16/BF16) use x as f32; Q8_0/Q4_0 weights use x quantized to Q8_0 blocks,
- * the way ggml does, so each block is one integer dot product and one scale multiply. */
+ * float weights (F32/F16/BF16) use x as f32; block-quantized weights use x in the activation
+ * format ggml pairs with them (sl_act_type_of), so each block is integer dot products and a few
+ * scale multiplies. */
 
 /* Bytes of the prepared form of an n-element activation for weights of type wtype. */
 size_t sl_act_size(sl_type wtype, int64_t n);
-/* Write the prepared form of x[0..n) into act (sl_act_size bytes). The Q8_0 blocks are
- * bit-identical to sl_quantize_row_ref(SL_TYPE_Q8_0, ...) on every variant. */
+/* Write the prepared form of x[0..n) into act (sl_act_size bytes): bit-identical to
+ * sl_quantize_row_ref(sl_act_type_of(wtype), ...) on every variant. */
 void sl_act_prepare(sl_type wtype, const float *x, int64_t n, void *act);
 /* dot(w_row, x) with x in prepared form. _ref is the plain scalar definition; sl_vec_dot is the
  * fastest variant for this CPU (chosen once, at first use). */
 float sl_vec_dot_ref(sl_type wtype, const void *w_row, const void *act, int64_t n);
 float sl_vec_dot(sl_type wtype, const void *w_row, const void *act, int64_t n);
+/* One super-block (256 elements) of a Q8_K-paired weight type against its Q8_K block: the
+ * definition the K-quant kernels compute, d_w d_x isum - dmin_w d_x msum (dot_ref.c). */
+float sl_dot_k_block_ref(sl_type wtype, const void *blk, const sl_block_q8_K *x);
 /* y[0..n) += a * w_row[0..n) for a weight row of any type (used by the sparse down projection). */
 void sl_vec_axpy_ref(sl_type wtype, const void *w_row, float a, float *y, int64_t n);
 void sl_vec_axpy(sl_type wtype, const void *w_row, float a, float *y, int64_t n);

@@ -43,6 +43,14 @@ typedef struct sl_kernel_ops {
     void (*mm_prep)(sl_type type, const float *X, int64_t n, int64_t B, int64_t b0, int64_t b1, void *xp);
     /* Y[b, r] for all b and r in [r0, r1). */
     void (*mm_rows)(const sl_mm_args *a, int64_t r0, int64_t r1);
+    /* The same five contracts for the types of issue 19 (sl_kq_type: Q4_1, Q5_0, Q5_1, the
+     * K-quants, IQ4_NL, IQ4_XS), kept apart so that each variant's older kernels need not know
+     * them. AVX-512 uses the AVX2 set (quant_avx2.c) for these types. */
+    float (*kq_vec_dot)(sl_type wtype, const void *w, const void *act, int64_t n);
+    void (*kq_vec_axpy)(sl_type wtype, const void *w, float a, float *y, int64_t n);
+    size_t (*kq_mm_prep_size)(sl_type type, int64_t n, int64_t B);
+    void (*kq_mm_prep)(sl_type type, const float *X, int64_t n, int64_t B, int64_t b0, int64_t b1, void *xp);
+    void (*kq_mm_rows)(const sl_mm_args *a, int64_t r0, int64_t r1);
     /* sl_attention_group contract (kernels.h). */
     void (*attention_group)(const float *q, int n_q, const void *kc, const void *vc, bool kv_f16, int n_pos,
                             int kv_stride, int kv_head, int head_dim, float scale, float softcap, float *out, float *att);
@@ -53,7 +61,27 @@ const sl_kernel_ops *sl_kernels_ops(void);
 /* A variant's table, or NULL when not compiled in or not supported by this CPU. */
 const sl_kernel_ops *sl_kernels_ops_of(sl_kernel_variant v);
 
+/* The weight types that run through the kq_* entries of a kernel table. */
+static inline bool sl_kq_type(sl_type t) {
+    switch (t) {
+    case SL_TYPE_Q4_1:
+    case SL_TYPE_Q5_0:
+    case SL_TYPE_Q5_1:
+    case SL_TYPE_Q2_K:
+    case SL_TYPE_Q3_K:
+    case SL_TYPE_Q4_K:
+    case SL_TYPE_Q5_K:
+    case SL_TYPE_Q6_K:
+    case SL_TYPE_IQ4_NL:
+    case SL_TYPE_IQ4_XS: return true;
+    default: return false;
+    }
+}
+
 /* Scalar pieces (dot_ref.c, matmul_ref.c). */
+size_t sl_kq_mm_prep_size_scalar(sl_type type, int64_t n, int64_t B);
+void sl_kq_mm_prep_scalar(sl_type type, const float *X, int64_t n, int64_t B, int64_t b0, int64_t b1, void *xp);
+void sl_kq_mm_rows_scalar(const sl_mm_args *a, int64_t r0, int64_t r1);
 size_t sl_mm_prep_size_scalar(sl_type type, int64_t n, int64_t B);
 void sl_mm_prep_scalar(sl_type type, const float *X, int64_t n, int64_t B, int64_t b0, int64_t b1, void *xp);
 void sl_mm_rows_scalar(const sl_mm_args *a, int64_t r0, int64_t r1);
@@ -62,6 +90,12 @@ void sl_attention_group_scalar(const float *q, int n_q, const void *kc, const vo
                                int kv_stride, int kv_head, int head_dim, float scale, float softcap, float *out, float *att);
 
 #if defined(__x86_64__)
+/* AVX2 kernels of the kq types (quant_avx2.c), shared by the AVX2 and AVX-512 tables. */
+float sl_kq_vec_dot_avx2(sl_type wtype, const void *w, const void *act, int64_t n);
+void sl_kq_vec_axpy_avx2(sl_type wtype, const void *w, float a, float *y, int64_t n);
+size_t sl_kq_mm_prep_size_avx2(sl_type type, int64_t n, int64_t B);
+void sl_kq_mm_prep_avx2(sl_type type, const float *X, int64_t n, int64_t B, int64_t b0, int64_t b1, void *xp);
+void sl_kq_mm_rows_avx2(const sl_mm_args *a, int64_t r0, int64_t r1);
 extern const sl_kernel_ops sl_kernels_avx2_ops;
 extern const sl_kernel_ops sl_kernels_avx512_ops;
 #endif

@@ -21,6 +21,7 @@
 
 typedef struct prep_task {
     const sl_kernel_ops *ops; /* variant */
+    bool kq;                  /* the variant's kq_* entries (sl_kq_type) */
     sl_type type;             /* weight type */
     const float *X;           /* [B, n] */
     int64_t n, B;             /* shape */
@@ -31,11 +32,12 @@ static void prep_worker(void *arg, int ith, int nth) {
     prep_task *t = arg;
     long long b0, b1;
     sl_split_range(t->B, ith, nth, &b0, &b1);
-    if (b0 < b1) t->ops->mm_prep(t->type, t->X, t->n, t->B, b0, b1, t->xp);
+    if (b0 < b1) (t->kq ? t->ops->kq_mm_prep : t->ops->mm_prep)(t->type, t->X, t->n, t->B, b0, b1, t->xp);
 }
 
 typedef struct rows_task {
     const sl_kernel_ops *ops; /* variant */
+    bool kq;                  /* the variant's kq_mm_rows */
     sl_mm_args args;          /* the product */
 } rows_task;
 
@@ -45,7 +47,7 @@ static void rows_worker(void *arg, int ith, int nth) {
     sl_split_range(units, ith, nth, &u0, &u1);
     int64_t r0 = u0 * ROW_UNIT, r1 = u1 * ROW_UNIT;
     if (r1 > t->args.rows) r1 = t->args.rows;
-    if (r0 < r1) t->ops->mm_rows(&t->args, r0, r1);
+    if (r0 < r1) (t->kq ? t->ops->kq_mm_rows : t->ops->mm_rows)(&t->args, r0, r1);
 }
 
 typedef struct ref_task {
@@ -69,7 +71,8 @@ void sl_matmul(sl_pool *pool, sl_type type, const void *W, int64_t rows, int64_t
         return;
     }
     const sl_kernel_ops *ops = sl_kernels_ops();
-    size_t xbytes = ops->mm_prep_size(type, n, B);
+    const bool kq = sl_kq_type(type);
+    size_t xbytes = kq ? ops->kq_mm_prep_size(type, n, B) : ops->mm_prep_size(type, n, B);
     void *xp = NULL, *owned = NULL;
     if (xbytes) {
         xp = pool ? sl_pool_scratch(pool, xbytes) : (owned = sl_malloc_aligned(xbytes));
@@ -78,13 +81,13 @@ void sl_matmul(sl_pool *pool, sl_type type, const void *W, int64_t rows, int64_t
             sl_pool_run(pool, ref_worker, &rt);
             return;
         }
-        prep_task pt = {ops, type, X, n, B, xp};
+        prep_task pt = {ops, kq, type, X, n, B, xp};
         if (B > 1 && B * n >= PREP_PARALLEL_MIN) sl_pool_run(pool, prep_worker, &pt);
         else prep_worker(&pt, 0, 1);
     }
     /* a Q4_0x4 group of 4 rows is 4 Q4_0 rows long */
     size_t row_bytes = sl_type_row_size(type == SL_TYPE_Q4_0X4 ? SL_TYPE_Q4_0 : type, n);
-    rows_task t = {ops, {type, W, row_bytes, rows, n, X, xp, B, Y}};
+    rows_task t = {ops, kq, {type, W, row_bytes, rows, n, X, xp, B, Y}};
     sl_pool_run(pool, rows_worker, &t);
     sl_free_aligned(owned);
 }

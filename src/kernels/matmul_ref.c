@@ -74,3 +74,22 @@ void sl_mm_rows_scalar(const sl_mm_args *a, int64_t r0, int64_t r1) {
         }
     }
 }
+
+/* ---- the kq types (kernels_impl.h): activations in sl_act_prepare's form, token by token ---- */
+
+size_t sl_kq_mm_prep_size_scalar(sl_type type, int64_t n, int64_t B) { return (size_t)B * sl_act_size(type, n); }
+
+void sl_kq_mm_prep_scalar(sl_type type, const float *X, int64_t n, int64_t B, int64_t b0, int64_t b1, void *xp) {
+    (void)B;
+    const size_t stride = sl_act_size(type, n);
+    for (int64_t b = b0; b < b1; b++) sl_quantize_row_ref(sl_act_type_of(type), X + b * n, (uint8_t *)xp + (size_t)b * stride, n);
+}
+
+void sl_kq_mm_rows_scalar(const sl_mm_args *a, int64_t r0, int64_t r1) {
+    const size_t stride = sl_act_size(a->type, a->n);
+    for (int64_t r = r0; r < r1; r++) {
+        const void *w = (const uint8_t *)a->W + (size_t)r * a->row_bytes;
+        for (int64_t b = 0; b < a->B; b++)
+            a->Y[b * a->rows + r] = sl_vec_dot_ref(a->type, w, (const uint8_t *)a->xp + (size_t)b * stride, a->n);
+    }
+}

@@ -14,5 +14,10 @@ const sl_kernel_ops sl_kernels_avx512_ops = {
     .mm_prep_size = sl_x5_mm_prep_size,
     .mm_prep = sl_x5_mm_prep,
     .mm_rows = sl_x5_mm_rows,
+    .kq_vec_dot = sl_kq_vec_dot_avx2,
+    .kq_vec_axpy = sl_kq_vec_axpy_avx2,
+    .kq_mm_prep_size = sl_kq_mm_prep_size_avx2,
+    .kq_mm_prep = sl_kq_mm_prep_avx2,
+    .kq_mm_rows = sl_kq_mm_rows_avx2,
     .attention_group = sl_x5_attention_group,
 };

@@ -12,6 +12,7 @@
  * Called only when the shared kernels run their AVX2 variant (sl_sp_kernels).
  */
 #include "kernels/sparse_rows.h"
+#include "kernels/kernels_impl.h"
 
 #include "format/quant.h"
 
@@ -269,11 +270,16 @@ static void dot_tile(sl_type t, int nr, int nt, const uint8_t *const *rows, cons
     case SL_TYPE_BF16: SP2_TILE(fdot_tile, SL_TYPE_BF16)
     case SL_TYPE_Q8_0: SP2_TILE(qdot_tile, SL_TYPE_Q8_0)
     case SL_TYPE_Q4_0: SP2_TILE(qdot_tile, SL_TYPE_Q4_0)
+    default: return; /* the kq types never get here (sl_sp_dot_rows_batch_*) */
     }
 }
 
 void sl_sp_dot_rows_batch_avx2(sl_type t, const uint8_t *const *rows, int nr, const uint8_t *x, size_t xs, int nb,
                                int64_t n, float *out, const uint8_t *const *next, int nnext) {
+    if (sl_kq_type(t)) { /* types without a tile kernel here: row by row (x in sl_act_prepare form) */
+        sl_sp_dot_rows_batch_ref(t, rows, nr, x, xs, nb, n, out, next, nnext);
+        return;
+    }
     for (int r0 = 0; r0 < nr; r0 += 4) {
         const int nr1 = nr - r0 < 4 ? nr - r0 : 4;
         for (int b0 = 0; b0 < nb; b0 += 2) {
@@ -345,5 +351,6 @@ void sl_sp_axpy_rows_batch_avx2(sl_type t, const uint8_t *const *rows, int nr, c
     case SL_TYPE_BF16: SP_NR_CASES(nr, faxpy_batch, SL_TYPE_BF16, rows, a, astride, nb, y, ys, n, next, nnext)
     case SL_TYPE_Q8_0: SP_NR_CASES(nr, qaxpy_batch, SL_TYPE_Q8_0, rows, a, astride, nb, y, ys, n, next, nnext)
     case SL_TYPE_Q4_0: SP_NR_CASES(nr, qaxpy_batch, SL_TYPE_Q4_0, rows, a, astride, nb, y, ys, n, next, nnext)
+    default: sl_sp_axpy_rows_batch_ref(t, rows, nr, a, astride, nb, y, ys, n, next, nnext); return;
     }
 }

@@ -31,6 +31,7 @@
  * in use is AVX-512 (so forcing scalar kernels also forces the per-row fallback here).
  */
 #include "kernels/sparse_rows.h"
+#include "kernels/kernels_impl.h"
 
 #include "kernels/kernels.h"
 #include "format/quant.h"
@@ -237,6 +238,10 @@ void sl_sp_dot_rows_avx512(sl_type t, const uint8_t *const *rows, int nr, const 
         sl_bn_dot_rows_avx512(t, rows, nr, x, n, out, next, nnext);
         return;
     }
+    if (sl_kq_type(t)) { /* types without a row-group kernel here: row by row (x in sl_act_prepare form) */
+        sl_sp_dot_rows_ref(t, rows, nr, x, n, out, next, nnext);
+        return;
+    }
     if (t == SL_TYPE_Q8_0) SP_NR_CASES(nr, qdot, SL_TYPE_Q8_0, rows, x, n, out, next, nnext)
     if (t == SL_TYPE_Q4_0) SP_NR_CASES(nr, qdot, SL_TYPE_Q4_0, rows, x, n, out, next, nnext)
     /* one instantiation per (type, NR) so the inner loop has no type switch */
@@ -319,6 +324,10 @@ void sl_sp_axpy_rows_avx512(sl_type t, const uint8_t *const *rows, const float *
                             const uint8_t *const *next, int nnext) {
     if (sl_is_bundle_layout(t)) {
         sl_bn_axpy_rows_avx512(t, rows, a, nr, y, n, next, nnext);
+        return;
+    }
+    if (sl_kq_type(t)) {
+        sl_sp_axpy_rows_ref(t, rows, a, nr, y, n, next, nnext);
         return;
     }
     if (t == SL_TYPE_Q8_0) SP_NR_CASES(nr, qaxpy, SL_TYPE_Q8_0, rows, a, y, n, next, nnext)
@@ -444,6 +453,7 @@ static void dot_tile(sl_type t, int nr, int nt, const uint8_t *const *rows, cons
     case SL_TYPE_BF16: SP_TILE_NR(fdot_tile, SL_TYPE_BF16)
     case SL_TYPE_Q8_0: SP_TILE_NR(qdot_tile, SL_TYPE_Q8_0)
     case SL_TYPE_Q4_0: SP_TILE_NR(qdot_tile, SL_TYPE_Q4_0)
+    default: return; /* the kq types never get here (sl_sp_dot_rows_batch_*) */
     }
 }
 #undef SP_TILE_NR
@@ -451,6 +461,10 @@ static void dot_tile(sl_type t, int nr, int nt, const uint8_t *const *rows, cons
 
 void sl_sp_dot_rows_batch_avx512(sl_type t, const uint8_t *const *rows, int nr, const uint8_t *x, size_t xs, int nb,
                                  int64_t n, float *out, const uint8_t *const *next, int nnext) {
+    if (sl_kq_type(t)) { /* types without a tile kernel here: row by row (x in sl_act_prepare form) */
+        sl_sp_dot_rows_batch_ref(t, rows, nr, x, xs, nb, n, out, next, nnext);
+        return;
+    }
     for (int r0 = 0; r0 < nr; r0 += 4) {
         const int nr1 = nr - r0 < 4 ? nr - r0 : 4;
         for (int b0 = 0; b0 < nb; b0 += 4) {
@@ -553,6 +567,7 @@ void sl_sp_axpy_rows_batch_avx512(sl_type t, const uint8_t *const *rows, int nr,
     case SL_TYPE_BF16: SP_AB(faxpy_batch, SL_TYPE_BF16)
     case SL_TYPE_Q8_0: SP_AB(qaxpy_batch, SL_TYPE_Q8_0)
     case SL_TYPE_Q4_0: SP_AB(qaxpy_batch, SL_TYPE_Q4_0)
+    default: sl_sp_axpy_rows_batch_ref(t, rows, nr, a, astride, nb, y, ys, n, next, nnext); return;
     }
 #undef SP_AB
 }

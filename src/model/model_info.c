@@ -76,14 +76,22 @@ size_t sl_model_describe(const sl_model *m, char *buf, size_t size) {
         out(buf, size, &pos, "weight type:     %s\n", sl_type_name(c->weight_type));
     }
     if (m->vocab) out(buf, size, &pos, "vocab tokens:    %d\n", sl_vocab_n_tokens(m->vocab));
-    /* tensor type histogram, then the tensors */
-    static const sl_type types[] = {SL_TYPE_F32, SL_TYPE_F16, SL_TYPE_BF16, SL_TYPE_Q8_0, SL_TYPE_Q4_0};
+    /* the type mix and bits per weight, as llama.cpp's loader prints them, then the tensors */
     out(buf, size, &pos, "tensor types:   ");
-    for (size_t k = 0; k < sizeof(types) / sizeof(types[0]); k++) {
-        uint64_t n = 0;
-        for (uint64_t i = 0; i < f->n_tensors; i++) n += f->tensors[i].type == types[k];
-        if (n) out(buf, size, &pos, " %s=%llu", sl_type_name(types[k]), (unsigned long long)n);
+    for (int ty = 0; ty < 64; ty++) {
+        uint64_t cnt = 0;
+        for (uint64_t i = 0; i < f->n_tensors; i++) cnt += (int)f->tensors[i].type == ty;
+        if (cnt) out(buf, size, &pos, " %s=%llu", sl_type_name(ty), (unsigned long long)cnt);
     }
+    uint32_t ftype;
+    if (gguf_get_u32(f, "general.file_type", &ftype)) {
+        const char *fname = sl_ftype_name((int32_t)ftype);
+        out(buf, size, &pos, "\nfile type:       %s (%u)", fname ? fname : "unknown", ftype);
+    }
+    size_t tensor_bytes = 0;
+    for (uint64_t i = 0; i < f->n_tensors; i++) tensor_bytes += f->tensors[i].nbytes;
+    out(buf, size, &pos, "\nbits per weight: %.2f (file), %.2f (tensor data)", m->n_params ? (double)f->size * 8.0 / (double)m->n_params : 0.0,
+        m->n_params ? (double)tensor_bytes * 8.0 / (double)m->n_params : 0.0);
     out(buf, size, &pos, "\ntensors:\n");
     for (uint64_t i = 0; i < f->n_tensors; i++) {
         const gguf_tensor_info *t = &f->tensors[i];

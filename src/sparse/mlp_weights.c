@@ -46,7 +46,9 @@ sl_status sp_check_gate_up(const sl_weight *gate, const sl_weight *up, sl_activa
 
 /* ---- transposed down ------------------------------------------------------------------------ */
 
-sl_type sl_mlp_down_t_type(sl_type type) { return type == SL_TYPE_Q4_0 ? SL_TYPE_Q8_0 : type; }
+/* Float types transpose exactly; block types other than Q8_0 become Q8_0 (a row of down_t is a
+ * column of down, re-quantized anyway, and Q8_0 keeps it closest and needs only H % 32 == 0). */
+sl_type sl_mlp_down_t_type(sl_type type) { return sl_type_block_size(type) > 1 ? SL_TYPE_Q8_0 : type; }
 
 size_t sl_mlp_down_t_bytes(const sl_weight *down, sl_type type) {
     if (!down || down->rows < 1 || down->cols < 1) return 0;
@@ -63,18 +65,21 @@ typedef struct transpose_task {
     float *tiles;          /* per thread: 32 x H floats + 32 scratch */
 } transpose_task;
 
-/* Columns of down are taken 32 at a time (one block for quantized types): each of the H source
- * rows contributes one dequantized block to a 32 x H tile, whose 32 rows are then encoded. */
+/* Columns of down are taken a tile at a time — 32, or one block of the source type when its
+ * blocks are wider (256 for the K-quants) — so each of the H source rows contributes whole
+ * dequantized blocks to a TW x H tile, whose rows are then encoded. */
+static int64_t tile_width(sl_type t) { return sl_type_block_size(t) > 32 ? sl_type_block_size(t) : 32; }
+
 static void transpose_worker(void *arg, int ith, int nth) {
     transpose_task *t = arg;
     const sl_weight *d = t->down;
-    const int64_t H = d->rows, I = d->cols;
+    const int64_t H = d->rows, I = d->cols, TW = tile_width(d->type);
     const sl_type_traits *tr = sl_type_traits_of(d->type);
-    float *tile = t->tiles + (size_t)ith * (32 * (size_t)H + 32), *tmp = tile + 32 * (size_t)H;
+    float *tile = t->tiles + (size_t)ith * ((size_t)TW * (size_t)H + (size_t)TW), *tmp = tile + (size_t)TW * (size_t)H;
     long long t0, t1;
-    sl_split_range((I + 31) / 32, ith, nth, &t0, &t1);
+    sl_split_range((I + TW - 1) / TW, ith, nth, &t0, &t1);
     for (long long tl = t0; tl < t1; tl++) {
-        int64_t c0 = tl * 32, w = I - c0 < 32 ? I - c0 : 32;
+        int64_t c0 = tl * TW, w = I - c0 < TW ? I - c0 : TW;
         for (int64_t r = 0; r < H; r++) {
             const uint8_t *src = (const uint8_t *)d->data + (size_t)r * d->row_bytes + (size_t)(c0 / tr->block_size) * tr->type_size;
             sl_dequantize_row_ref(d->type, src, tmp, w);
@@ -100,7 +105,8 @@ sl_status sl_mlp_transpose_down(sl_pool *pool, const sl_weight *down, sl_type ty
                             (long long)down->rows, sl_type_name(type));
     if (dst_bytes < need) return sl_set_error(err, SL_ERR_INVALID_ARG, "transpose down: dst has %zu bytes, needs %zu", dst_bytes, need);
     int nth = sl_pool_n_threads(pool);
-    float *tiles = sl_calloc_array((size_t)nth * (32 * (size_t)down->rows + 32), sizeof(float));
+    const size_t tw = (size_t)tile_width(down->type);
+    float *tiles = sl_calloc_array((size_t)nth * (tw * (size_t)down->rows + tw), sizeof(float));
     if (!tiles) return sl_set_error(err, SL_ERR_NOMEM, "transpose down: no memory for %d tiles", nth);
     transpose_task t = {down, type, dst, sl_type_row_size(type, down->rows), tiles};
     sl_pool_run(pool, transpose_worker, &t);

@@ -34,8 +34,9 @@ sl_status sp_check_gate_up(const sl_weight *gate, const sl_weight *up, sl_activa
  * Q4_0 about the error the file's own quantization already has. Choosing `type` = SL_TYPE_Q8_0
  * for a Q4_0 down avoids most of that at 1.9x the memory (down_t may have its own type). */
 
-/* The type the operator builds down_t in for weights of `type`: the same, except Q8_0 for Q4_0
- * (the public handle uses it; callers building their own may follow it). */
+/* The type the operator builds down_t in for weights of `type`: the same for float types and
+ * Q8_0, Q8_0 for every other block type (the public handle uses it; callers building their own
+ * may follow it). */
 sl_type sl_mlp_down_t_type(sl_type type);
 /* Bytes of the [I, H] transposed form of `down` stored as `type` (0 when impossible: unsupported
  * type, or H not a multiple of the type's block size). */

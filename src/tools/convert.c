@@ -20,11 +20,21 @@
 
 int32_t sl_type_to_ftype(sl_type type) {
     /* values of llama.cpp's enum llama_ftype (LLAMA_FTYPE_ALL_F32, MOSTLY_F16, ...) */
-    switch (type) {
+    switch ((int)type) {
     case SL_TYPE_F32: return 0;
     case SL_TYPE_F16: return 1;
     case SL_TYPE_Q4_0: return 2;
+    case SL_TYPE_Q4_1: return 3;
     case SL_TYPE_Q8_0: return 7;
+    case SL_TYPE_Q5_0: return 8;
+    case SL_TYPE_Q5_1: return 9;
+    case SL_TYPE_Q2_K: return 10;
+    case SL_TYPE_Q3_K: return 12;
+    case SL_TYPE_Q4_K: return 15;
+    case SL_TYPE_Q5_K: return 17;
+    case SL_TYPE_Q6_K: return 18;
+    case SL_TYPE_IQ4_NL: return 25;
+    case SL_TYPE_IQ4_XS: return 30;
     case SL_TYPE_BF16: return 32;
     }
     return -1;
