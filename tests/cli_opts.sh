@@ -103,7 +103,7 @@ expect_msg "unknown option with a suggestion" "unknown option '--tmep' (did you 
 expect_msg "missing value" "-m/--model needs a value (FILE)" "$SL" info -m
 expect_msg "a flag given a value" "--json takes no value" "$SL" ppl --json=1
 expect_msg "synth -t: both meanings in the message" "-t/--threads must be an integer in [1, 512] (or, in its older meaning, TYPE one of f32" \
-    "$SL" synth --shape tiny -t q3_k -o "$T/x.gguf"
+    "$SL" synth --shape tiny -t q7_k -o "$T/x.gguf"
 expect_msg "too many positional arguments" "too many arguments" "$SL" quantize a b c d
 
 # ---- old spellings -------------------------------------------------------------------------
