@@ -103,8 +103,10 @@ run: $(BIN)
 	$(BIN) run -p "It was a dark and stormy night" -n 48
 
 install: $(BIN) $(STATIC_LIB) $(SHARED_LIB)
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig \
+	    $(DESTDIR)$(PREFIX)/share/skipllama
 	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 tests/data/tiny-silu.gguf $(DESTDIR)$(PREFIX)/share/skipllama/   # the model `run` uses without -m
 	install -m 644 $(STATIC_LIB) $(SHARED_LIB) $(DESTDIR)$(PREFIX)/lib/
 	install -m 644 include/skipllama.h include/skipllama_sparse.h $(DESTDIR)$(PREFIX)/include/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|0.1.0|' skipllama.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/skipllama.pc

@@ -349,7 +349,7 @@ int cmd_bench(int argc, char **argv) {
                     .n_ctx = 0, .n_batch = CLI_DEFAULT_BATCH, .membw_mb = 1024, .seed = 1234};
     int fmt = 0; /* md */
     cli_opt opts[] = {
-        CLI_OPT_MODEL(&o.model, "GGUF model (default: the bundled tiny model)"),
+        CLI_OPT_MODEL(&o.model, "GGUF model"),
         {.names = "-p --n-prompt", .type = CLI_INT, .dest = &o.n_prompt, .lo = 0, .hi = 1 << 20, .meta = "N",
          .help = "prompt row ppN: one evaluation of N random tokens from an empty cache; 0 = none (llama-bench's -p)"},
         {.names = "-n --n-gen", .type = CLI_INT, .dest = &o.n_gen, .lo = 0, .hi = 1 << 20, .meta = "N",
@@ -386,7 +386,7 @@ int cmd_bench(int argc, char **argv) {
     int prc;
     if (!cli_parse(&spec, argc, argv, NULL, &prc)) return prc;
     o.json = fmt == 1;
-    if (!o.model) o.model = cli_default_model();
+    if (!(o.model = cli_model_path(cmd, o.model))) return 1;
     if (o.n_sparsities && !o.n_profiles) return cli_fail(cmd, "--sparsity needs --profile");
     bench_row rows[BENCH_MAX_ROWS];
     bench_variant variants[BENCH_MAX_VARIANTS];

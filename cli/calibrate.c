@@ -33,16 +33,17 @@ int cmd_calibrate(int argc, char **argv) {
         CLI_OPT_QUIET(&quiet, "no progress bar or table"),
         CLI_OPT_END,
     };
-    const cli_cmd cmd = {.name = "calibrate", .usage = "-m MODEL.gguf -f TEXT -o PROFILE.gguf [--sparsity S] [options]",
+    const cli_cmd cmd = {.name = "calibrate", .usage = "[-m MODEL.gguf] -f TEXT -o PROFILE.gguf [--sparsity S] [options]",
                          .about = "Training-free CATS thresholds from the dense model's activations over TEXT. The profile keeps\n"
                                   "the quantile table, so --sparsity can be moved later (run, ppl, bench) without recalibrating.",
                          .opts = opts};
     int prc;
     if (!cli_parse(&cmd, argc, argv, NULL, &prc)) return prc;
-    if (!model_path || !text_path || !out_path) {
+    if (!text_path || !out_path) {
         cli_help(&cmd, stderr);
-        return cli_fail("calibrate", "-m, -f and -o are required");
+        return cli_fail("calibrate", "-f TEXT and -o PROFILE are required");
     }
+    if (!(model_path = cli_model_path("calibrate", model_path))) return 1;
     if (ctx_len == 1) return cli_fail("calibrate", "-c 1 is too short: a window needs at least 2 tokens");
     int rc = 1;
     sl_error err;

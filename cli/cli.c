@@ -4,6 +4,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -110,13 +111,52 @@ const char *cli_type_list(void) {
 
 bool cli_parse_type(const char *value, void *dest) { return sl_type_from_name(value, (sl_type *)dest); }
 
-const char *cli_default_model(void) {
+/* Where the bundled tiny model may be, in the order tried (see cli.h). */
+static int default_model_candidates(char out[][4096], int cap) {
+    int n = 0;
     const char *env = getenv("SKIPLLAMA_MODEL");
-    if (env && *env) return env;
-    static const char *candidates[] = {"tests/data/tiny-silu.gguf", SKIPLLAMA_DATADIR "/tiny-silu.gguf"};
-    for (size_t i = 0; i < sizeof(candidates) / sizeof(candidates[0]); i++)
-        if (access(candidates[i], R_OK) == 0) return candidates[i];
-    return candidates[0];
+    if (env && *env && n < cap) snprintf(out[n++], sizeof out[0], "%s", env);
+    char exe[4096];
+    ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (k > 0) {
+        exe[k] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = 0; /* the binary's folder: PREFIX/bin, or the build folder of a source tree */
+            if (n < cap) snprintf(out[n++], sizeof out[0], "%.3000s/../share/skipllama/tiny-silu.gguf", exe);
+            if (n < cap) snprintf(out[n++], sizeof out[0], "%.3000s/../tests/data/tiny-silu.gguf", exe);
+        }
+    }
+    if (n < cap) snprintf(out[n++], sizeof out[0], "%s", SKIPLLAMA_DATADIR "/tiny-silu.gguf");
+    if (n < cap) snprintf(out[n++], sizeof out[0], "tests/data/tiny-silu.gguf");
+    return n;
+}
+
+const char *cli_default_model(void) {
+    static char found[PATH_MAX];
+    const char *env = getenv("SKIPLLAMA_MODEL");
+    if (env && *env) return env; /* taken as given: the load says what is wrong with it */
+    char cand[5][4096];
+    int n = default_model_candidates(cand, 5);
+    for (int i = 0; i < n; i++)
+        if (access(cand[i], R_OK) == 0) {
+            if (!realpath(cand[i], found)) snprintf(found, sizeof found, "%.4000s", cand[i]);
+            return found;
+        }
+    return NULL;
+}
+
+const char *cli_model_path(const char *cmd, const char *path) {
+    if (path) return path;
+    const char *d = cli_default_model();
+    if (!d) {
+        char cand[5][4096];
+        int n = default_model_candidates(cand, 5);
+        fprintf(stderr, "skipllama %s: no -m MODEL.gguf given, and the bundled tiny model is not in any of:", cmd);
+        for (int i = 0; i < n; i++) fprintf(stderr, " %s", cand[i]);
+        fprintf(stderr, " (give -m, set SKIPLLAMA_MODEL, or run `make install`)\n");
+    }
+    return d;
 }
 
 #include <time.h>
@@ -154,40 +194,3 @@ void cli_progress_update(cli_progress *p, int64_t done, int64_t total) {
 }
 
 void cli_progress_cb(void *ud, int64_t done, int64_t total) { cli_progress_update(ud, done, total); }
-
-char *cli_read_file(const char *cmd, const char *path, size_t max_bytes, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        cli_fail(cmd, "cannot open '%s': %s", path, strerror(errno));
-        return NULL;
-    }
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n == cap) {
-            if (cap >= max_bytes) {
-                cli_fail(cmd, "'%s' is larger than %zu bytes", path, max_bytes);
-                free(buf);
-                fclose(f);
-                return NULL;
-            }
-            cap = cap ? cap * 2 : 65536;
-            if (cap > max_bytes) cap = max_bytes;
-            char *nb = realloc(buf, cap + 1);
-            if (!nb) {
-                cli_fail(cmd, "out of memory reading '%s'", path);
-                free(buf);
-                fclose(f);
-                return NULL;
-            }
-            buf = nb;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0) break;
-    }
-    fclose(f);
-    buf[n] = 0;
-    *len = n;
-    return buf;
-}

@@ -30,9 +30,17 @@ int cmd_detokenize(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_train_predictor(int argc, char **argv);
 
-/* Read a whole file ('-' = standard input) into a malloc'd NUL-terminated buffer (*len bytes, may
- * contain NUL). Prints an error naming cmd and returns NULL on failure. (cli/tokenize.c) */
+/* Inputs (cli/io.c): a whole file or stream read into a malloc'd NUL-terminated buffer (*len bytes,
+ * may contain NUL), with its size checked first: a regular file by stat, before anything is read
+ * (at most CLI_MAX_FILE, the tokenizer's own limit, or max_bytes), a stream ('-' = standard input,
+ * a pipe, a device) by stopping after CLI_MAX_STREAM bytes. Prints an error naming cmd and returns
+ * NULL on failure. */
+#define CLI_MAX_FILE ((size_t)1 << 30)
+#define CLI_MAX_STREAM ((size_t)256 << 20)
 char *cli_read_input(const char *cmd, const char *path, size_t *len);
+char *cli_read_file(const char *cmd, const char *path, size_t max_bytes, size_t *len);
+/* "1.0 GiB", "256 MiB", ... */
+void cli_format_bytes(char *buf, size_t cap, double bytes);
 
 /* A one-line progress bar with rate and ETA on stderr, redrawn in place (only when stderr is a
  * terminal, or every 10% otherwise). Call with done == total to finish the line. */
@@ -47,10 +55,6 @@ void cli_progress_start(cli_progress *p, const char *label, const char *unit, bo
 void cli_progress_update(cli_progress *p, int64_t done, int64_t total);
 /* Callback form for library functions taking (ud, done, total). */
 void cli_progress_cb(void *ud, int64_t done, int64_t total);
-
-/* Read a whole file (text) into a malloc'd buffer; NULL + message on failure. Refuses files
- * larger than max_bytes. */
-char *cli_read_file(const char *cmd, const char *path, size_t max_bytes, size_t *len);
 
 /* Print "skipllama <cmd>: <message>" to stderr. Returns 1 (use as `return cli_fail(...)`). */
 int cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -78,8 +82,12 @@ const char *cli_type_list(void);
 /* CLI_CUSTOM parser of a tensor type name into an sl_type. */
 bool cli_parse_type(const char *value, void *dest);
 
-/* The bundled tiny model used when -m is not given (path relative to the repo, or
- * $SKIPLLAMA_MODEL, or the installed data dir). */
+/* The bundled tiny model used when -m is not given: $SKIPLLAMA_MODEL, else the first readable of
+ * <binary's folder>/../share/skipllama/tiny-silu.gguf (installed by `make install`),
+ * <binary's folder>/../tests/data/tiny-silu.gguf (a source tree's build folder), the data folder
+ * compiled in (SKIPLLAMA_DATADIR) and ./tests/data/tiny-silu.gguf. NULL when none is there. */
 const char *cli_default_model(void);
+/* path, or the bundled model when path is NULL; NULL after printing where it looked. */
+const char *cli_model_path(const char *cmd, const char *path);
 
 #endif

@@ -15,7 +15,7 @@ int cmd_detokenize(int argc, char **argv) {
     const char *id_lists[64];
     int n_id_lists = 0;
     cli_opt opts[] = {
-        CLI_OPT_MODEL(&path, "GGUF file with a tokenizer; vocab-only files work (default: the bundled tiny model)"),
+        CLI_OPT_MODEL(&path, "GGUF file with a tokenizer; vocab-only files work"),
         {.names = "--ids", .type = CLI_STRS, .dest = id_lists, .count = &n_id_lists, .max_count = 64, .meta = "LIST",
          .help = "token ids, comma-separated (as in `logits`); may be repeated, and ids may also follow as arguments"},
         {.names = "--special", .type = CLI_FLAG, .dest = &special, .help = "print control tokens (\"<s>\", \"<|eot_id|>\") as their text"},
@@ -56,7 +56,10 @@ int cmd_detokenize(int argc, char **argv) {
         free(ids);
         return rc;
     }
-    if (!path) path = cli_default_model();
+    if (!(path = cli_model_path("detokenize", path))) {
+        free(ids);
+        return 1;
+    }
     sl_model_params mp = sl_model_default_params();
     mp.vocab_only = true;
     sl_error err;

@@ -16,15 +16,12 @@ int cmd_info(int argc, char **argv) {
         {.names = "--vocab-only", .type = CLI_FLAG, .dest = &mp.vocab_only, .help = "load only the tokenizer (any architecture)"},
         CLI_OPT_END,
     };
-    const cli_cmd cmd = {.name = "info", .usage = "-m MODEL.gguf [--vocab-only]",
+    const cli_cmd cmd = {.name = "info", .usage = "[-m MODEL.gguf] [--vocab-only]",
                          .about = "Prints the architecture, hyperparameters, tensor shapes and types, parameter count and file size.",
                          .opts = opts};
     int prc;
     if (!cli_parse(&cmd, argc, argv, NULL, &prc)) return prc;
-    if (!path) {
-        cli_help(&cmd, stderr);
-        return cli_fail("info", "missing -m MODEL.gguf");
-    }
+    if (!(path = cli_model_path("info", path))) return 1;
     sl_error err;
     sl_model *model = sl_model_load(path, &mp, &err);
     if (!model) return cli_fail_err("info", &err);

@@ -26,14 +26,15 @@ int cmd_logits(int argc, char **argv) {
         {.names = "--kv-f16", .type = CLI_FLAG, .dest = &cp.kv_f16, .help = "store the KV cache as f16"},
         CLI_OPT_END,
     };
-    const cli_cmd cmd = {.name = "logits", .usage = "-m MODEL.gguf --ids ID,ID,... -o OUT.f32 [options]",
+    const cli_cmd cmd = {.name = "logits", .usage = "[-m MODEL.gguf] --ids ID,ID,... -o OUT.f32 [options]",
                          .about = "Writes float32 logits [n_ids, n_vocab] (little-endian, row i = after ids[0..i]).", .opts = opts};
     int prc;
     if (!cli_parse(&cmd, argc, argv, NULL, &prc)) return prc;
-    if (!path || !ids_arg || !out_path) {
+    if (!ids_arg || !out_path) {
         cli_help(&cmd, stderr);
-        return cli_fail("logits", "-m, --ids and -o are required");
+        return cli_fail("logits", "--ids and -o are required");
     }
+    if (!(path = cli_model_path("logits", path))) return 1;
     int32_t *ids = NULL, n_ids = 0;
     if (!cli_parse_ids(ids_arg, &ids, &n_ids)) return cli_fail("logits", "malformed --ids '%s' (expected e.g. 1,302,930)", ids_arg);
 

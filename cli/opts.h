@@ -99,8 +99,9 @@ int cli_default_threads(void);
 
 /* ---- the shared flags: same spelling, range and meaning in every subcommand ---------------- */
 
-/* -m/--model FILE: the GGUF model. */
-#define CLI_OPT_MODEL(dst, helptext) {.names = "-m --model", .type = CLI_STR, .dest = (dst), .meta = "FILE", .help = (helptext), .def = ""}
+/* -m/--model FILE: the GGUF model; when not given, the command uses cli_model_path(). */
+#define CLI_OPT_MODEL(dst, helptext)                                                                                          \
+    {.names = "-m --model", .type = CLI_STR, .dest = (dst), .meta = "FILE", .help = (helptext), .def = "the bundled tiny model"}
 /* -p/--prompt TEXT: the prompt / text. */
 #define CLI_OPT_PROMPT(dst, helptext) {.names = "-p --prompt", .type = CLI_STR, .dest = (dst), .meta = "TEXT", .help = (helptext), .def = ""}
 /* -f/--file FILE: read the text from a file ('-' = standard input where the command says so). */

@@ -35,16 +35,17 @@ int cmd_ppl(int argc, char **argv) {
         CLI_OPT_QUIET(&quiet, "no progress bar"),
         CLI_OPT_END,
     };
-    const cli_cmd cmd = {.name = "ppl", .usage = "-m MODEL.gguf -f TEXT [options]",
+    const cli_cmd cmd = {.name = "ppl", .usage = "[-m MODEL.gguf] -f TEXT [options]",
                          .about = "Perplexity of a text: tokenized whole without BOS, cut into non-overlapping windows of -c\n"
                                   "tokens, each evaluated from an empty cache; every token but a window's first is scored.",
                          .opts = opts};
     int prc;
     if (!cli_parse(&cmd, argc, argv, NULL, &prc)) return prc;
-    if (!model_path || !text_path) {
+    if (!text_path) {
         cli_help(&cmd, stderr);
-        return cli_fail("ppl", "-m and -f are required");
+        return cli_fail("ppl", "-f TEXT is required");
     }
+    if (!(model_path = cli_model_path("ppl", model_path))) return 1;
     if (ctx_len == 1) return cli_fail("ppl", "-c 1 leaves nothing to score: a window needs at least 2 tokens");
     if (sparsity >= 0 && !profile_path) return cli_fail("ppl", "--sparsity needs --profile");
     int rc = 1;

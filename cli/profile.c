@@ -28,11 +28,12 @@ static int show(int argc, char **argv) {
          .help = "-p is the old spelling of -P/--profile here (-p is the prompt everywhere else)"},
         CLI_OPT_END,
     };
-    const cli_cmd cmd = {.name = "profile show", .usage = "-m MODEL.gguf -P PROFILE.gguf",
+    const cli_cmd cmd = {.name = "profile show", .usage = "[-m MODEL.gguf] -P PROFILE.gguf",
                          .about = "Prints the profile's method and per-layer rule, threshold/top-k, rank and metrics.", .opts = opts};
     int prc;
     if (!cli_parse(&cmd, argc, argv, NULL, &prc)) return prc;
-    if (!model_path || !profile_path) return cli_fail("profile", "show needs -m MODEL and -P PROFILE");
+    if (!profile_path) return cli_fail("profile", "show needs -P PROFILE");
+    if (!(model_path = cli_model_path("profile", model_path))) return 1;
     sl_error err;
     sl_model *m = sl_model_load(model_path, NULL, &err);
     if (!m) return cli_fail_err("profile", &err);
@@ -94,13 +95,14 @@ static int random_profile(int argc, char **argv) {
         CLI_OPT_SEED(&seed, "random seed", NULL),
         CLI_OPT_END,
     };
-    const cli_cmd cmd = {.name = "profile random", .usage = "-m MODEL.gguf -o PROFILE.gguf [options]",
+    const cli_cmd cmd = {.name = "profile random", .usage = "[-m MODEL.gguf] -o PROFILE.gguf [options]",
                          .about = "Writes random low-rank predictors: a speed proxy for benchmarks on random-weight models. They\n"
                                   "select arbitrary neurons, so they say nothing about accuracy.",
                          .opts = opts};
     int prc;
     if (!cli_parse(&cmd, argc, argv, NULL, &prc)) return prc;
-    if (!model_path || !out_path) return cli_fail("profile", "random needs -m MODEL and -o PROFILE");
+    if (!out_path) return cli_fail("profile", "random needs -o PROFILE");
+    if (!(model_path = cli_model_path("profile", model_path))) return 1;
     sl_error err;
     sl_model *m = sl_model_load(model_path, NULL, &err);
     if (!m) return cli_fail_err("profile", &err);

@@ -25,14 +25,14 @@ static double now_s(void) {
 int cmd_run(int argc, char **argv) {
     const char *path = NULL, *prompt = NULL, *file = NULL, *system = NULL;
     int n_predict = -1, n_threads = cli_default_threads(), n_ctx = 0, n_batch = CLI_DEFAULT_BATCH;
-    bool add_bos = true, chat = false, display_prompt = false, special = false, kv_f16 = false, no_repack = false, seed_set = false;
+    bool add_bos = true, chat = false, display_prompt = true, display_set = false, special = false, kv_f16 = false, no_repack = false, seed_set = false;
     const char *profile_path = NULL;
     float sparsity = -1.0f;
     bool sparse_prefill = false;
     sl_profile *profile = NULL;
     sl_sampler_params sp = sl_sampler_default_params();
     cli_opt opts[] = {
-        CLI_OPT_MODEL(&path, "GGUF model (default: the bundled tiny model)"),
+        CLI_OPT_MODEL(&path, "GGUF model"),
         CLI_OPT_PROMPT(&prompt, "the prompt"),
         CLI_OPT_FILE(&file, "read the prompt from FILE ('-' = standard input)"),
         CLI_OPT_NPREDICT(&n_predict, "tokens to generate; -1 = until end of text or a full context"),
@@ -52,7 +52,10 @@ int cmd_run(int argc, char **argv) {
         {.names = "--no-bos", .type = CLI_FLAG_OFF, .dest = &add_bos, .help = "do not add BOS to the prompt"},
         {.names = "--chat", .type = CLI_FLAG, .dest = &chat, .help = "wrap the prompt in the model's Llama-2/Llama-3 chat template"},
         {.names = "--system", .type = CLI_STR, .dest = &system, .meta = "TEXT", .help = "system message for --chat", .def = ""},
-        {.names = "--display-prompt", .type = CLI_FLAG, .dest = &display_prompt, .help = "print the prompt before the generated text"},
+        {.names = "--no-display-prompt", .type = CLI_FLAG_OFF, .dest = &display_prompt,
+         .help = "print only the generated text (default: the prompt first, as llama-cli; not with --chat)"},
+        {.names = "--display-prompt", .type = CLI_FLAG, .dest = &display_prompt, .seen = &display_set,
+         .help = "print the prompt before the generated text (the default; with --chat, the templated prompt)"},
         {.names = "--special", .type = CLI_FLAG, .dest = &special, .help = "print special tokens (e.g. <|eot_id|>) as text"},
         {.names = "--kv-f16", .type = CLI_FLAG, .dest = &kv_f16, .help = "store the KV cache as f16"},
         {.names = "--no-repack", .type = CLI_FLAG, .dest = &no_repack, .help = "compute Q4_0 weights from the file layout (default: repacked at load)"},
@@ -73,7 +76,7 @@ int cmd_run(int argc, char **argv) {
         return cli_fail("run", "give exactly one of -p PROMPT or -f FILE");
     }
     if (system && !chat) return cli_fail("run", "--system needs --chat");
-    if (!path) path = cli_default_model();
+    if (!(path = cli_model_path("run", path))) return 1;
     if (!seed_set) sp.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
 
     size_t text_len = 0;
@@ -168,7 +171,7 @@ int cmd_run(int argc, char **argv) {
     fprintf(stderr, "skipllama run: %s, n_ctx = %d, threads = %d, seed = %llu, %s\n", path, n_ctx, n_threads,
             (unsigned long long)sp.seed, sp.temperature <= 0 ? "greedy" : "sampling");
 
-    if (display_prompt) { /* the prompt as given (chat-wrapped with --chat) */
+    if (display_prompt && (!chat || display_set)) { /* the prompt as given (chat-wrapped with --chat) */
         fwrite(text, 1, text_len, stdout);
         fflush(stdout);
     }

@@ -2,7 +2,7 @@
  * tokenize.c — `skipllama tokenize -m MODEL.gguf (-p TEXT | -f FILE) [--no-bos] [--special]`:
  * print the token ids of a text on one line, space separated, as llama.cpp's llama-tokenize
  * does (BOS added when the vocabulary asks for it). Loads only the tokenizer, so vocab-only GGUF
- * files of any architecture work. Also home of cli_read_input, the -f FILE reader `run` shares.
+ * files of any architecture work.
  */
 #include "cli.h"
 
@@ -11,51 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-char *cli_read_input(const char *cmd, const char *path, size_t *len) {
-    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-    if (!f) {
-        cli_fail(cmd, "cannot open '%s': %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap + 1);
-    while (buf) {
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (n < cap) break;
-        if (cap > ((size_t)1 << 31)) { /* 2 GiB: far past what any context holds */
-            free(buf);
-            buf = NULL;
-            cli_fail(cmd, "'%s' is too large", path);
-            break;
-        }
-        char *nb = realloc(buf, 2 * cap + 1);
-        if (!nb) {
-            free(buf);
-            buf = NULL;
-            cli_fail(cmd, "out of memory reading '%s'", path);
-            break;
-        }
-        buf = nb;
-        cap *= 2;
-    }
-    if (buf && ferror(f)) {
-        cli_fail(cmd, "error reading '%s'", path);
-        free(buf);
-        buf = NULL;
-    }
-    if (f != stdin) fclose(f);
-    if (!buf) return NULL;
-    buf[n] = 0;
-    *len = n;
-    return buf;
-}
-
 int cmd_tokenize(int argc, char **argv) {
     const char *path = NULL, *prompt = NULL, *file = NULL;
     bool add_bos = true, special = false, pieces = false;
     cli_opt opts[] = {
-        CLI_OPT_MODEL(&path, "GGUF file with a tokenizer; vocab-only files work (default: the bundled tiny model)"),
+        CLI_OPT_MODEL(&path, "GGUF file with a tokenizer; vocab-only files work"),
         CLI_OPT_PROMPT(&prompt, "the text"),
         CLI_OPT_FILE(&file, "read the text from FILE ('-' = standard input); bytes as they are"),
         {.names = "--no-bos", .type = CLI_FLAG_OFF, .dest = &add_bos, .help = "do not add BOS (added by default when the vocabulary asks for it)"},
@@ -67,7 +27,7 @@ int cmd_tokenize(int argc, char **argv) {
                          .about = "Prints the token ids of TEXT on one line, separated by spaces.", .opts = opts};
     int prc;
     if (!cli_parse(&cmd, argc, argv, NULL, &prc)) return prc;
-    if (!path) path = cli_default_model();
+    if (!(path = cli_model_path("tokenize", path))) return 1;
     if (!prompt == !file) {
         cli_help(&cmd, stderr);
         return cli_fail("tokenize", "give exactly one of -p TEXT or -f FILE");

@@ -118,16 +118,17 @@ int cmd_train_predictor(int argc, char **argv) {
          .help = "--batch is the old spelling of --mini-batch (-b/--batch-size is the prompt batch elsewhere)"},
         CLI_OPT_END,
     };
-    const cli_cmd spec = {.name = "train-predictor", .usage = "-m MODEL.gguf -f TEXT -o PROFILE.gguf [options]",
+    const cli_cmd spec = {.name = "train-predictor", .usage = "[-m MODEL.gguf] -f TEXT -o PROFILE.gguf [options]",
                           .about = "Trains the low-rank skip predictors of every layer (docs/predictor-training.md) and writes them,\n"
                                    "each layer's rule chosen to reach --target-recall on held-out windows, into a profile.",
                           .opts = opts, .footer = help_footer};
     int prc;
     if (!cli_parse(&spec, argc, argv, NULL, &prc)) return prc;
-    if (!model_path || !text_path || !out_path) {
+    if (!text_path || !out_path) {
         cli_help(&spec, stderr);
-        return cli_fail(cmd, "-m, -f and -o are required");
+        return cli_fail(cmd, "-f TEXT and -o PROFILE are required");
     }
+    if (!(model_path = cli_model_path(cmd, model_path))) return 1;
     if (tp.n_ctx == 1) return cli_fail(cmd, "-c 1 is too short: a window needs at least 2 tokens");
     tp.mem_limit = mem_mb << 20;
     int rc = 1;

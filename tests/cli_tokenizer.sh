@@ -59,8 +59,10 @@ expect_out "detokenize --special renders <s>" "<s> It" "$SL" detokenize -m tests
 expect_fail "detokenize id out of range" "$SL" detokenize -m tests/data/tiny-silu.gguf 1,2048
 expect_fail "detokenize malformed ids" "$SL" detokenize -m tests/data/tiny-silu.gguf 1,,2
 
-expect_out "run --temp 0 -n 32 == greedy_text" "$GREEDY_TEXT" \
-    "$SL" run -m tests/data/tiny-silu.gguf -p "It was a dark and stormy night" -n 32 --temp 0 -t 2
+expect_out "run --temp 0 -n 32 --no-display-prompt == greedy_text" "$GREEDY_TEXT" \
+    "$SL" run -m tests/data/tiny-silu.gguf -p "It was a dark and stormy night" -n 32 --temp 0 -t 2 --no-display-prompt
+expect_out "run echoes the prompt first, as llama-cli" "It was a dark and stormy night$GREEDY_TEXT" \
+    "$SL" run -p "It was a dark and stormy night" -n 32 --temp 0
 if grep -q "prompt: .*11 tokens.*tokens/s" "$T/err" && grep -q "generation: .*32 tokens.*tokens/s" "$T/err" &&
    grep -q "stopped: generated the 32 tokens" "$T/err"; then
     ok "run prints the stop reason and prompt/generation speed on stderr"
@@ -74,7 +76,7 @@ if "$SL" run -p "The whale" -c 24 --temp 0 > "$T/out" 2> "$T/err" && grep -q "co
     ok "run stops at a full context with a message, exit 0"
 else bad "run context full"; cat "$T/err"; fi
 printf 'It was a dark and stormy night' > "$T/prompt.txt"
-if out=$("$SL" run -f "$T/prompt.txt" -n 32 --temp 0 2> /dev/null) && [ "$out" = "$GREEDY_TEXT" ]; then
+if out=$("$SL" run -f "$T/prompt.txt" -n 32 --temp 0 --no-display-prompt 2> /dev/null) && [ "$out" = "$GREEDY_TEXT" ]; then
     ok "run -f FILE"
 else bad "run -f: $out"; fi
 "$SL" run --help > /dev/null && ok "run --help" || bad "run --help"

@@ -194,7 +194,7 @@ class TestAgainstCli(unittest.TestCase):
             self.assertIsNone(m.profile_method)
 
     def cli_run(self, *extra):
-        out = run_cli("run", "-m", MODEL, "-p", PROMPT, "-t", 1, *extra)
+        out = run_cli("run", "-m", MODEL, "-p", PROMPT, "-t", 1, "--no-display-prompt", *extra)
         self.assertTrue(out.endswith(b"\n"))
         return out[:-1].decode("utf-8")
 
@@ -222,7 +222,7 @@ class TestAgainstCli(unittest.TestCase):
         with skipllama.Model(MODEL, n_ctx=32, n_threads=1) as m:
             text = m.generate_text(PROMPT, max_tokens=None, temperature=0)
             self.assertIn(m.last_generation["stop"], ("context_full", "eog"))
-            want = run_cli("run", "-m", MODEL, "-p", PROMPT, "-t", 1, "-c", 32, "--temp", 0)[:-1].decode()
+            want = run_cli("run", "-m", MODEL, "-p", PROMPT, "-t", 1, "-c", 32, "--temp", 0, "--no-display-prompt")[:-1].decode()
             self.assertEqual(text, want)
 
 
