@@ -1,16 +1,17 @@
 /*
- * fuzz_model.c — libFuzzer harness for the model loader (src/model.c: hyperparameter and
- * tensor shape checks on top of the GGUF reader, the vocabulary attached to it) and for what a
- * loaded hostile model is then used for: describing it, creating a context, evaluating a few
- * tokens densely and through a CATS profile (sparse MLP path), tokenizing with its vocabulary.
+ * fuzz_model.c — libFuzzer harness for the model loader (src/model/model.c: every architecture's
+ * hyperparameter and tensor shape checks on top of the GGUF reader, the vocabulary attached to
+ * it) and for what a loaded hostile model is then used for: describing it, creating a context,
+ * evaluating a few tokens densely and through a CATS profile (sparse MLP path), tokenizing with
+ * its vocabulary.
  *
- * Input: a GGUF file (small synthetic llama models as seeds). sl_model_load takes a path, so
- * the bytes go to an in-memory file (fz_memfile) that the loader opens and mmaps. The LAST
- * byte of the input also selects options (GGUF ignores trailing bytes after the data section,
- * so this does not disturb the file): bit 0 vocab-only, bit 1 F16 KV cache, bits 2-3 tokens to
- * evaluate, bit 4 evaluate one token at a time. The context is kept to 8 positions and 1 thread.
- * What it is not: a numerical test — hostile weights give any numbers; only memory safety,
- * UB and the error contract are checked.
+ * Input: a GGUF file (small synthetic models of every architecture as seeds). sl_model_load
+ * takes a path, so the bytes go to an in-memory file (fz_memfile) that the loader opens and
+ * mmaps. The LAST byte of the input also selects options (GGUF ignores trailing bytes after the
+ * data section, so this does not disturb the file): bit 0 vocab-only, bit 1 F16 KV cache, bits
+ * 2-3 tokens to evaluate, bit 4 evaluate one token at a time. The context is kept to 8
+ * positions and 1 thread. What it is not: a numerical test — hostile weights give any numbers;
+ * only memory safety, UB and the error contract are checked.
  */
 #include "fuzz_common.h"
 
@@ -177,6 +178,45 @@ void sl_fuzz_model_write_seeds(const char *dir) {
         out[size] = kinds[k].flags;
         if (size + 1 > 65536) fprintf(stderr, "fuzz_model: seed %s is %zu bytes (over 64 KiB)\n", kinds[k].name, size + 1);
         fz_write_seed(dir, kinds[k].name, out, size + 1);
+        free(out);
+    }
+    /* the other architectures (src/model/arch.c): their optional tensors and keys */
+    static const struct {
+        const char *arch; /* general.architecture */
+        sl_type type;     /* 2-D weight type */
+        uint8_t flags;    /* trailing option byte */
+        const char *name;
+    } archs[] = {
+        {"qwen2", SL_TYPE_BF16, 0x04, "qwen2-bias-yarn-bf16.gguf"}, {"qwen3", SL_TYPE_Q8_0, 0x1c, "qwen3-q8_0.gguf"},
+        {"phi3", SL_TYPE_Q4_0, 0x08, "phi3-longrope-q4_0.gguf"}, {"gemma2", SL_TYPE_F16, 0x0c, "gemma2-swa-f16.gguf"},
+        {"gemma3", SL_TYPE_Q8_0, 0x1e, "gemma3-swa-q8_0.gguf"},
+    };
+    for (size_t k = 0; k < sizeof(archs) / sizeof(archs[0]); k++) {
+        sl_synth_params p = fz_micro_params();
+        snprintf(p.arch, sizeof(p.arch), "%s", archs[k].arch);
+        p.type = archs[k].type;
+        p.n_ff = 32;
+        p.qkv_bias = k == 0;
+        p.longrope = k == 2;
+        p.n_swa = k >= 3 ? 3 : 0;
+        if (k == 0) snprintf(p.rope_scaling, sizeof(p.rope_scaling), "yarn"), p.rope_scaling_factor = 4.0f, p.rope_orig_ctx = 16;
+        if (k == 3) p.attn_softcap = 5.0f, p.final_softcap = 10.0f;
+        if (k == 4) p.n_layer = 3, p.swa_pattern = 3, p.rope_freq_base_swa = 1000.0f;
+        sl_error err;
+        if (sl_synth_write(&p, tmp, &err) != SL_OK) {
+            fprintf(stderr, "fuzz_model: seed %s: %s\n", archs[k].name, err.message);
+            continue;
+        }
+        size_t size = 0;
+        uint8_t *buf = fz_read_file(tmp, &size);
+        uint8_t *out = buf ? realloc(buf, size + 1) : NULL;
+        if (!out) {
+            free(buf);
+            continue;
+        }
+        out[size] = archs[k].flags;
+        if (size + 1 > 65536) fprintf(stderr, "fuzz_model: seed %s is %zu bytes (over 64 KiB)\n", archs[k].name, size + 1);
+        fz_write_seed(dir, archs[k].name, out, size + 1);
         free(out);
     }
     unlink(tmp);

@@ -5,7 +5,7 @@
 #
 #   gguf       the first 64 KiB of every fixture model and vocabulary, the vocabularies cut to
 #              400 tokens, an all-types file, the model and profile seeds below
-#   model      tiny llama models of every weight type (written by fuzz_model itself) and the
+#   model      tiny models of every weight type and architecture (written by fuzz_model itself) and the
 #              cut vocabularies with the vocab-only option byte appended
 #   profile    profiles of every rule and predictor type for the micro model (fuzz_profile)
 #   tokenize   every fixture test string against its vocabulary (fuzz_tokenize)

@@ -99,6 +99,7 @@ _ACTS = {
     "relu": _lib.SL_ACT_RELU,
     "gelu": _lib.SL_ACT_GELU, "gelu_tanh": _lib.SL_ACT_GELU, "gelu-tanh": _lib.SL_ACT_GELU,
     "gelu_new": _lib.SL_ACT_GELU, "gelu_pytorch_tanh": _lib.SL_ACT_GELU,
+    "gelu_f16": _lib.SL_ACT_GELU_F16,  # as llama.cpp's CPU backend rounds it (Gemma files)
 }
 _MODES = {
     "per_row": _lib.SL_MLP_PER_ROW, "per-row": _lib.SL_MLP_PER_ROW,
