@@ -55,9 +55,11 @@ size_t sl_model_describe(const sl_model *m, char *buf, size_t size) {
         out(buf, size, &pos, "rms_eps:         %g\n", (double)c->rms_eps);
         out(buf, size, &pos, "rope_freq_base:  %g%s\n", (double)c->rope_freq_base, c->has_rope_freqs ? " (with rope_freqs factors)" : "");
         const sl_rope_params *r = &m->rope[0];
-        if (r->freq_scale != 1.0f || r->ext_factor != 0.0f || r->attn_factor != 1.0f)
+        if (r->freq_scale != 1.0f || r->ext_factor != 0.0f)
             out(buf, size, &pos, "rope scaling:    %s, factor %g, original context %d, attn factor %g\n", r->ext_factor != 0.0f ? "yarn" : "linear",
                 (double)(1.0f / r->freq_scale), r->n_ctx_orig, (double)r->attn_factor);
+        else if (r->attn_factor != 1.0f)
+            out(buf, size, &pos, "rope attn factor: %g\n", (double)r->attn_factor);
         if (m->rope_long)
             out(buf, size, &pos, "rope factors:    LongRoPE (long beyond %d tokens of context)\n", r->n_ctx_orig);
         out(buf, size, &pos, "rope layout:     %s\n", m->arch->rope == SL_ROPE_NEOX ? "neox (halves)" : "norm (pairs)");
