@@ -5,12 +5,15 @@
 #
 # A program or script that cannot run here (a tool it needs is missing: numpy, valgrind, node...)
 # exits with status 77 after printing "skipped: <reason>"; it is counted as skipped, never as
-# passed. A program that passes but ran no check at all is counted as failed.
+# passed. A program that passes but ran no check at all is counted as failed. A program that
+# runs but has to leave a part out (e.g. the AVX-512 kernels on a CPU without AVX-512) prints
+# "# SKIP <part>: <reason>" lines; they are listed under the closing line as "partly skipped".
 passed=0
 failed=0
 skipped=0
 failed_names=""
 skipped_names=""
+partial=""
 
 # one_result NAME STATUS LOG
 one_result() {
@@ -22,6 +25,9 @@ one_result() {
         echo "SKIP $name: $(grep -m1 -i 'skipped' "$log" | sed 's/^[^:]*skipped[^:]*: *//I')"
     elif [ "$rc" -eq 0 ] && [ "$checks" -gt 0 ]; then
         passed=$((passed + 1))
+        parts=$(grep '^# SKIP ' "$log" | sed 's/^# SKIP //' | sort -u | tr '\n' ';' | sed 's/;$//; s/;/; /g')
+        [ -n "$parts" ] && partial="$partial
+  $name: $parts"
         nskip=$(grep -c '^ok .*# *skip' "$log")
         if [ "$nskip" -gt 0 ]; then echo "PASS $name ($checks checks, $nskip of them skipped)"; else echo "PASS $name ($checks checks)"; fi
     else
@@ -47,4 +53,5 @@ for script in tests/cli_*.sh; do
 done
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$skipped" -eq 0 ] || echo "skipped:$skipped_names (each line above says which tool it needs)"
+[ -z "$partial" ] || echo "partly skipped (these parts did not run here):$partial"
 [ "$failed" -eq 0 ] || { echo "failed:$failed_names"; exit 1; }
