@@ -81,9 +81,9 @@ $(BUILD)/tests/%: tests/%.c $(TEST_COMMON) $(STATIC_LIB)
 	$(CC) $(ALL_CFLAGS) -Itests -o $@ $< $(TEST_COMMON) $(STATIC_LIB) $(LDLIBS)
 
 TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tools/%,$(wildcard tests/tools/*.c))
-$(BUILD)/tools/%: tests/tools/%.c
+$(BUILD)/tools/%: tests/tools/%.c $(STATIC_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -o $@ $< -lm
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(STATIC_LIB) $(LDLIBS)
 
 # Run every test program (and the CLI tests); prints "N passed, N failed, N skipped". Tools the
 # tests use (numpy, valgrind, node) are installed first when possible; tests whose tools cannot

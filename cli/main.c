@@ -27,6 +27,7 @@ static const command commands[] = {
     {"run", cmd_run, "generate text from a prompt, streaming it as it is produced"},
     {"train-predictor", cmd_train_predictor, "train low-rank skip predictors from a text and write them into a profile"},
     {"profile", cmd_profile, "show a sparsity profile, or write one with random predictors (speed proxy)"},
+    {"chat", cmd_chat, "talk with an instruct model: multi-turn, its chat template, history kept in the KV cache"},
     /* @@COMMANDS@@ (one line per subcommand; keep this marker) */
 };
 

@@ -188,6 +188,9 @@ int32_t sl_context_n_ctx(const sl_context *ctx);
 
 /* Drop the KV cache contents so the context can start a new sequence at position 0. */
 void sl_context_reset(sl_context *ctx);
+/* Keep only the first n_past tokens of the KV cache (0 <= n_past <= sl_context_n_past): the next
+ * token is evaluated at position n_past (a chat that rewrites the end of its history). */
+sl_status sl_context_truncate(sl_context *ctx, int32_t n_past, sl_error *err);
 
 /* Evaluate n_tokens tokens at positions n_past..n_past+n_tokens-1, appending to the KV cache.
  * If logits is non-NULL and all_logits is true, writes n_tokens rows of n_vocab floats (row i =

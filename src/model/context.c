@@ -123,6 +123,14 @@ int32_t sl_context_n_past(const sl_context *ctx) { return ctx->n_past; }
 int32_t sl_context_n_ctx(const sl_context *ctx) { return ctx->n_ctx; }
 void sl_context_reset(sl_context *ctx) { ctx->n_past = 0; }
 
+sl_status sl_context_truncate(sl_context *ctx, int32_t n_past, sl_error *err) {
+    sl_clear_error(err);
+    if (!ctx || n_past < 0 || n_past > ctx->n_past)
+        return sl_set_error(err, SL_ERR_RANGE, "context: cannot keep %d tokens of %d", n_past, ctx ? ctx->n_past : 0);
+    ctx->n_past = n_past; /* the cache rows past it are overwritten by the next evaluation */
+    return SL_OK;
+}
+
 void sl_context_set_mlp_plugin(sl_context *ctx, const sl_mlp_plugin *plugin, void *state) {
     if (ctx->mlp && ctx->mlp->free) ctx->mlp->free(ctx->mlp_state);
     ctx->mlp = plugin;
