@@ -28,6 +28,7 @@ static const command commands[] = {
     {"train-predictor", cmd_train_predictor, "train low-rank skip predictors from a text and write them into a profile"},
     {"profile", cmd_profile, "show a sparsity profile, or write one with random predictors (speed proxy)"},
     {"chat", cmd_chat, "talk with an instruct model: multi-turn, its chat template, history kept in the KV cache"},
+    {"convert", cmd_convert, "write a Hugging Face model folder as a GGUF file (llama.cpp's names and metadata)"},
     /* @@COMMANDS@@ (one line per subcommand; keep this marker) */
 };
 

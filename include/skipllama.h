@@ -485,6 +485,14 @@ bool sl_convert_to_f32(sl_type type, const void *src, float *dst, int64_t n);
 sl_status sl_model_quantize(const char *in_path, const char *out_path, sl_type type, int32_t n_threads,
                             sl_error *err);
 
+/* Write a model — a GGUF file or a Hugging Face folder (config.json, safetensors, tokenizer) — as
+ * a GGUF file llama.cpp reads: llama.cpp's tensor names and metadata (as its
+ * convert_hf_to_gguf.py writes them: LLaMA q/k rows permuted to its RoPE pairs, Gemma norms + 1,
+ * RoPE factors as tensors), the tokenizer as tokenizer.ggml.* keys. type: every 2-D tensor as
+ * this sl_type, or -1 to keep each tensor's type (F32/F16/BF16); 1-D tensors are F32. Streams
+ * with bounded memory; n_threads (0 = 1) share the encoding. */
+sl_status sl_model_convert(const char *in_path, const char *out_path, int type, int32_t n_threads, sl_error *err);
+
 /* Bytes of weights read from memory to decode one token: every layer matrix plus the output
  * projection (token_embd only when tied, since otherwise one row is read). For the effective
  * bandwidth of generation = this × tokens/s. */

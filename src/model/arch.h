@@ -26,7 +26,13 @@
 typedef enum sl_rope_layout {
     SL_ROPE_NORM = 0, /* consecutive pairs (2i, 2i+1): `llama` GGUFs (the converter permutes HF's q/k rows to it) */
     SL_ROPE_NEOX = 2, /* halves (i, i + n_rot/2): HF's rotate_half, kept as is (Qwen, Phi-3, Gemma) */
+    SL_ROPE_NEOX_TO_NORM = 3, /* halves in, written out as pairs (2i, 2i+1): a Hugging Face `llama`'s
+                                 unpermuted q/k rows (hf.c) then give, value for value and in the same
+                                 order, what the permuted rows of its GGUF file give */
 } sl_rope_layout;
+
+/* Head size up to which SL_ROPE_NEOX_TO_NORM is used (a head is rotated through a stack buffer). */
+#define SL_ROPE_MAX_HEAD 1024
 
 /* The RoPE parameters of windowed layers. */
 typedef enum sl_swa_rope {

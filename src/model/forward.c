@@ -87,8 +87,22 @@ static void rope_table(float *cs, int B, int pos0, int n_rot, const sl_rope_para
 
 /* Rotate the first n_rot dims of each head by the token's angles: pairs (2i, 2i+1) in the
  * interleaved "llama" layout, (i, i + n_rot/2) in NeoX's (HF's rotate_half); the other dims
- * (Phi-3's partial rotary) stay. */
+ * (Phi-3's partial rotary) stay. NEOX_TO_NORM rotates NeoX's pairs and stores them interleaved
+ * (a Hugging Face llama folder: attention then sees exactly its GGUF file's q and k). */
 static void rope(float *v, int n_heads, int head_dim, int n_rot, sl_rope_layout layout, const float *cs) {
+    if (layout == SL_ROPE_NEOX_TO_NORM && head_dim <= SL_ROPE_MAX_HEAD) { /* (hf.c checks the size) */
+        float t[SL_ROPE_MAX_HEAD];
+        for (int h = 0; h < n_heads; h++) {
+            float *p = v + (size_t)h * head_dim;
+            for (int i = 0; i < n_rot / 2; i++) {
+                const float c = cs[2 * i], s = cs[2 * i + 1], a = p[i], b = p[i + n_rot / 2];
+                t[2 * i] = a * c - b * s;
+                t[2 * i + 1] = a * s + b * c;
+            }
+            memcpy(p, t, (size_t)n_rot * sizeof(float));
+        }
+        return;
+    }
     const int off = layout == SL_ROPE_NEOX ? n_rot / 2 : 1, step = layout == SL_ROPE_NEOX ? 1 : 2;
     for (int h = 0; h < n_heads; h++) {
         float *p = v + (size_t)h * head_dim;

@@ -11,6 +11,7 @@
 #include "model/model.h"
 
 #include "model/arch.h"
+#include "model/hf.h"
 #include "kernels/kernels.h"
 
 #include "format/quant.h"
@@ -60,6 +61,7 @@ void sl_model_free(sl_model *m) {
     sl_free_huge(m->repacked);
     free(m->path);
     gguf_close(m->gguf);
+    sl_hf_free(m->hf); /* after the file: its tensors point into it */
     free(m);
 }
 
@@ -507,6 +509,19 @@ fail:
 
 sl_model *sl_model_load(const char *path, const sl_model_params *params, sl_error *err) {
     sl_clear_error(err);
+    if (sl_hf_is_dir(path)) { /* a Hugging Face folder, read as the GGUF file it would convert to */
+        sl_hf *hf;
+        gguf_file *f = sl_hf_open(path, params && params->vocab_only, &hf, err);
+        if (!f) return NULL;
+        sl_model *m = sl_model_init_gguf(f, path, params, err);
+        if (!m) {
+            sl_hf_free(hf);
+            return NULL;
+        }
+        m->hf = hf;
+        if (m->arch) m->arch = sl_hf_arch(hf); /* its RoPE layout for HF's q/k rows */
+        return m;
+    }
     gguf_file *f = gguf_open(path, err);
     if (!f) return NULL;
     return sl_model_init_gguf(f, path, params, err);

@@ -94,6 +94,7 @@ struct sl_model {
     size_t repacked_bytes;    /* their size */
     int64_t n_params;         /* total elements of all tensors */
     struct sl_vocab *vocab;   /* tokenizer, or NULL when the file has none */
+    struct sl_hf *hf;         /* a Hugging Face folder: what gguf's tensors point into (hf.h), or NULL */
 };
 
 /* Build a model from an open GGUF file (taking ownership of f, closed on failure too). path is

@@ -62,7 +62,7 @@ size_t sl_model_describe(const sl_model *m, char *buf, size_t size) {
             out(buf, size, &pos, "rope attn factor: %g\n", (double)r->attn_factor);
         if (m->rope_long)
             out(buf, size, &pos, "rope factors:    LongRoPE (long beyond %d tokens of context)\n", r->n_ctx_orig);
-        out(buf, size, &pos, "rope layout:     %s\n", m->arch->rope == SL_ROPE_NEOX ? "neox (halves)" : "norm (pairs)");
+        out(buf, size, &pos, "rope layout:     %s\n", m->arch->rope == SL_ROPE_NEOX ? "neox (halves)" : m->arch->rope == SL_ROPE_NEOX_TO_NORM ? "neox to norm (HF q/k rows)" : "norm (pairs)");
         out(buf, size, &pos, "activation:      %s\n", sl_activation_name(c->act));
         out(buf, size, &pos, "tied embeddings: %s\n", c->tied_embeddings ? "yes" : "no");
         if (c->n_swa) {

@@ -1,6 +1,7 @@
 /*
  * convert.c — converting weights between types: single rows (sl_convert_*), whole GGUF files
- * (sl_model_quantize), and the llama.cpp file-type numbers that go with them.
+ * (sl_model_quantize), a Hugging Face folder to a GGUF file llama.cpp reads (sl_model_convert),
+ * and the llama.cpp file-type numbers that go with them.
  *
  * What it is for: `skipllama quantize` and anything else that needs F32/F16/BF16/Q8_0/Q4_0 bytes
  * exactly as llama.cpp writes them (the reference quantizers of quant.c round like ggml's
@@ -10,6 +11,7 @@
  * (no k-quants, no per-tensor type rules beyond "vectors stay F32"), and not fast kernels.
  */
 #include "format/gguf.h"
+#include "model/hf.h"
 #include "model/model.h"
 #include "format/quant.h"
 #include "util/threadpool.h"
@@ -58,6 +60,7 @@ bool sl_convert_to_f32(sl_type type, const void *src, float *dst, int64_t n) {
 typedef struct quant_job {
     const gguf_file *in;    /* source file */
     const sl_type *out_type; /* [n_tensors] type of each output tensor */
+    const int32_t *head_dim; /* [n_tensors] > 0: rows to permute from HF's q/k order to GGUF's, in heads of this size */
     float *scratch;         /* n_threads rows of max_cols floats */
     int64_t max_cols;       /* widest row */
     /* the chunk being produced: */
@@ -76,8 +79,13 @@ static void quant_rows_task(void *arg, int ith, int nth) {
     float *tmp = j->scratch + (size_t)ith * (size_t)j->max_cols;
     long long r0, r1;
     sl_split_range(j->n_rows, ith, nth, &r0, &r1);
+    const int64_t d = j->head_dim ? j->head_dim[j->index] : 0;
     for (long long r = r0; r < r1; r++) {
-        const uint8_t *src = (const uint8_t *)t->data + (size_t)(j->row0 + r) * in_row;
+        int64_t g = j->row0 + r;
+        /* llama.cpp's converter permutes llama q/k rows: GGUF row h*d + 2i + half holds HF row
+         * h*d + half*d/2 + i (each head's RoPE halves interleaved into pairs) */
+        if (d > 0) g = g / d * d + (g % d % 2) * (d / 2) + g % d / 2;
+        const uint8_t *src = (const uint8_t *)t->data + (size_t)g * in_row;
         uint8_t *dst = j->dst + (size_t)r * out_row;
         if (t->type == ot) {
             /* same type: keep the bytes (decoding and re-encoding a quantized row can move it) */
@@ -112,25 +120,19 @@ static bool quant_skip_key(const char *key, void *ud) {
            !strcmp(key, "general.alignment");
 }
 
-/* Output type of one tensor: vectors become F32; matrices take the target type, or F16 when
- * their rows do not split into whole blocks (llama.cpp falls back the same way). */
-static sl_type quant_out_type(const gguf_tensor_info *t, sl_type target) {
+/* Output type of one tensor: vectors become F32; matrices take the target type (target < 0:
+ * keep theirs), or F16 when their rows do not split into whole blocks (llama.cpp falls back the
+ * same way). */
+static sl_type quant_out_type(const gguf_tensor_info *t, int target) {
     if (t->n_dims < 2) return SL_TYPE_F32;
+    if (target < 0) return t->type;
     if (t->ne[0] % sl_type_block_size(target)) return SL_TYPE_F16;
     return target;
 }
 
-sl_status sl_model_quantize(const char *in_path, const char *out_path, sl_type type, int32_t n_threads, sl_error *err) {
-    if (!in_path || !out_path) return sl_set_error(err, SL_ERR_INVALID_ARG, "quantize: NULL path");
-    if (sl_type_to_ftype(type) < 0 || !sl_type_traits_of(type))
-        return sl_set_error(err, SL_ERR_UNSUPPORTED, "quantize: unsupported target type %d", (int)type);
-    if (n_threads < 0 || n_threads > 1024)
-        return sl_set_error(err, SL_ERR_INVALID_ARG, "quantize: n_threads %d out of range 0..1024", n_threads);
-    if (n_threads == 0) n_threads = 1;
-    if (!strcmp(in_path, out_path))
-        return sl_set_error(err, SL_ERR_INVALID_ARG, "quantize: input and output are the same file '%s'", in_path);
-    gguf_file *in = gguf_open(in_path, err);
-    if (!in) return err ? err->code : SL_ERR_IO;
+/* Write `in` (open) to out_path with every 2-D tensor as `type` (< 0: kept), permuting the rows
+ * of the tensors for which head_dim[i] > 0 (may be NULL). */
+static sl_status write_file(const gguf_file *in, const char *out_path, int type, const int32_t *head_dim, int32_t n_threads, sl_error *err) {
     sl_status st = SL_OK;
     quant_stream s;
     memset(&s, 0, sizeof(s));
@@ -140,10 +142,18 @@ sl_status sl_model_quantize(const char *in_path, const char *out_path, sl_type t
         st = sl_set_error(err, SL_ERR_NOMEM, "quantize: out of memory");
         goto done;
     }
+    /* the file type: the target, or the type of the widest kept matrix */
+    sl_type ftype_of = type >= 0 ? (sl_type)type : SL_TYPE_F32;
+    int64_t widest = 0;
+    for (uint64_t i = 0; type < 0 && i < in->n_tensors; i++)
+        if (in->tensors[i].n_dims >= 2 && in->tensors[i].ne[0] * in->tensors[i].ne[1] > widest) {
+            widest = in->tensors[i].ne[0] * in->tensors[i].ne[1];
+            ftype_of = in->tensors[i].type;
+        }
     bool ok = gguf_writer_copy_kv(w, in, quant_skip_key, NULL);
     if (ok && gguf_find_kv(in, "general.alignment")) ok = gguf_writer_set_u32(w, "general.alignment", GGUF_DEFAULT_ALIGNMENT);
     ok = ok && gguf_writer_set_u32(w, "general.quantization_version", 2) &&
-         gguf_writer_set_u32(w, "general.file_type", (uint32_t)sl_type_to_ftype(type));
+         gguf_writer_set_u32(w, "general.file_type", (uint32_t)sl_type_to_ftype(ftype_of));
     if (!ok) {
         st = sl_set_error(err, SL_ERR_NOMEM, "quantize: out of memory copying metadata");
         goto done;
@@ -167,6 +177,7 @@ sl_status sl_model_quantize(const char *in_path, const char *out_path, sl_type t
     }
     s.job.in = in;
     s.job.out_type = out_type;
+    s.job.head_dim = head_dim;
     s.job.max_cols = max_cols;
     s.job.scratch = sl_calloc_array((size_t)n_threads * (size_t)max_cols, sizeof(float));
     s.pool = n_threads > 1 ? sl_pool_init(n_threads) : NULL;
@@ -181,7 +192,59 @@ done:
     sl_free_aligned(s.job.scratch);
     gguf_writer_free(w);
     free(out_type);
+    return st;
+}
+
+static sl_status check_args(const char *what, const char *in_path, const char *out_path, int type, int32_t *n_threads, sl_error *err) {
+    if (!in_path || !out_path) return sl_set_error(err, SL_ERR_INVALID_ARG, "%s: NULL path", what);
+    if (type >= 0 && (sl_type_to_ftype((sl_type)type) < 0 || !sl_type_traits_of(type)))
+        return sl_set_error(err, SL_ERR_UNSUPPORTED, "%s: unsupported target type %d", what, type);
+    if (*n_threads < 0 || *n_threads > 1024)
+        return sl_set_error(err, SL_ERR_INVALID_ARG, "%s: n_threads %d out of range 0..1024", what, *n_threads);
+    if (*n_threads == 0) *n_threads = 1;
+    if (!strcmp(in_path, out_path))
+        return sl_set_error(err, SL_ERR_INVALID_ARG, "%s: input and output are the same file '%s'", what, in_path);
+    return SL_OK;
+}
+
+sl_status sl_model_quantize(const char *in_path, const char *out_path, sl_type type, int32_t n_threads, sl_error *err) {
+    sl_status st = check_args("quantize", in_path, out_path, (int)type, &n_threads, err);
+    if (st != SL_OK) return st;
+    gguf_file *in = gguf_open(in_path, err);
+    if (!in) return err ? err->code : SL_ERR_IO;
+    st = write_file(in, out_path, (int)type, NULL, n_threads, err);
     gguf_close(in);
+    return st;
+}
+
+sl_status sl_model_convert(const char *in_path, const char *out_path, int type, int32_t n_threads, sl_error *err) {
+    sl_clear_error(err);
+    sl_status st = check_args("convert", in_path, out_path, type, &n_threads, err);
+    if (st != SL_OK) return st;
+    if (!sl_hf_is_dir(in_path)) {
+        gguf_file *in = gguf_open(in_path, err);
+        if (!in) return err ? err->code : SL_ERR_IO;
+        st = write_file(in, out_path, type, NULL, n_threads, err);
+        gguf_close(in);
+        return st;
+    }
+    /* load it as a model first: every shape and hyperparameter checked as `run` would */
+    sl_model *m = sl_model_load(in_path, NULL, err);
+    if (!m) return err ? err->code : SL_ERR_FORMAT;
+    const gguf_file *in = m->gguf;
+    int32_t *head_dim = calloc(in->n_tensors ? (size_t)in->n_tensors : 1, sizeof(int32_t));
+    if (!head_dim) {
+        sl_model_free(m);
+        return sl_set_error(err, SL_ERR_NOMEM, "convert: out of memory");
+    }
+    if (sl_hf_qk_unpermuted(m->hf))
+        for (uint64_t i = 0; i < in->n_tensors; i++) {
+            const char *nm = in->tensors[i].name.data; /* NUL-terminated in a virtual file */
+            if (strstr(nm, ".attn_q.") || strstr(nm, ".attn_k.")) head_dim[i] = m->config.head_dim;
+        }
+    st = write_file(in, out_path, type, head_dim, n_threads, err);
+    free(head_dim);
+    sl_model_free(m);
     return st;
 }
 

@@ -58,29 +58,34 @@ typedef struct out_tensor {
     size_t nbytes;
 } out_tensor;
 
-/* HF name of a GGUF tensor name (llama family), or NULL to drop it. */
-static const char *hf_name(const char *g, char *buf, size_t n) {
+/* HF name of a GGUF tensor name, or NULL to drop it. */
+static const char *hf_name(const char *g, const char *arch, char *buf, size_t n) {
     int l;
     char rest[96];
     if (!strcmp(g, "token_embd.weight")) return "model.embed_tokens.weight";
     if (!strcmp(g, "output_norm.weight")) return "model.norm.weight";
     if (!strcmp(g, "output.weight")) return "lm_head.weight";
     if (sscanf(g, "blk.%d.%95s", &l, rest) != 2) return NULL;
+    const bool gemma = !strncmp(arch, "gemma", 5);
     static const char *const map[][2] = {
-        {"attn_norm.weight", "input_layernorm.weight"}, {"ffn_norm.weight", "post_attention_layernorm.weight"},
+        {"attn_norm.weight", "input_layernorm.weight"},
         {"attn_q.weight", "self_attn.q_proj.weight"},   {"attn_k.weight", "self_attn.k_proj.weight"},
         {"attn_v.weight", "self_attn.v_proj.weight"},   {"attn_output.weight", "self_attn.o_proj.weight"},
         {"attn_q.bias", "self_attn.q_proj.bias"},       {"attn_k.bias", "self_attn.k_proj.bias"},
         {"attn_v.bias", "self_attn.v_proj.bias"},       {"ffn_gate.weight", "mlp.gate_proj.weight"},
-        {"ffn_up.weight", "mlp.up_proj.weight"},        {"ffn_down.weight", "mlp.down_proj.weight"},
+        {"ffn_down.weight", "mlp.down_proj.weight"},    {"attn_qkv.weight", "self_attn.qkv_proj.weight"},
         {"attn_q_norm.weight", "self_attn.q_norm.weight"}, {"attn_k_norm.weight", "self_attn.k_norm.weight"},
+        {"post_attention_norm.weight", "post_attention_layernorm.weight"},
+        {"post_ffw_norm.weight", "post_feedforward_layernorm.weight"},
     };
-    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
-        if (!strcmp(rest, map[i][0])) {
-            snprintf(buf, n, "model.layers.%d.%s", l, map[i][1]);
-            return buf;
-        }
-    return NULL;
+    const char *h = NULL;
+    if (!strcmp(rest, "ffn_norm.weight")) h = gemma ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight";
+    if (!strcmp(rest, "ffn_up.weight")) h = !strcmp(arch, "phi3") ? "mlp.gate_up_proj.weight" : "mlp.up_proj.weight";
+    for (size_t i = 0; !h && i < sizeof map / sizeof map[0]; i++)
+        if (!strcmp(rest, map[i][0])) h = map[i][1];
+    if (!h) return NULL;
+    snprintf(buf, n, "model.layers.%d.%s", l, h);
+    return buf;
 }
 
 static size_t dtype_size(const char *d) { return !strcmp(d, "F32") ? 4 : 2; }
@@ -262,11 +267,21 @@ int main(int argc, char **argv) {
     gguf_file *f = gguf_open(argv[1], &err);
     if (!f) die(err.message, NULL);
     char *arch = str_of(f, "general.architecture");
-    if (!arch || strcmp(arch, "llama")) die("only llama GGUF files are exported", arch);
+    static const char *const archs[][3] = {{"llama", "LlamaForCausalLM", "llama"}, {"qwen2", "Qwen2ForCausalLM", "qwen2"},
+                                           {"qwen3", "Qwen3ForCausalLM", "qwen3"}, {"phi3", "Phi3ForCausalLM", "phi3"},
+                                           {"gemma2", "Gemma2ForCausalLM", "gemma2"}, {"gemma3", "Gemma3ForCausalLM", "gemma3_text"}};
+    int ai = -1;
+    for (int i = 0; arch && i < 6; i++)
+        if (!strcmp(arch, archs[i][0])) ai = i;
+    if (ai < 0) die("architecture not exported", arch);
+    const bool gemma = !strncmp(arch, "gemma", 5), llama = !strcmp(arch, "llama");
+    char key[128];
+#define K(name) (snprintf(key, sizeof key, "%s.%s", arch, name), key)
     mkdir(argv[2], 0755);
-    const int n_head = u32_or(f, "llama.attention.head_count", 1), n_head_kv = u32_or(f, "llama.attention.head_count_kv", n_head);
-    const int n_embd = u32_or(f, "llama.embedding_length", 0);
-    const int head_dim = n_embd / n_head;
+    const int n_head = u32_or(f, K("attention.head_count"), 1), n_head_kv = u32_or(f, K("attention.head_count_kv"), n_head);
+    const int n_embd = u32_or(f, K("embedding_length"), 0);
+    const int head_dim = u32_or(f, K("attention.key_length"), n_embd / n_head);
+    const int n_rot = u32_or(f, K("rope.dimension_count"), head_dim);
 
     out_tensor *t = calloc(f->n_tensors, sizeof(out_tensor));
     size_t nt = 0, total = 0;
@@ -275,7 +290,7 @@ int main(int argc, char **argv) {
         const gguf_tensor_info *g = &f->tensors[i];
         char gname[128], buf[128];
         gguf_str_copy(g->name, gname, sizeof gname);
-        const char *h = hf_name(gname, buf, sizeof buf);
+        const char *h = hf_name(gname, arch, buf, sizeof buf);
         if (!h) continue;
         if (!strcmp(gname, "output.weight")) tied = false;
         out_tensor *o = &t[nt++];
@@ -288,8 +303,11 @@ int main(int argc, char **argv) {
         if (o->n_dims == 1) o->dtype = dtype ? dtype : "F32";
         float *x = malloc((size_t)(rows * cols) * sizeof(float));
         sl_convert_to_f32(g->type, g->data, x, rows * cols);
+        /* Gemma's GGUF norms hold 1 + w (HF's RMSNorm multiplies by 1 + w) */
+        if (gemma && strstr(gname, "norm.weight"))
+            for (int64_t k = 0; k < rows * cols; k++) x[k] -= 1.0f;
         /* GGUF's llama q/k rows interleave each head's RoPE pairs; HF keeps the two halves */
-        int heads = strstr(gname, "attn_q.") ? n_head : strstr(gname, "attn_k.") ? n_head_kv : 0;
+        int heads = !llama ? 0 : strstr(gname, "attn_q.") ? n_head : strstr(gname, "attn_k.") ? n_head_kv : 0;
         if (heads) {
             float *y = malloc((size_t)(rows * cols) * sizeof(float));
             for (int hh = 0; hh < heads; hh++)
@@ -326,21 +344,46 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < nt; i++) free(t[i].data);
     free(t);
 
-    const char *act = "silu";
+    const char *act = gemma ? "gelu_pytorch_tanh" : "silu";
     char *a = str_of(f, "skipllama.activation");
     if (a) act = !strcmp(a, "relu") ? "relu" : !strcmp(a, "gelu") ? "gelu_pytorch_tanh" : "silu";
     const gguf_array *toks = gguf_get_arr(f, "tokenizer.ggml.tokens", GGUF_TYPE_STRING);
     const gguf_tensor_info *emb = gguf_find_tensor(f, "token_embd.weight");
     json_t *cfg = json_pack("{s:[s], s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:I, s:b, s:s, s:s, s:i, s:i}", "architectures",
-                            "LlamaForCausalLM", "model_type", "llama", "hidden_size", n_embd, "intermediate_size",
-                            u32_or(f, "llama.feed_forward_length", 0), "num_hidden_layers", u32_or(f, "llama.block_count", 0),
+                            archs[ai][1], "model_type", archs[ai][2], "hidden_size", n_embd, "intermediate_size",
+                            u32_or(f, K("feed_forward_length"), 0), "num_hidden_layers", u32_or(f, K("block_count"), 0),
                             "num_attention_heads", n_head, "num_key_value_heads", n_head_kv, "max_position_embeddings",
-                            u32_or(f, "llama.context_length", 2048), "rms_norm_eps",
-                            (double)f32_or(f, "llama.attention.layer_norm_rms_epsilon", 1e-5f), "rope_theta",
-                            (double)f32_or(f, "llama.rope.freq_base", 10000.0f), "vocab_size", (json_int_t)(emb ? emb->ne[1] : 0),
-                            "tie_word_embeddings", tied, "hidden_act", act, "torch_dtype",
+                            u32_or(f, K("context_length"), 2048), "rms_norm_eps",
+                            (double)f32_or(f, K("attention.layer_norm_rms_epsilon"), 1e-5f), "rope_theta",
+                            (double)f32_or(f, K("rope.freq_base"), 10000.0f), "vocab_size", (json_int_t)(emb ? emb->ne[1] : 0),
+                            "tie_word_embeddings", tied, gemma ? "hidden_activation" : "hidden_act", act, "torch_dtype",
                             dtype && strcmp(dtype, "F32") ? (!strcmp(dtype, "F16") ? "float16" : "bfloat16") : "float32", "bos_token_id",
                             u32_or(f, "tokenizer.ggml.bos_token_id", 1), "eos_token_id", u32_or(f, "tokenizer.ggml.eos_token_id", 2));
+    if (gguf_find_kv(f, K("attention.key_length")) || gemma) json_object_set_new(cfg, "head_dim", json_integer(head_dim));
+    if (n_rot != head_dim) json_object_set_new(cfg, "partial_rotary_factor", json_real((double)n_rot * n_head / n_embd));
+    char *rtype = str_of(f, K("rope.scaling.type"));
+    if (rtype && (!strcmp(rtype, "linear") || !strcmp(rtype, "yarn"))) {
+        json_t *rs = json_pack("{s:s, s:f}", "rope_type", rtype, "factor", (double)f32_or(f, K("rope.scaling.factor"), 1.0f));
+        if (!strcmp(rtype, "yarn"))
+            json_object_set_new(rs, "original_max_position_embeddings", json_integer(u32_or(f, K("rope.scaling.original_context_length"), 0)));
+        json_object_set_new(cfg, "rope_scaling", rs);
+    }
+    free(rtype);
+    int swa = u32_or(f, K("attention.sliding_window"), -1);
+    if (swa >= 0) json_object_set_new(cfg, "sliding_window", json_integer(swa));
+    if (!strcmp(arch, "gemma2")) {
+        json_object_set_new(cfg, "attn_logit_softcapping", json_real(f32_or(f, K("attn_logit_softcapping"), 50.0f)));
+        json_object_set_new(cfg, "final_logit_softcapping", json_real(f32_or(f, K("final_logit_softcapping"), 30.0f)));
+        json_object_set_new(cfg, "query_pre_attn_scalar", json_integer(head_dim));
+    }
+    if (!strcmp(arch, "gemma3")) {
+        json_object_set_new(cfg, "rope_local_base_freq", json_real(f32_or(f, K("rope.freq_base_swa"), 10000.0f)));
+        json_object_set_new(cfg, "sliding_window_pattern", json_integer(u32_or(f, K("attention.sliding_window_pattern"), 6)));
+        json_object_set_new(cfg, "query_pre_attn_scalar", json_integer(head_dim));
+        if (gguf_find_kv(f, K("final_logit_softcapping")))
+            json_object_set_new(cfg, "final_logit_softcapping", json_real(f32_or(f, K("final_logit_softcapping"), 0)));
+    }
+    if (!strcmp(arch, "qwen2")) json_object_set_new(cfg, "use_sliding_window", json_false());
     write_json(argv[2], "config.json", cfg);
     json_decref(cfg);
     free(a);
