@@ -10,7 +10,8 @@
 #    scaling, qwen2 with biases, qwen3, phi3 with partial rotary, gemma2, gemma3);
 #  - `convert DIR -o OUT.gguf` gives a file with llama.cpp's names whose logits are again
 #    identical; `--type q8_0` gives the bytes `quantize` gives from the original GGUF;
-#  - tokenize, ppl, calibrate + ppl --profile (sparse) and chat work on a folder;
+#  - tokenize, ppl, calibrate + ppl --profile (sparse) and chat work on a folder; keys missing
+#    from config.json take transformers' defaults;
 #  - hostile folders are refused with a message naming the problem (exit 1..127, no signal):
 #    bad config JSON, missing/unsupported keys, header length past EOF, overlapping offsets,
 #    dtype/shape mismatch, a missing shard, a shard outside the folder, wrong tensor shapes,
@@ -81,6 +82,11 @@ else bad "sparse on the folder"; cat "$T/ppl"; fi
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 printf 'Hello\nWhy?\n' | "$SL" chat -m "$T/tiny-chat" -n 4 --temp 0 -t 1 > /dev/null 2> "$T/err" && grep -q "template chatml" "$T/err" &&
     [ "$(grep -c '^\[turn' "$T/err")" = 2 ] && ok "chat on a folder uses tokenizer_config.json's template (chatml)" || { bad "chat folder"; cat "$T/err"; }
+
+# keys save_pretrained leaves out take transformers' class defaults (LlamaConfig: eps 1e-6)
+rm -rf "$T/def"; cp -r "$T/tiny-silu" "$T/def"; grep -v '"rms_norm_eps"' "$T/tiny-silu/config.json" > "$T/def/config.json"
+"$SL" info -m "$T/def" 2> /dev/null | grep -q "rms_eps: *1e-06" && ok "a config.json without rms_norm_eps gets LlamaConfig's default 1e-6" ||
+    bad "config defaults"
 
 # hostile folders: each a copy of the good one with one thing broken
 fresh() { rm -rf "$T/bad"; cp -r "$T/tiny-silu" "$T/bad"; }

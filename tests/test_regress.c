@@ -12,6 +12,7 @@
 #include "../fuzz/fuzz_cli_args.c"
 #include "../fuzz/fuzz_detokenize.c"
 #include "../fuzz/fuzz_gguf.c"
+#include "../fuzz/fuzz_hf.c"
 #include "../fuzz/fuzz_model.c"
 #include "../fuzz/fuzz_profile.c"
 #include "../fuzz/fuzz_safetensors.c"
@@ -26,7 +27,7 @@ static const struct {
 } harnesses[] = {
     {"gguf", sl_fuzz_gguf},         {"model", sl_fuzz_model},           {"profile", sl_fuzz_profile},
     {"tokenize", sl_fuzz_tokenize}, {"detokenize", sl_fuzz_detokenize}, {"cli_args", sl_fuzz_cli_args},
-    {"safetensors", sl_fuzz_safetensors},
+    {"safetensors", sl_fuzz_safetensors}, {"hf", sl_fuzz_hf},
 };
 
 static int cmp_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }

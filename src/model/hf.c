@@ -25,9 +25,8 @@
 
 struct sl_hf {
     st_set *weights;       /* the safetensors files (NULL when only the vocabulary was loaded) */
-    float *vectors;        /* converted vectors: Gemma norms + 1, RoPE factors (owned) */
-    size_t n_vectors, cap_vectors;
-    void **copies;         /* aligned copies of misaligned tensors (owned) */
+    void **copies;         /* converted vectors (Gemma norms + 1, RoPE factors) and aligned copies of
+                              misaligned tensors (owned) */
     size_t n_copies;
     uint64_t copied_bytes; /* their bytes, and the converted vectors' */
     sl_arch arch;          /* the table's row, with the RoPE layout of HF's q/k rows */
@@ -42,7 +41,6 @@ bool sl_hf_is_dir(const char *path) {
 void sl_hf_free(sl_hf *hf) {
     if (!hf) return;
     st_set_free(hf->weights);
-    free(hf->vectors);
     for (size_t i = 0; i < hf->n_copies; i++) sl_free_aligned(hf->copies[i]);
     free(hf->copies);
     free(hf);
@@ -109,11 +107,15 @@ static const sl_arch *find_arch(const json_t *root, sl_error *err) {
     return NULL;
 }
 
+static bool add_copy(sl_hf *hf, void *p, size_t bytes);
+
+/* n floats owned by hf (converted norms, RoPE factors); NULL when out of memory */
 static float *new_vector(sl_hf *hf, size_t n) {
-    if (hf->n_vectors + n > hf->cap_vectors) return NULL;
-    float *p = hf->vectors + hf->n_vectors;
-    hf->n_vectors += n;
-    hf->copied_bytes += n * sizeof(float);
+    float *p = sl_malloc_aligned((n ? n : 1) * sizeof(float));
+    if (p && !add_copy(hf, p, n * sizeof(float))) {
+        sl_free_aligned(p);
+        p = NULL;
+    }
     return p;
 }
 
@@ -208,25 +210,49 @@ nomem:
     return sl_set_error(c->err, SL_ERR_NOMEM, "out of memory"), false;
 }
 
+/* transformers' config-class defaults for what save_pretrained leaves out of config.json (it
+ * writes only the values that differ from them; llama.cpp's converter reads the whole config
+ * through AutoConfig): RMSNorm epsilon, RoPE base, head size, sliding window, tied embeddings. */
+typedef struct hf_defaults {
+    const char *arch;
+    double eps, theta;
+    int head_dim;    /* 0: hidden_size / num_attention_heads */
+    int window;      /* 0: none */
+    bool tied;
+} hf_defaults;
+
+static const hf_defaults defaults[] = {
+    {"llama", 1e-6, 10000.0, 0, 0, false},  /* LlamaConfig (MistralConfig's are the same but its window) */
+    {"qwen2", 1e-6, 10000.0, 0, 0, false},  /* Qwen2Config */
+    {"qwen3", 1e-6, 10000.0, 128, 0, false}, /* Qwen3Config */
+    {"phi3", 1e-5, 10000.0, 0, 0, false},   /* Phi3Config */
+    {"gemma2", 1e-6, 10000.0, 256, 4096, true}, /* Gemma2Config (soft-caps 50/30: the table's defaults) */
+    {"gemma3", 1e-6, 1e6, 256, 4096, true}, /* Gemma3TextConfig (rope_local_base_freq 10000: the table's) */
+};
+
 /* The hyperparameters; *head_dim / *n_rot are what the tensors and rope factors need. */
 static bool write_config(cfg_ctx *c, sl_hf *hf, int64_t *head_dim_out, int64_t *n_rot_out, bool *tied, extra_tensor *extra, int *n_extra) {
     int64_t n_embd, n_head, n_head_kv, head_dim;
     char k[96];
+    hf_defaults d = {"", 1e-6, 10000.0, 0, 0, false};
+    for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++)
+        if (!strcmp(defaults[i].arch, c->arch->name)) d = defaults[i];
     if (!int_key(c, "hidden_size", "embedding_length", true, 1, 0, &n_embd) ||
         !int_key(c, "intermediate_size", "feed_forward_length", true, 1, 0, NULL) ||
         !int_key(c, "num_hidden_layers", "block_count", true, 1, 0, NULL) ||
         !int_key(c, "num_attention_heads", "attention.head_count", true, 1, 0, &n_head) ||
         !int_key(c, "num_key_value_heads", "attention.head_count_kv", false, 1, n_head, &n_head_kv) ||
         !int_key(c, "max_position_embeddings", "context_length", false, 1, 2048, NULL) ||
-        !int_key(c, "head_dim", NULL, false, 1, n_embd / n_head, &head_dim))
+        !int_key(c, "head_dim", NULL, false, 1, d.head_dim ? d.head_dim : n_embd / n_head, &head_dim))
         return false;
-    if (sl_json_member(c->cfg, "head_dim") && (!gguf_writer_set_u32(c->w, akey(c, "attention.key_length", k, sizeof k), (uint32_t)head_dim) ||
-                                               !gguf_writer_set_u32(c->w, akey(c, "attention.value_length", k, sizeof k), (uint32_t)head_dim)))
+    if (head_dim != n_embd / n_head && (!gguf_writer_set_u32(c->w, akey(c, "attention.key_length", k, sizeof k), (uint32_t)head_dim) ||
+                                        !gguf_writer_set_u32(c->w, akey(c, "attention.value_length", k, sizeof k), (uint32_t)head_dim)))
         goto nomem;
-    double theta = 10000.0, eps;
-    if (!num_key(c, "rms_norm_eps", "attention.layer_norm_rms_epsilon", 1e-30, 1.0, &eps) ||
-        !num_key(c, "rope_theta", "rope.freq_base", 1.0, 1e30, &theta))
-        return false;
+    double theta = d.theta, eps = d.eps;
+    if (!num_key(c, "rms_norm_eps", NULL, 1e-30, 1.0, &eps) || !num_key(c, "rope_theta", NULL, 1.0, 1e30, &theta)) return false;
+    if (!gguf_writer_set_f32(c->w, akey(c, "attention.layer_norm_rms_epsilon", k, sizeof k), (float)eps) ||
+        !gguf_writer_set_f32(c->w, akey(c, "rope.freq_base", k, sizeof k), (float)theta))
+        goto nomem;
     int64_t n_rot = head_dim;
     double prf = 1.0;
     if (!num_key(c, "partial_rotary_factor", NULL, 1e-6, 1.0, &prf)) return false;
@@ -244,12 +270,15 @@ static bool write_config(cfg_ctx *c, sl_hf *hf, int64_t *head_dim_out, int64_t *
         if (!ours) return sl_set_error(c->err, SL_ERR_UNSUPPORTED, "config.json: hidden_act '%s' is not supported (silu, relu, gelu)", act), false;
         if (!gguf_writer_set_str(c->w, "skipllama.activation", ours)) goto nomem;
     }
-    *tied = false;
+    *tied = d.tied;
     if (!sl_json_get_bool(c->cfg, "tie_word_embeddings", false, tied, "config.json", c->err)) return false;
     /* sliding windows */
     bool use_swa = true;
     if (!sl_json_get_bool(c->cfg, "use_sliding_window", false, &use_swa, "config.json", c->err)) return false;
     if (c->arch->swa && use_swa && !int_key(c, "sliding_window", "attention.sliding_window", false, 0, 0, NULL)) return false;
+    if (c->arch->swa && use_swa && d.window && !json_object_get(c->cfg, "sliding_window") &&
+        !gguf_writer_set_u32(c->w, akey(c, "attention.sliding_window", k, sizeof k), (uint32_t)d.window))
+        goto nomem;
     if (c->arch->swa && !int_key(c, "sliding_window_pattern", "attention.sliding_window_pattern", false, 0, 0, NULL)) return false;
     /* capping and Gemma 3's local RoPE base */
     if (c->arch->attn_softcap_key && !num_key(c, "attn_logit_softcapping", "attn_logit_softcapping", 0, 1e30, NULL)) return false;
@@ -338,7 +367,7 @@ static bool map_tensor(sl_hf *hf, const st_tensor *t, const char *gname, gguf_te
         /* Gemma: GGUF stores 1 + w (llama.cpp's converter adds it) */
         float *f = new_vector(hf, (size_t)t->n_elements);
         if (!f) return sl_set_error(err, SL_ERR_NOMEM, "out of memory"), false;
-        sl_convert_to_f32(type, t->data, f, t->n_elements);
+        sl_dequantize_row_ref(type, t->data, f, t->n_elements);
         for (int64_t i = 0; i < t->n_elements; i++) f[i] += hf->arch.hf_norm_offset;
         out->type = SL_TYPE_F32;
         out->data = f;
@@ -386,11 +415,6 @@ gguf_file *sl_hf_open(const char *dir, bool vocab_only, sl_hf **out, sl_error *e
         const json_t *tc = sl_json_member(root, "text_config");
         cfg_ctx c = {json_is_object(tc) ? tc : root, &hf->arch, w, err};
         if (!(hf->weights = st_set_open_dir(dir, err))) goto fail;
-        /* room for converted vectors: every 1-D tensor plus the RoPE factors, bounded by the files */
-        hf->cap_vectors = 3 * HF_MAX_DIM;
-        for (size_t i = 0; i < hf->weights->n_tensors; i++)
-            if (hf->weights->by_name[i]->n_dims == 1) hf->cap_vectors += (size_t)hf->weights->by_name[i]->n_elements;
-        if (!(hf->vectors = malloc(hf->cap_vectors * sizeof(float)))) goto nomem;
         int64_t head_dim, n_rot;
         bool tied;
         extra_tensor extra[3];

@@ -6,6 +6,7 @@
 #include "model/model.h"
 
 #include "model/arch.h"
+#include "model/hf.h"
 #include "text/tokenizer.h"
 
 #include <stdarg.h>
@@ -14,7 +15,7 @@
 
 const sl_model_config *sl_model_get_config(const sl_model *m) { return &m->config; }
 int64_t sl_model_n_params(const sl_model *m) { return m->n_params; }
-int64_t sl_model_file_size(const sl_model *m) { return (int64_t)m->gguf->size; }
+int64_t sl_model_file_size(const sl_model *m) { return m->hf && sl_hf_file_bytes(m->hf) ? (int64_t)sl_hf_file_bytes(m->hf) : (int64_t)m->gguf->size; }
 int64_t sl_model_repacked_bytes(const sl_model *m) { return (int64_t)m->repacked_bytes; }
 
 /* appends to buf at *pos, tracking the length it wanted */
@@ -36,9 +37,14 @@ size_t sl_model_describe(const sl_model *m, char *buf, size_t size) {
     char tmp[128] = "";
     if (gguf_get_str(f, "general.architecture", &s)) gguf_str_copy(s, tmp, sizeof(tmp));
     out(buf, size, &pos, "file:            %s\n", m->path);
-    out(buf, size, &pos, "file size:       %lld bytes (%.2f MiB)\n", (long long)f->size, (double)f->size / 1048576.0);
-    out(buf, size, &pos, "gguf version:    %u, %llu metadata keys, %llu tensors\n", f->version, (unsigned long long)f->n_kv,
-        (unsigned long long)f->n_tensors);
+    const long long fsize = (long long)sl_model_file_size(m);
+    out(buf, size, &pos, "file size:       %lld bytes (%.2f MiB)\n", fsize, (double)fsize / 1048576.0);
+    if (m->hf)
+        out(buf, size, &pos, "format:          Hugging Face folder read as GGUF: %llu metadata keys, %llu tensors mmapped (%llu bytes converted or copied)\n",
+            (unsigned long long)f->n_kv, (unsigned long long)f->n_tensors, (unsigned long long)sl_hf_copied_bytes(m->hf));
+    else
+        out(buf, size, &pos, "gguf version:    %u, %llu metadata keys, %llu tensors\n", f->version, (unsigned long long)f->n_kv,
+            (unsigned long long)f->n_tensors);
     out(buf, size, &pos, "architecture:    %s\n", tmp[0] ? tmp : "(none)");
     if (gguf_get_str(f, "general.name", &s)) out(buf, size, &pos, "name:            %s\n", gguf_str_copy(s, tmp, sizeof(tmp)));
     out(buf, size, &pos, "parameters:      %lld (%.3f M)\n", (long long)m->n_params, (double)m->n_params / 1e6);

@@ -549,6 +549,10 @@ struct sl_vocab *sl_vocab_load_tables(const gguf_file *f, sl_error *err) {
     /* BPE needs its merges; a SentencePiece vocabulary may carry them too (one converted from a
      * Hugging Face tokenizer.json, text/hf_tokenizer.c): it then merges by rank, as HF does */
     if ((v->type == SL_VOCAB_BPE || gguf_find_kv(f, "tokenizer.ggml.merges")) && (st = load_merges(v, f, err)) != SL_OK) goto fail;
+    if (v->type == SL_VOCAB_SPM && v->n_merges > (1 << 24)) { /* ranks must stay exact as float merge priorities */
+        sl_set_error(err, SL_ERR_FORMAT, "a SentencePiece vocabulary with %d merges (at most 2^24)", v->n_merges);
+        goto fail;
+    }
 
     /* special ids */
     read_special_id(f, "tokenizer.ggml.bos_token_id", &v->bos, v->n_tokens);
