@@ -1,14 +1,306 @@
 /*
- * quant_avx2.c — AVX2 kernels for the weight types of issue 19 (Q4_1, Q5_0, Q5_1, Q2_K..Q6_K,
- * IQ4_NL, IQ4_XS; kernels_impl.h's kq_* entries), used by the AVX2 and the AVX-512 tables.
- * (placeholder: the scalar definitions until the SIMD code lands)
+ * quant_avx2.c — AVX2 kernels for the weight types of issue 19 (kernels_impl.h's kq_* entries:
+ * Q4_1, Q5_0, Q5_1, IQ4_NL with Q8_0 / Q8_1 activations; Q2_K..Q6_K and IQ4_XS with Q8_K), used
+ * by the AVX2 table and by the AVX-512 one (no machine with AVX-512 was at hand to test native
+ * AVX-512 versions of these; AVX-512 CPUs run these AVX2 ones).
+ *
+ * One structure for every type: a block (a 256-element super-block, or a 32-element block) is
+ * decoded once into eight (or one) vectors of 32 bytes — unsigned values where the type's values
+ * are small and non-negative after an offset, signed values (|v| <= 127) otherwise — plus its
+ * integer sub-block scales, and then meets NT tokens' activations (1..4; NT = 1 is the decode
+ * matvec, NT > 1 the prompt's batches, so the decoding is shared by NT tokens). Per 32 values
+ * and token: vpmaddubsw (unsigned x signed pairs, sums below 2^15) and vpmaddwd by the scales
+ * give 8 exact int32 lanes. Offsets (Q3_K 4, Q6_K 32) are taken off once per super-block with the
+ * activation block's sums of 16 (bsums), and minimums (Q2_K, Q4_K, Q5_K) the same way, so the
+ * integer parts equal the reference's (dot_ref.c) exactly; only the float sums of the lanes are
+ * reassociated. Signed values (IQ4, Q5_0) use the sign trick (|w| times x with w's sign).
+ * What it is not: the reference (dot_ref.c) or a repacked layout.
  */
-#include "kernels/kernels_impl.h"
+#include "kernels/simd_avx2.h"
 
-float sl_kq_vec_dot_avx2(sl_type wtype, const void *w, const void *act, int64_t n) { return sl_vec_dot_ref(wtype, w, act, n); }
+#include <string.h>
+
+#define NT_MAX 4
+
+/* ---- decoding ----------------------------------------------------------------------------------
+ * A decoded block: 32-byte value vectors u[0..nc), the int16 scale of each 16 values (sc16),
+ * for the Q8_K types the int16 coefficients of the activation sums: corr16 = offset * sc16 (taken
+ * off isum) and mins16 (times dmin), and the float scales. */
+typedef struct kblk {
+    __m256i u[8];
+    int16_t sc16[16], corr16[16], mins16[16];
+    float d, dmin, m; /* m: Q4_1 / Q5_1 minimum */
+} kblk;
+
+static const int8_t iq4_table[32] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+                                     -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+/* 16 bytes of nibbles -> 32 bytes: low nibbles (elements 0..15), then high nibbles (16..31). */
+SL_INLINE __m256i nibbles32(const uint8_t *p) {
+    const __m128i q = _mm_loadu_si128((const __m128i *)p), m4 = _mm_set1_epi8(0x0f);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m4), _mm_and_si128(q, m4));
+}
+
+/* 0x10 in byte j where bit j of the 32-bit word is set. */
+SL_INLINE __m256i fifth_bits(const uint8_t qh[4]) {
+    uint32_t w;
+    memcpy(&w, qh, 4);
+    const __m256i shuf = _mm256_setr_epi64x(0, 0x0101010101010101LL, 0x0202020202020202LL, 0x0303030303030303LL);
+    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)w), shuf);
+    v = _mm256_or_si256(v, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfeLL));
+    return _mm256_and_si256(_mm256_cmpeq_epi8(v, _mm256_set1_epi8(-1)), _mm256_set1_epi8(0x10));
+}
+
+SL_INLINE void sc_fill16(int16_t *dst, const int *s8) {
+    for (int j = 0; j < 8; j++) dst[2 * j] = dst[2 * j + 1] = (int16_t)s8[j];
+}
+
+/* Super-block i of a Q8_K-paired row. */
+SL_INLINE void decode_k(sl_type T, const uint8_t *row, int64_t i, kblk *k) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(3), m1 = _mm256_set1_epi8(1);
+    if (T == SL_TYPE_Q4_K || T == SL_TYPE_Q5_K) {
+        const bool five = T == SL_TYPE_Q5_K;
+        const uint8_t *b = row + (size_t)i * (five ? sizeof(sl_block_q5_K) : sizeof(sl_block_q4_K));
+        const uint8_t *s = b + 4, *qs = b + (five ? 48 : 16);
+        uint16_t dh, mh;
+        memcpy(&dh, b, 2);
+        memcpy(&mh, b + 2, 2);
+        k->d = _cvtsh_ss(dh), k->dmin = _cvtsh_ss(mh);
+        int sc[8], mn[8];
+        for (int j = 0; j < 4; j++) {
+            sc[j] = s[j] & 63, mn[j] = s[j + 4] & 63;
+            sc[j + 4] = (s[j + 8] & 0xf) | ((s[j] >> 6) << 4), mn[j + 4] = (s[j + 8] >> 4) | ((s[j + 4] >> 6) << 4);
+        }
+        sc_fill16(k->sc16, sc);
+        sc_fill16(k->mins16, mn);
+        memset(k->corr16, 0, sizeof(k->corr16));
+        const __m256i hb = five ? _mm256_loadu_si256((const __m256i *)(b + 16)) : _mm256_setzero_si256();
+        for (int j = 0; j < 4; j++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * j));
+            __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            if (five) {
+                lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2 * j), m1), 4));
+                hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2 * j + 1), m1), 4));
+            }
+            k->u[2 * j] = lo, k->u[2 * j + 1] = hi;
+        }
+    } else if (T == SL_TYPE_Q6_K) {
+        const sl_block_q6_K *b = (const sl_block_q6_K *)row + i;
+        k->d = _cvtsh_ss(b->d), k->dmin = 0;
+        for (int j = 0; j < 16; j++) k->sc16[j] = b->scales[j], k->corr16[j] = (int16_t)(32 * b->scales[j]), k->mins16[j] = 0;
+        for (int h = 0; h < 2; h++) {
+            const __m256i l0 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h));
+            const __m256i l1 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32));
+            const __m256i qh = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
+            k->u[4 * h] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4));
+            k->u[4 * h + 1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m3), 4));
+            k->u[4 * h + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                              _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m3), 4));
+            k->u[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                              _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m3), 4));
+        }
+    } else if (T == SL_TYPE_Q2_K || T == SL_TYPE_Q3_K) {
+        const bool three = T == SL_TYPE_Q3_K;
+        const uint8_t *qs, *hmask = NULL;
+        if (three) {
+            const sl_block_q3_K *b = (const sl_block_q3_K *)row + i;
+            qs = b->qs, hmask = b->hmask;
+            k->d = _cvtsh_ss(b->d), k->dmin = 0;
+            for (int j = 0; j < 16; j++) {
+                const int lo = j < 8 ? b->scales[j] & 0xf : b->scales[j - 8] >> 4;
+                const int s = (lo | ((b->scales[8 + j % 4] >> (2 * (j / 4))) & 3) << 4) - 32;
+                k->sc16[j] = (int16_t)s, k->corr16[j] = (int16_t)(4 * s), k->mins16[j] = 0;
+            }
+        } else {
+            const sl_block_q2_K *b = (const sl_block_q2_K *)row + i;
+            qs = b->qs;
+            k->d = _cvtsh_ss(b->d), k->dmin = _cvtsh_ss(b->dmin);
+            for (int j = 0; j < 16; j++) k->sc16[j] = b->scales[j] & 0xf, k->mins16[j] = b->scales[j] >> 4, k->corr16[j] = 0;
+        }
+        const __m256i hm = three ? _mm256_loadu_si256((const __m256i *)hmask) : _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * h));
+            for (int s = 0; s < 4; s++) {
+                __m256i v = _mm256_and_si256(_mm256_srli_epi16(q, 2 * s), m3);
+                if (three) v = _mm256_or_si256(v, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + s), m1), 2));
+                k->u[4 * h + s] = v;
+            }
+        }
+    } else { /* IQ4_XS: signed table values */
+        const sl_block_iq4_xs *b = (const sl_block_iq4_xs *)row + i;
+        k->d = _cvtsh_ss(b->d), k->dmin = 0;
+        const __m256i tab = _mm256_loadu_si256((const __m256i *)iq4_table);
+        int sc[8];
+        for (int ib = 0; ib < 8; ib++) {
+            sc[ib] = (((b->scales_l[ib / 2] >> 4 * (ib % 2)) & 0xf) | (((b->scales_h >> 2 * ib) & 3) << 4)) - 32;
+            k->u[ib] = _mm256_shuffle_epi8(tab, nibbles32(b->qs + 16 * ib));
+        }
+        sc_fill16(k->sc16, sc);
+        memset(k->corr16, 0, sizeof(k->corr16));
+        memset(k->mins16, 0, sizeof(k->mins16));
+    }
+}
+
+/* Block i of a 32-element row type (Q4_1, Q5_0, Q5_1, IQ4_NL) into u[0]; d (and m). */
+SL_INLINE void decode_32(sl_type T, const uint8_t *row, int64_t i, kblk *k) {
+    if (T == SL_TYPE_Q4_1) {
+        const sl_block_q4_1 *b = (const sl_block_q4_1 *)row + i;
+        k->d = _cvtsh_ss(b->d), k->m = _cvtsh_ss(b->m);
+        k->u[0] = nibbles32(b->qs);
+    } else if (T == SL_TYPE_Q5_1) {
+        const sl_block_q5_1 *b = (const sl_block_q5_1 *)row + i;
+        k->d = _cvtsh_ss(b->d), k->m = _cvtsh_ss(b->m);
+        k->u[0] = _mm256_or_si256(nibbles32(b->qs), fifth_bits(b->qh));
+    } else if (T == SL_TYPE_Q5_0) { /* signed: q - 16 */
+        const sl_block_q5_0 *b = (const sl_block_q5_0 *)row + i;
+        k->d = _cvtsh_ss(b->d), k->m = 0;
+        k->u[0] = _mm256_sub_epi8(_mm256_or_si256(nibbles32(b->qs), fifth_bits(b->qh)), _mm256_set1_epi8(16));
+    } else { /* IQ4_NL: signed table values */
+        const sl_block_iq4_nl *b = (const sl_block_iq4_nl *)row + i;
+        k->d = _cvtsh_ss(b->d), k->m = 0;
+        k->u[0] = _mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *)iq4_table), nibbles32(b->qs));
+    }
+}
+
+SL_INLINE bool signed_values(sl_type T) { return T == SL_TYPE_IQ4_XS || T == SL_TYPE_IQ4_NL || T == SL_TYPE_Q5_0; }
+
+/* 16 int16 pair sums of w . x (32 values): unsigned w directly, signed w with the sign trick. */
+SL_INLINE __m256i pairs16(sl_type T, __m256i w, __m256i x) {
+    if (signed_values(T)) return _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+    return _mm256_maddubs_epi16(w, x);
+}
+
+/* ---- one weight row against NT tokens ------------------------------------------------------------
+ * xs[t]: token t's activation row (Q8_K, Q8_0 or Q8_1 blocks); out[t] = dot. */
+
+SL_INLINE void row_k(sl_type T, const int NT, const uint8_t *row, int64_t nb, const uint8_t *const *xs, float *out) {
+    __m256 acc[NT_MAX], accm[NT_MAX];
+    for (int t = 0; t < NT; t++) acc[t] = accm[t] = _mm256_setzero_ps();
+    kblk k;
+    for (int64_t i = 0; i < nb; i++) {
+        decode_k(T, row, i, &k);
+        __m256i scv[8];
+        for (int c = 0; c < 8; c++) scv[c] = _mm256_set_m128i(_mm_set1_epi16(k.sc16[2 * c + 1]), _mm_set1_epi16(k.sc16[2 * c]));
+        const bool has_corr = T == SL_TYPE_Q3_K || T == SL_TYPE_Q6_K, has_min = T == SL_TYPE_Q2_K || T == SL_TYPE_Q4_K || T == SL_TYPE_Q5_K;
+        const __m256i corr = has_corr ? _mm256_loadu_si256((const __m256i *)k.corr16) : _mm256_setzero_si256();
+        const __m256i mins = has_min ? _mm256_loadu_si256((const __m256i *)k.mins16) : _mm256_setzero_si256();
+        for (int t = 0; t < NT; t++) {
+            const sl_block_q8_K *x = (const sl_block_q8_K *)xs[t] + i;
+            __m256i isum = _mm256_setzero_si256();
+            for (int c = 0; c < 8; c++) {
+                const __m256i xv = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * c));
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(pairs16(T, k.u[c], xv), scv[c]));
+            }
+            const __m256i bs = _mm256_loadu_si256((const __m256i *)x->bsums);
+            if (has_corr) isum = _mm256_sub_epi32(isum, _mm256_madd_epi16(corr, bs));
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(k.d * x->d), _mm256_cvtepi32_ps(isum), acc[t]);
+            if (has_min) accm[t] = _mm256_fmadd_ps(_mm256_set1_ps(k.dmin * x->d), _mm256_cvtepi32_ps(_mm256_madd_epi16(mins, bs)), accm[t]);
+        }
+    }
+    for (int t = 0; t < NT; t++) out[t] = x2_hsum(_mm256_sub_ps(acc[t], accm[t]));
+}
+
+SL_INLINE void row_32(sl_type T, const int NT, const uint8_t *row, int64_t nb, const uint8_t *const *xs, float *out) {
+    const bool q81 = T == SL_TYPE_Q4_1 || T == SL_TYPE_Q5_1;
+    const size_t xbs = q81 ? sizeof(sl_block_q8_1) : sizeof(sl_block_q8_0);
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[NT_MAX];
+    float summ[NT_MAX];
+    for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps(), summ[t] = 0.0f;
+    kblk k;
+    for (int64_t i = 0; i < nb; i++) {
+        decode_32(T, row, i, &k);
+        for (int t = 0; t < NT; t++) {
+            const uint8_t *x = xs[t] + (size_t)i * xbs;
+            uint16_t dx;
+            memcpy(&dx, x, 2);
+            const __m256i xv = _mm256_loadu_si256((const __m256i *)(x + (q81 ? 4 : 2)));
+            const __m256i p = _mm256_madd_epi16(pairs16(T, k.u[0], xv), ones);
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(k.d * _cvtsh_ss(dx)), _mm256_cvtepi32_ps(p), acc[t]);
+            if (q81) {
+                uint16_t sx;
+                memcpy(&sx, x + 2, 2);
+                summ[t] += k.m * _cvtsh_ss(sx);
+            }
+        }
+    }
+    for (int t = 0; t < NT; t++) out[t] = x2_hsum(acc[t]) + summ[t];
+}
+
+typedef void (*row_fn)(const uint8_t *row, int64_t nb, const uint8_t *const *xs, float *out);
+
+#define ROW_FNS(TN, T, KIND)                                                                                            \
+    static void r_##TN##_1(const uint8_t *w, int64_t nb, const uint8_t *const *x, float *o) { KIND(T, 1, w, nb, x, o); } \
+    static void r_##TN##_2(const uint8_t *w, int64_t nb, const uint8_t *const *x, float *o) { KIND(T, 2, w, nb, x, o); } \
+    static void r_##TN##_3(const uint8_t *w, int64_t nb, const uint8_t *const *x, float *o) { KIND(T, 3, w, nb, x, o); } \
+    static void r_##TN##_4(const uint8_t *w, int64_t nb, const uint8_t *const *x, float *o) { KIND(T, 4, w, nb, x, o); }
+ROW_FNS(q2k, SL_TYPE_Q2_K, row_k)
+ROW_FNS(q3k, SL_TYPE_Q3_K, row_k)
+ROW_FNS(q4k, SL_TYPE_Q4_K, row_k)
+ROW_FNS(q5k, SL_TYPE_Q5_K, row_k)
+ROW_FNS(q6k, SL_TYPE_Q6_K, row_k)
+ROW_FNS(iq4xs, SL_TYPE_IQ4_XS, row_k)
+ROW_FNS(q41, SL_TYPE_Q4_1, row_32)
+ROW_FNS(q50, SL_TYPE_Q5_0, row_32)
+ROW_FNS(q51, SL_TYPE_Q5_1, row_32)
+ROW_FNS(iq4nl, SL_TYPE_IQ4_NL, row_32)
+#define ROW_TAB(TN) {r_##TN##_1, r_##TN##_2, r_##TN##_3, r_##TN##_4}
+
+/* The kernels of type t for 1..NT_MAX tokens, or NULL. */
+static const row_fn *row_fns(sl_type t) {
+    static const row_fn q2k[] = ROW_TAB(q2k), q3k[] = ROW_TAB(q3k), q4k[] = ROW_TAB(q4k), q5k[] = ROW_TAB(q5k), q6k[] = ROW_TAB(q6k),
+                        iq4xs[] = ROW_TAB(iq4xs), q41[] = ROW_TAB(q41), q50[] = ROW_TAB(q50), q51[] = ROW_TAB(q51), iq4nl[] = ROW_TAB(iq4nl);
+    switch (t) {
+    case SL_TYPE_Q2_K: return q2k;
+    case SL_TYPE_Q3_K: return q3k;
+    case SL_TYPE_Q4_K: return q4k;
+    case SL_TYPE_Q5_K: return q5k;
+    case SL_TYPE_Q6_K: return q6k;
+    case SL_TYPE_IQ4_XS: return iq4xs;
+    case SL_TYPE_Q4_1: return q41;
+    case SL_TYPE_Q5_0: return q50;
+    case SL_TYPE_Q5_1: return q51;
+    case SL_TYPE_IQ4_NL: return iq4nl;
+    default: return NULL;
+    }
+}
+
+/* ---- entry points -------------------------------------------------------------------------------- */
+
+float sl_kq_vec_dot_avx2(sl_type wtype, const void *w, const void *act, int64_t n) {
+    const row_fn *f = row_fns(wtype);
+    if (!f) return sl_vec_dot_ref(wtype, w, act, n);
+    const uint8_t *x = act;
+    float out;
+    f[0](w, n / sl_type_block_size(wtype), &x, &out);
+    return out;
+}
+
 void sl_kq_vec_axpy_avx2(sl_type wtype, const void *w, float a, float *y, int64_t n) { sl_vec_axpy_ref(wtype, w, a, y, n); }
+
 size_t sl_kq_mm_prep_size_avx2(sl_type type, int64_t n, int64_t B) { return sl_kq_mm_prep_size_scalar(type, n, B); }
+
 void sl_kq_mm_prep_avx2(sl_type type, const float *X, int64_t n, int64_t B, int64_t b0, int64_t b1, void *xp) {
     sl_kq_mm_prep_scalar(type, X, n, B, b0, b1, xp);
 }
-void sl_kq_mm_rows_avx2(const sl_mm_args *a, int64_t r0, int64_t r1) { sl_kq_mm_rows_scalar(a, r0, r1); }
+
+void sl_kq_mm_rows_avx2(const sl_mm_args *a, int64_t r0, int64_t r1) {
+    const row_fn *f = row_fns(a->type);
+    if (!f) {
+        sl_kq_mm_rows_scalar(a, r0, r1);
+        return;
+    }
+    const size_t stride = sl_act_size(a->type, a->n);
+    const int64_t nb = a->n / sl_type_block_size(a->type);
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *w = (const uint8_t *)a->W + (size_t)r * a->row_bytes;
+        for (int64_t b = 0; b < a->B; b += NT_MAX) {
+            const int nt = a->B - b < NT_MAX ? (int)(a->B - b) : NT_MAX;
+            const uint8_t *xs[NT_MAX];
+            float out[NT_MAX];
+            for (int t = 0; t < nt; t++) xs[t] = (const uint8_t *)a->xp + (size_t)(b + t) * stride;
+            f[nt - 1](w, nb, xs, out);
+            for (int t = 0; t < nt; t++) a->Y[(b + t) * a->rows + r] = out[t];
+        }
+    }
+}
