@@ -484,6 +484,17 @@ bool sl_convert_to_f32(sl_type type, const void *src, float *dst, int64_t n);
  * does). Streams with bounded memory; n_threads (0 = 1) share the encoding work. */
 sl_status sl_model_quantize(const char *in_path, const char *out_path, sl_type type, int32_t n_threads,
                             sl_error *err);
+/* The same for a llama.cpp file type (LLAMA_FTYPE: 15 = Q4_K_M, ...; sl_ftype_from_name), with
+ * llama.cpp's per-tensor mixing rules for the _S/_M recipes (attn_v, ffn_down, attn_output and
+ * the output projection get more bits by layer) and its fallbacks for rows that do not split
+ * into a type's blocks (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, Q2_K/Q3_K -> Q4_0,
+ * IQ4_XS -> IQ4_NL, else F16); pure: the default type everywhere (fallbacks only). Every block
+ * is encoded as llama.cpp's quantizer does without an importance matrix (the same bytes). */
+sl_status sl_model_quantize_ftype(const char *in_path, const char *out_path, int32_t ftype, bool pure, int32_t n_threads,
+                                  sl_error *err);
+/* The LLAMA_FTYPE of a name: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k_s q3_k_m q3_k_l
+ * q4_k_s q4_k_m q5_k_s q5_k_m q6_k iq4_nl iq4_xs (case-insensitive; q3_k/q4_k/q5_k = _M). */
+bool sl_ftype_from_name(const char *name, int32_t *ftype);
 
 /* Write a model — a GGUF file or a Hugging Face folder (config.json, safetensors, tokenizer) — as
  * a GGUF file llama.cpp reads: llama.cpp's tensor names and metadata (as its

@@ -14,9 +14,11 @@
 #include "model/hf.h"
 #include "model/model.h"
 #include "format/quant.h"
+#include "tools/quant_recipe.h"
 #include "util/threadpool.h"
 #include "util/util.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -130,9 +132,60 @@ static sl_type quant_out_type(const gguf_tensor_info *t, int target) {
     return target;
 }
 
-/* Write `in` (open) to out_path with every 2-D tensor as `type` (< 0: kept), permuting the rows
+/* A metadata integer "<arch>.<key>", or def. */
+static int arch_u32(const gguf_file *f, const char *key, int def) {
+    gguf_str a;
+    char arch[32] = "llama", full[96];
+    if (gguf_get_str(f, "general.architecture", &a)) gguf_str_copy(a, arch, sizeof(arch));
+    snprintf(full, sizeof(full), "%s.%s", arch, key);
+    uint32_t v;
+    return gguf_get_u32(f, full, &v) && v > 0 && v < (1u << 20) ? (int)v : def;
+}
+
+static const gguf_file *sort_file; /* qsort has no context argument; quantization is not reentrant here */
+static int order_cmp(const void *a, const void *b) {
+    char na[256], nb[256];
+    gguf_str_copy(sort_file->tensors[*(const uint64_t *)a].name, na, sizeof(na));
+    gguf_str_copy(sort_file->tensors[*(const uint64_t *)b].name, nb, sizeof(nb));
+    return sl_quant_recipe_order_cmp(na, nb);
+}
+
+/* The output type of every tensor, by llama.cpp's rules for the file type (quant_recipe.c),
+ * decided in llama.cpp's tensor order. */
+static sl_status recipe_types(const gguf_file *in, int32_t ftype, bool pure, sl_type *out_type, sl_error *err) {
+    int n_layer = arch_u32(in, "block_count", 0);
+    bool has_output = gguf_find_tensor(in, "output.weight") != NULL;
+    uint64_t *order = malloc((in->n_tensors ? in->n_tensors : 1) * sizeof(uint64_t));
+    if (!order) return sl_set_error(err, SL_ERR_NOMEM, "quantize: out of memory");
+    for (uint64_t i = 0; i < in->n_tensors; i++) {
+        order[i] = i;
+        char name[256];
+        int l;
+        if (!n_layer && sscanf(gguf_str_copy(in->tensors[i].name, name, sizeof(name)), "blk.%d.", &l) == 1 && l + 1 > 0) n_layer = l + 1;
+    }
+    const int n_head = arch_u32(in, "attention.head_count", 1);
+    sl_quant_recipe r;
+    if (!sl_quant_recipe_init(&r, ftype, pure, n_layer, n_head, arch_u32(in, "attention.head_count_kv", n_head), has_output)) {
+        free(order);
+        return sl_set_error(err, SL_ERR_UNSUPPORTED, "quantize: unsupported file type %d", (int)ftype);
+    }
+    sort_file = in;
+    qsort(order, in->n_tensors, sizeof(uint64_t), order_cmp);
+    for (uint64_t k = 0; k < in->n_tensors; k++) {
+        const gguf_tensor_info *t = &in->tensors[order[k]];
+        char name[256];
+        gguf_str_copy(t->name, name, sizeof(name));
+        out_type[order[k]] = sl_quant_recipe_next(&r, name, (int)t->n_dims, t->ne[0], t->type);
+    }
+    free(order);
+    return SL_OK;
+}
+
+/* Write `in` (open) to out_path with every 2-D tensor as `type` (< 0: kept) — or, when ftype >= 0,
+ * with the types llama.cpp's recipe for that file type gives (recipe_types) — permuting the rows
  * of the tensors for which head_dim[i] > 0 (may be NULL). */
-static sl_status write_file(const gguf_file *in, const char *out_path, int type, const int32_t *head_dim, int32_t n_threads, sl_error *err) {
+static sl_status write_file(const gguf_file *in, const char *out_path, int type, int32_t ftype, bool pure, const int32_t *head_dim,
+                            int32_t n_threads, sl_error *err) {
     sl_status st = SL_OK;
     quant_stream s;
     memset(&s, 0, sizeof(s));
@@ -153,11 +206,12 @@ static sl_status write_file(const gguf_file *in, const char *out_path, int type,
     bool ok = gguf_writer_copy_kv(w, in, quant_skip_key, NULL);
     if (ok && gguf_find_kv(in, "general.alignment")) ok = gguf_writer_set_u32(w, "general.alignment", GGUF_DEFAULT_ALIGNMENT);
     ok = ok && gguf_writer_set_u32(w, "general.quantization_version", 2) &&
-         gguf_writer_set_u32(w, "general.file_type", (uint32_t)sl_type_to_ftype(ftype_of));
+         gguf_writer_set_u32(w, "general.file_type", (uint32_t)(ftype >= 0 ? ftype : sl_type_to_ftype(ftype_of)));
     if (!ok) {
         st = sl_set_error(err, SL_ERR_NOMEM, "quantize: out of memory copying metadata");
         goto done;
     }
+    if (ftype >= 0 && (st = recipe_types(in, ftype, pure, out_type, err)) != SL_OK) goto done;
     int64_t max_cols = 1;
     for (uint64_t i = 0; i < in->n_tensors; i++) {
         const gguf_tensor_info *t = &in->tensors[i];
@@ -168,7 +222,7 @@ static sl_status write_file(const gguf_file *in, const char *out_path, int type,
                               (unsigned long long)t->name.len);
             goto done;
         }
-        out_type[i] = quant_out_type(t, type);
+        if (ftype < 0) out_type[i] = quant_out_type(t, type);
         if (!gguf_writer_add_tensor(w, name, out_type[i], (int)t->n_dims, t->ne, NULL)) {
             st = sl_set_error(err, SL_ERR_FORMAT, "quantize: cannot add tensor '%s' as %s", name, sl_type_name(out_type[i]));
             goto done;
@@ -210,9 +264,18 @@ static sl_status check_args(const char *what, const char *in_path, const char *o
 sl_status sl_model_quantize(const char *in_path, const char *out_path, sl_type type, int32_t n_threads, sl_error *err) {
     sl_status st = check_args("quantize", in_path, out_path, (int)type, &n_threads, err);
     if (st != SL_OK) return st;
+    return sl_model_quantize_ftype(in_path, out_path, sl_type_to_ftype(type), true, n_threads, err);
+}
+
+sl_status sl_model_quantize_ftype(const char *in_path, const char *out_path, int32_t ftype, bool pure, int32_t n_threads,
+                                  sl_error *err) {
+    if ((int)sl_ftype_default_type(ftype) < 0)
+        return sl_set_error(err, SL_ERR_UNSUPPORTED, "quantize: unsupported file type %d", (int)ftype);
+    sl_status st = check_args("quantize", in_path, out_path, -1, &n_threads, err);
+    if (st != SL_OK) return st;
     gguf_file *in = gguf_open(in_path, err);
     if (!in) return err ? err->code : SL_ERR_IO;
-    st = write_file(in, out_path, (int)type, NULL, n_threads, err);
+    st = write_file(in, out_path, -1, ftype, pure, NULL, n_threads, err);
     gguf_close(in);
     return st;
 }
@@ -224,7 +287,7 @@ sl_status sl_model_convert(const char *in_path, const char *out_path, int type, 
     if (!sl_hf_is_dir(in_path)) {
         gguf_file *in = gguf_open(in_path, err);
         if (!in) return err ? err->code : SL_ERR_IO;
-        st = write_file(in, out_path, type, NULL, n_threads, err);
+        st = write_file(in, out_path, type, -1, false, NULL, n_threads, err);
         gguf_close(in);
         return st;
     }
@@ -242,7 +305,7 @@ sl_status sl_model_convert(const char *in_path, const char *out_path, int type, 
             const char *nm = in->tensors[i].name.data; /* NUL-terminated in a virtual file */
             if (strstr(nm, ".attn_q.") || strstr(nm, ".attn_k.")) head_dim[i] = m->config.head_dim;
         }
-    st = write_file(in, out_path, type, head_dim, n_threads, err);
+    st = write_file(in, out_path, type, -1, false, head_dim, n_threads, err);
     free(head_dim);
     sl_model_free(m);
     return st;
