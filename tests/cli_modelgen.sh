@@ -36,9 +36,9 @@ for ty in f32 f16 bf16 q8_0 q4_0; do
     else bad "logits on synthetic $ty"; cat "$T/err"; fi
 done
 
-# quantize(f32 model) == the type synthesized directly: same values, same reference rounding
+# quantize --pure (f32 model) == the type synthesized directly: same values, same reference rounding
 for ty in f16 q8_0 q4_0; do
-    if "$SL" quantize "$T/tiny-f32.gguf" "$T/tiny-f32-to-$ty.gguf" $ty 2> "$T/err" &&
+    if "$SL" quantize --pure "$T/tiny-f32.gguf" "$T/tiny-f32-to-$ty.gguf" $ty 2> "$T/err" &&
         "$SL" logits -m "$T/tiny-f32-to-$ty.gguf" --ids $IDS -o "$T/q-$ty.f32" 2>> "$T/err" &&
         "$F32DIFF" "$T/q-$ty.f32" "$T/$ty.f32" 0 > /dev/null; then
         ok "quantize f32 -> $ty gives the same logits as synth -t $ty"
