@@ -16,8 +16,9 @@
  * share": the wall-clock figure, the same work divided by the process's CPU time per thread
  * (what the kernels do while they actually run), and the fraction of the threads' wall time
  * they got a CPU (1.00 = uncontended; trust the wall figure only near 1).
- * Usage: bench_kernels [-t 1,2] [-r 7] [-v auto|scalar|avx2|avx512] [-q] [-s]
- * (-q: skip attention; -s: only the first shape of each table).
+ * Usage: bench_kernels [-t 1,2] [-r 7] [-v auto|scalar|avx2|avx512] [-q] [-s] [-T q4_K,q6_K...]
+ * (-q: skip attention; -s: only the first shape of each table; -T: only these types, by name,
+ * q4_0x4 for the repacked layout).
  */
 #include "kernels/kernels.h"
 #include "util/threadpool.h"
@@ -150,8 +151,19 @@ static const shape shapes[] = {
 };
 
 /* q4_0x4: Q4_0 interleaved by 4 rows, the layout the model loader repacks Q4_0 into */
-static const sl_type types[] = {SL_TYPE_F32, SL_TYPE_F16, SL_TYPE_BF16, SL_TYPE_Q8_0, SL_TYPE_Q4_0, SL_TYPE_Q4_0X4};
-#define N_TYPES 6
+static const sl_type types[] = {SL_TYPE_F32,  SL_TYPE_F16,  SL_TYPE_BF16, SL_TYPE_Q8_0, SL_TYPE_Q4_0,   SL_TYPE_Q4_0X4,
+                                SL_TYPE_Q4_1, SL_TYPE_Q5_0, SL_TYPE_Q5_1, SL_TYPE_Q2_K, SL_TYPE_Q3_K,   SL_TYPE_Q4_K,
+                                SL_TYPE_Q5_K, SL_TYPE_Q6_K, SL_TYPE_IQ4_NL, SL_TYPE_IQ4_XS};
+#define N_TYPES ((int)(sizeof(types) / sizeof(types[0])))
+static const char *type_filter; /* -T: comma-separated type names to run (default: all) */
+static bool type_selected(sl_type t) {
+    if (!type_filter) return true;
+    const char *name = t == SL_TYPE_Q4_0X4 ? "q4_0x4" : sl_type_name(t);
+    size_t len = strlen(name);
+    for (const char *p = type_filter; (p = strstr(p, name)) != NULL; p++)
+        if ((p == type_filter || p[-1] == ',') && (p[len] == ',' || p[len] == 0)) return true;
+    return false;
+}
 
 /* copies of a rows x n matrix of type t, totalling at least min_bytes (random values) */
 static uint8_t *make_copies(sl_type t, int64_t rows, int64_t n, size_t min_bytes, int *copies, size_t *bytes) {
@@ -314,8 +326,10 @@ int main(int argc, char **argv) {
             quick = true;
         } else if (!strcmp(argv[i], "-s")) {
             one_shape = true;
+        } else if (!strcmp(argv[i], "-T") && i + 1 < argc) {
+            type_filter = argv[++i];
         } else {
-            fprintf(stderr, "usage: %s [-t 1,2] [-r runs] [-v auto|scalar|avx2|avx512] [-q] [-s]\n", argv[0]);
+            fprintf(stderr, "usage: %s [-t 1,2] [-r runs] [-v auto|scalar|avx2|avx512] [-q] [-s] [-T type,type...]\n", argv[0]);
             return 2;
         }
     }
@@ -328,12 +342,19 @@ int main(int argc, char **argv) {
         double bw = bench_bandwidth(pool);
         printf("read bandwidth (512 MB sum): %.1f GB/s\n", bw);
         printf("pool round trip (empty task): %.2f us\n", bench_roundtrip(pool));
-        printf("\n| decode matvec GB/s: wall [cpu] share | f32 | f16 | bf16 | q8_0 | q4_0 | q4_0x4 |\n|---|---|---|---|---|---|---|\n");
+        printf("\n| decode matvec GB/s: wall [cpu] share |");
+        for (int t = 0; t < N_TYPES; t++)
+            if (type_selected(types[t])) printf(" %s |", types[t] == SL_TYPE_Q4_0X4 ? "q4_0x4" : sl_type_name(types[t]));
+        printf("\n|---|");
+        for (int t = 0; t < N_TYPES; t++)
+            if (type_selected(types[t])) printf("---|");
+        printf("\n");
         int n_shapes = one_shape ? 1 : (int)(sizeof(shapes) / sizeof(shapes[0]));
         for (int s = 0; s < n_shapes; s++) {
             printf("| %s |", shapes[s].name);
             fflush(stdout);
             for (int t = 0; t < N_TYPES; t++) {
+                if (!type_selected(types[t])) continue;
                 rate g = bench_matvec(pool, types[t], &shapes[s]);
                 printf(" %.1f [%.1f] %.2f |", g.wall, g.cpu, g.share);
                 fflush(stdout);
@@ -341,11 +362,18 @@ int main(int argc, char **argv) {
             printf("\n");
         }
         printf("(read bandwidth above: %.1f GB/s)\n", bw);
-        printf("\n| prefill matmul B=128 GFLOP/s: wall [cpu] share | f32 | f16 | bf16 | q8_0 | q4_0 | q4_0x4 |\n|---|---|---|---|---|---|---|\n");
+        printf("\n| prefill matmul B=128 GFLOP/s: wall [cpu] share |");
+        for (int t = 0; t < N_TYPES; t++)
+            if (type_selected(types[t])) printf(" %s |", types[t] == SL_TYPE_Q4_0X4 ? "q4_0x4" : sl_type_name(types[t]));
+        printf("\n|---|");
+        for (int t = 0; t < N_TYPES; t++)
+            if (type_selected(types[t])) printf("---|");
+        printf("\n");
         for (int s = 0; s < (one_shape ? 1 : 3); s++) {
             printf("| %s |", shapes[s].name);
             fflush(stdout);
             for (int t = 0; t < N_TYPES; t++) {
+                if (!type_selected(types[t])) continue;
                 rate g = bench_matmul(pool, types[t], &shapes[s], 128);
                 printf(" %.1f [%.1f] %.2f |", g.wall, g.cpu, g.share);
                 fflush(stdout);

@@ -23,17 +23,42 @@
 #define NT_MAX 4
 
 /* ---- decoding ----------------------------------------------------------------------------------
- * A decoded block: 32-byte value vectors u[0..nc), the int16 scale of each 16 values (sc16),
- * for the Q8_K types the int16 coefficients of the activation sums: corr16 = offset * sc16 (taken
- * off isum) and mins16 (times dmin), and the float scales. */
+ * A decoded block: 32-byte value vectors u[0..nc); the integer scales as int16 lanes, broadcast to
+ * both 128-bit halves so that one byte shuffle per 32 values spreads them (s_lo: scales 0..7,
+ * s_hi: 8..15 for the types with 16 sub-blocks); for the Q8_K types the int16 coefficients of the
+ * 16 activation sums: corr = offset * scale (taken off isum) and mins (times dmin); float scales. */
 typedef struct kblk {
     __m256i u[8];
-    int16_t sc16[16], corr16[16], mins16[16];
+    __m256i s_lo, s_hi, corr, mins;
     float d, dmin, m; /* m: Q4_1 / Q5_1 minimum */
 } kblk;
 
 static const int8_t iq4_table[32] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
                                      -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+/* Byte shuffles spreading int16 scales over the 16 pair sums of 32 values (vpmaddubsw puts
+ * values 0..15 in lanes 0..7, 16..31 in lanes 8..15): by32[c] repeats scale c in every lane;
+ * by16[c] puts scale 2c in lanes 0..7 and 2c + 1 in lanes 8..15 (c < 4, within one 8-scale half). */
+#define REP8(a, b) a, b, a, b, a, b, a, b, a, b, a, b, a, b, a, b
+static const int8_t by32[8][32] = {
+    {REP8(0, 1), REP8(0, 1)},     {REP8(2, 3), REP8(2, 3)},     {REP8(4, 5), REP8(4, 5)},     {REP8(6, 7), REP8(6, 7)},
+    {REP8(8, 9), REP8(8, 9)},     {REP8(10, 11), REP8(10, 11)}, {REP8(12, 13), REP8(12, 13)}, {REP8(14, 15), REP8(14, 15)}};
+static const int8_t by16[4][32] = {{REP8(0, 1), REP8(2, 3)}, {REP8(4, 5), REP8(6, 7)}, {REP8(8, 9), REP8(10, 11)}, {REP8(12, 13), REP8(14, 15)}};
+#undef REP8
+
+SL_INLINE bool sub32(sl_type T) { return T == SL_TYPE_Q4_K || T == SL_TYPE_Q5_K || T == SL_TYPE_IQ4_XS; }
+
+/* The scale vector of chunk c (32 values). */
+SL_INLINE __m256i chunk_scale(sl_type T, const kblk *k, int c) {
+    if (sub32(T)) return _mm256_shuffle_epi8(k->s_lo, _mm256_loadu_si256((const __m256i *)by32[c]));
+    return _mm256_shuffle_epi8(c < 4 ? k->s_lo : k->s_hi, _mm256_loadu_si256((const __m256i *)by16[c & 3]));
+}
+
+/* 16 int16 scales -> the two broadcast halves */
+SL_INLINE void split16(kblk *k, __m256i sc) {
+    k->s_lo = _mm256_permute2x128_si256(sc, sc, 0x00);
+    k->s_hi = _mm256_permute2x128_si256(sc, sc, 0x11);
+}
 
 /* 16 bytes of nibbles -> 32 bytes: low nibbles (elements 0..15), then high nibbles (16..31). */
 SL_INLINE __m256i nibbles32(const uint8_t *p) {
@@ -51,29 +76,30 @@ SL_INLINE __m256i fifth_bits(const uint8_t qh[4]) {
     return _mm256_and_si256(_mm256_cmpeq_epi8(v, _mm256_set1_epi8(-1)), _mm256_set1_epi8(0x10));
 }
 
-SL_INLINE void sc_fill16(int16_t *dst, const int *s8) {
-    for (int j = 0; j < 8; j++) dst[2 * j] = dst[2 * j + 1] = (int16_t)s8[j];
-}
-
 /* Super-block i of a Q8_K-paired row. */
 SL_INLINE void decode_k(sl_type T, const uint8_t *row, int64_t i, kblk *k) {
     const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(3), m1 = _mm256_set1_epi8(1);
     if (T == SL_TYPE_Q4_K || T == SL_TYPE_Q5_K) {
         const bool five = T == SL_TYPE_Q5_K;
         const uint8_t *b = row + (size_t)i * (five ? sizeof(sl_block_q5_K) : sizeof(sl_block_q4_K));
-        const uint8_t *s = b + 4, *qs = b + (five ? 48 : 16);
+        const uint8_t *qs = b + (five ? 48 : 16);
         uint16_t dh, mh;
         memcpy(&dh, b, 2);
         memcpy(&mh, b + 2, 2);
         k->d = _cvtsh_ss(dh), k->dmin = _cvtsh_ss(mh);
-        int sc[8], mn[8];
-        for (int j = 0; j < 4; j++) {
-            sc[j] = s[j] & 63, mn[j] = s[j + 4] & 63;
-            sc[j + 4] = (s[j + 8] & 0xf) | ((s[j] >> 6) << 4), mn[j + 4] = (s[j + 8] >> 4) | ((s[j + 4] >> 6) << 4);
-        }
-        sc_fill16(k->sc16, sc);
-        sc_fill16(k->mins16, mn);
-        memset(k->corr16, 0, sizeof(k->corr16));
+        /* 6-bit scales and mins -> bytes: scales 0..7 in u[0..1], mins 0..7 in u[2..3] */
+        uint32_t ut[4];
+        memcpy(ut, b + 4, 12);
+        ut[3] = ((ut[2] >> 4) & 0x0f0f0f0f) | (((ut[1] >> 6) & 0x03030303) << 4);
+        const uint32_t mins_lo = ut[1] & 0x3f3f3f3f;
+        ut[1] = (ut[2] & 0x0f0f0f0f) | (((ut[0] >> 6) & 0x03030303) << 4);
+        ut[2] = mins_lo;
+        ut[0] &= 0x3f3f3f3f;
+        const __m256i sm = _mm256_cvtepu8_epi16(_mm_set_epi32((int)ut[3], (int)ut[2], (int)ut[1], (int)ut[0]));
+        k->s_lo = _mm256_permute2x128_si256(sm, sm, 0x00);
+        const __m128i mn = _mm256_extracti128_si256(sm, 1);
+        k->mins = _mm256_set_m128i(_mm_unpackhi_epi16(mn, mn), _mm_unpacklo_epi16(mn, mn));
+        k->corr = _mm256_setzero_si256();
         const __m256i hb = five ? _mm256_loadu_si256((const __m256i *)(b + 16)) : _mm256_setzero_si256();
         for (int j = 0; j < 4; j++) {
             const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * j));
@@ -87,7 +113,10 @@ SL_INLINE void decode_k(sl_type T, const uint8_t *row, int64_t i, kblk *k) {
     } else if (T == SL_TYPE_Q6_K) {
         const sl_block_q6_K *b = (const sl_block_q6_K *)row + i;
         k->d = _cvtsh_ss(b->d), k->dmin = 0;
-        for (int j = 0; j < 16; j++) k->sc16[j] = b->scales[j], k->corr16[j] = (int16_t)(32 * b->scales[j]), k->mins16[j] = 0;
+        const __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
+        split16(k, sc);
+        k->corr = _mm256_slli_epi16(sc, 5); /* offset 32 */
+        k->mins = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
             const __m256i l0 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h));
             const __m256i l1 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32));
@@ -106,16 +135,26 @@ SL_INLINE void decode_k(sl_type T, const uint8_t *row, int64_t i, kblk *k) {
             const sl_block_q3_K *b = (const sl_block_q3_K *)row + i;
             qs = b->qs, hmask = b->hmask;
             k->d = _cvtsh_ss(b->d), k->dmin = 0;
-            for (int j = 0; j < 16; j++) {
-                const int lo = j < 8 ? b->scales[j] & 0xf : b->scales[j - 8] >> 4;
-                const int s = (lo | ((b->scales[8 + j % 4] >> (2 * (j / 4))) & 3) << 4) - 32;
-                k->sc16[j] = (int16_t)s, k->corr16[j] = (int16_t)(4 * s), k->mins16[j] = 0;
-            }
+            uint32_t a[4];
+            memcpy(a, b->scales, 12);
+            const uint32_t t = a[2];
+            a[2] = ((a[0] >> 4) & 0x0f0f0f0f) | (((t >> 4) & 0x03030303) << 4);
+            a[3] = ((a[1] >> 4) & 0x0f0f0f0f) | (((t >> 6) & 0x03030303) << 4);
+            a[0] = (a[0] & 0x0f0f0f0f) | (((t >> 0) & 0x03030303) << 4);
+            a[1] = (a[1] & 0x0f0f0f0f) | (((t >> 2) & 0x03030303) << 4);
+            const __m128i s8 = _mm_sub_epi8(_mm_set_epi32((int)a[3], (int)a[2], (int)a[1], (int)a[0]), _mm_set1_epi8(32));
+            const __m256i sc = _mm256_cvtepi8_epi16(s8);
+            split16(k, sc);
+            k->corr = _mm256_slli_epi16(sc, 2); /* offset 4 */
+            k->mins = _mm256_setzero_si256();
         } else {
             const sl_block_q2_K *b = (const sl_block_q2_K *)row + i;
             qs = b->qs;
             k->d = _cvtsh_ss(b->d), k->dmin = _cvtsh_ss(b->dmin);
-            for (int j = 0; j < 16; j++) k->sc16[j] = b->scales[j] & 0xf, k->mins16[j] = b->scales[j] >> 4, k->corr16[j] = 0;
+            const __m128i s8 = _mm_loadu_si128((const __m128i *)b->scales), m4s = _mm_set1_epi8(0x0f);
+            split16(k, _mm256_cvtepu8_epi16(_mm_and_si128(s8, m4s)));
+            k->mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s8, 4), m4s));
+            k->corr = _mm256_setzero_si256();
         }
         const __m256i hm = three ? _mm256_loadu_si256((const __m256i *)hmask) : _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
@@ -130,14 +169,13 @@ SL_INLINE void decode_k(sl_type T, const uint8_t *row, int64_t i, kblk *k) {
         const sl_block_iq4_xs *b = (const sl_block_iq4_xs *)row + i;
         k->d = _cvtsh_ss(b->d), k->dmin = 0;
         const __m256i tab = _mm256_loadu_si256((const __m256i *)iq4_table);
-        int sc[8];
+        int16_t sc[8];
         for (int ib = 0; ib < 8; ib++) {
-            sc[ib] = (((b->scales_l[ib / 2] >> 4 * (ib % 2)) & 0xf) | (((b->scales_h >> 2 * ib) & 3) << 4)) - 32;
+            sc[ib] = (int16_t)((((b->scales_l[ib / 2] >> 4 * (ib % 2)) & 0xf) | (((b->scales_h >> 2 * ib) & 3) << 4)) - 32);
             k->u[ib] = _mm256_shuffle_epi8(tab, nibbles32(b->qs + 16 * ib));
         }
-        sc_fill16(k->sc16, sc);
-        memset(k->corr16, 0, sizeof(k->corr16));
-        memset(k->mins16, 0, sizeof(k->mins16));
+        k->s_lo = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)sc));
+        k->corr = k->mins = _mm256_setzero_si256();
     }
 }
 
@@ -176,25 +214,25 @@ SL_INLINE __m256i pairs16(sl_type T, __m256i w, __m256i x) {
 SL_INLINE void row_k(sl_type T, const int NT, const uint8_t *row, int64_t nb, const uint8_t *const *xs, float *out) {
     __m256 acc[NT_MAX], accm[NT_MAX];
     for (int t = 0; t < NT; t++) acc[t] = accm[t] = _mm256_setzero_ps();
+    const bool has_corr = T == SL_TYPE_Q3_K || T == SL_TYPE_Q6_K, has_min = T == SL_TYPE_Q2_K || T == SL_TYPE_Q4_K || T == SL_TYPE_Q5_K;
     kblk k;
     for (int64_t i = 0; i < nb; i++) {
         decode_k(T, row, i, &k);
-        __m256i scv[8];
-        for (int c = 0; c < 8; c++) scv[c] = _mm256_set_m128i(_mm_set1_epi16(k.sc16[2 * c + 1]), _mm_set1_epi16(k.sc16[2 * c]));
-        const bool has_corr = T == SL_TYPE_Q3_K || T == SL_TYPE_Q6_K, has_min = T == SL_TYPE_Q2_K || T == SL_TYPE_Q4_K || T == SL_TYPE_Q5_K;
-        const __m256i corr = has_corr ? _mm256_loadu_si256((const __m256i *)k.corr16) : _mm256_setzero_si256();
-        const __m256i mins = has_min ? _mm256_loadu_si256((const __m256i *)k.mins16) : _mm256_setzero_si256();
+        __m256i isum[NT_MAX];
+        for (int t = 0; t < NT; t++) isum[t] = _mm256_setzero_si256();
+        for (int c = 0; c < 8; c++) {
+            const __m256i scv = chunk_scale(T, &k, c);
+            for (int t = 0; t < NT; t++) {
+                const __m256i xv = _mm256_loadu_si256((const __m256i *)(((const sl_block_q8_K *)xs[t] + i)->qs + 32 * c));
+                isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(pairs16(T, k.u[c], xv), scv));
+            }
+        }
         for (int t = 0; t < NT; t++) {
             const sl_block_q8_K *x = (const sl_block_q8_K *)xs[t] + i;
-            __m256i isum = _mm256_setzero_si256();
-            for (int c = 0; c < 8; c++) {
-                const __m256i xv = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * c));
-                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(pairs16(T, k.u[c], xv), scv[c]));
-            }
             const __m256i bs = _mm256_loadu_si256((const __m256i *)x->bsums);
-            if (has_corr) isum = _mm256_sub_epi32(isum, _mm256_madd_epi16(corr, bs));
-            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(k.d * x->d), _mm256_cvtepi32_ps(isum), acc[t]);
-            if (has_min) accm[t] = _mm256_fmadd_ps(_mm256_set1_ps(k.dmin * x->d), _mm256_cvtepi32_ps(_mm256_madd_epi16(mins, bs)), accm[t]);
+            if (has_corr) isum[t] = _mm256_sub_epi32(isum[t], _mm256_madd_epi16(k.corr, bs));
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(k.d * x->d), _mm256_cvtepi32_ps(isum[t]), acc[t]);
+            if (has_min) accm[t] = _mm256_fmadd_ps(_mm256_set1_ps(k.dmin * x->d), _mm256_cvtepi32_ps(_mm256_madd_epi16(k.mins, bs)), accm[t]);
         }
     }
     for (int t = 0; t < NT; t++) out[t] = x2_hsum(_mm256_sub_ps(acc[t], accm[t]));
