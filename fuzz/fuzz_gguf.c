@@ -11,6 +11,8 @@
  */
 #include "fuzz_common.h"
 #include "format/gguf.h"
+#include "format/quant.h"
+#include "kernels/kernels.h"
 #include "text/tokenizer.h"
 
 /* Bytes of the input the parser claims a tensor or string occupies must be inside it: touching
@@ -36,6 +38,23 @@ static void gg_walk_array(const gguf_array *a, int depth) {
         (void)sink;
         if (a->n) gg_touch(a->data, (size_t)a->n * gguf_type_size(a->elem_type));
     }
+}
+
+/* The first row (at most 4096 elements) of a tensor through its decoder and the scalar and
+ * fastest dot products (issue 19: every block type's decoder on hostile bytes: NaN / inf scales,
+ * any bit patterns). Only memory safety and UB are checked: hostile bytes give any numbers. */
+static void gg_decode(const gguf_tensor_info *t) {
+    static float row[4096], x[4096];
+    static uint8_t act[4096 * 2];
+    const int64_t n = t->ne[0];
+    if (n > 4096 || t->nbytes < sl_type_row_size(t->type, n)) return;
+    sl_dequantize_row_ref(t->type, t->data, row, n);
+    for (int64_t k = 0; k < n; k++) x[k] = (float)(k % 7) - 3.0f;
+    fz_require(sl_act_size(t->type, n) <= sizeof(act), "activation buffer");
+    sl_act_prepare(t->type, x, n, act);
+    volatile float a = sl_vec_dot_ref(t->type, t->data, act, n), b = sl_vec_dot(t->type, t->data, act, n);
+    (void)a, (void)b;
+    sl_vec_axpy(t->type, t->data, 0.5f, row, n);
 }
 
 static void gg_vocab(const gguf_file *f) {
@@ -116,6 +135,7 @@ int sl_fuzz_gguf(const uint8_t *data, size_t size) {
         fz_require(t->nbytes == sl_type_row_size(t->type, t->ne[0]) * (size_t)(t->ne[1] * t->ne[2] * t->ne[3]),
                    "tensor %llu: nbytes %zu disagrees with its shape", (unsigned long long)i, t->nbytes);
         gg_touch(t->data, t->nbytes);
+        gg_decode(t);
         char name[256];
         if (t->name.len < sizeof(name)) {
             gguf_str_copy(t->name, name, sizeof(name));
@@ -216,6 +236,17 @@ void sl_fuzz_gguf_write_seeds(const char *dir) {
     gguf_writer_add_tensor(w, "t.bf16", SL_TYPE_BF16, 4, ne4, buf);
     gguf_writer_add_tensor(w, "t.q8_0", SL_TYPE_Q8_0, 2, ne2, buf);
     gguf_writer_add_tensor(w, "t.q4_0", SL_TYPE_Q4_0, 1, ne1, buf);
+    /* issue 19's types: 32-element blocks, and one 256-element super-block row each */
+    static uint8_t kbuf[2 * 210];
+    for (size_t j = 0; j < sizeof(kbuf); j++) kbuf[j] = (uint8_t)(j * 37 + 11);
+    const int64_t ne256[2] = {256, 1};
+    static const sl_type more[] = {SL_TYPE_Q4_1, SL_TYPE_Q5_0, SL_TYPE_Q5_1, SL_TYPE_IQ4_NL, SL_TYPE_Q2_K,
+                                   SL_TYPE_Q3_K, SL_TYPE_Q4_K, SL_TYPE_Q5_K, SL_TYPE_Q6_K, SL_TYPE_IQ4_XS};
+    for (size_t j = 0; j < sizeof(more) / sizeof(more[0]); j++) {
+        char tn[32];
+        snprintf(tn, sizeof(tn), "t.%s", sl_type_name(more[j]));
+        gguf_writer_add_tensor(w, tn, more[j], 2, sl_type_block_size(more[j]) == 256 ? ne256 : ne2, kbuf);
+    }
     char out[PATH_MAX];
     sl_error err;
     snprintf(out, sizeof(out), "%s/all-types.gguf", dir);

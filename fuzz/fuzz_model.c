@@ -149,6 +149,14 @@ void sl_fuzz_model_write_seeds(const char *dir) {
         {SL_TYPE_Q8_0, false, true, false, 2, 2, 0x0e, "q8_0.gguf"},
         {SL_TYPE_Q4_0, true, false, true, 2, 4, 0x1e, "q4_0-relu.gguf"},
         {SL_TYPE_Q4_0, true, false, false, 1, 2, 0x01, "q4_0-vocab-only.gguf"},
+        {SL_TYPE_Q4_1, false, false, false, 1, 2, 0x06, "q4_1.gguf"},
+        {SL_TYPE_Q5_0, true, false, true, 1, 2, 0x0e, "q5_0-relu.gguf"},
+        {SL_TYPE_Q5_1, false, false, false, 1, 2, 0x1c, "q5_1.gguf"},
+        {SL_TYPE_IQ4_NL, true, false, false, 1, 2, 0x0e, "iq4_nl.gguf"},
+        /* K-quants need 256-wide rows: one wider model each (below) */
+        {SL_TYPE_Q4_K, true, false, false, 1, 1, 0x0e, "q4_k-256.gguf"},
+        {SL_TYPE_Q6_K, true, false, false, 1, 1, 0x1e, "q6_k-256.gguf"},
+        {SL_TYPE_Q2_K, true, false, false, 1, 1, 0x06, "q2_k-256.gguf"},
     };
     char tmp[PATH_MAX];
     const char *tmpdir = getenv("TMPDIR");
@@ -162,6 +170,7 @@ void sl_fuzz_model_write_seeds(const char *dir) {
         p.act = kinds[k].relu ? SL_ACT_RELU : SL_ACT_SILU;
         p.n_layer = kinds[k].layers;
         p.n_head_kv = kinds[k].kv;
+        if (sl_type_block_size(p.type) == 256) p.n_embd = p.n_ff = 256, p.n_head = 2;
         sl_error err;
         if (sl_synth_write(&p, tmp, &err) != SL_OK) {
             fprintf(stderr, "fuzz_model: seed %s: %s\n", kinds[k].name, err.message);
