@@ -405,9 +405,10 @@ int cmd_bench(int argc, char **argv) {
     if (o.kernels && sl_kernels_force(o.kernels, &err)) return cli_fail_err(cmd, &err);
     sl_model_params mp = sl_model_default_params();
     mp.no_repack = o.no_repack;
-    sl_model *model = sl_model_load(o.model, &mp, &err);
+    sl_model *model = cli_load_model(cmd, o.model, &mp, &err);
     if (!model) return cli_fail_err(cmd, &err);
     const sl_model_config *cfg = sl_model_get_config(model);
+    cli_warn_ctx(cmd, model, o.n_ctx);
     int64_t decode_bytes = sl_model_decode_bytes(model);
     for (int pi = 0, v = 1; pi < o.n_profiles; pi++) {
         for (int si = 0; si < (o.n_sparsities ? o.n_sparsities : 1); si++, v++) {
@@ -433,6 +434,11 @@ int cmd_bench(int argc, char **argv) {
         goto done;
     }
     uint64_t rng = o.seed;
+    /* progress in timed runs: warm-up + repetitions of every row, at every thread count */
+    cli_progress prog;
+    cli_progress_start(&prog, "bench", "runs", o.quiet);
+    const int64_t runs_total = (int64_t)o.n_threads_list * n_rows * (o.reps + 1);
+    int64_t runs_done = 0;
     o.load_start = load_average();
     for (int ti = 0; ti < o.n_threads_list && rc == 0; ti++) {
         sl_context_params cp = sl_context_default_params();
@@ -456,6 +462,7 @@ int cmd_bench(int argc, char **argv) {
             r->sparsity = -1;
             /* warm-up: pages the weights in and settles the thread pool; not timed */
             if (row_run(&rows[ri], ctxs[rows[ri].variant], cfg->n_vocab, &rng, tokens, logits, &err) < 0) rc = cli_fail_err(cmd, &err);
+            cli_progress_update(&prog, ++runs_done, runs_total);
         }
         /* interleaved repetitions: every row once per round */
         for (int k = 0; k < o.reps && rc == 0; k++) {
@@ -463,6 +470,7 @@ int cmd_bench(int argc, char **argv) {
                 row_result *r = &res[ti * n_rows + ri];
                 sl_context *ctx = ctxs[rows[ri].variant];
                 double tps = row_run(&rows[ri], ctx, cfg->n_vocab, &rng, tokens, logits, &err);
+                cli_progress_update(&prog, ++runs_done, runs_total);
                 if (tps < 0) {
                     rc = cli_fail_err(cmd, &err);
                     break;
@@ -480,10 +488,11 @@ int cmd_bench(int argc, char **argv) {
                 }
             }
         }
+        cli_progress_clear(&prog);
         for (int ri = 0; ri < n_rows && rc == 0; ri++) {
             row_result *r = &res[ti * n_rows + ri];
             stats(r);
-            if (!o.json)
+            if (!o.json && !o.quiet)
                 fprintf(stderr, "  %s %s t=%d: %.2f ± %.2f t/s\n", r->variant_name, rows[ri].label, o.threads[ti], r->mean, r->sd);
         }
         /* where the MLP time went, per variant (warm-up included; prompt rows run the dense

@@ -43,7 +43,7 @@ int cmd_calibrate(int argc, char **argv) {
         cli_help(&cmd, stderr);
         return cli_fail("calibrate", "-f TEXT and -o PROFILE are required");
     }
-    if (!(model_path = cli_model_path("calibrate", model_path))) return 1;
+    if (!(model_path = cli_model_path("calibrate", model_path)) || !cli_output_check("calibrate", out_path)) return 1;
     if (ctx_len == 1) return cli_fail("calibrate", "-c 1 is too short: a window needs at least 2 tokens");
     int rc = 1;
     sl_error err;
@@ -54,11 +54,12 @@ int cmd_calibrate(int argc, char **argv) {
     size_t len = 0;
     char *text = cli_read_file("calibrate", text_path, (size_t)1 << 30, &len);
     if (!text) goto done;
-    if (!(model = sl_model_load(model_path, NULL, &err))) {
+    if (!(model = cli_load_model("calibrate", model_path, NULL, &err))) {
         cli_fail_err("calibrate", &err);
         goto done;
     }
     const sl_model_config *c = sl_model_get_config(model);
+    if (ctx_len) cli_warn_ctx("calibrate", model, ctx_len);
     if (layer_path) {
         size_t ll;
         char *lt = cli_read_file("calibrate", layer_path, 1 << 20, &ll);

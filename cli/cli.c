@@ -22,6 +22,16 @@ int cli_fail(const char *cmd, const char *fmt, ...) {
     return 1;
 }
 
+void cli_json_str(const char *key, const char *s, bool comma) {
+    printf("\"%s\": \"", key);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\') printf("\\%c", *p);
+        else if (*p < 0x20) printf("\\u%04x", *p);
+        else putchar(*p);
+    }
+    printf("\"%s", comma ? ", " : "");
+}
+
 int cli_fail_err(const char *cmd, const sl_error *err) {
     return cli_fail(cmd, "%s (%s)", err->message[0] ? err->message : "error", sl_status_str(err->code));
 }
@@ -146,6 +156,42 @@ const char *cli_default_model(void) {
     return NULL;
 }
 
+sl_model *cli_load_model(const char *cmd, const char *path, const sl_model_params *params, sl_error *err) {
+    sl_model *m = sl_model_load(path, params, err);
+    if (!m) {
+        /* a file with a tokenizer and no weights: say what reads it */
+        sl_model_params vp = params ? *params : sl_model_default_params();
+        if (!vp.vocab_only && err && err->code != SL_ERR_IO) {
+            vp.vocab_only = true;
+            sl_error e2;
+            sl_model *v = sl_model_load(path, &vp, &e2);
+            if (v && sl_model_n_params(v) == 0) {
+                size_t k = strlen(err->message);
+                snprintf(err->message + k, sizeof err->message - k,
+                         "; '%s' holds only a tokenizer (a vocab-only file): `info --vocab-only`, `tokenize` and `detokenize` read it", path);
+            }
+            sl_model_free(v);
+        }
+        return NULL;
+    }
+    const char *w = sl_model_warnings(m);
+    while (w && *w) {
+        const char *nl = strchr(w, '\n');
+        int len = nl ? (int)(nl - w) : (int)strlen(w);
+        fprintf(stderr, "skipllama %s: warning: %.*s\n", cmd, len, w);
+        w += len + (nl ? 1 : 0);
+    }
+    return m;
+}
+
+void cli_warn_ctx(const char *cmd, const sl_model *model, int n_ctx) {
+    const sl_model_config *c = sl_model_get_config(model);
+    if (c && c->n_ctx_train > 0 && n_ctx > c->n_ctx_train)
+        fprintf(stderr, "skipllama %s: warning: a context of %d tokens is longer than the %d the model was trained with; its output "
+                        "usually degrades past that\n",
+                cmd, n_ctx, c->n_ctx_train);
+}
+
 const char *cli_model_path(const char *cmd, const char *path) {
     if (path) return path;
     const char *d = cli_default_model();
@@ -167,30 +213,59 @@ static double now_s(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* when the last plain (non-terminal) progress line was printed, by any bar; 0 = none yet */
+static double g_last_log_line = 0;
+
 void cli_progress_start(cli_progress *p, const char *label, const char *unit, bool quiet) {
     p->label = label;
     p->unit = unit;
     p->t0 = now_s();
-    p->last_decile = -1;
+    p->last_draw = 0;
     p->quiet = quiet;
+    p->tty = isatty(2);
+    p->ended = false;
+    if (g_last_log_line == 0) g_last_log_line = p->t0; /* the first plain line comes 10 s after the first bar starts */
+}
+
+static void fmt_amount(const cli_progress *p, char *buf, size_t cap, double v) {
+    if (p->unit && !strcmp(p->unit, "B")) cli_format_bytes(buf, cap, v);
+    else snprintf(buf, cap, "%.0f %s", v, p->unit ? p->unit : "");
 }
 
 void cli_progress_update(cli_progress *p, int64_t done, int64_t total) {
-    if (p->quiet || total <= 0) return;
-    const bool tty = isatty(2);
-    const double frac = (double)done / (double)total, el = now_s() - p->t0;
-    const int decile = (int)(frac * 10);
-    if (!tty && decile == p->last_decile && done != total) return;
-    p->last_decile = decile;
+    if (p->quiet || total <= 0 || p->ended) return;
+    const double now = now_s(), el = now - p->t0;
+    const bool last = done >= total;
+    if (p->tty) {
+        if (!last && now - p->last_draw < 0.1) return;
+        p->last_draw = now;
+    } else {
+        if (now - g_last_log_line < CLI_PROGRESS_LOG_INTERVAL) return;
+        g_last_log_line = now;
+    }
+    const double frac = (double)done / (double)total;
     const double rate = el > 0 ? (double)done / el : 0, eta = rate > 0 ? (double)(total - done) / rate : 0;
-    char bar[31];
+    char bar[31], d[32], t[32], r[32];
     int filled = (int)(frac * 30);
     for (int i = 0; i < 30; i++) bar[i] = i < filled ? '#' : '.';
     bar[30] = 0;
-    fprintf(stderr, "%s%s [%s] %5.1f%% %lld/%lld %s, %.0f %s/s, %s %.0fs%s", tty ? "\r" : "", p->label, bar, 100 * frac,
-            (long long)done, (long long)total, p->unit, rate, p->unit, done == total ? "took" : "ETA", done == total ? el : eta,
-            tty && done != total ? "   " : "\n");
+    fmt_amount(p, d, sizeof d, (double)done);
+    fmt_amount(p, t, sizeof t, (double)total);
+    fmt_amount(p, r, sizeof r, rate);
+    if (p->tty)
+        fprintf(stderr, "\r%s [%s] %5.1f%% %s of %s, %s/s, %s %.0fs\033[K%s", p->label, bar, 100 * frac, d, t, r, last ? "took" : "ETA",
+                last ? el : eta, last ? "\n" : "");
+    else
+        fprintf(stderr, "%s: %5.1f%% %s of %s, %s/s, %s %.0fs\n", p->label, 100 * frac, d, t, r, last ? "took" : "ETA", last ? el : eta);
+    if (last && p->tty) p->ended = true;
     fflush(stderr);
+}
+
+void cli_progress_clear(cli_progress *p) {
+    if (p->tty && !p->quiet && !p->ended && p->last_draw > 0) {
+        fputs("\r\033[K", stderr);
+        p->last_draw = 0; /* redraw at the next update */
+    }
 }
 
 void cli_progress_cb(void *ud, int64_t done, int64_t total) { cli_progress_update(ud, done, total); }

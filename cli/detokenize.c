@@ -63,7 +63,7 @@ int cmd_detokenize(int argc, char **argv) {
     sl_model_params mp = sl_model_default_params();
     mp.vocab_only = true;
     sl_error err;
-    sl_model *model = sl_model_load(path, &mp, &err);
+    sl_model *model = cli_load_model("detokenize", path, &mp, &err);
     if (!model) {
         free(ids);
         return cli_fail_err("detokenize", &err);

@@ -23,7 +23,7 @@ int cmd_info(int argc, char **argv) {
     if (!cli_parse(&cmd, argc, argv, NULL, &prc)) return prc;
     if (!(path = cli_model_path("info", path))) return 1;
     sl_error err;
-    sl_model *model = sl_model_load(path, &mp, &err);
+    sl_model *model = cli_load_model("info", path, &mp, &err);
     if (!model) return cli_fail_err("info", &err);
     size_t need = sl_model_describe(model, NULL, 0) + 1;
     char *buf = malloc(need);

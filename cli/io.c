@@ -3,16 +3,19 @@
  * only after its size is known to be acceptable — a regular file by stat before the first byte is
  * read, a stream (standard input, a pipe, a device such as /dev/zero) by stopping at a stated
  * limit — so that `run -f /dev/zero` is refused in a fraction of a second instead of filling the
- * memory. What it is not: a tokenizer or a text decoder (the bytes are returned as they are).
+ * memory — and the check of output paths before long work (cli_output_check). What it is not: a
+ * tokenizer or a text decoder (the bytes are returned as they are), nor the writer (sl_output).
  */
 #include "cli.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 /* "1.0 GiB", "256 MiB", "12 KiB", "100 bytes" */
@@ -111,4 +114,76 @@ char *cli_read_input(const char *cmd, const char *path, size_t *len) { return re
 
 char *cli_read_file(const char *cmd, const char *path, size_t max_bytes, size_t *len) {
     return read_bounded(cmd, path, true, max_bytes < CLI_MAX_FILE ? max_bytes : CLI_MAX_FILE, len);
+}
+
+/* ---- outputs ------------------------------------------------------------------------------- */
+
+bool cli_output_check(const char *cmd, const char *path) {
+    if (!path || !*path) return cli_fail(cmd, "empty output file name"), false;
+    struct stat st, lst;
+    if (lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode)) {
+        char target[PATH_MAX];
+        if (realpath(path, target)) fprintf(stderr, "skipllama %s: note: '%s' is a symbolic link: writing its target '%s' (the link stays)\n", cmd, path, target);
+        else {
+            ssize_t n = readlink(path, target, sizeof target - 1);
+            target[n > 0 ? n : 0] = 0;
+            fprintf(stderr, "skipllama %s: note: '%s' is a symbolic link to '%s', which does not exist yet: creating it (the link stays)\n",
+                    cmd, path, target);
+        }
+    }
+    if (stat(path, &st) == 0) {
+        if (S_ISDIR(st.st_mode)) return cli_fail(cmd, "'%s' is a directory; give a file name (e.g. %s/out.gguf)", path, path), false;
+        if (S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode)) return true; /* /dev/null, a pipe: written in place, as any tool would */
+        if (!S_ISREG(st.st_mode))
+            return cli_fail(cmd, "'%s' is a %s; skipllama writes regular files, character devices and FIFOs", path,
+                            S_ISBLK(st.st_mode) ? "block device" : "special file"),
+                   false;
+    }
+    /* the folder the file (or the link's target) goes into must exist and take new files */
+    char target[PATH_MAX], dir[PATH_MAX];
+    if (!realpath(path, target)) snprintf(target, sizeof target, "%.4000s", path);
+    if (lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode) && stat(path, &st) != 0) { /* dangling link: its target's folder */
+        ssize_t n = readlink(path, target, sizeof target - 1);
+        target[n > 0 ? n : 0] = 0;
+        if (target[0] != '/' && strchr(path, '/')) {
+            char t2[PATH_MAX];
+            snprintf(t2, sizeof t2, "%.*s/%.3000s", (int)(strrchr(path, '/') - path), path, target);
+            snprintf(target, sizeof target, "%s", t2);
+        }
+    }
+    const char *slash = strrchr(target, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == target) snprintf(dir, sizeof dir, "/");
+    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - target), target);
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) return cli_fail(cmd, "cannot write '%s': the folder '%s' does not exist", path, dir), false;
+    if (access(dir, W_OK) != 0) return cli_fail(cmd, "cannot write '%s': no permission to create files in '%s'", path, dir), false;
+    return true;
+}
+
+int64_t cli_free_disk(const char *path) {
+    char target[PATH_MAX], dir[PATH_MAX];
+    if (!realpath(path, target)) snprintf(target, sizeof target, "%.4000s", path);
+    const char *slash = strrchr(target, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == target) snprintf(dir, sizeof dir, "/");
+    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - target), target);
+    struct statvfs vf;
+    if (statvfs(dir, &vf) != 0) return -1;
+    return (int64_t)vf.f_bavail * (int64_t)vf.f_frsize;
+}
+
+int64_t cli_available_memory(void) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return -1;
+    char line[256];
+    long long kb = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %lld kB", &kb) == 1) break;
+    fclose(f);
+    return kb < 0 ? -1 : (int64_t)kb * 1024;
+}
+
+bool cli_output_is_regular(const char *path) {
+    struct stat st;
+    return stat(path, &st) != 0 || S_ISREG(st.st_mode);
 }

@@ -35,6 +35,7 @@ int cmd_logits(int argc, char **argv) {
         return cli_fail("logits", "--ids and -o are required");
     }
     if (!(path = cli_model_path("logits", path))) return 1;
+    if (strcmp(out_path, "-") && !cli_output_check("logits", out_path)) return 1;
     int32_t *ids = NULL, n_ids = 0;
     if (!cli_parse_ids(ids_arg, &ids, &n_ids)) return cli_fail("logits", "malformed --ids '%s' (expected e.g. 1,302,930)", ids_arg);
 
@@ -42,14 +43,14 @@ int cmd_logits(int argc, char **argv) {
     sl_error err;
     sl_context *ctx = NULL;
     float *logits = NULL;
-    FILE *out = NULL;
-    sl_model *model = sl_model_load(path, NULL, &err);
+    sl_model *model = cli_load_model("logits", path, NULL, &err);
     if (!model) {
         cli_fail_err("logits", &err);
         goto done;
     }
     const sl_model_config *c = sl_model_get_config(model);
     if (cp.n_ctx == 0) cp.n_ctx = n_ids;
+    cli_warn_ctx("logits", model, cp.n_ctx);
     ctx = sl_context_init(model, &cp, &err);
     if (!ctx) {
         cli_fail_err("logits", &err);
@@ -71,19 +72,30 @@ int cmd_logits(int argc, char **argv) {
         cli_fail_err("logits", &err);
         goto done;
     }
-    out = strcmp(out_path, "-") ? fopen(out_path, "wb") : stdout;
-    if (!out) {
-        cli_fail("logits", "cannot create '%s'", out_path);
-        goto done;
-    }
     size_t n = (size_t)n_ids * (size_t)c->n_vocab;
-    if (fwrite(logits, sizeof(float), n, out) != n || fflush(out) != 0) {
-        cli_fail("logits", "write to '%s' failed", out_path);
-        goto done;
+    if (!strcmp(out_path, "-")) {
+        if (fwrite(logits, sizeof(float), n, stdout) != n || fflush(stdout) != 0) {
+            cli_fail("logits", "writing to standard output failed");
+            goto done;
+        }
+    } else {
+        sl_output *out = sl_output_open(out_path, &err);
+        if (!out) {
+            cli_fail_err("logits", &err);
+            goto done;
+        }
+        if (fwrite(logits, sizeof(float), n, sl_output_stream(out)) != n) {
+            sl_output_abort(out);
+            cli_fail("logits", "writing '%s' failed", out_path);
+            goto done;
+        }
+        if (sl_output_commit(out, &err) != SL_OK) {
+            cli_fail_err("logits", &err);
+            goto done;
+        }
     }
     rc = 0;
 done:
-    if (out && out != stdout) fclose(out);
     free(logits);
     free(ids);
     sl_context_free(ctx);

@@ -4,6 +4,7 @@
  */
 #include "cli.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -43,7 +44,26 @@ static void usage(FILE *out) {
                  "(bench follows llama-bench: -p/-n are row lengths, -o the output format)\n");
 }
 
+/* SIGINT / SIGTERM / SIGHUP: remove the temporary files of outputs being written (sl_output), then
+ * die of the same signal, as the default action would. */
+static void on_signal(int sig) {
+    sl_output_remove_temporaries();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
 int main(int argc, char **argv) {
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_signal;
+        sigemptyset(&sa.sa_mask);
+        struct sigaction old;
+        /* a signal the shell set to be ignored (nohup, a background job's SIGINT) stays ignored */
+        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler == SIG_IGN) continue;
+        sigaction(sigs[i], &sa, NULL);
+    }
     if (argc < 2) {
         usage(stderr);
         return 1;

@@ -19,7 +19,8 @@ int cmd_ppl(int argc, char **argv) {
     int ctx_len = 0, threads = cli_default_threads();
     int64_t max_tokens = 0;
     float sparsity = -1.0f;
-    bool json = false, quiet = false, dense_prefill = false;
+    bool json = false, quiet = false, dense_prefill = false, llama = false;
+    int chunks = 0;
     cli_opt opts[] = {
         CLI_OPT_MODEL(&model_path, "GGUF model"),
         CLI_OPT_FILE(&text_path, "text to score"),
@@ -31,13 +32,20 @@ int cmd_ppl(int argc, char **argv) {
          .help = "with a profile: evaluate windows densely (only single tokens are sparse)"},
         {.names = "--max-tokens", .type = CLI_I64, .dest = &max_tokens, .lo = 0, .hi = 1e18, .meta = "N",
          .help = "score only the first N tokens of the text; 0 = all"},
+        {.names = "--llama", .type = CLI_FLAG, .dest = &llama,
+         .help = "llama-perplexity's method: the text tokenized with BOS, whole chunks of -c tokens each\nstarting with BOS, "
+                 "only their second half scored; prints its \"PPL = x +/- y\""},
+        {.names = "--chunks", .type = CLI_INT, .dest = &chunks, .lo = 0, .hi = 1 << 30, .meta = "N",
+         .help = "with --llama: score at most N chunks; 0 = all (llama-perplexity's --chunks)"},
         {.names = "--json", .type = CLI_FLAG, .dest = &json, .help = "machine-readable output"},
         CLI_OPT_QUIET(&quiet, "no progress bar"),
         CLI_OPT_END,
     };
     const cli_cmd cmd = {.name = "ppl", .usage = "[-m MODEL.gguf] -f TEXT [options]",
                          .about = "Perplexity of a text: tokenized whole without BOS, cut into non-overlapping windows of -c\n"
-                                  "tokens, each evaluated from an empty cache; every token but a window's first is scored.",
+                                  "tokens, each evaluated from an empty cache; every token but a window's first is scored.\n"
+                                  "--llama scores as llama.cpp's llama-perplexity does instead, to compare with its numbers.\n"
+                                  "The \"±\" is the standard error of the perplexity (as llama-perplexity's).",
                          .opts = opts};
     int prc;
     if (!cli_parse(&cmd, argc, argv, NULL, &prc)) return prc;
@@ -57,7 +65,7 @@ int cmd_ppl(int argc, char **argv) {
     size_t len = 0;
     char *text = cli_read_file("ppl", text_path, (size_t)1 << 30, &len);
     if (!text) goto done;
-    if (!(model = sl_model_load(model_path, NULL, &err))) {
+    if (!(model = cli_load_model("ppl", model_path, NULL, &err))) {
         cli_fail_err("ppl", &err);
         goto done;
     }
@@ -67,7 +75,11 @@ int cmd_ppl(int argc, char **argv) {
         cli_fail("ppl", "'%s' has no tokenizer", model_path);
         goto done;
     }
-    if (sl_tokenize(vocab, text, len, false, false, &ids, &n_ids, &err) != SL_OK) {
+    if (chunks && !llama) {
+        cli_fail("ppl", "--chunks needs --llama");
+        goto done;
+    }
+    if (sl_tokenize(vocab, text, len, llama, false, &ids, &n_ids, &err) != SL_OK) {
         cli_fail_err("ppl", &err);
         goto done;
     }
@@ -78,6 +90,7 @@ int cmd_ppl(int argc, char **argv) {
     }
     if (!ctx_len) ctx_len = c->n_ctx_train < 512 ? c->n_ctx_train : 512;
     sl_context_params cp = sl_context_default_params();
+    cli_warn_ctx("ppl", model, ctx_len);
     cp.n_ctx = ctx_len;
     cp.n_threads = threads;
     cp.n_batch = ctx_len < 256 ? ctx_len : 256;
@@ -96,21 +109,35 @@ int cmd_ppl(int argc, char **argv) {
     cli_progress prog;
     cli_progress_start(&prog, "ppl", "tok", quiet || json);
     sl_ppl_result r;
-    if (sl_perplexity(ctx, ids, n_ids, ctx_len, cli_progress_cb, &prog, &r, &err) != SL_OK) {
+    memset(&r, 0, sizeof r);
+    const int32_t bos = sl_vocab_add_bos(vocab) ? sl_vocab_bos(vocab) : -1;
+    if ((llama ? sl_perplexity_llama(ctx, ids, n_ids, ctx_len, bos, chunks, cli_progress_cb, &prog, &r, &err)
+               : sl_perplexity(ctx, ids, n_ids, ctx_len, cli_progress_cb, &prog, &r, &err)) != SL_OK) {
         cli_fail_err("ppl", &err);
         goto done;
     }
     double sum_active = 0, sum_neurons = 0;
     if (json) {
-        printf("{\"model\": \"%s\", \"text\": \"%s\", \"ctx\": %d, \"tokens\": %d, \"scored\": %lld, \"windows\": %d, \"ppl\": %.6f, "
+        printf("{");
+        cli_json_str("model", model_path, true);
+        cli_json_str("text", text_path, true);
+        printf("\"method\": \"%s\", \"ctx\": %d, \"tokens\": %d, \"scored\": %lld, \"windows\": %d, \"ppl\": %.6f, \"ppl_err\": %.6f, "
                "\"nll_mean\": %.6f",
-               model_path, text_path, ctx_len, n_ids, (long long)r.n_scored, r.n_windows, r.ppl, r.nll_mean);
+               llama ? "llama-perplexity" : "windows", ctx_len, n_ids, (long long)r.n_scored, r.n_windows, r.ppl, r.ppl_err, r.nll_mean);
     } else {
-        printf("model:      %s\ntext:       %s (%d tokens, %d windows of %d)\n", model_path, text_path, n_ids, r.n_windows, ctx_len);
+        if (llama)
+            printf("model:      %s\ntext:       %s (%d tokens with BOS; %d chunks of %d, the second half of each scored: llama-perplexity's "
+                   "method)\n",
+                   model_path, text_path, n_ids, r.n_windows, ctx_len);
+        else printf("model:      %s\ntext:       %s (%d tokens, %d windows of %d)\n", model_path, text_path, n_ids, r.n_windows, ctx_len);
         if (profile) printf("profile:    %s (%s)\n", profile_path, sl_profile_method(profile));
     }
     if (profile) {
-        if (json) printf(", \"profile\": \"%s\", \"layers\": [", profile_path);
+        if (json) {
+            printf(", ");
+            cli_json_str("profile", profile_path, true);
+            printf("\"layers\": [");
+        }
         else printf("\nlayer  rule       sparsity  recall  precision  true_density\n");
         for (int l = 0; l < c->n_layer; l++) {
             sl_layer_stats st;
@@ -135,7 +162,10 @@ int cmd_ppl(int argc, char **argv) {
         else printf("\nMLP sparsity (all layers): %.4f\n", mlp_sparsity);
     }
     if (json) printf("}\n");
-    else printf("perplexity: %.4f (nll %.5f ± %.5f over %lld scored tokens)\n", r.ppl, r.nll_mean, r.nll_sd, (long long)r.n_scored);
+    else if (llama) printf("Final estimate: PPL = %.4f +/- %.5f\n", r.ppl, r.ppl_err);
+    else
+        printf("perplexity: %.4f ± %.4f (nll %.5f, sd %.5f, over %lld scored tokens)\n", r.ppl, r.ppl_err, r.nll_mean, r.nll_sd,
+               (long long)r.n_scored);
     rc = 0;
 done:
     sl_free_tokens(ids);

@@ -35,7 +35,7 @@ static int show(int argc, char **argv) {
     if (!profile_path) return cli_fail("profile", "show needs -P PROFILE");
     if (!(model_path = cli_model_path("profile", model_path))) return 1;
     sl_error err;
-    sl_model *m = sl_model_load(model_path, NULL, &err);
+    sl_model *m = cli_load_model("profile", model_path, NULL, &err);
     if (!m) return cli_fail_err("profile", &err);
     sl_profile *p = sl_profile_load(profile_path, m, &err);
     if (!p) {
@@ -102,9 +102,10 @@ static int random_profile(int argc, char **argv) {
     int prc;
     if (!cli_parse(&cmd, argc, argv, NULL, &prc)) return prc;
     if (!out_path) return cli_fail("profile", "random needs -o PROFILE");
+    if (!cli_output_check("profile", out_path)) return 1;
     if (!(model_path = cli_model_path("profile", model_path))) return 1;
     sl_error err;
-    sl_model *m = sl_model_load(model_path, NULL, &err);
+    sl_model *m = cli_load_model("profile", model_path, NULL, &err);
     if (!m) return cli_fail_err("profile", &err);
     const sl_model_config *c = sl_model_get_config(m);
     if (!rank) rank = (int)lroundf(rank_frac * (float)c->n_ff);

@@ -11,10 +11,11 @@
 int cmd_quantize(int argc, char **argv) {
     const char *cmd_name = "quantize";
     int n_threads = cli_default_threads(), n_pos = 0;
-    bool pure = false;
+    bool pure = false, quiet = false;
     cli_opt opts[] = {
         CLI_OPT_THREADS(&n_threads),
         {.names = "--pure", .type = CLI_FLAG, .dest = &pure, .help = "one type for every 2-D tensor (no per-tensor mixing; fallbacks only)"},
+        CLI_OPT_QUIET(&quiet, "no progress bar"),
         CLI_OPT_END,
     };
     const cli_cmd cmd = {.name = "quantize", .usage = "[-t N] [--pure] IN.gguf OUT.gguf TYPE",
@@ -32,8 +33,21 @@ int cmd_quantize(int argc, char **argv) {
     if (!sl_ftype_from_name(pos[2], &ftype))
         return cli_fail(cmd_name, "unknown type '%s' (f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k_s q3_k_m q3_k_l q4_k_s q4_k_m "
                                   "q5_k_s q5_k_m q6_k iq4_nl iq4_xs)", pos[2]);
+    if (!cli_output_check(cmd_name, pos[1])) return 1;
     sl_error err = {0};
-    if (sl_model_quantize_ftype(pos[0], pos[1], ftype, pure, n_threads, &err) != SL_OK) return cli_fail_err(cmd_name, &err);
+    sl_quantize_params qp = sl_quantize_default_params();
+    qp.ftype = ftype;
+    qp.pure = pure;
+    qp.n_threads = n_threads;
+    cli_progress prog;
+    cli_progress_start(&prog, "quantize", "B", quiet);
+    qp.progress = cli_progress_cb;
+    qp.progress_ud = &prog;
+    if (sl_model_quantize_ex(pos[0], pos[1], &qp, &err) != SL_OK) {
+        cli_progress_clear(&prog);
+        return cli_fail_err(cmd_name, &err);
+    }
+    cli_progress_clear(&prog);
     fprintf(stderr, "skipllama quantize: wrote %s (%s%s)\n", pos[1], sl_ftype_name(ftype), pure ? ", pure" : "");
     return 0;
 }

@@ -94,7 +94,7 @@ int cmd_run(int argc, char **argv) {
 
     sl_model_params mp = sl_model_default_params();
     mp.no_repack = no_repack;
-    if (!(model = sl_model_load(path, &mp, &err))) {
+    if (!(model = cli_load_model("run", path, &mp, &err))) {
         rc = cli_fail_err("run", &err);
         goto done;
     }
@@ -105,6 +105,7 @@ int cmd_run(int argc, char **argv) {
     }
     const sl_model_config *cfg = sl_model_get_config(model);
     if (n_ctx == 0) n_ctx = cfg->n_ctx_train > 0 && cfg->n_ctx_train < 4096 ? cfg->n_ctx_train : 4096;
+    cli_warn_ctx("run", model, n_ctx);
 
     sl_chat_template tmpl = SL_CHAT_UNKNOWN;
     if (chat && (rc = chat_template_choose("run", vocab, tmpl_name, &tmpl))) goto done;

@@ -36,6 +36,7 @@ int cmd_synth(int argc, char **argv) {
     p.name[0] = 0;
     bool have_shape = false, have_kv = false, dims[5] = {false};
     const char *out = NULL, *name = NULL;
+    bool quiet = false;
     int act = 0; /* silu */
     char shapes[256] = "one of ";
     for (int i = 0; sl_synth_preset_name(i); i++)
@@ -94,6 +95,7 @@ int cmd_synth(int argc, char **argv) {
          .help = "rope.scaling.attn_factor (0: not written)"},
         {.names = "--longrope", .type = CLI_FLAG, .dest = &p.longrope, .help = "rope_factors_long/short tensors (Phi-3's LongRoPE)"},
         CLI_OPT_OUTPUT(&out, "the GGUF file to write"),
+        CLI_OPT_QUIET(&quiet, "no progress bar"),
         {.names = "-t", .type = CLI_CUSTOM, .dest = &p.type, .parse = cli_parse_type, .choices = types, .meta = "TYPE", .flags = CLI_DEPRECATED,
          .help = "-t TYPE is the old spelling of --type (-t is the thread count everywhere)"},
         CLI_OPT_END,
@@ -110,6 +112,7 @@ int cmd_synth(int argc, char **argv) {
     p.act = act == 1 ? SL_ACT_RELU : SL_ACT_SILU;
     const bool have_dims = dims[0] || dims[1] || dims[2] || dims[3] || dims[4];
     if (!out) return cli_fail(cmd, "missing -o FILE.gguf (see --help)");
+    if (!cli_output_check(cmd, out)) return 1;
     if (!have_shape && !have_dims) return cli_fail(cmd, "give --shape NAME or --dim/--ff/--layers/--heads/--vocab");
     if (!have_shape && have_dims && !have_kv) p.n_head_kv = p.n_head; /* plain multi-head attention */
     if (name) snprintf(p.name, sizeof(p.name), "%s", name); /* after --shape, which sets its own */
@@ -121,8 +124,32 @@ int cmd_synth(int argc, char **argv) {
         sl_synth_write(&p, NULL, &err);
         return cli_fail_err(cmd, &err);
     }
-    fprintf(stderr, "skipllama synth: %s, %lld parameters, %s weights -> %s\n", p.name, (long long)n_params,
-            sl_type_name(p.type), out);
-    if (sl_synth_write(&p, out, &err) != SL_OK) return cli_fail_err(cmd, &err);
+    /* room for it, before writing anything */
+    int64_t file_bytes = 0, mem_bytes = 0;
+    if (sl_synth_estimate(&p, &file_bytes, &mem_bytes, &err) != SL_OK) return cli_fail_err(cmd, &err);
+    char need[32], have[32];
+    const int64_t disk = cli_output_is_regular(out) ? cli_free_disk(out) : -1;
+    if (disk >= 0 && file_bytes > disk) {
+        cli_format_bytes(need, sizeof need, (double)file_bytes);
+        cli_format_bytes(have, sizeof have, (double)disk);
+        return cli_fail(cmd, "the model takes %s on disk, but only %s is free where '%s' goes", need, have, out);
+    }
+    const int64_t mem = cli_available_memory();
+    if (mem >= 0 && mem_bytes > mem) {
+        cli_format_bytes(need, sizeof need, (double)mem_bytes);
+        cli_format_bytes(have, sizeof have, (double)mem);
+        return cli_fail(cmd, "writing the model needs %s of memory, but only %s is available", need, have);
+    }
+    cli_format_bytes(need, sizeof need, (double)file_bytes);
+    fprintf(stderr, "skipllama synth: %s, %lld parameters, %s weights, %s -> %s\n", p.name, (long long)n_params, sl_type_name(p.type),
+            need, out);
+    cli_progress prog;
+    cli_progress_start(&prog, "synth", "B", quiet);
+    p.progress = cli_progress_cb;
+    p.progress_ud = &prog;
+    if (sl_synth_write(&p, out, &err) != SL_OK) {
+        cli_progress_clear(&prog);
+        return cli_fail_err(cmd, &err);
+    }
     return 0;
 }

@@ -43,7 +43,7 @@ int cmd_tokenize(int argc, char **argv) {
     sl_model_params mp = sl_model_default_params();
     mp.vocab_only = true;
     sl_error err;
-    sl_model *model = sl_model_load(path, &mp, &err);
+    sl_model *model = cli_load_model("tokenize", path, &mp, &err);
     if (!model) {
         free(text);
         return cli_fail_err("tokenize", &err);

@@ -128,7 +128,7 @@ int cmd_train_predictor(int argc, char **argv) {
         cli_help(&spec, stderr);
         return cli_fail(cmd, "-f TEXT and -o PROFILE are required");
     }
-    if (!(model_path = cli_model_path(cmd, model_path))) return 1;
+    if (!(model_path = cli_model_path(cmd, model_path)) || !cli_output_check(cmd, out_path)) return 1;
     if (tp.n_ctx == 1) return cli_fail(cmd, "-c 1 is too short: a window needs at least 2 tokens");
     tp.mem_limit = mem_mb << 20;
     int rc = 1;
@@ -140,11 +140,12 @@ int cmd_train_predictor(int argc, char **argv) {
     size_t len = 0;
     char *text = cli_read_file(cmd, text_path, (size_t)1 << 30, &len);
     if (!text) goto done;
-    if (!(model = sl_model_load(model_path, NULL, &err))) {
+    if (!(model = cli_load_model(cmd, model_path, NULL, &err))) {
         cli_fail_err(cmd, &err);
         goto done;
     }
     const sl_model_config *c = sl_model_get_config(model);
+    if (tp.n_ctx) cli_warn_ctx(cmd, model, tp.n_ctx);
     if (!sl_model_get_vocab(model)) {
         cli_fail(cmd, "'%s' has no tokenizer", model_path);
         goto done;

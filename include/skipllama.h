@@ -23,6 +23,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -147,6 +148,11 @@ sl_model_params sl_model_default_params(void);
  * and stays mapped until sl_model_free. */
 sl_model *sl_model_load(const char *path, const sl_model_params *params, sl_error *err);
 void sl_model_free(sl_model *model);
+
+/* What loading found wrong but worked around (a special-token id outside the vocabulary, a tokenizer
+ * with fewer tokens than the embedding has rows), one problem per line; "" when none. Owned by the
+ * model. */
+const char *sl_model_warnings(const sl_model *model);
 
 /* Hyperparameters of a loaded model (pointer owned by the model). */
 const sl_model_config *sl_model_get_config(const sl_model *model);
@@ -450,6 +456,9 @@ typedef struct sl_synth_params {
     int32_t rope_orig_ctx;  /* rope.scaling.original_context_length; 0 = not written */
     float rope_attn_factor; /* rope.scaling.attn_factor; 0 = not written */
     bool longrope;          /* rope_factors_long / rope_factors_short tensors (Phi-3's LongRoPE) */
+    /* progress(ud, bytes_done, bytes_total) of tensor data, after every chunk written; may be NULL */
+    void (*progress)(void *ud, int64_t done, int64_t total);
+    void *progress_ud;      /* passed to progress */
 } sl_synth_params;
 
 /* The "tiny" preset in F32, seed 1, 1 thread, llama. */
@@ -462,8 +471,12 @@ bool sl_synth_preset(const char *name, sl_synth_params *params);
 const char *sl_synth_preset_name(int i);
 /* Elements of all tensors of the model `params` describes, or -1 when the shape is invalid. */
 int64_t sl_synth_n_params(const sl_synth_params *params);
+/* What writing the model takes: *file_bytes (the file's size, metadata estimated to within a few
+ * KiB) and *memory_bytes (working memory while writing), for checks before a long write.
+ * SL_ERR_INVALID_ARG when the shape is invalid. */
+sl_status sl_synth_estimate(const sl_synth_params *params, int64_t *file_bytes, int64_t *memory_bytes, sl_error *err);
 /* Write the model as a GGUF of its architecture (with a minimal SentencePiece vocabulary) to path, streaming
- * tensor by tensor in bounded memory; the file appears atomically (path.tmp + rename). */
+ * tensor by tensor in bounded memory, through sl_output (a regular file appears complete or not at all). */
 sl_status sl_synth_write(const sl_synth_params *params, const char *path, sl_error *err);
 
 /* llama.cpp's LLAMA_FTYPE for a file whose weights are `type` (F32 0, F16 1, Q4_0 2, Q8_0 7,
@@ -495,6 +508,17 @@ sl_status sl_model_quantize_ftype(const char *in_path, const char *out_path, int
 /* The LLAMA_FTYPE of a name: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k_s q3_k_m q3_k_l
  * q4_k_s q4_k_m q5_k_s q5_k_m q6_k iq4_nl iq4_xs (case-insensitive; q3_k/q4_k/q5_k = _M). */
 bool sl_ftype_from_name(const char *name, int32_t *ftype);
+/* The same with more settings (new fields get defaults in sl_quantize_default_params). */
+typedef struct sl_quantize_params {
+    int32_t ftype;     /* llama.cpp file type (sl_ftype_from_name; sl_type_to_ftype of one type) */
+    bool pure;         /* the file type's default type everywhere (no per-tensor mixing) */
+    int32_t n_threads; /* encoding threads (0 = 1) */
+    /* progress(ud, bytes_done, bytes_total) of tensor data written, after every chunk; may be NULL */
+    void (*progress)(void *ud, int64_t done, int64_t total);
+    void *progress_ud; /* passed to progress */
+} sl_quantize_params;
+sl_quantize_params sl_quantize_default_params(void); /* Q8_0 file type, not pure, 1 thread, no progress */
+sl_status sl_model_quantize_ex(const char *in_path, const char *out_path, const sl_quantize_params *params, sl_error *err);
 
 /* Write a model — a GGUF file or a Hugging Face folder (config.json, safetensors, tokenizer) — as
  * a GGUF file llama.cpp reads: llama.cpp's tensor names and metadata (as its
@@ -508,6 +532,34 @@ sl_status sl_model_convert(const char *in_path, const char *out_path, int type, 
  * projection (token_embd only when tied, since otherwise one row is read). For the effective
  * bandwidth of generation = this × tokens/s. */
 int64_t sl_model_decode_bytes(const sl_model *model);
+
+/* ---------------------------------------------------------------------------------------------
+ * Output files (src/util/output.c): how the library writes every file it is given a path for
+ * (models, profiles), for callers to use as well.
+ * ------------------------------------------------------------------------------------------- */
+
+/* A file being written. A missing or regular target is written to a temporary file made with
+ * mkstemp beside it ("TARGET.XXXXXX.tmp") and renamed over it by sl_output_commit, so the target
+ * is either the old file or the complete new one; character devices and FIFOs (/dev/null, a
+ * named pipe) are written in place; directories, block devices and sockets are refused
+ * (SL_ERR_INVALID_ARG). A symbolic link is followed: its target is written and the link stays. */
+typedef struct sl_output sl_output;
+
+sl_output *sl_output_open(const char *path, sl_error *err);
+/* Where to write (owned by out). */
+FILE *sl_output_stream(sl_output *out);
+/* The file finally written: path with symbolic links resolved. */
+const char *sl_output_target(const sl_output *out);
+/* True when written in place (a device or FIFO): no temporary, no rename. */
+bool sl_output_in_place(const sl_output *out);
+/* Flush, close and rename into place; on any error the temporary is removed and the target left
+ * as it was. Frees out in every case. */
+sl_status sl_output_commit(sl_output *out, sl_error *err);
+/* Give up: close and remove the temporary. Frees out. */
+void sl_output_abort(sl_output *out);
+/* Remove the temporary files of every write in progress in this process. Async-signal-safe: for
+ * a SIGINT/SIGTERM handler, which should then end the process (the writes cannot go on). */
+void sl_output_remove_temporaries(void);
 
 /* The sparse half of the API: the sparse MLP operator, sparsity profiles and the skip model,
  * predictor training. */

@@ -269,11 +269,22 @@ typedef struct sl_ppl_result {
     double nll_sd;      /* standard deviation of the per-token NLL */
     int64_t n_scored;   /* tokens scored */
     int32_t n_windows;  /* windows evaluated */
+    double ppl_err;     /* llama-perplexity's "±": ppl x sd(NLL) / sqrt(n_scored - 1) */
 } sl_ppl_result;
 
 sl_status sl_perplexity(sl_context *ctx, const int32_t *tokens, int64_t n_tokens, int32_t window,
                         void (*progress)(void *ud, int64_t done, int64_t total), void *progress_ud,
                         sl_ppl_result *out, sl_error *err);
+
+/* llama.cpp's llama-perplexity method, to compare with its numbers: tokens are the text tokenized
+ * with BOS (as llama-perplexity does); they are cut into n_chunk = n_tokens / n_ctx whole chunks
+ * (at most max_chunks when > 0; at least 2 x n_ctx tokens are needed), each evaluated from an
+ * empty cache with its first token replaced by bos (when bos >= 0, i.e. the vocabulary adds BOS),
+ * and only the second half of each chunk is scored: the tokens at positions n_ctx/2 + 1 .. n_ctx - 1.
+ * out->ppl_err is the "±" llama-perplexity prints. The context needs n_ctx >= the chunk size. */
+sl_status sl_perplexity_llama(sl_context *ctx, const int32_t *tokens, int64_t n_tokens, int32_t n_ctx, int32_t bos,
+                              int32_t max_chunks, void (*progress)(void *ud, int64_t done, int64_t total), void *progress_ud,
+                              sl_ppl_result *out, sl_error *err);
 
 /* ---------------------------------------------------------------------------------------------
  * Predictor training (src/sparse/predictor_*.c; method and numbers in docs/predictor-training.md)

@@ -203,6 +203,7 @@ class sl_ppl_result(ctypes.Structure):
         ("nll_sd", ctypes.c_double),
         ("n_scored", ctypes.c_int64),
         ("n_windows", ctypes.c_int32),
+        ("ppl_err", ctypes.c_double),
     ]
 
 

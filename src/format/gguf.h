@@ -166,7 +166,8 @@ bool gguf_writer_copy_kv(gguf_writer *w, const gguf_file *src, bool (*skip)(cons
 /* Add a tensor: ne[0] is the row length. The data is NOT copied: it must stay valid until
  * gguf_writer_write returns. */
 bool gguf_writer_add_tensor(gguf_writer *w, const char *name, sl_type type, int n_dims, const int64_t *ne, const void *data);
-/* Write everything to path (via path.tmp + rename, so readers never see a partial file). */
+/* Write everything to path through sl_output (a temporary beside it renamed into place: readers never
+ * see a partial file; devices and FIFOs written in place). */
 sl_status gguf_writer_write(gguf_writer *w, const char *path, sl_error *err);
 /* The same bytes into a malloc'd buffer (*out, *out_size) instead of a file. */
 sl_status gguf_writer_write_memory(gguf_writer *w, void **out, size_t *out_size, sl_error *err);

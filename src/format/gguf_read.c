@@ -220,6 +220,17 @@ void gguf_close(gguf_file *f) {
 
 static bool is_power_of_two(uint64_t x) { return x && !(x & (x - 1)); }
 
+/* ggml's name of a tensor type id, supported here or not (ggml.h's enum ggml_type), for messages. */
+static const char *ggml_type_name(uint32_t type) {
+    static const char *const names[] = {
+        "f32",   "f16",     "q4_0",   "q4_1",    "q4_2 (removed)", "q4_3 (removed)", "q5_0",  "q5_1",    "q8_0",    "q8_1",
+        "q2_K",  "q3_K",    "q4_K",   "q5_K",    "q6_K",           "q8_K",           "iq2_xxs", "iq2_xs", "iq3_xxs", "iq1_s",
+        "iq4_nl", "iq3_s",  "iq2_s",  "iq4_xs",  "i8",             "i16",            "i32",   "i64",     "f64",     "iq1_m",
+        "bf16",  "q4_0_4_4 (removed)", "q4_0_4_8 (removed)", "q4_0_8_8 (removed)", "tq1_0", "tq2_0", "iq4_nl_4_4 (removed)",
+        "iq4_nl_4_8 (removed)", "iq4_nl_8_8 (removed)", "mxfp4"};
+    return type < sizeof(names) / sizeof(names[0]) ? names[type] : "unknown to ggml";
+}
+
 static gguf_file *parse(const uint8_t *base, size_t size, sl_error *err) {
     gguf_file *f = calloc(1, sizeof(*f));
     if (!f) {
@@ -334,8 +345,12 @@ static gguf_file *parse(const uint8_t *base, size_t size, sl_error *err) {
         if (!rd_u32(&c, &type, "tensor type") || !rd_u64(&c, &t->offset, "tensor offset")) goto fail;
         const sl_type_traits *tt = sl_type_traits_of((int)type);
         if (!tt) {
-            sl_set_error(err, SL_ERR_UNSUPPORTED, "gguf: tensor '%s' has type %u, which skipllama does not support (it reads f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_K q3_K q4_K q5_K q6_K iq4_nl iq4_xs)",
-                         name, type);
+            char supported[256] = "";
+            for (int k = 0; k < 64; k++)
+                if (sl_type_name(k))
+                    snprintf(supported + strlen(supported), sizeof(supported) - strlen(supported), "%s%s", supported[0] ? " " : "", sl_type_name(k));
+            sl_set_error(err, SL_ERR_UNSUPPORTED, "gguf: tensor '%s' has type %s (%u), which skipllama does not support (it reads %s)", name,
+                         ggml_type_name(type), type, supported);
             goto fail;
         }
         t->type = (sl_type)type;

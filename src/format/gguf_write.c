@@ -208,27 +208,14 @@ static bool write_to(gguf_writer *w, FILE *fp) {
 }
 
 sl_status gguf_writer_write(gguf_writer *w, const char *path, sl_error *err) {
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 5);
-    if (!tmp) return sl_set_error(err, SL_ERR_NOMEM, "out of memory");
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp", 5);
-    FILE *fp = fopen(tmp, "wb");
-    if (!fp) {
-        sl_set_error(err, SL_ERR_IO, "cannot create '%s': %s", tmp, strerror(errno));
-        free(tmp);
-        return SL_ERR_IO;
+    sl_output *out = sl_output_open(path, err);
+    if (!out) return err ? err->code : SL_ERR_IO;
+    if (!write_to(w, sl_output_stream(out))) {
+        int e = errno;
+        sl_output_abort(out);
+        return sl_set_error(err, SL_ERR_IO, "cannot write '%s': %s", path, strerror(e));
     }
-    bool ok = write_to(w, fp);
-    if (fclose(fp) != 0) ok = false;
-    if (!ok || rename(tmp, path) != 0) {
-        sl_set_error(err, SL_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
-        remove(tmp);
-        free(tmp);
-        return SL_ERR_IO;
-    }
-    free(tmp);
-    return SL_OK;
+    return sl_output_commit(out, err);
 }
 
 sl_status gguf_writer_write_memory(gguf_writer *w, void **out, size_t *out_size, sl_error *err) {
@@ -291,22 +278,13 @@ sl_status gguf_writer_write_stream(gguf_writer *w, const char *path, gguf_rows_f
         if (want > buf_bytes) buf_bytes = want;
     }
     uint8_t *buf = buf_bytes ? sl_malloc_aligned(buf_bytes) : NULL;
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 5);
-    if ((buf_bytes && !buf) || !tmp) {
+    if (buf_bytes && !buf) return sl_set_error(err, SL_ERR_NOMEM, "gguf: cannot allocate a %zu-byte write buffer", buf_bytes);
+    sl_output *out = sl_output_open(path, err);
+    if (!out) {
         sl_free_aligned(buf);
-        free(tmp);
-        return sl_set_error(err, SL_ERR_NOMEM, "gguf: cannot allocate a %zu-byte write buffer", buf_bytes);
+        return err ? err->code : SL_ERR_IO;
     }
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp", 5);
-    FILE *fp = fopen(tmp, "wb");
-    if (!fp) {
-        sl_set_error(err, SL_ERR_IO, "cannot create '%s': %s", tmp, strerror(errno));
-        sl_free_aligned(buf);
-        free(tmp);
-        return SL_ERR_IO;
-    }
+    FILE *fp = sl_output_stream(out);
     const uint64_t align = GGUF_DEFAULT_ALIGNMENT;
     uint64_t pos = 0;
     sl_status st = SL_OK;
@@ -329,10 +307,11 @@ sl_status gguf_writer_write_stream(gguf_writer *w, const char *path, gguf_rows_f
         pos += t->nbytes;
         ok = ok && write_pad(fp, &pos, align);
     }
-    if (fclose(fp) != 0) ok = false;
     sl_free_aligned(buf);
-    if (st == SL_OK && (!ok || rename(tmp, path) != 0)) st = sl_set_error(err, SL_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
-    if (st != SL_OK) remove(tmp);
-    free(tmp);
-    return st;
+    if (st == SL_OK && !ok) st = sl_set_error(err, SL_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
+    if (st != SL_OK) {
+        sl_output_abort(out);
+        return st;
+    }
+    return sl_output_commit(out, err);
 }

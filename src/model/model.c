@@ -501,11 +501,21 @@ sl_model *sl_model_init_gguf(gguf_file *f, const char *path, const sl_model_para
                      sl_vocab_n_tokens(m->vocab), m->config.n_vocab);
         goto fail;
     }
+    if (m->vocab) snprintf(m->warnings, sizeof m->warnings, "%s", m->vocab->warnings);
+    if (m->vocab && !p.vocab_only && sl_vocab_n_tokens(m->vocab) < m->config.n_vocab) {
+        size_t k = strlen(m->warnings);
+        snprintf(m->warnings + k, sizeof m->warnings - k,
+                 "the tokenizer has %d tokens but token_embd.weight has %d rows (n_vocab): ids %d..%d have no text, so "
+                 "generating one fails (llama.cpp pads such vocabularies with [PAD] tokens)\n",
+                 sl_vocab_n_tokens(m->vocab), m->config.n_vocab, sl_vocab_n_tokens(m->vocab), m->config.n_vocab - 1);
+    }
     return m;
 fail:
     sl_model_free(m);
     return NULL;
 }
+
+const char *sl_model_warnings(const sl_model *model) { return model ? model->warnings : ""; }
 
 sl_model *sl_model_load(const char *path, const sl_model_params *params, sl_error *err) {
     sl_clear_error(err);

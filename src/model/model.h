@@ -95,6 +95,7 @@ struct sl_model {
     int64_t n_params;         /* total elements of all tensors */
     struct sl_vocab *vocab;   /* tokenizer, or NULL when the file has none */
     struct sl_hf *hf;         /* a Hugging Face folder: what gguf's tensors point into (hf.h), or NULL */
+    char warnings[1024];      /* load-time problems that did not stop it, one per line (sl_model_warnings) */
 };
 
 /* Build a model from an open GGUF file (taking ownership of f, closed on failure too). path is

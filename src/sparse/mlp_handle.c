@@ -154,7 +154,7 @@ static sl_sparse_mlp *op_init(const sl_mlp_weights *w, sl_activation act, int n_
         return NULL;
     }
     if (!sl_type_traits_of(w->type)) {
-        sl_set_error(err, SL_ERR_UNSUPPORTED, "sparse mlp: unsupported weight type %d", (int)w->type);
+        sl_set_error(err, SL_ERR_UNSUPPORTED, "sparse mlp: unsupported weight type %s (%d)", sl_type_name(w->type) ? sl_type_name(w->type) : "unknown", (int)w->type);
         return NULL;
     }
     if (!sl_activation_supported(act)) {
@@ -297,7 +297,7 @@ sl_status sl_sparse_mlp_reference(const sl_mlp_weights *w, sl_activation act, co
                                   const bool *mask, float *out, sl_error *err) {
     sl_clear_error(err);
     if (!w) return sl_set_error(err, SL_ERR_INVALID_ARG, "reference mlp: weights are NULL");
-    if (!sl_type_traits_of(w->type)) return sl_set_error(err, SL_ERR_UNSUPPORTED, "reference mlp: unsupported type %d", (int)w->type);
+    if (!sl_type_traits_of(w->type)) return sl_set_error(err, SL_ERR_UNSUPPORTED, "reference mlp: unsupported type %s (%d)", sl_type_name(w->type) ? sl_type_name(w->type) : "unknown", (int)w->type);
     if (w->n_embd < 1 || w->n_ff < 1 || w->n_embd > SL_MLP_MAX_DIM || w->n_ff > SL_MLP_MAX_DIM)
         return sl_set_error(err, SL_ERR_INVALID_ARG, "reference mlp: bad sizes");
     const int64_t H = w->n_embd, I = w->n_ff;

@@ -14,7 +14,7 @@
 sl_status sp_check_matrix(const sl_weight *w, int64_t rows, int64_t cols, const char *name, sl_error *err) {
     if (!w || !w->data) return sl_set_error(err, SL_ERR_INVALID_ARG, "sparse mlp: %s is NULL", name);
     if (!sl_type_traits_of(w->type))
-        return sl_set_error(err, SL_ERR_UNSUPPORTED, "sparse mlp: %s has unsupported type %d", name, (int)w->type);
+        return sl_set_error(err, SL_ERR_UNSUPPORTED, "sparse mlp: %s has unsupported type %s (%d)", name, sl_type_name(w->type) ? sl_type_name(w->type) : "unknown", (int)w->type);
     if (w->rows != rows || w->cols != cols)
         return sl_set_error(err, SL_ERR_INVALID_ARG, "sparse mlp: %s is [%lld, %lld], expected [%lld, %lld]", name,
                             (long long)w->rows, (long long)w->cols, (long long)rows, (long long)cols);
@@ -93,7 +93,7 @@ sl_status sl_mlp_transpose_down(sl_pool *pool, const sl_weight *down, sl_type ty
                                 sl_weight *down_t, sl_error *err) {
     if (!down || !down->data || !dst || !down_t)
         return sl_set_error(err, SL_ERR_INVALID_ARG, "transpose down: NULL argument");
-    if (!sl_type_traits_of(type)) return sl_set_error(err, SL_ERR_UNSUPPORTED, "transpose down: unsupported type %d", (int)type);
+    if (!sl_type_traits_of(type)) return sl_set_error(err, SL_ERR_UNSUPPORTED, "transpose down: unsupported type %s (%d)", sl_type_name(type) ? sl_type_name(type) : "unknown", (int)type);
     if (down->rows < 1 || down->cols < 1 || down->rows > SL_MLP_MAX_DIM || down->cols > SL_MLP_MAX_DIM)
         return sl_set_error(err, SL_ERR_INVALID_ARG, "transpose down: bad shape [%lld, %lld]", (long long)down->rows,
                             (long long)down->cols);

@@ -115,6 +115,8 @@ struct sl_vocab {
 
     int32_t byte_token[256];  /* SPM: <0xXX> token per byte; BPE: token of the byte's GPT-2 char; -1 = none */
 
+    char warnings[512];       /* load-time problems that were worked around, one per line ("" = none) */
+
     int32_t *eog;             /* sorted ids that end generation */
     int32_t n_eog;            /* entries in eog */
 

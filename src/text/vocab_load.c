@@ -222,11 +222,19 @@ static void eog_remove(struct sl_vocab *v, int32_t id) {
         }
 }
 
-/* Read an optional special-token id key; a value outside the vocabulary is ignored. */
-static void read_special_id(const gguf_file *f, const char *key, int32_t *id, int32_t n_tokens) {
+/* Read an optional special-token id key; a value outside the vocabulary is ignored, with a warning
+ * (as llama.cpp's loader does: "bad special token"). */
+static void read_special_id(struct sl_vocab *vb, const gguf_file *f, const char *key, int32_t *id, int32_t n_tokens) {
     if (*id >= n_tokens) *id = -1; /* a default that does not exist is disabled */
     uint32_t v;
-    if (gguf_get_u32(f, key, &v) && v < (uint32_t)n_tokens) *id = (int32_t)v;
+    if (!gguf_get_u32(f, key, &v)) return;
+    if (v < (uint32_t)n_tokens) {
+        *id = (int32_t)v;
+        return;
+    }
+    size_t k = strlen(vb->warnings);
+    snprintf(vb->warnings + k, sizeof vb->warnings - k, "%s = %u is outside the %d-token vocabulary: ignored%s\n", key, v, n_tokens,
+             *id >= 0 ? " (the default id is used)" : "");
 }
 
 /* Sort key of a special token: longest text first (as llama.cpp's special-token cache), then id. */
@@ -555,22 +563,22 @@ struct sl_vocab *sl_vocab_load_tables(const gguf_file *f, sl_error *err) {
     }
 
     /* special ids */
-    read_special_id(f, "tokenizer.ggml.bos_token_id", &v->bos, v->n_tokens);
-    read_special_id(f, "tokenizer.ggml.eos_token_id", &v->eos, v->n_tokens);
-    read_special_id(f, "tokenizer.ggml.eot_token_id", &v->eot, v->n_tokens);
-    read_special_id(f, "tokenizer.ggml.eom_token_id", &v->eom, v->n_tokens);
-    read_special_id(f, "tokenizer.ggml.unknown_token_id", &v->unk, v->n_tokens);
-    read_special_id(f, "tokenizer.ggml.seperator_token_id", &v->sep, v->n_tokens);
-    read_special_id(f, "tokenizer.ggml.padding_token_id", &v->pad, v->n_tokens);
-    read_special_id(f, "tokenizer.ggml.fim_pre_token_id", &v->fim_pre, v->n_tokens);
-    read_special_id(f, "tokenizer.ggml.fim_suf_token_id", &v->fim_suf, v->n_tokens);
-    read_special_id(f, "tokenizer.ggml.fim_mid_token_id", &v->fim_mid, v->n_tokens);
-    read_special_id(f, "tokenizer.ggml.fim_pad_token_id", &v->fim_pad, v->n_tokens);
-    read_special_id(f, "tokenizer.ggml.fim_rep_token_id", &v->fim_rep, v->n_tokens);
-    read_special_id(f, "tokenizer.ggml.fim_sep_token_id", &v->fim_sep, v->n_tokens);
-    read_special_id(f, "tokenizer.ggml.prefix_token_id", &v->fim_pre, v->n_tokens);
-    read_special_id(f, "tokenizer.ggml.suffix_token_id", &v->fim_suf, v->n_tokens);
-    read_special_id(f, "tokenizer.ggml.middle_token_id", &v->fim_mid, v->n_tokens);
+    read_special_id(v, f, "tokenizer.ggml.bos_token_id", &v->bos, v->n_tokens);
+    read_special_id(v, f, "tokenizer.ggml.eos_token_id", &v->eos, v->n_tokens);
+    read_special_id(v, f, "tokenizer.ggml.eot_token_id", &v->eot, v->n_tokens);
+    read_special_id(v, f, "tokenizer.ggml.eom_token_id", &v->eom, v->n_tokens);
+    read_special_id(v, f, "tokenizer.ggml.unknown_token_id", &v->unk, v->n_tokens);
+    read_special_id(v, f, "tokenizer.ggml.seperator_token_id", &v->sep, v->n_tokens);
+    read_special_id(v, f, "tokenizer.ggml.padding_token_id", &v->pad, v->n_tokens);
+    read_special_id(v, f, "tokenizer.ggml.fim_pre_token_id", &v->fim_pre, v->n_tokens);
+    read_special_id(v, f, "tokenizer.ggml.fim_suf_token_id", &v->fim_suf, v->n_tokens);
+    read_special_id(v, f, "tokenizer.ggml.fim_mid_token_id", &v->fim_mid, v->n_tokens);
+    read_special_id(v, f, "tokenizer.ggml.fim_pad_token_id", &v->fim_pad, v->n_tokens);
+    read_special_id(v, f, "tokenizer.ggml.fim_rep_token_id", &v->fim_rep, v->n_tokens);
+    read_special_id(v, f, "tokenizer.ggml.fim_sep_token_id", &v->fim_sep, v->n_tokens);
+    read_special_id(v, f, "tokenizer.ggml.prefix_token_id", &v->fim_pre, v->n_tokens);
+    read_special_id(v, f, "tokenizer.ggml.suffix_token_id", &v->fim_suf, v->n_tokens);
+    read_special_id(v, f, "tokenizer.ggml.middle_token_id", &v->fim_mid, v->n_tokens);
     gguf_get_bool(f, "tokenizer.ggml.add_bos_token", &v->add_bos);
     gguf_get_bool(f, "tokenizer.ggml.add_eos_token", &v->add_eos);
     if (v->add_bos && v->bos < 0) {

@@ -103,6 +103,9 @@ static void quant_rows_task(void *arg, int ith, int nth) {
 typedef struct quant_stream {
     quant_job job; /* shared with the pool */
     sl_pool *pool; /* workers, or NULL for one thread */
+    const sl_quantize_params *params; /* progress callback, or NULL */
+    int64_t done;  /* tensor bytes written so far */
+    int64_t total; /* tensor bytes in all */
 } quant_stream;
 
 static sl_status quant_rows(void *ud, size_t index, int64_t row0, int64_t n_rows, void *dst, sl_error *err) {
@@ -112,6 +115,9 @@ static sl_status quant_rows(void *ud, size_t index, int64_t row0, int64_t n_rows
     s->job.n_rows = n_rows;
     s->job.dst = dst;
     sl_pool_run(s->pool, quant_rows_task, &s->job);
+    const gguf_tensor_info *t = &s->job.in->tensors[index];
+    s->done += n_rows * (int64_t)sl_type_row_size(s->job.out_type[index], t->ne[0]);
+    if (s->params && s->params->progress) s->params->progress(s->params->progress_ud, s->done, s->total);
     return SL_OK;
 }
 
@@ -185,10 +191,11 @@ static sl_status recipe_types(const gguf_file *in, int32_t ftype, bool pure, sl_
  * with the types llama.cpp's recipe for that file type gives (recipe_types) — permuting the rows
  * of the tensors for which head_dim[i] > 0 (may be NULL). */
 static sl_status write_file(const gguf_file *in, const char *out_path, int type, int32_t ftype, bool pure, const int32_t *head_dim,
-                            int32_t n_threads, sl_error *err) {
+                            int32_t n_threads, const sl_quantize_params *params, sl_error *err) {
     sl_status st = SL_OK;
     quant_stream s;
     memset(&s, 0, sizeof(s));
+    s.params = params; /* progress only; NULL for none */
     sl_type *out_type = calloc(in->n_tensors ? (size_t)in->n_tensors : 1, sizeof(sl_type));
     gguf_writer *w = gguf_writer_init();
     if (!out_type || !w) {
@@ -223,6 +230,7 @@ static sl_status write_file(const gguf_file *in, const char *out_path, int type,
             goto done;
         }
         if (ftype < 0) out_type[i] = quant_out_type(t, type);
+        s.total += t->ne[1] * t->ne[2] * t->ne[3] * (int64_t)sl_type_row_size(out_type[i], t->ne[0]);
         if (!gguf_writer_add_tensor(w, name, out_type[i], (int)t->n_dims, t->ne, NULL)) {
             st = sl_set_error(err, SL_ERR_FORMAT, "quantize: cannot add tensor '%s' as %s", name, sl_type_name(out_type[i]));
             goto done;
@@ -252,7 +260,8 @@ done:
 static sl_status check_args(const char *what, const char *in_path, const char *out_path, int type, int32_t *n_threads, sl_error *err) {
     if (!in_path || !out_path) return sl_set_error(err, SL_ERR_INVALID_ARG, "%s: NULL path", what);
     if (type >= 0 && (sl_type_to_ftype((sl_type)type) < 0 || !sl_type_traits_of(type)))
-        return sl_set_error(err, SL_ERR_UNSUPPORTED, "%s: unsupported target type %d", what, type);
+        return sl_set_error(err, SL_ERR_UNSUPPORTED, "%s: unsupported target type %s (%d)", what,
+                            sl_type_name((sl_type)type) ? sl_type_name((sl_type)type) : "unknown", type);
     if (*n_threads < 0 || *n_threads > 1024)
         return sl_set_error(err, SL_ERR_INVALID_ARG, "%s: n_threads %d out of range 0..1024", what, *n_threads);
     if (*n_threads == 0) *n_threads = 1;
@@ -267,15 +276,34 @@ sl_status sl_model_quantize(const char *in_path, const char *out_path, sl_type t
     return sl_model_quantize_ftype(in_path, out_path, sl_type_to_ftype(type), true, n_threads, err);
 }
 
+sl_quantize_params sl_quantize_default_params(void) {
+    sl_quantize_params p;
+    memset(&p, 0, sizeof(p));
+    p.ftype = sl_type_to_ftype(SL_TYPE_Q8_0);
+    p.n_threads = 1;
+    return p;
+}
+
 sl_status sl_model_quantize_ftype(const char *in_path, const char *out_path, int32_t ftype, bool pure, int32_t n_threads,
                                   sl_error *err) {
+    sl_quantize_params p = sl_quantize_default_params();
+    p.ftype = ftype;
+    p.pure = pure;
+    p.n_threads = n_threads;
+    return sl_model_quantize_ex(in_path, out_path, &p, err);
+}
+
+sl_status sl_model_quantize_ex(const char *in_path, const char *out_path, const sl_quantize_params *params, sl_error *err) {
+    if (!params) return sl_set_error(err, SL_ERR_INVALID_ARG, "quantize: NULL parameters");
+    const int32_t ftype = params->ftype;
+    int32_t n_threads = params->n_threads;
     if ((int)sl_ftype_default_type(ftype) < 0)
         return sl_set_error(err, SL_ERR_UNSUPPORTED, "quantize: unsupported file type %d", (int)ftype);
     sl_status st = check_args("quantize", in_path, out_path, -1, &n_threads, err);
     if (st != SL_OK) return st;
     gguf_file *in = gguf_open(in_path, err);
     if (!in) return err ? err->code : SL_ERR_IO;
-    st = write_file(in, out_path, -1, ftype, pure, NULL, n_threads, err);
+    st = write_file(in, out_path, -1, ftype, params->pure, NULL, n_threads, params, err);
     gguf_close(in);
     return st;
 }
@@ -287,7 +315,7 @@ sl_status sl_model_convert(const char *in_path, const char *out_path, int type, 
     if (!sl_hf_is_dir(in_path)) {
         gguf_file *in = gguf_open(in_path, err);
         if (!in) return err ? err->code : SL_ERR_IO;
-        st = write_file(in, out_path, type, -1, false, NULL, n_threads, err);
+        st = write_file(in, out_path, type, -1, false, NULL, n_threads, NULL, err);
         gguf_close(in);
         return st;
     }
@@ -305,7 +333,7 @@ sl_status sl_model_convert(const char *in_path, const char *out_path, int type, 
             const char *nm = in->tensors[i].name.data; /* NUL-terminated in a virtual file */
             if (strstr(nm, ".attn_q.") || strstr(nm, ".attn_k.")) head_dim[i] = m->config.head_dim;
         }
-    st = write_file(in, out_path, type, -1, false, head_dim, n_threads, err);
+    st = write_file(in, out_path, type, -1, false, head_dim, n_threads, NULL, err);
     free(head_dim);
     sl_model_free(m);
     return st;

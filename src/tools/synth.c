@@ -136,7 +136,7 @@ static sl_status synth_validate(const sl_synth_params *p, sl_error *err) {
     if ((p->act != SL_ACT_SILU && p->act != SL_ACT_RELU) || (p->act == SL_ACT_RELU && !a->act_key))
         return sl_set_error(err, SL_ERR_UNSUPPORTED, "synth: activation %d is not silu, or relu on a llama model", (int)p->act);
     const sl_type_traits *tt = sl_type_traits_of(p->type);
-    if (!tt) return sl_set_error(err, SL_ERR_UNSUPPORTED, "synth: unsupported weight type %d", (int)p->type);
+    if (!tt) return sl_set_error(err, SL_ERR_UNSUPPORTED, "synth: unsupported weight type %s (%d)", sl_type_name(p->type) ? sl_type_name(p->type) : "unknown", (int)p->type);
     if (p->n_embd % tt->block_size || p->n_ff % tt->block_size || ((int64_t)p->n_head * hd) % tt->block_size)
         return sl_set_error(err, SL_ERR_INVALID_ARG, "synth: n_embd %d, n_ff %d and n_head * head_dim %lld must be multiples of %lld for %s",
                             p->n_embd, p->n_ff, (long long)p->n_head * hd, (long long)tt->block_size, tt->name);
@@ -236,6 +236,33 @@ int64_t sl_synth_n_params(const sl_synth_params *p) {
     return total;
 }
 
+#define VOCAB_PIECE_MAX 24 /* bytes reserved per token string (the longest is "▁" + 4 letters) */
+
+sl_status sl_synth_estimate(const sl_synth_params *p, int64_t *file_bytes, int64_t *memory_bytes, sl_error *err) {
+    sl_status st = synth_validate(p, err);
+    if (st != SL_OK) return st;
+    size_t n = synth_tensors(p, NULL);
+    synth_tensor *ts = calloc(n, sizeof(*ts));
+    if (!ts) return sl_set_error(err, SL_ERR_NOMEM, "synth: out of memory");
+    synth_tensors(p, ts);
+    /* header and tensor infos, the vocabulary (text + score + type per token), aligned data */
+    int64_t file = 4096 + (int64_t)p->n_vocab * (8 + VOCAB_PIECE_MAX + 4 + 4), widest_row = 0, max_cols = 1;
+    for (size_t i = 0; i < n; i++) {
+        const int64_t row = (int64_t)sl_type_row_size(ts[i].type, ts[i].cols);
+        file += 96 + (ts[i].rows * row + 31) / 32 * 32;
+        if (row > widest_row) widest_row = row;
+        if (ts[i].cols > max_cols) max_cols = ts[i].cols;
+    }
+    free(ts);
+    /* what sl_synth_write holds: the vocabulary twice (built, then serialised into the metadata),
+     * per-thread scratch rows and the writer's chunk (8 MiB, or one row when wider) */
+    const int64_t threads = p->n_threads > 0 ? p->n_threads : 1;
+    const int64_t chunk = widest_row > ((int64_t)8 << 20) ? widest_row : ((int64_t)8 << 20);
+    if (file_bytes) *file_bytes = file;
+    if (memory_bytes) *memory_bytes = 2 * (int64_t)p->n_vocab * (VOCAB_PIECE_MAX + 24) + threads * max_cols * 4 + chunk + (1 << 20);
+    return SL_OK;
+}
+
 /* ---- random numbers -------------------------------------------------------------------------- */
 
 static inline uint64_t mix64(uint64_t z) {
@@ -327,6 +354,8 @@ static void synth_rows_task(void *arg, int ith, int nth) {
 typedef struct synth_stream {
     synth_job job; /* shared with the pool */
     sl_pool *pool; /* workers, or NULL for one thread */
+    int64_t done;  /* tensor bytes produced so far (for progress) */
+    int64_t total; /* tensor bytes in all */
 } synth_stream;
 
 static sl_status synth_rows(void *ud, size_t index, int64_t row0, int64_t n_rows, void *dst, sl_error *err) {
@@ -336,6 +365,9 @@ static sl_status synth_rows(void *ud, size_t index, int64_t row0, int64_t n_rows
     s->job.n_rows = n_rows;
     s->job.dst = dst;
     sl_pool_run(s->pool, synth_rows_task, &s->job);
+    const synth_tensor *t = &s->job.ts[index];
+    s->done += n_rows * (int64_t)sl_type_row_size(t->type, t->cols);
+    if (s->job.p->progress) s->job.p->progress(s->job.p->progress_ud, s->done, s->total);
     return SL_OK;
 }
 
@@ -375,7 +407,6 @@ static void vocab_free(synth_vocab *v) {
     free(v->types);
 }
 
-#define VOCAB_PIECE_MAX 24 /* bytes reserved per token string (the longest is "▁" + 4 letters) */
 
 static sl_status vocab_build(int32_t n, synth_vocab *v, sl_error *err) {
     memset(v, 0, sizeof(*v));
@@ -490,6 +521,7 @@ sl_status sl_synth_write(const sl_synth_params *p, const char *path, sl_error *e
             goto done;
         }
         if (ts[i].cols > max_cols) max_cols = ts[i].cols;
+        s.total += ts[i].rows * (int64_t)sl_type_row_size(ts[i].type, ts[i].cols);
     }
     s.job.p = p;
     s.job.ts = ts;
