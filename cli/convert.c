@@ -30,6 +30,7 @@ int cmd_convert(int argc, char **argv) {
     int prc;
     if (!cli_parse(&cmd, argc, argv, &n_pos, &prc)) return prc;
     if (!out) return cli_fail("convert", "give the output file with -o OUT.gguf");
+    if (!cli_output_check("convert", out)) return 1;
     int type = -1;
     sl_type t;
     if (type_name) {
