@@ -23,8 +23,19 @@ expect_msg() {
 }
 
 # ---- every subcommand: generated --help ------------------------------------------------------
-CMDS="run tokenize detokenize logits info ppl calibrate train-predictor bench bench-op synth quantize"
-for c in $CMDS "profile show" "profile random"; do
+# every command `skipllama --help` lists (so a new command is checked without editing this file); a
+# command with subcommands (its --help lists "usage: skipllama C SUB ...") is checked per subcommand
+CMDS=""
+for c in $("$SL" --help 2>&1 | awk '/^commands:/ { f = 1; next } f && NF == 0 { exit } f { print $1 }'); do
+    subs=$("$SL" "$c" --help 2>/dev/null | sed -n "s/^\(usage:\)\{0,1\} *skipllama $c \([a-z][a-z-]*\) .*/\2/p" | sort -u)
+    if [ -n "$subs" ] && [ "$(echo "$subs" | wc -l)" -gt 1 ]; then
+        for s in $subs; do CMDS="$CMDS $c:$s"; done
+    else CMDS="$CMDS $c"; fi
+done
+n_cmds=$(echo $CMDS | wc -w)
+[ "$n_cmds" -ge 15 ] && ok "skipllama --help lists $n_cmds commands" || bad "skipllama --help lists $n_cmds commands (want >= 15)"
+for cc in $CMDS; do
+    c=$(echo "$cc" | tr ':' ' ')
     f="$T/help-$(echo "$c" | tr ' ' '_')"
     # shellcheck disable=SC2086
     if "$SL" $c --help > "$f" 2> "$T/err" && grep -q "^usage: skipllama $c " "$f" && grep -q "^  -h, --help " "$f"; then :
@@ -54,7 +65,8 @@ EXCEPT="bench:-p bench:-n bench:-o bench:-t bench-op:-o bench-op:-t bench-op:-b"
 printf '%-16s' "command" > "$T/table"
 while IFS='|' read -r flag prefix want; do printf ' %-10s' "$flag" >> "$T/table"; done < "$T/shared"
 echo >> "$T/table"
-for c in $CMDS "profile show" "profile random"; do
+for cc in $CMDS; do
+    c=$(echo "$cc" | tr ':' ' ')
     f="$T/help-$(echo "$c" | tr ' ' '_')"
     printf '%-16s' "$c" >> "$T/table"
     while IFS='|' read -r flag prefix want; do
@@ -86,7 +98,7 @@ cat "$T/table"
 grep -q DIFFERS "$T/table" || ok "shared flags: one spelling, range and default in every subcommand (table above)"
 
 # ---- exact range messages, the same in every command -----------------------------------------
-for c in run ppl calibrate logits train-predictor quantize; do
+for c in run ppl calibrate logits train-predictor quantize chat convert; do
     expect_msg "$c -t 0: exact range" "skipllama $c: -t/--threads must be an integer in [1, 512], not '0'" "$SL" $c -t 0
 done
 expect_msg "synth -t 0: exact range" "skipllama synth: -t/--threads must be an integer in [1, 512] (" "$SL" synth -t 0

@@ -124,5 +124,13 @@ for i in $(seq 1 $k); do
     else bad "no generated text from: $(cat "$T/cmd.$i")"; cat "$T/out.$i"; fi
 done
 
+# the command table lists every command `skipllama --help` lists (a row starting "| `CMD ")
+missing=""
+for c in $("$B/skipllama" --help 2>&1 | awk '/^commands:/ { f = 1; next } f && NF == 0 { exit } f { print $1 }'); do
+    grep -q "^| \`$c[ \`]" "$README" || missing="$missing $c"
+done
+if [ -z "$missing" ]; then ok "README's command table has a row for every command of skipllama --help"
+else bad "README's command table (## Commands) lacks a row for:$missing — add one ('| \`CMD OPTIONS\` | what it does |')"; fi
+
 [ $fails -eq 0 ] || { echo "$fails failed"; exit 1; }
 echo "all passed"
