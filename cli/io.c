@@ -132,7 +132,10 @@ bool cli_output_check(const char *cmd, const char *path) {
         }
     }
     if (stat(path, &st) == 0) {
-        if (S_ISDIR(st.st_mode)) return cli_fail(cmd, "'%s' is a directory; give a file name (e.g. %s/out.gguf)", path, path), false;
+        if (S_ISDIR(st.st_mode)) {
+            const size_t n = strlen(path);
+            return cli_fail(cmd, "'%s' is a directory; give a file name (e.g. %s%sout.gguf)", path, path, path[n - 1] == '/' ? "" : "/"), false;
+        }
         if (S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode)) return true; /* /dev/null, a pipe: written in place, as any tool would */
         if (!S_ISREG(st.st_mode))
             return cli_fail(cmd, "'%s' is a %s; skipllama writes regular files, character devices and FIFOs", path,
