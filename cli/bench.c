@@ -64,6 +64,7 @@ typedef struct bench_opts {
     int n_batch;                   /* -b: prefill step */
     bool kv_f16;                   /* --kv-f16 */
     bool no_repack;                /* --no-repack: Q4_0 computed from the file layout */
+    bool bundled, no_bundled;      /* --bundled / --no-bundled: the MLP as neuron bundles at load */
     bool json;                     /* -o json */
     int membw_mb;                  /* --membw-mb: buffer for the DRAM read test (0 = skip) */
     uint64_t seed;                 /* --seed: token ids */
@@ -75,6 +76,8 @@ typedef struct bench_opts {
     const char *kernels;           /* --kernels: force a kernel variant (NULL: the library's choice) */
     bool quiet;                    /* -q: no progress line */
     double load_start, load_end;   /* 1-minute load average before and after the runs */
+    double load_s;                 /* seconds sl_model_load took (bundles included) */
+    double attach_s;               /* seconds of the slowest sl_context_set_profile */
 } bench_opts;
 
 /* ---- rows ------------------------------------------------------------------------------------ */
@@ -312,6 +315,11 @@ static void print_md(const bench_opts *o, const sl_model *model, const row_resul
            "count; %d repetitions after 1 warm-up\n",
            rss_mib, (double)sl_model_file_size(model) / (1024.0 * 1024.0), o->n_ctx, o->kv_f16 ? "f16" : "f32",
            (double)decode_bytes / (1024.0 * 1024.0), o->membw_mb, o->reps);
+    printf("model loaded in %.2f s%s; slowest profile attach %.3f s\n", o->load_s,
+           sl_model_dense_bundled(model) ? " (MLP laid out as neuron bundles, read by every row)" : "", o->attach_s);
+    if (sl_model_bundled_bytes(model) > 0)
+        printf("neuron bundles %.0f MiB%s\n", (double)sl_model_bundled_bytes(model) / (1024.0 * 1024.0),
+               sl_model_dense_bundled(model) ? "" : " (built for the sparse rows: a second copy of the MLP)");
     if (sl_model_repacked_bytes(model) > 0)
         printf("Q4_0 matrices repacked at load into the 4-row interleaved layout (%.0f MiB; --no-repack: file layout)\n",
                (double)sl_model_repacked_bytes(model) / (1024.0 * 1024.0));
@@ -373,6 +381,10 @@ int cmd_bench(int argc, char **argv) {
         {.names = "--kv-f16", .type = CLI_FLAG, .dest = &o.kv_f16, .help = "store the KV cache as f16"},
         {.names = "--no-repack", .type = CLI_FLAG, .dest = &o.no_repack,
          .help = "compute Q4_0 weights from the file layout (default: repacked at load, 4 rows\ninterleaved, for the AVX-512 matrix-vector kernel)"},
+        {.names = "--bundled", .type = CLI_FLAG, .dest = &o.bundled,
+         .help = "lay the MLP out as neuron bundles at load, also without --profile (dense rows then read them)"},
+        {.names = "--no-bundled", .type = CLI_FLAG, .dest = &o.no_bundled,
+         .help = "with --profile: load the model as the file has it; the first profile builds the bundles\n(a second copy of the MLP, read only by the sparse rows)"},
         {.names = "--kernels", .type = CLI_STR, .dest = &o.kernels, .meta = "K",
          .help = "force the CPU kernels: avx512, avx2, scalar or auto", .def = "auto, or $SKIPLLAMA_KERNELS"},
         CLI_OPT_QUIET(&o.quiet, "no progress line"),
@@ -405,8 +417,13 @@ int cmd_bench(int argc, char **argv) {
     if (o.kernels && sl_kernels_force(o.kernels, &err)) return cli_fail_err(cmd, &err);
     sl_model_params mp = sl_model_default_params();
     mp.no_repack = o.no_repack;
+    /* sparse rows read the neuron bundles; built at load, the dense rows read the same ones */
+    mp.bundled = o.bundled || (o.n_profiles > 0 && !o.no_bundled);
+    mp.n_threads = o.threads[0];
+    const double t_load0 = now_s();
     sl_model *model = cli_load_model(cmd, o.model, &mp, &err);
     if (!model) return cli_fail_err(cmd, &err);
+    o.load_s = now_s() - t_load0;
     const sl_model_config *cfg = sl_model_get_config(model);
     cli_warn_ctx(cmd, model, o.n_ctx);
     int64_t decode_bytes = sl_model_decode_bytes(model);
@@ -448,9 +465,13 @@ int cmd_bench(int argc, char **argv) {
         cp.kv_f16 = o.kv_f16;
         sl_context *ctxs[BENCH_MAX_VARIANTS] = {0};
         for (int v = 0; v < n_variants && rc == 0; v++) {
-            if (!(ctxs[v] = sl_context_init(model, &cp, &err)) ||
-                (variants[v].profile && sl_context_set_profile(ctxs[v], variants[v].profile, o.sparse_prefill, &err)))
+            if (!(ctxs[v] = sl_context_init(model, &cp, &err))) {
                 rc = cli_fail_err(cmd, &err);
+                break;
+            }
+            const double ta = now_s();
+            if (variants[v].profile && sl_context_set_profile(ctxs[v], variants[v].profile, o.sparse_prefill, &err)) rc = cli_fail_err(cmd, &err);
+            if (variants[v].profile && now_s() - ta > o.attach_s) o.attach_s = now_s() - ta;
         }
         for (int ri = 0; ri < n_rows && rc == 0; ri++) {
             row_result *r = &res[ti * n_rows + ri];

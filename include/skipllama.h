@@ -131,6 +131,16 @@ typedef struct sl_model_params {
      * pages are released afterwards, so resident memory stays about the file size; loading
      * takes longer by one pass over those weights). true: compute from the mapping as is. */
     bool no_repack;
+    /* Lay the MLP weights out once, at load, as neuron bundles (gate row, up row and transposed
+     * down row of each neuron side by side, in the file's type and bits per weight), the layout
+     * sparse decoding reads; the dense path then reads them too and the file's MLP pages are
+     * released, so resident memory stays about the file size and every context shares them.
+     * Quantized down rows are re-rounded along the other axis (docs/sparse-speed.md: the error
+     * and what it costs). A file written by `skipllama quantize --bundled` is bundled already
+     * (mapped, not copied). Without it, the first sparsity profile attached to the model builds
+     * the bundles for the sparse paths only (an extra copy of the MLP). */
+    bool bundled;
+    int32_t n_threads; /* threads used while loading (building the bundles); 0 = 1 */
 } sl_model_params;
 
 /* CPU kernels. The library uses the best variant this CPU runs ("avx512", "avx2" or "scalar"),
@@ -163,6 +173,10 @@ int64_t sl_model_file_size(const sl_model *model);
 /* Bytes of the Q4_0 matrices copied into the interleaved layout at load (0 when none were:
  * another type, no_repack, or kernels without that path). */
 int64_t sl_model_repacked_bytes(const sl_model *model);
+/* Bytes of the model's neuron bundles (0 when it has none), and whether the dense forward pass
+ * reads them (loaded bundled, or from a bundled file). */
+int64_t sl_model_bundled_bytes(const sl_model *model);
+bool sl_model_dense_bundled(const sl_model *model);
 
 /* Write a multi-line human-readable description (architecture, shapes, tensor types, parameter
  * count, file size) into buf (always NUL-terminated). Returns the length it wanted to write. */

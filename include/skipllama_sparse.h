@@ -232,9 +232,11 @@ sl_status sl_calibrate(const sl_model *model, const int32_t *tokens, int64_t n_t
 
 /* Use a profile for the MLPs of this context (NULL = dense again). The profile must outlive the
  * context's use of it. sparse_prefill: also skip neurons when evaluating several tokens at once
- * (each token with its own mask); by default batches run dense and single tokens sparse.
- * Builds the transposed down matrices of sparse layers once (memory: the size of ffn_down of
- * those layers). */
+ * (each token with its own neurons; the union of the batch is read once, and a batch whose
+ * union covers most of the layer runs dense: sl_layer_stats counts both); by default batches
+ * run dense and single tokens sparse. The sparse paths read the model's neuron bundles
+ * (sl_model_params.bundled, shared by every context); a model loaded without them builds them
+ * here, once, on the first profile attached (memory: a second copy of the MLP). */
 sl_status sl_context_set_profile(sl_context *ctx, const sl_profile *profile, bool sparse_prefill, sl_error *err);
 
 /* Sparsity actually achieved by one layer since the last reset. */
@@ -252,6 +254,10 @@ typedef struct sl_layer_stats {
     double t_scores;         /* sparse path: the scores, predictor B (A x) or the full gate (CATS) */
     double t_select;         /* sparse path: choosing the active neurons from the scores */
     double t_operator;       /* sparse path: the sparse MLP operator on the chosen neurons */
+    /* batches on the sparse path (several tokens at once, each with its own neurons) */
+    int64_t n_batches;       /* batches of B > 1 tokens that took the sparse path */
+    int64_t n_union;         /* neurons read for them: the size of each batch's union, summed */
+    int64_t n_batch_dense;   /* of those batches, how many ran dense (the union was too large to pay) */
 } sl_layer_stats;
 
 sl_status sl_context_get_layer_stats(const sl_context *ctx, int32_t layer, sl_layer_stats *out, sl_error *err);

@@ -55,7 +55,7 @@ static int argmax(const float *v, int n) {
     return best;
 }
 
-static void test_f32_fixture(const char *name) {
+static void test_f32_fixture(const char *name, bool bundled) {
     char path[256];
     size_t jsize;
     snprintf(path, sizeof(path), "tests/data/%s.json", name);
@@ -68,8 +68,13 @@ static void test_f32_fixture(const char *name) {
 
     snprintf(path, sizeof(path), "tests/data/%s.gguf", name);
     sl_error err;
-    sl_model *m = sl_model_load(path, NULL, &err);
-    if (!CHECK(m != NULL, "%s: load (%s)", name, m ? "ok" : err.message)) return;
+    sl_model_params mp = sl_model_default_params();
+    mp.bundled = bundled; /* the MLP from neuron bundles: F32 rows, so the same float math */
+    sl_model *m = sl_model_load(path, &mp, &err);
+    if (!CHECK(m != NULL && sl_model_dense_bundled(m) == bundled, "%s%s: load (%s)", name, bundled ? " bundled" : "", m ? "ok" : err.message)) return;
+    char bname[40];
+    snprintf(bname, sizeof(bname), "%s%s", name, bundled ? " (bundled)" : "");
+    name = bname;
     const sl_model_config *c = sl_model_get_config(m);
     CHECK(c->n_embd == 128 && c->n_layer == 4 && c->n_head == 8 && c->n_head_kv == 4 && c->n_ff == 384 && c->n_vocab == 2048,
           "%s: config dim %d layers %d heads %d/%d ff %d vocab %d", name, c->n_embd, c->n_layer, c->n_head, c->n_head_kv, c->n_ff,
@@ -97,14 +102,14 @@ static void test_f32_fixture(const char *name) {
     ctx->hidden_hook = NULL;
     if (ref) {
         for (int i = 0; i < n; i++) {
-            char what[96];
+            char what[160];
             snprintf(what, sizeof(what), "%s: logits at position %d vs PyTorch", name, i);
             CHECK_CLOSE(logits + i * V, ref + i * V, V, TOL_LOGITS_F32, what);
         }
     }
     if (ref_hidden) {
         for (size_t l = 0; l <= L; l++) {
-            char what[96];
+            char what[160];
             snprintf(what, sizeof(what), "%s: residual stream %s %zu vs PyTorch", name, l ? "after block" : "embeddings", l ? l - 1 : 0);
             CHECK_CLOSE(hc.buf + l * n * E, ref_hidden + l * n * E, (size_t)n * E, TOL_HIDDEN_F32, what);
         }
@@ -135,7 +140,7 @@ static void test_f32_fixture(const char *name) {
         cp.n_batch = configs[k][1];
         ctx = sl_context_init(m, &cp, &err);
         sl_eval(ctx, ids, n, logits2, true, &err);
-        char what[96];
+        char what[160];
         snprintf(what, sizeof(what), "%s: threads %d, batch %d == threads 1, batch 64", name, configs[k][0], configs[k][1]);
         CHECK_CLOSE(logits2, logits, (size_t)n * V, TOL_SAME_MATH, what);
         sl_context_free(ctx);
@@ -176,7 +181,7 @@ static int cmp_double(const void *a, const void *b) {
 
 /* tol bounds every compared log-prob; median_tol (when >= 0) bounds the median over positions of
  * each position's worst difference, which shows agreement that rare rounding flips hide. */
-static void test_oracle_model(const char *model, const char *type, double tol, double median_tol) {
+static void test_oracle_model(const char *model, const char *type, double tol, double median_tol, bool bundled, bool incremental) {
     char path[256];
     size_t size;
     snprintf(path, sizeof(path), "tests/data/%s-%s.oracle.json", model, type);
@@ -186,17 +191,26 @@ static void test_oracle_model(const char *model, const char *type, double tol, d
     int n = test_json_ints(json, "ids", ids, 128);
     snprintf(path, sizeof(path), "tests/data/%s-%s.gguf", model, type);
     sl_error err;
-    sl_model *m = sl_model_load(path, NULL, &err);
+    sl_model_params mp = sl_model_default_params();
+    mp.bundled = bundled;
+    sl_model *m = sl_model_load(path, &mp, &err);
     if (!CHECK(m != NULL, "%s: load (%s)", type, m ? "ok" : err.message)) {
         free(json);
         return;
     }
+    char tname[64];
+    snprintf(tname, sizeof(tname), "%s%s%s", type, bundled ? " bundled" : "", incremental ? " one token at a time" : "");
+    type = tname;
     const int V = sl_model_get_config(m)->n_vocab;
     sl_context_params cp = sl_context_default_params();
     cp.n_ctx = 128;
     sl_context *ctx = sl_context_init(m, &cp, &err);
     float *logits = malloc((size_t)n * V * sizeof(float));
-    CHECK(sl_eval(ctx, ids, n, logits, true, &err) == SL_OK, "%s: eval %d ids", type, n);
+    bool ok = true;
+    if (incremental)
+        for (int i = 0; i < n; i++) ok = ok && sl_eval(ctx, ids + i, 1, logits + (size_t)i * V, false, &err) == SL_OK;
+    else ok = sl_eval(ctx, ids, n, logits, true, &err) == SL_OK;
+    CHECK(ok, "%s: eval %d ids", type, n);
     double worst = 0.0, pos_worst[128] = {0};
     int n_compared = 0, argmax_bad = 0;
     const char *p = test_json_find(json, "positions");
@@ -243,7 +257,7 @@ static void test_oracle_model(const char *model, const char *type, double tol, d
     free(json);
 }
 
-static void test_oracle(const char *type, double tol) { test_oracle_model("tiny-silu", type, tol, -1); }
+static void test_oracle(const char *type, double tol) { test_oracle_model("tiny-silu", type, tol, -1, false, false); }
 
 static void test_errors(void) {
     sl_error err;
@@ -331,8 +345,9 @@ static void test_q4_0_repack(void) {
 
 int main(void) {
     test_q4_0_repack();
-    test_f32_fixture("tiny-silu");
-    test_f32_fixture("tiny-relu");
+    test_f32_fixture("tiny-silu", false);
+    test_f32_fixture("tiny-relu", false);
+    test_f32_fixture("tiny-silu", true);
     test_oracle("f16", 2e-3);
     test_oracle("bf16", 1e-1);
     test_oracle("q8_0", 3e-2);
@@ -349,7 +364,14 @@ int main(void) {
         {"q4_k_m", 0.1, 1e-5}, {"q5_k_m", 0.1, 1e-5}, {"q3_k_m", 0.1, 1e-5}, {"q2_k", 0.1, 1e-5}, {"q6_k", 0.1, 1e-5},
         {"iq4_xs", 0.1, 1e-5}, {"iq4_nl", 0.1, 1e-5}, {"q4_1", 0.1, 0.05},  {"q5_0", 0.1, 1e-5}, {"q5_1", 0.1, 0.05},
     };
-    for (size_t i = 0; i < sizeof(k256) / sizeof(k256[0]); i++) test_oracle_model("k256", k256[i].type, k256[i].tol, k256[i].median);
+    for (size_t i = 0; i < sizeof(k256) / sizeof(k256[0]); i++) test_oracle_model("k256", k256[i].type, k256[i].tol, k256[i].median, false, false);
+    /* the same through the neuron bundles (the layout sparse decoding reads; sparse-speed.md),
+     * prefill (matrix products over the bundle rows) and decode (the fused pass), with the same
+     * tolerances: gate and up rows keep their values, the down rows are the file's own columns
+     * with their scales in a table, and the down sums are the dense path's integer products */
+    static const struct { const char *type; double tol; } tb[] = {{"f16", 2e-3}, {"bf16", 1e-1}, {"q8_0", 3e-2}, {"q4_0", 8e-2}};
+    for (int inc = 0; inc < 2; inc++)
+        for (size_t i = 0; i < sizeof(tb) / sizeof(tb[0]); i++) test_oracle_model("tiny-silu", tb[i].type, tb[i].tol, -1, true, inc);
     test_errors();
     return test_summary();
 }

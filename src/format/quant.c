@@ -312,6 +312,17 @@ void sl_q4_0n_get_block(const void *row, int64_t n, int64_t b, sl_block_q4_0 *ou
     memcpy(&out->d, qs + (size_t)nb4 / 4 * 64 + 2 * b, 2);
 }
 
+void sl_q4_0n_unpack_row(const void *row, int64_t n, void *dst) {
+    const int64_t nb = n / SL_QK4_0, G = (nb + 3) / 4;
+    const uint8_t *qs = row, *sc = qs + (size_t)G * 64;
+    sl_block_q4_0 *out = dst;
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *g = qs + (size_t)(b / 4) * 64 + 4 * (b % 4);
+        for (int t = 0; t < 4; t++) memcpy(out[b].qs + 4 * t, g + 16 * t, 4);
+        memcpy(&out[b].d, sc + 2 * b, 2);
+    }
+}
+
 /* ---- Q8_0N ------------------------------------------------------------------------------------ */
 
 size_t sl_q8_0n_row_size(int64_t n) {
@@ -326,10 +337,39 @@ void sl_q8_0n_pack_row(const void *src, int64_t n, void *dst) {
     const int64_t nb = n / SL_QK8_0, G = (nb + 1) / 2;
     const sl_block_q8_0 *in = src;
     uint8_t *qs = dst, *sc = qs + (size_t)G * 64;
-    for (int64_t b = 0; b < 2 * G; b++) {
-        const uint16_t d = b < nb ? in[b].d : 0; /* padding: scale 0, values 0 */
-        memcpy(sc + 2 * b, &d, 2);
-        for (int j = 0; j < 32; j++) qs[q8_0n_byte(b / 2, (int)(b % 2) * 32 + j)] = (uint8_t)((b < nb ? in[b].qs[j] : 0) + 128);
+    for (int64_t g = 0; g < G; g++) {
+        /* element 16m + 4t + e of the pair goes to byte 16t + 4m + e, as q + 128: a 4 x 4
+         * transpose of 4-byte words, each word's sign bits flipped */
+        uint8_t pair[64];
+        for (int h = 0; h < 2; h++) {
+            const int64_t b = 2 * g + h;
+            if (b < nb) memcpy(pair + 32 * h, in[b].qs, 32);
+            else memset(pair + 32 * h, 0, 32); /* padding: scale 0, values 0 */
+            const uint16_t d = b < nb ? in[b].d : 0;
+            memcpy(sc + 2 * b, &d, 2);
+        }
+        for (int t = 0; t < 4; t++)
+            for (int m = 0; m < 4; m++) {
+                uint32_t w;
+                memcpy(&w, pair + 16 * m + 4 * t, 4);
+                w ^= 0x80808080u;
+                memcpy(qs + (size_t)g * 64 + 16 * t + 4 * m, &w, 4);
+            }
+    }
+}
+
+void sl_q8_0n_unpack_row(const void *row, int64_t n, void *dst) {
+    const int64_t nb = n / SL_QK8_0, G = (nb + 1) / 2;
+    const uint8_t *qs = row, *sc = qs + (size_t)G * 64;
+    sl_block_q8_0 *out = dst;
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *g = qs + (size_t)(b / 2) * 64;
+        for (int h = 0; h < 2; h++) /* elements 16m + 4t + e, m = 2 (b % 2) + h, sit at 16t + 4m + e */
+            for (int t = 0; t < 4; t++) {
+                const uint8_t *src = g + 16 * t + 4 * (2 * (b % 2) + h);
+                for (int e = 0; e < 4; e++) out[b].qs[16 * h + 4 * t + e] = (int8_t)(src[e] ^ 0x80);
+            }
+        memcpy(&out[b].d, sc + 2 * b, 2);
     }
 }
 
@@ -338,4 +378,56 @@ void sl_q8_0n_get_block(const void *row, int64_t n, int64_t b, sl_block_q8_0 *ou
     const uint8_t *qs = row;
     for (int j = 0; j < 32; j++) out->qs[j] = (int8_t)(qs[q8_0n_byte(b / 2, (int)(b % 2) * 32 + j)] - 128);
     memcpy(&out->d, qs + (size_t)G * 64 + 2 * b, 2);
+}
+
+/* ---- Q4_0C / Q8_0C ------------------------------------------------------------------------------- */
+
+size_t sl_col_row_size(sl_type t, int64_t n) {
+    if (n < 1 || n % 32) return 0;
+    if (t == SL_TYPE_Q4_0C) return (size_t)((n + 63) / 64) * 32;
+    if (t == SL_TYPE_Q8_0C) return (size_t)n;
+    return 0;
+}
+
+static int swap34(int b) { return (b & ~24) | ((b & 8) << 1) | ((b & 16) >> 1); }
+
+/* Byte holding element e, and (Q4_0C) whether in the high nibble. */
+static size_t col_byte(sl_type t, int64_t e, int *high) {
+    if (t == SL_TYPE_Q4_0C) {
+        const int64_t c = e / 64, r = e % 64;
+        *high = r >= 32;
+        return (size_t)(32 * c + swap34((int)(r % 32))); /* swap34 is its own inverse */
+    }
+    *high = 0;
+    return (size_t)(32 * (e / 32) + swap34((int)(e % 32)));
+}
+
+void sl_col_set(sl_type t, void *row, int64_t e, int q) {
+    int high;
+    uint8_t *p = (uint8_t *)row + col_byte(t, e, &high);
+    if (t == SL_TYPE_Q8_0C) *p = (uint8_t)(q + 128);
+    else *p = high ? (uint8_t)((*p & 0x0f) | (q << 4)) : (uint8_t)((*p & 0xf0) | (q & 0x0f));
+}
+
+int sl_col_get(sl_type t, const void *row, int64_t e) {
+    int high;
+    const uint8_t v = ((const uint8_t *)row)[col_byte(t, e, &high)];
+    if (t == SL_TYPE_Q8_0C) return (int)v - 128;
+    return high ? v >> 4 : v & 0x0f;
+}
+
+void sl_col_dequantize(sl_type t, const void *row, const uint16_t *d, float *dst, int64_t n) {
+    const int off = t == SL_TYPE_Q4_0C ? 8 : 0;
+    for (int64_t e = 0; e < n; e++) dst[e] = sl_fp16_to_fp32(d[e]) * (float)(sl_col_get(t, row, e) - off);
+}
+
+float sl_col_quantize_coef(const float *a, int nr, int8_t *k) {
+    float amax = 0.0f;
+    for (int r = 0; r < nr; r++) amax = fmaxf(amax, fabsf(a[r]));
+    const float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
+    for (int r = 0; r < nr; r++) {
+        const float v = roundf(a[r] * id); /* as sl_quantize_row_ref(Q8_0): NaN -> 0, saturated */
+        k[r] = (int8_t)(v >= -128.0f && v <= 127.0f ? v : v > 0 ? 127.0f : v < 0 ? -128.0f : 0.0f);
+    }
+    return sl_fp16_to_fp32(sl_fp32_to_fp16(d));
 }

@@ -19,6 +19,7 @@
 
 #include "skipllama.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stddef.h>
 
@@ -213,6 +214,8 @@ size_t sl_q4_0n_row_size(int64_t n);
 void sl_q4_0n_pack_row(const void *src, int64_t n, void *dst);
 /* Block b (< n / 32) of a Q4_0N row, as a plain Q4_0 block. */
 void sl_q4_0n_get_block(const void *row, int64_t n, int64_t b, sl_block_q4_0 *out);
+/* The whole Q4_0N row back as the plain Q4_0 row it was packed from (the inverse of pack). */
+void sl_q4_0n_unpack_row(const void *row, int64_t n, void *dst);
 
 /* ---- Q8_0N: one Q8_0 row laid out for the neuron-bundle kernels (internal, never in a file) ----
  * A row of n elements (n a multiple of 32) in groups of 2 blocks (64 values; an odd last block
@@ -230,6 +233,38 @@ size_t sl_q8_0n_row_size(int64_t n);
 void sl_q8_0n_pack_row(const void *src, int64_t n, void *dst);
 /* Block b (< n / 32) of a Q8_0N row, as a plain Q8_0 block. */
 void sl_q8_0n_get_block(const void *row, int64_t n, int64_t b, sl_block_q8_0 *out);
+/* The whole Q8_0N row back as the plain Q8_0 row it was packed from. */
+void sl_q8_0n_unpack_row(const void *row, int64_t n, void *dst);
+
+/* ---- Q4_0C / Q8_0C: one column of a quantized down matrix, exact (internal, never a tensor) ----
+ * A down matrix [H, I] in Q4_0 / Q8_0 has one f16 scale per row h and block column j (neurons
+ * 32j..32j+31). Column i of it — neuron i's down row, H elements — is stored exactly as its
+ * quantized values, without scales: the scales d[j][h] of a block column are shared by its 32
+ * neurons and kept once, in a table beside the rows ([I / 32][H] f16; element h of column i is
+ * d[i / 32][h] * (q - 8) for Q4_0C, d[i / 32][h] * q for Q8_0C). Bytes per element: 1/2 + the
+ * table's 2/32 = 4.5 bits (Q4_0C), 1 + 2/32 = 8.5 bits (Q8_0C): the file's own bits, no second
+ * rounding. Value order, chosen for the AVX2 down kernel (bundle_rows_avx2.c): in each 32-byte
+ * chunk c, byte b holds element E + swap34(b), swap34 exchanging bits 3 and 4 of b
+ * (b = 0..7 -> 0..7, 8..15 -> 16..23, 16..23 -> 8..15, 24..31 -> 24..31); Q4_0C: E = 64c, low
+ * nibble = q of element E + swap34(b), high nibble = q of element E + 32 + swap34(b); Q8_0C: E =
+ * 32c, the byte = q + 128. Rows end padded to whole chunks (Q4_0C: q = 8, zeros). */
+#define SL_TYPE_Q4_0C ((sl_type)1007)
+#define SL_TYPE_Q8_0C ((sl_type)1008)
+
+static inline bool sl_is_col_type(sl_type t) { return t == SL_TYPE_Q4_0C || t == SL_TYPE_Q8_0C; }
+/* Bytes of a column row of n elements (n a multiple of 32; 0 otherwise). */
+size_t sl_col_row_size(sl_type t, int64_t n);
+/* Write / read the stored q of element e (Q4_0C: 0..15; Q8_0C: -128..127). */
+void sl_col_set(sl_type t, void *row, int64_t e, int q);
+int sl_col_get(sl_type t, const void *row, int64_t e);
+/* dst[0..n) = the column's values: d[e] * (q - 8) (Q4_0C) or d[e] * q (Q8_0C), d the f16 scales
+ * of its block column (n of them, in element order). */
+void sl_col_dequantize(sl_type t, const void *row, const uint16_t *d, float *dst, int64_t n);
+/* The coefficients a[0..nr) (nr <= 32) of a block column's down rows, quantized exactly as the
+ * dense path quantizes that block of the activation vector to Q8_0 (ggml: d = max |a| / 127,
+ * k = roundf(a / d), d stored as f16; the block's other entries are zeros): k[0..nr), returns the
+ * f16 d as f32. */
+float sl_col_quantize_coef(const float *a, int nr, int8_t *k);
 
 /* Scalar conversions (round-to-nearest-even for the f32 -> half/bf16 direction). */
 float sl_fp16_to_fp32(uint16_t h);

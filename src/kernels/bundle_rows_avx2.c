@@ -312,3 +312,65 @@ void sl_bn_axpy_rows_avx2(sl_type t, const uint8_t *const *rows, const float *a,
     B2_AXPY_CASES(SL_TYPE_Q8_0N)
 #undef B2_AXPY_CASES
 }
+
+/* ---- exact column rows (Q4_0C / Q8_0C) ----------------------------------------------------------- */
+
+/* y[e] += (d[e] * dx) * sum_r k_r v_r[e]: pairs of rows interleaved bytewise, one vpmaddubsw of
+ * the unsigned nibbles with the pair (k_r0, k_r1) per 16 elements, int16 sums over up to 8 pairs
+ * (<= 8 * 2 * 15 * 127), then widened into int32 sums; the column layouts put the results of the
+ * unpacks in element order (quant.h: swap34), so no permutation is needed. Q8_0C bytes q + 128
+ * are split into nibbles too and recombined as 16 hi + lo - 128. */
+void sl_sp_col_axpy_avx2(sl_type t, const uint8_t *const *rows, const int8_t *k, int nr, float dx, const uint16_t *d, float *y,
+                         int64_t n, const uint8_t *const *next, int nnext) {
+    if (nr < 1) return;
+    const bool q4 = t == SL_TYPE_Q4_0C;
+    const uint8_t *rp[SP_COL_MAX_ROWS + 1];
+    __m256i kp[SP_COL_MAX_ROWS / 2];
+    int32_t ksum = 0;
+    const int np = (nr + 1) / 2;
+    for (int p = 0; p < np; p++) {
+        const int8_t k0 = k[2 * p], k1 = 2 * p + 1 < nr ? k[2 * p + 1] : 0;
+        rp[2 * p] = rows[2 * p];
+        rp[2 * p + 1] = 2 * p + 1 < nr ? rows[2 * p + 1] : rows[2 * p]; /* padding row: coefficient 0 */
+        kp[p] = _mm256_set1_epi16((short)(uint16_t)((uint8_t)k0 | (uint16_t)((uint8_t)k1) << 8));
+        ksum += k0 + k1;
+    }
+    const __m256i bias = _mm256_set1_epi32(-(q4 ? 8 : 128) * ksum), m4 = _mm256_set1_epi8(0x0f);
+    const __m256 dxv = _mm256_set1_ps(dx);
+    const int64_t per = q4 ? 64 : 32, nch = (n + per - 1) / per;
+    for (int64_t c = 0; c < nch; c++) {
+        if (!(c & 1))
+            for (int r = 0; r < nnext; r++) _mm_prefetch((const char *)next[r] + (size_t)c * 32, _MM_HINT_T1);
+        __m256i acc[8]; /* int32 sums: Q4_0C elements 8m..8m+7; Q8_0C lo nibbles in 0..3, hi in 4..7 */
+        for (int m = 0; m < 8; m++) acc[m] = _mm256_setzero_si256();
+        for (int p0 = 0; p0 < np; p0 += 8) {
+            __m256i A[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+            const int p1 = np - p0 < 8 ? np : p0 + 8;
+            for (int p = p0; p < p1; p++) {
+                const __m256i wa = _mm256_loadu_si256((const __m256i *)(rp[2 * p] + (size_t)c * 32));
+                const __m256i wb = _mm256_loadu_si256((const __m256i *)(rp[2 * p + 1] + (size_t)c * 32));
+                const __m256i la = _mm256_and_si256(wa, m4), lb = _mm256_and_si256(wb, m4);
+                const __m256i ha = _mm256_and_si256(_mm256_srli_epi16(wa, 4), m4), hb = _mm256_and_si256(_mm256_srli_epi16(wb, 4), m4);
+                A[0] = _mm256_add_epi16(A[0], _mm256_maddubs_epi16(_mm256_unpacklo_epi8(la, lb), kp[p]));
+                A[1] = _mm256_add_epi16(A[1], _mm256_maddubs_epi16(_mm256_unpackhi_epi8(la, lb), kp[p]));
+                A[2] = _mm256_add_epi16(A[2], _mm256_maddubs_epi16(_mm256_unpacklo_epi8(ha, hb), kp[p]));
+                A[3] = _mm256_add_epi16(A[3], _mm256_maddubs_epi16(_mm256_unpackhi_epi8(ha, hb), kp[p]));
+            }
+            for (int i = 0; i < 4; i++) {
+                acc[2 * i] = _mm256_add_epi32(acc[2 * i], _mm256_cvtepi16_epi32(_mm256_castsi256_si128(A[i])));
+                acc[2 * i + 1] = _mm256_add_epi32(acc[2 * i + 1], _mm256_cvtepi16_epi32(_mm256_extracti128_si256(A[i], 1)));
+            }
+        }
+        /* A[0] / A[1]: elements 0..15 / 16..31 of the chunk (low nibbles); A[2] / A[3]: Q4_0C 32..47 /
+         * 48..63, Q8_0C the high nibbles of elements 0..15 / 16..31 */
+        const int64_t e0 = c * per;
+        const int parts = q4 ? (n - e0 >= 64 ? 8 : 4) : 4;
+        for (int m = 0; m < parts; m++) {
+            __m256i v = q4 ? acc[m] : _mm256_add_epi32(_mm256_slli_epi32(acc[4 + m], 4), acc[m]);
+            v = _mm256_add_epi32(v, bias);
+            const __m256 sc = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(d + e0 + 8 * m))), dxv);
+            float *yp = y + e0 + 8 * m;
+            _mm256_storeu_ps(yp, _mm256_fmadd_ps(sc, _mm256_cvtepi32_ps(v), _mm256_loadu_ps(yp)));
+        }
+    }
+}

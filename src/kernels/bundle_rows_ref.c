@@ -73,3 +73,14 @@ void sl_sp_axpy_rows_bundle_ref(sl_type t, const uint8_t *const *rows, const flo
         }
     }
 }
+
+void sl_sp_col_axpy_ref(sl_type t, const uint8_t *const *rows, const int8_t *k, int nr, float dx, const uint16_t *d, float *y,
+                        int64_t n, const uint8_t *const *next, int nnext) {
+    for (int r = 0; r < nnext; r++) __builtin_prefetch(next[r], 0, 1);
+    const int off = t == SL_TYPE_Q4_0C ? 8 : 0;
+    for (int64_t e = 0; e < n; e++) {
+        int32_t s = 0;
+        for (int r = 0; r < nr; r++) s += k[r] * (sl_col_get(t, rows[r], e) - off);
+        y[e] += sl_fp16_to_fp32(d[e]) * dx * (float)s;
+    }
+}

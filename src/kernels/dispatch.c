@@ -32,6 +32,7 @@ static const sl_kernel_ops scalar_ops = {
     .kq_mm_prep_size = sl_kq_mm_prep_size_scalar,
     .kq_mm_prep = sl_kq_mm_prep_scalar,
     .kq_mm_rows = sl_kq_mm_rows_scalar,
+    .mt_cols = sl_mt_cols_scalar,
     .attention_group = sl_attention_group_scalar,
 };
 

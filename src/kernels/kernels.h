@@ -65,6 +65,26 @@ void sl_matmul_ref(sl_type type, const void *W, int64_t rows, int64_t n, const f
  * a fixed order. */
 void sl_matmul(sl_pool *pool, sl_type type, const void *W, int64_t rows, int64_t n, const float *X, int64_t B, float *Y);
 
+/* ---- products over rows at a stride (the neuron bundles, src/model/bundle.h) ---------------
+ * sl_matmul_rows: Y[b, r] = W_r . X[b] for rows r < rows at W + r * stride, of a file type or a
+ * bundle row layout (Q4_0N / Q8_0N): the numerics of sl_matmul on the same (plain) rows —
+ * quantized rows against X quantized to Q8_0. sl_matmul_t: Y[b, c] = sum_k X[b, k] * Wt_k[c] for
+ * c < N, rows k < K at Wt + k * stride (F32, F16, BF16, Q8_0N, Q4_0N): the down projection from
+ * transposed rows, as float products of X with the dequantized rows (X is not rounded). Both
+ * split over the pool's threads (rows in units of 16, columns in units of 128), results do not
+ * depend on the thread count, and a call from a task of the same pool is not allowed.
+ * sl_matmul_t_ref is the plain definition (one thread, f32 sums in k order). */
+void sl_matmul_rows(sl_pool *pool, sl_type type, const void *W, size_t stride, int64_t rows, int64_t n, const float *X,
+                    int64_t B, float *Y);
+void sl_matmul_t(sl_pool *pool, sl_type type, const void *Wt, size_t stride, int64_t K, int64_t N, const float *X, int64_t B,
+                 float *Y);
+void sl_matmul_t_ref(sl_type type, const void *Wt, size_t stride, int64_t K, int64_t N, const float *X, int64_t B, float *Y);
+/* The same for exact down columns (Q4_0C / Q8_0C, quant.h; K a multiple of 32, dscale the
+ * [K / 32][N] f16 scale table): X quantized to Q8_0 per 32 rows as sl_matmul does it, each block
+ * column an exact integer sum — sl_matmul's numerics on the [N, K] matrix the columns came from. */
+void sl_matmul_tc(sl_pool *pool, sl_type type, const void *Wt, size_t stride, const uint16_t *dscale, int64_t K, int64_t N,
+                  const float *X, int64_t B, float *Y);
+
 /* Causal attention for one query token.
  * q:   [n_head, head_dim] (already rotated)
  * kc:  key cache, positions 0..n_pos-1, each [n_head_kv, head_dim]; f32 or f16 (kv_f16)

@@ -25,6 +25,17 @@ typedef struct sl_mm_args {
     float *Y;         /* [B, rows] outputs */
 } sl_mm_args;
 
+/* One sl_matmul_t call as seen by a variant's column kernel. */
+typedef struct sl_mt_args {
+    sl_type type;      /* row type: F32, F16, BF16, Q8_0N, Q4_0N */
+    const uint8_t *Wt; /* row k at Wt + k * stride */
+    size_t stride;     /* bytes between rows */
+    int64_t K, N;      /* rows (the reduction) and columns (outputs) */
+    const float *X;    /* [B, K] */
+    int64_t B;         /* tokens */
+    float *Y;          /* [B, N] */
+} sl_mt_args;
+
 typedef struct sl_kernel_ops {
     const char *name; /* "scalar", "avx2", "avx512" */
     /* mm_rows has a fast kernel for SL_TYPE_Q4_0X4 (every variant computes it; without this
@@ -51,6 +62,8 @@ typedef struct sl_kernel_ops {
     size_t (*kq_mm_prep_size)(sl_type type, int64_t n, int64_t B);
     void (*kq_mm_prep)(sl_type type, const float *X, int64_t n, int64_t B, int64_t b0, int64_t b1, void *xp);
     void (*kq_mm_rows)(const sl_mm_args *a, int64_t r0, int64_t r1);
+    /* Y[b, c] for all b and c in [c0, c1) (sl_matmul_t; c0 a multiple of 128). */
+    void (*mt_cols)(const sl_mt_args *a, int64_t c0, int64_t c1);
     /* sl_attention_group contract (kernels.h). */
     void (*attention_group)(const float *q, int n_q, const void *kc, const void *vc, bool kv_f16, int n_pos,
                             int kv_stride, int kv_head, int head_dim, float scale, float softcap, float *out, float *att);
@@ -88,6 +101,10 @@ void sl_mm_rows_scalar(const sl_mm_args *a, int64_t r0, int64_t r1);
 void sl_quantize_q8_scalar(const float *x, void *blocks, int64_t n);
 void sl_attention_group_scalar(const float *q, int n_q, const void *kc, const void *vc, bool kv_f16, int n_pos,
                                int kv_stride, int kv_head, int head_dim, float scale, float softcap, float *out, float *att);
+void sl_mt_cols_scalar(const sl_mt_args *a, int64_t c0, int64_t c1);
+#if defined(__x86_64__)
+void sl_x2_mt_cols(const sl_mt_args *a, int64_t c0, int64_t c1); /* matmul_t_avx2.c; the AVX-512 table uses it too */
+#endif
 
 #if defined(__x86_64__)
 /* AVX2 kernels of the kq types (quant_avx2.c), shared by the AVX2 and AVX-512 tables. */

@@ -18,5 +18,6 @@ const sl_kernel_ops sl_kernels_avx2_ops = {
     .kq_mm_prep_size = sl_kq_mm_prep_size_avx2,
     .kq_mm_prep = sl_kq_mm_prep_avx2,
     .kq_mm_rows = sl_kq_mm_rows_avx2,
+    .mt_cols = sl_x2_mt_cols,
     .attention_group = sl_x2_attention_group,
 };

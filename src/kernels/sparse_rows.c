@@ -30,6 +30,7 @@ void sl_sp_kernels(sl_sp_kernel_set *k) {
         k->axpy = sl_sp_axpy_rows_avx512;
         k->dot_batch = sl_sp_dot_rows_batch_avx512;
         k->axpy_batch = sl_sp_axpy_rows_batch_avx512;
+        k->col_axpy = sl_sp_col_axpy_avx2; /* the AVX2 kernel (written where no AVX-512 runs) */
         return;
     }
     if (sl_kernels_current() == SL_KERNELS_AVX2) {
@@ -39,6 +40,7 @@ void sl_sp_kernels(sl_sp_kernel_set *k) {
         k->axpy = sl_sp_axpy_rows_avx2;
         k->dot_batch = sl_sp_dot_rows_batch_avx2;
         k->axpy_batch = sl_sp_axpy_rows_batch_avx2;
+        k->col_axpy = sl_sp_col_axpy_avx2;
         return;
     }
 #endif
@@ -48,6 +50,7 @@ void sl_sp_kernels(sl_sp_kernel_set *k) {
     k->axpy = sl_sp_axpy_rows_ref;
     k->dot_batch = sl_sp_dot_rows_batch_ref;
     k->axpy_batch = sl_sp_axpy_rows_batch_ref;
+    k->col_axpy = sl_sp_col_axpy_ref;
 }
 
 /* Group sizes, from measurements on Zen 4 (bench-op and a kernel micro-benchmark): gathers need

@@ -86,6 +86,21 @@ void sl_bn_axpy_rows_avx2(sl_type t, const uint8_t *const *rows, const float *a,
                           const uint8_t *const *next, int nnext);
 #endif
 static inline bool sl_is_bundle_layout(sl_type t) { return t == SL_TYPE_Q4_0N || t == SL_TYPE_Q8_0N; }
+/* Down rows in the exact column layouts Q4_0C / Q8_0C (quant.h): nr <= 32 rows of one block
+ * column, with integer coefficients k (sl_col_quantize_coef) and their scale dx:
+ * y[e] += (d[e] * dx) * sum_r k[r] * v_r[e] for e < n, d the column's f16 scales, v = q - 8
+ * (Q4_0C) or q (Q8_0C), the sum in exact integers — the dense path's Q8_0-activation product
+ * restricted to these rows. n a multiple of 32; rows, d and y may start at any element that is a
+ * multiple of 64 (Q4_0C) or 32 (Q8_0C). next: rows prefetched line by line meanwhile. */
+typedef void (*sl_sp_col_axpy_fn)(sl_type t, const uint8_t *const *rows, const int8_t *k, int nr, float dx, const uint16_t *d,
+                                  float *y, int64_t n, const uint8_t *const *next, int nnext);
+#define SP_COL_MAX_ROWS 32
+void sl_sp_col_axpy_ref(sl_type t, const uint8_t *const *rows, const int8_t *k, int nr, float dx, const uint16_t *d, float *y,
+                        int64_t n, const uint8_t *const *next, int nnext);
+#if defined(__x86_64__)
+void sl_sp_col_axpy_avx2(sl_type t, const uint8_t *const *rows, const int8_t *k, int nr, float dx, const uint16_t *d, float *y,
+                         int64_t n, const uint8_t *const *next, int nnext);
+#endif
 /* Batched forms for the union schedule: the same rows for nb tokens.
  * dot: out[b * nr + r] = rows[r] . x_b, x_b = x + b * xs bytes (prepared inputs), nr <= 8.
  * axpy: y_b[0..n) += sum_r a[r * astride + b] * rows[r], y_b = y + b * ys floats, nr <= 8. */
@@ -120,6 +135,7 @@ typedef struct sl_sp_kernel_set {
     sl_sp_axpy_rows_fn axpy;               /* rows into one accumulator */
     sl_sp_dot_rows_batch_fn dot_batch;     /* rows x many inputs */
     sl_sp_axpy_rows_batch_fn axpy_batch;   /* rows into many accumulators */
+    sl_sp_col_axpy_fn col_axpy;            /* exact column rows (Q4_0C / Q8_0C) into one accumulator */
 } sl_sp_kernel_set;
 void sl_sp_kernels(sl_sp_kernel_set *k);
 /* Rows per kernel call: gate/up neurons per group (2 rows each) and down rows per group (the

@@ -23,6 +23,7 @@ sl_context_params sl_context_default_params(void) {
 void sl_context_free(sl_context *ctx) {
     if (!ctx) return;
     sl_context_set_mlp_plugin(ctx, NULL, NULL);
+    sl_bundle_ws_free(&ctx->bws);
     free(ctx->stats);
     free(ctx->rope_cs);
     sl_pool_free(ctx->pool);

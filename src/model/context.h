@@ -9,6 +9,7 @@
 #ifndef SL_MODEL_CONTEXT_H
 #define SL_MODEL_CONTEXT_H
 
+#include "model/bundle_mlp.h"
 #include "model/model.h"
 #include "util/threadpool.h"
 
@@ -67,6 +68,8 @@ struct sl_context {
     bool track_recall;          /* ask the plug-in to score its selection against the true mask */
     const sl_mlp_plugin *mlp;   /* the plugged-in MLP (NULL: dense everywhere) */
     void *mlp_state;            /* its state (owned through mlp->free) */
+    sl_bundle_ws bws;           /* scratch of the dense MLP over the model's bundles */
+    sl_status fault;            /* a failure inside the forward pass (scratch memory), reported by sl_eval */
 };
 
 /* Install (or, with plugin NULL, remove) the MLP plug-in, freeing the previous one's state. */

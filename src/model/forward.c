@@ -173,15 +173,40 @@ static void attn_worker(void *arg, int ith, int nth) {
     }
 }
 
+typedef struct gate_observer {
+    sl_context *ctx; /* whose mlp_hook sees the gate */
+    int layer;       /* the layer */
+} gate_observer;
+
+static void observe_gate(void *ud, const float *gate, int B) {
+    const gate_observer *o = ud;
+    const sl_model_config *c = &o->ctx->model->config;
+    o->ctx->mlp_hook(o->ctx->mlp_hook_ud, o->layer, B, o->ctx->xb, c->n_embd, gate, c->n_ff);
+}
+
 /* xb2 <- down(act(gate(xb)) * up(xb))    (LlamaMLP.forward; Gemma: gelu_pytorch_tanh; Phi-3:
  * gate and up are the two halves of gate_up_proj), unless the MLP plug-in (the skip model,
- * src/sparse/skip.c) takes the layer. */
+ * src/sparse/skip.c) takes the layer; from the model's neuron bundles when it reads them
+ * (model/bundle_mlp.h), else from the three matrices. */
 static void mlp_forward(sl_context *ctx, int l, int B) {
     const sl_model_config *c = &ctx->model->config;
     const sl_layer *L = &ctx->model->layers[l];
     ctx->stats[l].n_tokens += B;
     if (ctx->mlp && ctx->mlp->forward(ctx->mlp_state, ctx, l, B)) return; /* the skip model took it */
     const double t0 = sl_time_s();
+    if (ctx->model->dense_bundled) {
+        gate_observer o = {ctx, l};
+        sl_error err;
+        const sl_bundle_dense_opts opts = {.hook = ctx->mlp_hook ? observe_gate : NULL, .hook_ud = &o};
+        sl_status st = sl_bundle_dense(&ctx->model->bundles[l], ctx->pool, &ctx->bws, c->act, ctx->xb, B, ctx->hb, ctx->hb2, &opts,
+                                       ctx->xb2, &err);
+        if (st) { /* only scratch memory can fail here: the evaluation reports it */
+            memset(ctx->xb2, 0, (size_t)B * (size_t)c->n_embd * sizeof(float));
+            if (!ctx->fault) ctx->fault = st;
+        }
+        ctx->stats[l].t_dense += sl_time_s() - t0;
+        return;
+    }
     sl_matmul(ctx->pool, L->ffn_gate.mm_type, L->ffn_gate.mm_data, c->n_ff, c->n_embd, ctx->xb, B, ctx->hb);
     if (ctx->mlp_hook) ctx->mlp_hook(ctx->mlp_hook_ud, l, B, ctx->xb, c->n_embd, ctx->hb, c->n_ff);
     sl_matmul(ctx->pool, L->ffn_up.mm_type, L->ffn_up.mm_data, c->n_ff, c->n_embd, ctx->xb, B, ctx->hb2);
@@ -292,7 +317,9 @@ sl_status sl_eval(sl_context *ctx, const int32_t *tokens, int32_t n_tokens, floa
         } else if (logits && last) {
             dst = logits;
         }
+        ctx->fault = SL_OK;
         forward_batch(ctx, tokens + done, B, dst, all);
+        if (ctx->fault) return sl_set_error(err, ctx->fault, "eval: out of memory for the MLP's scratch");
         ctx->n_past += B;
         done += B;
     }

@@ -55,6 +55,8 @@ bool sl_activation_from_name(const char *name, sl_activation *out) {
 
 void sl_model_free(sl_model *m) {
     if (!m) return;
+    sl_model_bundles_free(m);
+    pthread_mutex_destroy(&m->bundle_mu);
     sl_vocab_free(m->vocab);
     free(m->layers);
     free(m->owned_f32);
@@ -124,17 +126,21 @@ static sl_weight *matrix_at(sl_model *m, int64_t i) {
     return all[i % 7];
 }
 
-/* Copies every Q4_0 matrix that dense products read into the Q4_0x4 layout (quant.h), when the
+/* Copies every Q4_0 matrix that dense products read (not the MLP's when the bundles replace it)
+ * into the Q4_0x4 layout (quant.h), when the
  * selected kernels have a fast path for it, and releases the file pages it read so the resident
  * size does not double. Not an error when memory is short: the model then computes from the
  * mapping, which is slower but exact (the layouts give bit-identical dot products per block). */
+/* The MLP matrices of a model whose dense path reads its bundles are not read at all. */
+static bool skip_matrix(const sl_model *m, int64_t i) { return m->dense_bundled && i < 7 * (int64_t)m->config.n_layer && i % 7 >= 4; }
+
 static void repack_q4_0(sl_model *m) {
     if (!sl_kernels_fast_q4_0x4()) return;
     const int64_t n_mat = 7 * (int64_t)m->config.n_layer + 1;
     size_t total = 0;
     for (int64_t i = 0; i < n_mat; i++) {
         const sl_weight *w = matrix_at(m, i);
-        size_t sz = w->type == SL_TYPE_Q4_0 ? sl_q4_0x4_size(w->rows, w->cols) : 0;
+        size_t sz = w->type == SL_TYPE_Q4_0 && !skip_matrix(m, i) ? sl_q4_0x4_size(w->rows, w->cols) : 0;
         if (total + sz < total) return;
         total += sz;
     }
@@ -144,7 +150,7 @@ static void repack_q4_0(sl_model *m) {
     m->repacked_bytes = total;
     for (int64_t i = 0; i < n_mat; i++) {
         sl_weight *w = matrix_at(m, i);
-        if (w->type != SL_TYPE_Q4_0) continue;
+        if (w->type != SL_TYPE_Q4_0 || skip_matrix(m, i)) continue;
         /* in slices of ~4 MiB of the file, each released once copied, so the resident size
          * never holds both forms of a whole matrix (the output matrix of a 128k vocabulary is
          * 150 MB); with tied embeddings, token lookups later fault single rows back in */
@@ -457,6 +463,7 @@ sl_model *sl_model_init_gguf(gguf_file *f, const char *path, const sl_model_para
         return NULL;
     }
     m->gguf = f;
+    pthread_mutex_init(&m->bundle_mu, NULL);
     m->path = strdup(path ? path : "");
     if (!m->gguf || !m->path) {
         if (m->gguf) sl_set_error(err, SL_ERR_NOMEM, "out of memory");
@@ -483,6 +490,7 @@ sl_model *sl_model_init_gguf(gguf_file *f, const char *path, const sl_model_para
         }
         m->config.arch = m->arch->name;
         if (!load_hparams(m, err) || !load_tensors(m, err) || !load_swa(m, err)) goto fail;
+        if (p.bundled && sl_model_bundle_at_load(m, p.n_threads, err)) goto fail;
         if (!p.no_repack) repack_q4_0(m);
     }
     sl_error verr;

@@ -10,10 +10,14 @@
 #define SL_MODEL_H
 
 #include "format/gguf.h"
+#include "util/threadpool.h"
 #include "skipllama.h"
+
+#include <pthread.h>
 
 struct sl_vocab;
 struct sl_arch;
+struct sl_neuron_bundle;
 
 /* A 2-D weight matrix in the file: `rows` rows of `cols` elements of `type`, row-major
  * (GGUF ne[0] = cols, ne[1] = rows). y = W·x maps cols -> rows. */
@@ -96,6 +100,16 @@ struct sl_model {
     struct sl_vocab *vocab;   /* tokenizer, or NULL when the file has none */
     struct sl_hf *hf;         /* a Hugging Face folder: what gguf's tensors point into (hf.h), or NULL */
     char warnings[1024];      /* load-time problems that did not stop it, one per line (sl_model_warnings) */
+    /* The MLP as neuron bundles (model/bundle.h), one per layer, or NULL: built at load
+     * (sl_model_params.bundled), mapped from a bundled file, or built by the first sparse user
+     * (sl_model_bundles). Published once, never changed afterwards. */
+    struct sl_neuron_bundle *_Atomic bundles;
+    bool dense_bundled;       /* the dense forward pass reads the bundles (set at load only) */
+    bool bundled_file;        /* the bundles are views of the file (no ffn_gate/up/down tensors) */
+    uint8_t *bundle_mem;      /* their memory when built (owned, sl_alloc_huge), or NULL */
+    size_t bundle_bytes;      /* its size, or the mapped bytes */
+    pthread_mutex_t bundle_mu; /* serialises a build after load */
+    char fingerprint[32];     /* "" or the fingerprint of the model a bundled file was written from */
 };
 
 /* Build a model from an open GGUF file (taking ownership of f, closed on failure too). path is
@@ -106,5 +120,12 @@ sl_model *sl_model_init_gguf(gguf_file *f, const char *path, const sl_model_para
 /* The RoPE divisors a context of n_ctx tokens uses: rope_freqs, else LongRoPE's long factors when
  * n_ctx > n_ctx_orig (llama.cpp decides by the context size), else its short ones, else NULL. */
 const float *sl_model_rope_factors(const sl_model *m, int n_ctx);
+/* The model's bundles, building them on first use when the model was loaded without them (for
+ * the sparse paths; the dense path keeps reading the file). pool may be NULL. NULL with *err
+ * set when they cannot be built (memory, a type without a bundle layout). Thread-safe. */
+const struct sl_neuron_bundle *sl_model_bundles(const sl_model *m, sl_pool *pool, sl_error *err);
+/* Build them at load, release the file's MLP pages, and have the dense path read them. */
+sl_status sl_model_bundle_at_load(sl_model *m, int n_threads, sl_error *err);
+void sl_model_bundles_free(sl_model *m);
 
 #endif

@@ -256,7 +256,7 @@ sl_status sl_sparse_mlp_set_bundled(sl_sparse_mlp *op, bool on, sl_error *err) {
     op->ws->bundle = NULL;
     sl_bundle_free(&op->bundle);
     if (!on) return SL_OK;
-    sl_status st = sl_bundle_init_t(&op->bundle, &op->gate, &op->up, &op->down_t, true, err);
+    sl_status st = sl_bundle_init_t(&op->bundle, op->pool, &op->gate, &op->up, &op->down_t, err);
     if (!st) op->ws->bundle = &op->bundle;
     return st;
 }

@@ -7,7 +7,7 @@
 #ifndef SL_SPARSE_MLP_INTERNAL_H
 #define SL_SPARSE_MLP_INTERNAL_H
 
-#include "sparse/bundle.h"
+#include "model/bundle_mlp.h"
 #include "sparse/sparse_mlp.h"
 
 #include <stdbool.h>

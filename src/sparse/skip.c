@@ -2,18 +2,21 @@
  * skip.c — the skip model: running a layer's MLP on only the neurons its profile selects.
  *
  * For each token the layer's rule picks the active neurons — CATS thresholds |act(gate . x)|
- * (the gate is computed in full), a low-rank predictor scores B (A x) and keeps those above a
- * threshold, the top k, or those above mean + std * PhiInv(1 - k/I) (select.c) — and one fused
- * pass over those neurons' bundles (bundle.c: gate, up and transposed down rows side by
- * side in huge pages, built once when the profile is attached) computes their share of the MLP.
- * Per-layer counters record the sparsity achieved, the time of each stage and, on request, the
- * recall and precision of the selection against the true mask (gate > 0).
+ * (the gate is computed in full, from the bundles' gate rows), a low-rank predictor scores
+ * B (A x) and keeps those above a threshold, the top k, or those above mean + std *
+ * PhiInv(1 - k/I) (select.c) — and one fused pass over those neurons' bundles (the model's,
+ * model/bundle.h: gate, up and transposed down rows side by side, shared by every context)
+ * computes their share of the MLP (model/bundle_mlp.h). A batch of tokens (sparse prefill, or
+ * several sequences decoding together) selects per token and reads the union of their neurons
+ * once, or runs dense when that union covers most of the layer. Per-layer counters record the
+ * sparsity achieved, the union of batches, the time of each stage and, on request, the recall
+ * and precision of the selection against the true mask (gate > 0).
  * What it is not: the profile file format (profile.c), the general sparse operator
  * (sparse_mlp.c, the public sl_sparse_mlp API) or the kernels.
  */
 #include "kernels/kernels.h"
+#include "model/bundle_mlp.h"
 #include "model/context.h"
-#include "sparse/bundle.h"
 #include "sparse/profile.h"
 #include "sparse/select.h"
 #include "util/util.h"
@@ -22,35 +25,40 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A batch whose union reaches this fraction of the layer runs dense: the union pass reads the
+ * union once but does each token's products on its own rows, so past this point the dense
+ * products (one weight read, batched kernels) cost less and lose nothing. */
+#define SKIP_UNION_DENSE 0.8
+#define SKIP_BATCH_MAX 64 /* tokens per union pass (sl_bundle_forward_batch) */
+
 /* What a sparse layer needs beyond the model's weights. */
 typedef struct sl_sparse_layer {
-    sl_neuron_bundle bundle; /* the layer's MLP neuron by neuron (gate rows only for predictor rules) */
     float stat_z;      /* PRED_STAT_TOPK: PhiInv(1 - topk / n_ff) */
     sl_cats_cut cut;   /* CATS: the threshold as cut-offs on the gate pre-activation (select.h) */
 } sl_sparse_layer;
 
 /* The skip model's state in a context (its MLP plug-in's state). */
 typedef struct skip_state {
-    const sl_profile *profile;  /* borrowed */
-    int n_layer;                /* layers of the model */
-    bool sparse_prefill;        /* batches (B > 1) take the sparse path too */
-    sl_sparse_layer *layers;    /* [n_layer] */
-    sl_bundle_ws bws;           /* scratch of the bundled MLP */
-    int32_t *idx;               /* [n_batch, n_ff] active neuron lists */
-    int32_t *n_idx;             /* [n_batch] list lengths */
-    float *scores;              /* [n_batch, n_ff] predictor scores / gate values */
-    float *gate_full;           /* [n_batch, n_ff] true gate (track_recall) */
-    float *pred_h;              /* [n_batch, max rank] A x */
-    float *select_tmp;          /* [n_ff] scratch for top-k selection */
+    const sl_profile *profile;         /* borrowed */
+    const sl_neuron_bundle *bundles;   /* the model's, [n_layer] */
+    int n_layer;                       /* layers of the model */
+    bool sparse_prefill;               /* batches (B > 1) take the sparse path too */
+    sl_sparse_layer *layers;           /* [n_layer] */
+    sl_bundle_ws bws;                  /* scratch of the bundle passes */
+    int32_t *idx;                      /* [n_batch, n_ff] active neuron lists */
+    int32_t *n_idx;                    /* [n_batch] list lengths */
+    float *scores;                     /* [n_batch, n_ff] predictor scores / gate values */
+    float *gate_full;                  /* [n_batch, n_ff] true gate (track_recall) */
+    float *pred_h;                     /* [n_batch, max rank] A x */
+    float *select_tmp;                 /* [n_ff] scratch for top-k selection */
+    uint8_t *seen;                     /* [n_ff] union membership while sizing a batch's union */
+    int32_t **lists;                   /* [n_batch] pointers into idx */
 } skip_state;
 
 static void skip_free(void *state) {
     skip_state *s = state;
     if (!s) return;
-    if (s->layers) {
-        for (int l = 0; l < s->n_layer; l++) sl_bundle_free(&s->layers[l].bundle);
-        free(s->layers);
-    }
+    free(s->layers);
     sl_bundle_ws_free(&s->bws);
     sl_free_aligned(s->idx);
     free(s->n_idx);
@@ -58,6 +66,8 @@ static void skip_free(void *state) {
     sl_free_aligned(s->gate_full);
     sl_free_aligned(s->pred_h);
     sl_free_aligned(s->select_tmp);
+    free(s->seen);
+    free(s->lists);
     free(s);
 }
 
@@ -80,9 +90,13 @@ sl_status sl_context_set_profile(sl_context *ctx, const sl_profile *profile, boo
     int32_t max_rank = 1;
     for (int l = 0; l < c->n_layer; l++)
         if (profile->layers[l].info.rank > max_rank) max_rank = profile->layers[l].info.rank;
+    /* the model's bundles: there already (loaded bundled), or built now, once for all contexts */
+    const sl_neuron_bundle *bundles = sl_model_bundles(m, ctx->pool, err);
+    if (!bundles) return err ? err->code : SL_ERR_NOMEM;
     skip_state *s = calloc(1, sizeof(*s));
     if (!s) return sl_set_error(err, SL_ERR_NOMEM, "set_profile: out of memory for sparse buffers");
     s->n_layer = c->n_layer;
+    s->bundles = bundles;
     s->layers = calloc((size_t)c->n_layer, sizeof(sl_sparse_layer));
     s->idx = sl_calloc_array(NB * I, sizeof(int32_t));
     s->n_idx = calloc(NB, sizeof(int32_t));
@@ -90,22 +104,15 @@ sl_status sl_context_set_profile(sl_context *ctx, const sl_profile *profile, boo
     s->gate_full = sl_calloc_array(NB * I, sizeof(float));
     s->pred_h = sl_calloc_array(NB * (size_t)max_rank, sizeof(float));
     s->select_tmp = sl_calloc_array(I, sizeof(float));
-    if (!s->layers || !s->idx || !s->n_idx || !s->scores || !s->gate_full || !s->pred_h || !s->select_tmp) {
+    s->seen = calloc(I, 1);
+    s->lists = calloc(NB, sizeof(int32_t *));
+    if (!s->layers || !s->idx || !s->n_idx || !s->scores || !s->gate_full || !s->pred_h || !s->select_tmp || !s->seen || !s->lists) {
         skip_free(s);
         return sl_set_error(err, SL_ERR_NOMEM, "set_profile: out of memory for sparse buffers");
     }
+    for (size_t b = 0; b < NB; b++) s->lists[b] = s->idx + b * I;
     for (int l = 0; l < c->n_layer; l++) {
         const sl_profile_layer *P = &profile->layers[l].info;
-        if (P->rule == SL_RULE_DENSE) continue;
-        const sl_layer *L = &m->layers[l];
-        /* the layer's MLP copied neuron by neuron into huge pages (bundle.h): CATS computes the
-         * gate densely from the model, so its bundles hold only up and down */
-        sl_status st = sl_bundle_init(&s->layers[l].bundle, ctx->pool, &L->ffn_gate, &L->ffn_up, &L->ffn_down,
-                                      P->rule != SL_RULE_CATS, err);
-        if (st) {
-            skip_free(s);
-            return st;
-        }
         sl_sparse_layer *S = &s->layers[l];
         if (P->rule == SL_RULE_CATS) sl_cats_cut_init(&S->cut, c->act, P->threshold);
         if (P->rule == SL_RULE_PRED_STAT_TOPK) S->stat_z = sl_normal_quantile(1.0 - (double)P->topk / (double)c->n_ff);
@@ -116,6 +123,17 @@ sl_status sl_context_set_profile(sl_context *ctx, const sl_profile *profile, boo
     return SL_OK;
 }
 
+/* The full gate [B, I] of the tokens in ctx->xb, from the bundles' gate rows. */
+static void gate_all(skip_state *ss, sl_context *ctx, const sl_neuron_bundle *bd, int B, float *out) {
+    sl_error err;
+    if (B == 1) {
+        if (sl_bundle_gate_up(bd, ctx->pool, &ss->bws, ctx->xb, NULL, (int32_t)bd->I, out, NULL, &err) != SL_OK)
+            memset(out, 0, (size_t)bd->I * sizeof(float)); /* scratch only: select nothing rather than garbage */
+        return;
+    }
+    sl_matmul_rows(ctx->pool, bd->t_gu, bd->data, bd->stride, bd->I, bd->H, ctx->xb, B, out);
+}
+
 /* The sparse MLP of layer l for the B tokens in ctx->xb -> ctx->xb2, when the profile makes the
  * layer sparse (and B == 1 unless sparse prefill is on); false leaves the layer to the dense MLP. */
 static bool skip_forward(void *state, sl_context *ctx, int l, int B) {
@@ -123,16 +141,15 @@ static bool skip_forward(void *state, sl_context *ctx, int l, int B) {
     const sl_profile_layer_data *PD = &ss->profile->layers[l];
     const sl_profile_layer *P = &PD->info;
     if (P->rule == SL_RULE_DENSE || (B > 1 && !ss->sparse_prefill)) return false;
-    const sl_model *m = ctx->model;
-    const sl_model_config *c = &m->config;
-    const sl_layer *L = &m->layers[l];
+    const sl_model_config *c = &ctx->model->config;
+    const sl_neuron_bundle *bd = &ss->bundles[l];
     const sl_sparse_layer *S = &ss->layers[l];
     const int32_t I = c->n_ff, E = c->n_embd;
 
     const double t0 = sl_time_s();
     /* scores [B, I]: the gate itself (CATS) or the predictor B (A x) */
     if (P->rule == SL_RULE_CATS) {
-        sl_matmul(ctx->pool, L->ffn_gate.mm_type, L->ffn_gate.mm_data, I, E, ctx->xb, B, ss->scores);
+        gate_all(ss, ctx, bd, B, ss->scores);
     } else {
         sl_matmul(ctx->pool, PD->pred_a.type, PD->pred_a.data, P->rank, E, ctx->xb, B, ss->pred_h);
         sl_matmul(ctx->pool, PD->pred_b.type, PD->pred_b.data, I, P->rank, ss->pred_h, B, ss->scores);
@@ -140,10 +157,11 @@ static bool skip_forward(void *state, sl_context *ctx, int l, int B) {
     sl_layer_stats *st = &ctx->stats[l];
     const double t1 = sl_time_s();
     st->t_scores += t1 - t0;
+    int64_t sum_n = 0;
     for (int b = 0; b < B; b++) {
         int32_t *idx = ss->idx + (size_t)b * I;
         ss->n_idx[b] = sl_select_active(P, S->stat_z, &S->cut, ss->scores + (size_t)b * I, I, c->act, ss->select_tmp, idx);
-        st->n_active += ss->n_idx[b];
+        sum_n += ss->n_idx[b];
     }
     st->n_sparse_tokens += B;
     st->n_neurons += (int64_t)B * I;
@@ -152,7 +170,7 @@ static bool skip_forward(void *state, sl_context *ctx, int l, int B) {
     if (ctx->track_recall) {
         const float *gate = ss->scores;
         if (P->rule != SL_RULE_CATS) {
-            sl_matmul(ctx->pool, L->ffn_gate.mm_type, L->ffn_gate.mm_data, I, E, ctx->xb, B, ss->gate_full);
+            gate_all(ss, ctx, bd, B, ss->gate_full);
             gate = ss->gate_full;
         }
         for (int b = 0; b < B; b++) {
@@ -169,16 +187,38 @@ static bool skip_forward(void *state, sl_context *ctx, int l, int B) {
 
     sl_error err;
     const double t2 = sl_time_s();
-    /* each token its own neurons, one fused pass over their bundles (CATS reuses the gate it
-     * already has in scores: only up and down rows are read) */
-    for (int b = 0; b < B; b++) {
-        const float *gate_pre = P->rule == SL_RULE_CATS ? ss->scores + (size_t)b * I : NULL;
-        if (sl_bundle_forward(&S->bundle, ctx->pool, &ss->bws, c->act, ctx->xb + (size_t)b * E, ss->idx + (size_t)b * I,
-                              ss->n_idx[b], gate_pre, ctx->xb2 + (size_t)b * E, &err) != SL_OK) {
-            /* indices come from sl_select_active and are always valid: only scratch allocation
-             * can fail here; fall back to zero MLP output rather than leaving garbage */
-            memset(ctx->xb2 + (size_t)b * E, 0, (size_t)E * sizeof(float));
+    const float *gate_pre = P->rule == SL_RULE_CATS ? ss->scores : NULL; /* CATS reuses its gate: only up and down rows are read */
+    sl_status rc = SL_OK;
+    if (B == 1) {
+        sl_bundle_opts o = {.gate_pre = gate_pre};
+        rc = sl_bundle_forward(bd, ctx->pool, &ss->bws, c->act, ctx->xb, ss->idx, ss->n_idx[0], &o, ctx->xb2, &err);
+        st->n_active += sum_n;
+    } else {
+        /* the union's size decides between one pass over the union and the dense products */
+        int64_t nu = 0;
+        for (int b = 0; b < B; b++)
+            for (int32_t k = 0; k < ss->n_idx[b]; k++) {
+                const int32_t i = ss->idx[(size_t)b * I + k];
+                nu += !ss->seen[i];
+                ss->seen[i] = 1;
+            }
+        memset(ss->seen, 0, (size_t)I);
+        st->n_batches++;
+        st->n_union += nu;
+        st->n_active += sum_n;
+        if ((double)nu >= SKIP_UNION_DENSE * I || B > SKIP_BATCH_MAX) {
+            /* the dense products, each token still with its own neurons (the others' h is 0) */
+            st->n_batch_dense++;
+            const sl_bundle_dense_opts o = {.gate_pre = gate_pre, .lists = (const int32_t *const *)ss->lists, .n = ss->n_idx};
+            rc = sl_bundle_dense(bd, ctx->pool, &ss->bws, c->act, ctx->xb, B, ctx->hb, ctx->hb2, &o, ctx->xb2, &err);
+        } else {
+            rc = sl_bundle_forward_batch(bd, ctx->pool, &ss->bws, c->act, ctx->xb, B, (const int32_t *const *)ss->lists, ss->n_idx,
+                                         gate_pre, ctx->xb2, NULL, &err);
         }
+    }
+    if (rc != SL_OK) { /* indices come from sl_select_active: only scratch memory can fail */
+        memset(ctx->xb2, 0, (size_t)B * (size_t)E * sizeof(float));
+        if (!ctx->fault) ctx->fault = rc;
     }
     st->t_operator += sl_time_s() - t2;
     return true;

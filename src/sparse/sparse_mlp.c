@@ -26,7 +26,7 @@
  * Mostly-active calls given the original down run the down projection as one dense product
  * instead (sl_matmul), because a streaming pass over down then costs less than the gathers.
  * With the bundled layout on (sl_sparse_mlp_set_bundled), B = 1 and per-row calls that do not
- * go dense take each row's checked list to sl_bundle_forward (bundle.h) instead of the
+ * go dense take each row's checked list to sl_bundle_forward (model/bundle_mlp.h) instead of the
  * compute stage: one fused pass over contiguous neurons.
  */
 #include "sparse/mlp_internal.h"
@@ -315,7 +315,7 @@ sl_status sl_sparse_mlp_forward_pool_gated(sl_pool *pool, sl_sparse_ws *ws, cons
     }
 
     /* The bundled layout: B = 1 and per-row calls go row by row through the neuron bundle, one
-     * fused pass over contiguous neurons (bundle.h) on the lists checked above. */
+     * fused pass over contiguous neurons (model/bundle_mlp.h) on the lists checked above. */
     const sl_neuron_bundle *bd = ws->bundle;
     if (bd && !cache && !gate_pre && (B == 1 || mode == SL_MLP_PER_ROW) && bd->H == H && bd->I == I && bd->t_src == gate->type) {
         const double t_sel = stats ? sl_time_s() : 0.0;
