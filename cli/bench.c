@@ -27,6 +27,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #define BENCH_MAX_THREADS 64 /* thread counts in one -t list */
 #define BENCH_MAX_ROWS 64    /* rows per thread count */
@@ -138,7 +139,23 @@ typedef struct row_result {
     double sparsity;      /* MLP sparsity achieved in the last repetition (sparse rows), else -1 */
     const char *variant_name; /* "dense" or the profile's */
     const struct row_result *dense; /* the dense result of the same test and threads, or NULL */
+    /* where the time went, summed over the timed repetitions (seconds; tokens of all of them) */
+    double t_total, t_scores, t_select, t_sparse, t_dense_mlp; /* wall; sparse stages; dense MLP */
+    int64_t n_tok;        /* tokens timed */
+    int64_t n_union, n_batches; /* sparse batches (--sparse-prefill): union sizes summed, batches */
+    double rss_mib;       /* the largest resident size seen after one of its repetitions */
 } row_result;
+
+/* Resident set now (VmRSS), MiB; 0 when unknown. */
+static double rss_now_mib(void) {
+    long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+        fclose(f);
+    }
+    return (double)resident * (double)sysconf(_SC_PAGESIZE) / (1024.0 * 1024.0);
+}
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -308,6 +325,20 @@ static void print_md(const bench_opts *o, const sl_model *model, const row_resul
                params_s, sl_type_name(cfg->weight_type), r->n_threads, r->variant_name, r->row->label, r->mean, r->sd, r->median,
                ratio, sp, bw, dram);
     }
+    printf("\n| threads | variant | test | ms/token | MLP dense | scores | selection | sparse MLP | rest | union/batch | RSS MiB |\n");
+    printf("| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    for (int i = 0; i < n_res; i++) {
+        const row_result *r = &res[i];
+        const double k = r->n_tok ? 1e3 / (double)r->n_tok : 0;
+        const double mlp = r->t_dense_mlp + r->t_scores + r->t_select + r->t_sparse;
+        char uni[32] = "";
+        if (r->n_batches) snprintf(uni, sizeof(uni), "%.0f", (double)r->n_union / (double)r->n_batches);
+        printf("| %d | %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %s | %.0f |\n", r->n_threads, r->variant_name, r->row->label,
+               r->t_total * k, r->t_dense_mlp * k, r->t_scores * k, r->t_select * k, r->t_sparse * k, (r->t_total - mlp) * k, uni, r->rss_mib);
+    }
+    printf("(per token, mean over the timed repetitions: the dense MLP, or the sparse stages — predictor or gate scores,\n"
+           "selection, the sparse MLP over the chosen neurons — and the rest of the token: attention, norms, output;\n"
+           "union/batch = neurons read per batch of several tokens; RSS = the largest resident size after a repetition)\n");
     printf("\nkernels %s; load average %.2f at start, %.2f at end (%s)\n", sl_kernels_in_use(), o->load_start, o->load_end,
            "numbers are only meaningful when it stays below the core count");
     printf("peak RSS %.0f MiB (model file %.0f MiB, KV cache %d tokens %s); a generated token reads %.1f MiB of "
@@ -341,10 +372,17 @@ static void print_json(const bench_opts *o, const sl_model *model, const row_res
                r->row->kind == ROW_PROMPT ? r->row->n_tokens : 0, r->row->kind == ROW_GEN ? r->row->n_tokens : 0, o->n_ctx,
                o->kv_f16 ? "true" : "false", r->mean, r->sd, r->median);
         for (int k = 0; k < r->n_samples; k++) printf("%s%.4f", k ? ", " : "", r->samples[k]);
+        const double k = r->n_tok ? 1e3 / (double)r->n_tok : 0;
+        const double mlp = r->t_dense_mlp + r->t_scores + r->t_select + r->t_sparse;
         printf("], \"decode_bytes_per_token\": %lld, \"eff_bw_gbs\": %.3f, \"dram_read_gbs\": %.3f, \"peak_rss_mib\": %.1f, "
-               "\"loadavg_start\": %.2f, \"loadavg_end\": %.2f}%s\n",
+               "\"rss_mib\": %.1f, \"ms_per_token\": %.4f, \"mlp_dense_ms\": %.4f, \"scores_ms\": %.4f, \"select_ms\": %.4f, "
+               "\"sparse_mlp_ms\": %.4f, \"rest_ms\": %.4f, \"union_per_batch\": %.1f, \"bundled\": %s, \"load_s\": %.3f, "
+               "\"attach_s\": %.4f, \"loadavg_start\": %.2f, \"loadavg_end\": %.2f}%s\n",
                (long long)decode_bytes, r->row->kind == ROW_GEN ? (double)decode_bytes * r->median / 1e9 : 0.0,
-               r->dram_gbs, rss_mib, o->load_start, o->load_end, i + 1 < n_res ? "," : "");
+               r->dram_gbs, rss_mib, r->rss_mib, r->t_total * k, r->t_dense_mlp * k, r->t_scores * k, r->t_select * k, r->t_sparse * k,
+               (r->t_total - mlp) * k, r->n_batches ? (double)r->n_union / (double)r->n_batches : 0.0,
+               sl_model_dense_bundled(model) ? "true" : "false", o->load_s, o->attach_s, o->load_start, o->load_end,
+               i + 1 < n_res ? "," : "");
     }
     printf("]\n");
 }
@@ -497,6 +535,16 @@ int cmd_bench(int argc, char **argv) {
                     break;
                 }
                 r->samples[r->n_samples++] = tps;
+                r->n_tok += rows[ri].n_tokens;
+                r->t_total += tps > 0 ? rows[ri].n_tokens / tps : 0;
+                for (int l = 0; l < cfg->n_layer; l++) {
+                    sl_layer_stats st;
+                    sl_context_get_layer_stats(ctx, l, &st, &err);
+                    r->t_scores += st.t_scores, r->t_select += st.t_select, r->t_sparse += st.t_operator, r->t_dense_mlp += st.t_dense;
+                    r->n_union += st.n_union, r->n_batches += st.n_batches;
+                }
+                const double rss = rss_now_mib();
+                if (rss > r->rss_mib) r->rss_mib = rss;
                 if (variants[rows[ri].variant].profile) {
                     int64_t act = 0, tot = 0;
                     for (int l = 0; l < cfg->n_layer; l++) {
@@ -515,27 +563,6 @@ int cmd_bench(int argc, char **argv) {
             stats(r);
             if (!o.json && !o.quiet)
                 fprintf(stderr, "  %s %s t=%d: %.2f ± %.2f t/s\n", r->variant_name, rows[ri].label, o.threads[ti], r->mean, r->sd);
-        }
-        /* where the MLP time went, per variant (warm-up included; prompt rows run the dense
-         * MLP unless --sparse-prefill) — the per-stage profile next to the tokens/s */
-        for (int v = 0; v < n_variants && rc == 0 && !o.json && n_variants > 1; v++) {
-            double t_dense = 0, t_scores = 0, t_select = 0, t_op = 0;
-            int64_t n_tok = 0, n_sparse = 0;
-            for (int l = 0; l < cfg->n_layer; l++) {
-                sl_layer_stats st;
-                sl_context_get_layer_stats(ctxs[v], l, &st, &err);
-                t_dense += st.t_dense, t_scores += st.t_scores, t_select += st.t_select, t_op += st.t_operator;
-                if (l == 0) n_tok = st.n_tokens, n_sparse = st.n_sparse_tokens;
-            }
-            const int64_t n_dense = n_tok - n_sparse;
-            fprintf(stderr, "  %s t=%d MLP stages:", variants[v].name, o.threads[ti]);
-            if (n_dense > 0) fprintf(stderr, " dense %.3f ms/token (%lld tokens)", 1e3 * t_dense / (double)n_dense, (long long)n_dense);
-            if (n_sparse > 0)
-                fprintf(stderr, "%s sparse %.3f ms/token = scores %.3f + select %.3f + operator %.3f (%lld tokens)",
-                        n_dense > 0 ? ";" : "", 1e3 * (t_scores + t_select + t_op) / (double)n_sparse,
-                        1e3 * t_scores / (double)n_sparse, 1e3 * t_select / (double)n_sparse, 1e3 * t_op / (double)n_sparse,
-                        (long long)n_sparse);
-            fprintf(stderr, "\n");
         }
         for (int v = 0; v < n_variants; v++) sl_context_free(ctxs[v]);
     }

@@ -7,10 +7,13 @@
  * path, and for B == 1 a 4-row matvec that prefetches the next rows into L2.
  * Quantized weights: X is quantized once per call to standard Q8_0 blocks (one row per token).
  * B == 1: 4 rows per pass over X. B > 1: a 2-row x 4-token tile per block: each weight block is
- * unpacked once and used for 4 tokens. Tails of n (not a multiple of 8) go through scalar code.
+ * unpacked once and used for 4 tokens; Q4_0 repacked at load (Q4_0x4) has its own B == 1 kernel
+ * below. Tails of n (not a multiple of 8) go through scalar code.
  * Not the tuned path: no superblock re-layout as in matmul_avx512.c (AVX2 has no vpdpbusd).
  */
 #include "kernels/simd_avx2.h"
+
+#include <string.h>
 
 #define CHUNK_BYTES (384 * 1024) /* X kept per thread per chunk: about half of an L2 */
 #define PF_GROUPS 2              /* matvec: prefetch this many row groups ahead */
@@ -104,15 +107,132 @@ static void mm_rows_float(const sl_mm_args *a, int64_t r0, int64_t r1) {
 #define QR 2 /* rows per tile (B > 1) */
 #define QT 4 /* tokens per tile */
 
+/* ---- B == 1 on Q4_0x4 (four rows interleaved block by block, see quant.h) -------------------
+ * One 256-bit load brings block b of 2 rows (128-bit lane i: row i's 16 value bytes), a second
+ * one the other 2. The low nibbles (elements 0..15) meet X's first 16 bytes, the high nibbles
+ * its last 16, each broadcast to both lanes (vpmaddubsw of the unsigned nibbles with the signed
+ * x: pairs <= 2 * 15 * 127, two of them still fit int16), one vpmaddwd with ones, plus the
+ * block's offset correction (-8 * the sums of X's matching dwords): lane i ends with row i's
+ * exact integer dot product as 4 partial sums. Scales: one 8-byte load for the 4 rows, widened,
+ * multiplied by dx and spread to the lanes by two permutes. Per block and 4 rows: ~22 vector
+ * ops against ~15 per block and row for the file layout (qdot_rows), which is what makes AVX2
+ * Q4_0 decoding compute-bound there. Two groups (8 rows) run together, sharing the X loads.
+ * X per block: 64 bytes, [elements 0..15][elements 16..31][4 x int32 correction][dx][pad]. */
+
+#define MV4_X_BYTES 64
+#ifndef MV4_PF_PAIRS
+#define MV4_PF_PAIRS 1
+#endif
+
+static void mv4_prep(const float *x, int64_t n, void *xp) {
+    const int64_t nb = n / SL_QK8_0;
+    enum { CH = 16 };
+    sl_block_q8_0 tmp[CH];
+    for (int64_t i0 = 0; i0 < nb; i0 += CH) {
+        const int64_t cnt = nb - i0 < CH ? nb - i0 : CH;
+        sl_x2_quantize_q8(x + i0 * SL_QK8_0, tmp, cnt * SL_QK8_0);
+        for (int64_t j = 0; j < cnt; j++) {
+            uint8_t *d = (uint8_t *)xp + (size_t)(i0 + j) * MV4_X_BYTES;
+            int32_t c[4];
+            for (int k = 0; k < 4; k++) {
+                int32_t sum = 0;
+                for (int e = 0; e < 4; e++) sum += tmp[j].qs[4 * k + e] + tmp[j].qs[16 + 4 * k + e];
+                c[k] = -8 * sum;
+            }
+            memcpy(d, tmp[j].qs, 32);
+            memcpy(d + 32, c, 16);
+            const float dx = _cvtsh_ss(tmp[j].d);
+            memcpy(d + 48, &dx, 4);
+            memset(d + 52, 0, 12);
+        }
+    }
+}
+
+/* y[0..4*NG) = rows of NG consecutive groups (the first at g, gb bytes each) . x; writes only
+ * the first ny outputs (padding rows of the last group are computed and dropped). */
+SL_INLINE void mv4_groups(const int NG, const uint8_t *g, size_t gb, const uint8_t *xp, int64_t nb, float *y, int ny) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+    const __m256i lo2 = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1), hi2 = _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3);
+    __m256 acc[2][2] = {{_mm256_setzero_ps(), _mm256_setzero_ps()}, {_mm256_setzero_ps(), _mm256_setzero_ps()}};
+    const uint8_t *pf = g + (size_t)(MV4_PF_PAIRS * 2) * gb;
+    for (int64_t b = 0; b < nb; b++) {
+        if (MV4_PF_PAIRS) {
+#pragma GCC unroll 2
+            for (int k = 0; k < NG; k++) {
+                _mm_prefetch((const char *)(pf + k * gb + (size_t)b * 64), _MM_HINT_T1);
+                if ((b & 7) == 0) _mm_prefetch((const char *)(pf + k * gb + (size_t)nb * 64 + (size_t)b * 8), _MM_HINT_T1);
+            }
+        }
+        const uint8_t *xb = xp + (size_t)b * MV4_X_BYTES;
+        const __m256i xlo = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)xb));
+        const __m256i xhi = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(xb + 16)));
+        const __m256i corr = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(xb + 32)));
+        const __m128 dx = _mm_broadcast_ss((const float *)(xb + 48));
+#pragma GCC unroll 2
+        for (int k = 0; k < NG; k++) {
+            const uint8_t *gk = g + k * gb;
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; h++) {
+                const __m256i w = _mm256_loadu_si256((const __m256i *)(gk + (size_t)b * 64 + 32 * h));
+                const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(_mm256_and_si256(w, m4), xlo),
+                                                   _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(w, 4), m4), xhi));
+                const __m256i sum = _mm256_add_epi32(_mm256_madd_epi16(p, ones), corr);
+                const __m128 sc = _mm_mul_ps(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(gk + (size_t)nb * 64 + (size_t)b * 8))), dx);
+                const __m256 sv = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(sc), h ? hi2 : lo2);
+                acc[k][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), sv, acc[k][h]);
+            }
+        }
+    }
+#pragma GCC unroll 2
+    for (int k = 0; k < NG; k++) {
+        /* rows 4k, 4k + 1 in the lanes of acc[k][0], rows 4k + 2, 4k + 3 in acc[k][1] */
+        const __m256 s = _mm256_hadd_ps(acc[k][0], acc[k][1]); /* lane: r0 r0 r2 r2 | r1 r1 r3 r3 */
+        const __m256 t2 = _mm256_hadd_ps(s, s);                 /* lane: r0 r2 r0 r2 | r1 r3 r1 r3 */
+        const __m128 lo = _mm256_castps256_ps128(t2), hi = _mm256_extractf128_ps(t2, 1);
+        float v[4] = {_mm_cvtss_f32(lo), _mm_cvtss_f32(hi), _mm_cvtss_f32(_mm_shuffle_ps(lo, lo, 1)), _mm_cvtss_f32(_mm_shuffle_ps(hi, hi, 1))};
+        for (int i = 0; i < 4 && 4 * k + i < ny; i++) y[4 * k + i] = v[i];
+    }
+}
+
+static void mv4_rows(const sl_mm_args *a, int64_t r0, int64_t r1) {
+    const int64_t nb = a->n / SL_QK4_0;
+    const size_t gb = 4 * a->row_bytes;
+    for (int64_t r = r0; r < r1; r += 8) { /* r0 is a multiple of 16 (matmul.c's row unit) */
+        const uint8_t *g = (const uint8_t *)a->W + (size_t)(r / 4) * gb;
+        const int ny = r1 - r < 8 ? (int)(r1 - r) : 8;
+        if (ny > 4) mv4_groups(2, g, gb, a->xp, nb, a->Y + r, ny);
+        else mv4_groups(1, g, gb, a->xp, nb, a->Y + r, ny);
+    }
+}
+
 size_t sl_x2_mm_prep_size(sl_type type, int64_t n, int64_t B) {
+    if (type == SL_TYPE_Q4_0X4 && B == 1) return (size_t)(n / SL_QK8_0) * MV4_X_BYTES;
     if (type != SL_TYPE_Q8_0 && type != SL_TYPE_Q4_0 && type != SL_TYPE_Q4_0X4) return 0;
     return (size_t)B * sl_type_row_size(SL_TYPE_Q8_0, n);
 }
 
 void sl_x2_mm_prep(sl_type type, const float *X, int64_t n, int64_t B, int64_t b0, int64_t b1, void *xp) {
-    (void)type, (void)B;
+    if (type == SL_TYPE_Q4_0X4 && B == 1) {
+        mv4_prep(X, n, xp);
+        return;
+    }
     size_t stride = sl_type_row_size(SL_TYPE_Q8_0, n);
     for (int64_t b = b0; b < b1; b++) sl_x2_quantize_q8(X + b * n, (uint8_t *)xp + (size_t)b * stride, n);
+}
+
+/* Block i of row r of a tile: the file layouts at w + r * ws; Q4_0x4 (B > 1): w is the 4-row
+ * group, ws the lane of the tile's first row in it (rows of a tile never cross a group). */
+SL_INLINE __m256i tile_block_s8(sl_type t, const uint8_t *w, size_t ws, int r, int64_t i) {
+    if (t != SL_TYPE_Q4_0X4) return x2_block_s8(t, w + (size_t)r * ws, i);
+    const __m128i q = _mm_loadu_si128((const __m128i *)(w + (size_t)i * 64 + 16 * (ws + (size_t)r))), lo4 = _mm_set1_epi8(0x0f);
+    const __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_and_si128(q, lo4)), _mm_and_si128(_mm_srli_epi16(q, 4), lo4), 1);
+    return _mm256_sub_epi8(v, _mm256_set1_epi8(8));
+}
+SL_INLINE uint16_t tile_block_d(sl_type t, const uint8_t *w, size_t ws, int r, int64_t i, int64_t nb) {
+    if (t != SL_TYPE_Q4_0X4) return x2_block_d(t, w + (size_t)r * ws, i);
+    uint16_t d;
+    memcpy(&d, w + (size_t)nb * 64 + (size_t)i * 8 + 2 * (ws + (size_t)r), 2);
+    return d;
 }
 
 /* y[b * ys + r] for NR rows x NT tokens over all nb blocks. */
@@ -128,10 +248,10 @@ SL_INLINE void qtile(sl_type t, const int NR, const int NT, const uint8_t *w, si
         float dw[QR];
 #pragma GCC unroll 2
         for (int r = 0; r < NR; r++) {
-            __m256i v = x2_block_s8(t, w + (size_t)r * ws, i);
+            __m256i v = tile_block_s8(t, w, ws, r, i);
             wa[r] = _mm256_sign_epi8(v, v);
             ws8[r] = v;
-            dw[r] = _cvtsh_ss(x2_block_d(t, w + (size_t)r * ws, i));
+            dw[r] = _cvtsh_ss(tile_block_d(t, w, ws, r, i, nb));
         }
 #pragma GCC unroll 4
         for (int b = 0; b < NT; b++) {
@@ -158,6 +278,7 @@ typedef void (*qtile_fn)(sl_type t, const uint8_t *w, size_t ws, const uint8_t *
     static void qt_##NR##_##NT(sl_type t, const uint8_t *w, size_t ws, const uint8_t *x, size_t xs, int64_t nb,        \
                                float *y, int64_t ys) {                                                                  \
         if (t == SL_TYPE_Q8_0) qtile(SL_TYPE_Q8_0, NR, NT, w, ws, x, xs, nb, y, ys);                                    \
+        else if (t == SL_TYPE_Q4_0X4) qtile(SL_TYPE_Q4_0X4, NR, NT, w, ws, x, xs, nb, y, ys);                           \
         else qtile(SL_TYPE_Q4_0, NR, NT, w, ws, x, xs, nb, y, ys);                                                      \
     }
 QT_FN(1, 1) QT_FN(1, 2) QT_FN(1, 3) QT_FN(1, 4) QT_FN(2, 1) QT_FN(2, 2) QT_FN(2, 3) QT_FN(2, 4)
@@ -180,19 +301,19 @@ static void mm_rows_quant(const sl_mm_args *a, int64_t r0, int64_t r1) {
     }
     for (int64_t r = r0; r < r1; r += QR) {
         int nr = r1 - r < QR ? (int)(r1 - r) : QR;
-        const uint8_t *w = (const uint8_t *)a->W + (size_t)r * a->row_bytes;
+        /* Q4_0x4: the group of 4 rows and the lane of row r in it (QR divides 4, r0 is a multiple of 16) */
+        const bool x4 = a->type == SL_TYPE_Q4_0X4;
+        const uint8_t *w = (const uint8_t *)a->W + (x4 ? (size_t)(r / 4) * 4 * a->row_bytes : (size_t)r * a->row_bytes);
+        const size_t ws = x4 ? (size_t)(r % 4) : a->row_bytes;
         for (int64_t b = 0; b < B; b += QT) {
             int nt = B - b < QT ? (int)(B - b) : QT;
-            qtiles[nr - 1][nt - 1](a->type, w, a->row_bytes, (const uint8_t *)a->xp + (size_t)b * xs, xs, nb,
-                                   a->Y + b * a->rows + r, a->rows);
+            qtiles[nr - 1][nt - 1](a->type, w, ws, (const uint8_t *)a->xp + (size_t)b * xs, xs, nb, a->Y + b * a->rows + r, a->rows);
         }
     }
 }
 
 void sl_x2_mm_rows(const sl_mm_args *a, int64_t r0, int64_t r1) {
-    /* no AVX2 kernel for the interleaved layout (the loader only repacks for AVX-512): the
-     * scalar rows read the same plain Q8_0 activations */
-    if (a->type == SL_TYPE_Q4_0X4) sl_mm_rows_scalar(a, r0, r1);
-    else if (a->type == SL_TYPE_Q8_0 || a->type == SL_TYPE_Q4_0) mm_rows_quant(a, r0, r1);
+    if (a->type == SL_TYPE_Q4_0X4 && a->B == 1) mv4_rows(a, r0, r1);
+    else if (a->type == SL_TYPE_Q8_0 || a->type == SL_TYPE_Q4_0 || a->type == SL_TYPE_Q4_0X4) mm_rows_quant(a, r0, r1);
     else mm_rows_float(a, r0, r1);
 }

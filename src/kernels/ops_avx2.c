@@ -7,6 +7,7 @@
 
 const sl_kernel_ops sl_kernels_avx2_ops = {
     .name = "avx2",
+    .fast_q4_0x4 = true,
     .quantize_q8 = sl_x2_quantize_q8,
     .vec_dot = sl_x2_vec_dot,
     .vec_axpy = sl_x2_vec_axpy,
