@@ -467,7 +467,8 @@ int cmd_bench(int argc, char **argv) {
     int64_t decode_bytes = sl_model_decode_bytes(model);
     for (int pi = 0, v = 1; pi < o.n_profiles; pi++) {
         for (int si = 0; si < (o.n_sparsities ? o.n_sparsities : 1); si++, v++) {
-            variants[v].profile = sl_profile_load(o.profiles[pi], model, &err);
+            /* one load per file: the other sparsities share its predictors (no second copy) */
+            variants[v].profile = si ? sl_profile_clone(variants[v - si].profile, &err) : sl_profile_load(o.profiles[pi], model, &err);
             if (!variants[v].profile || (o.n_sparsities && sl_profile_set_sparsity(variants[v].profile, o.sparsities[si], &err))) {
                 for (int k = 1; k <= v; k++) sl_profile_free(variants[k].profile);
                 sl_model_free(model);

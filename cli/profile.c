@@ -109,7 +109,7 @@ static int random_profile(int argc, char **argv) {
     if (!m) return cli_fail_err("profile", &err);
     const sl_model_config *c = sl_model_get_config(m);
     if (!rank) rank = (int)lroundf(rank_frac * (float)c->n_ff);
-    if (type == SL_TYPE_Q8_0) rank = (rank + 31) / 32 * 32;
+    if (type == SL_TYPE_Q8_0 || type == SL_TYPE_Q4_0) rank = (rank + 31) / 32 * 32;
     if (rank < 1) rank = 1;
     if (rank > c->n_embd) rank = c->n_embd;
     int rc = 1;

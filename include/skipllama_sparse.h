@@ -187,6 +187,10 @@ sl_profile *sl_profile_init(const sl_model *model, sl_error *err);
 /* Load a profile and check it belongs to `model` (fingerprint and shapes): a profile made for
  * another model is refused with SL_ERR_INVALID_ARG and a message saying why. */
 sl_profile *sl_profile_load(const char *path, const sl_model *model, sl_error *err);
+/* A second profile with the same rules, thresholds and metrics that shares the predictor tensors
+ * of src (no copy): its rules and sparsity can be changed on their own (sl_profile_set_layer,
+ * sl_profile_set_sparsity), its predictors cannot. src must outlive it. */
+sl_profile *sl_profile_clone(const sl_profile *src, sl_error *err);
 /* Write the profile (via a temp file + rename: readers never see a partial file). */
 sl_status sl_profile_save(const sl_profile *profile, const char *path, sl_error *err);
 void sl_profile_free(sl_profile *profile);
@@ -200,7 +204,9 @@ sl_status sl_profile_get_layer(const sl_profile *profile, int32_t layer, sl_prof
  * need a predictor are refused for a layer without one; CATS needs threshold >= 0. */
 sl_status sl_profile_set_layer(sl_profile *profile, int32_t layer, const sl_profile_layer *info, sl_error *err);
 /* Give a layer a low-rank predictor: A [rank, n_embd] and B [n_ff, rank], row-major f32, stored
- * as `type` (F32, F16, BF16, or Q8_0 when n_embd and rank are multiples of 32). Copied. */
+ * as `type` (F32, F16, BF16, or Q8_0 / Q4_0 when n_embd and rank are multiples of 32). Copied.
+ * The skip model multiplies them with the model's matrix kernels (Q4_0 in the same 4-row
+ * interleaved layout the model repacks its Q4_0 matrices into). */
 sl_status sl_profile_set_predictor(sl_profile *profile, int32_t layer, int32_t rank, sl_type type, const float *A,
                                    const float *B, sl_error *err);
 /* CATS: the |act(gate)| value below which a fraction q of calibration activations fall, for

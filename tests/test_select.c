@@ -8,7 +8,7 @@
  *    (act as the dense path computes it) for SiLU, GELU and ReLU, thresholds on both sides of
  *    the activations' negative dip, on random values and on the floats next to each cut-off;
  *  - sl_select_active's top-k returns exactly k neurons: all those above the k-th value, then
- *    ties by increasing index; threshold rules keep exactly the scores above the threshold.
+ *    ties by increasing index, all in increasing order; threshold rules keep exactly the scores above the threshold.
  * Exact rules: no tolerance.
  */
 #include "kernels/activation.h"
@@ -137,13 +137,22 @@ static void test_rules(void) {
         int32_t n = sl_select_active(&P, 0.0f, NULL, s, I, SL_ACT_SILU, tmp, idx);
         const float v = sorted[k - 1];
         bool ok = n == k;
-        int32_t above = 0;
+        /* every larger score, and the ties at v with the smallest indices, in increasing order */
+        int32_t above = 0, ties_want = 0, ties_got = 0, last_tie = -1, first_skipped_tie = I;
         for (int32_t i = 0; i < I; i++) above += s[i] > v;
-        for (int32_t q = 0; q < n && ok; q++) ok = q < above ? s[idx[q]] > v && (q == 0 || idx[q] > idx[q - 1])
-                                                         : s[idx[q]] == v && (q == above || idx[q] > idx[q - 1]);
+        ties_want = k - above;
+        for (int32_t q = 0; q < n && ok; q++) {
+            ok = (q == 0 || idx[q] > idx[q - 1]) && s[idx[q]] >= v;
+            if (s[idx[q]] == v) ties_got++, last_tie = idx[q];
+        }
+        for (int32_t i = 0, q = 0; i < I; i++) { /* the ties left out all come after the last one taken */
+            while (q < n && idx[q] < i) q++;
+            if (s[i] == v && !(q < n && idx[q] == i) && i < first_skipped_tie) first_skipped_tie = i;
+        }
+        ok = ok && ties_got == ties_want && last_tie < first_skipped_tie;
         if (!EXPECT(ok, "topk k=%d: %d selected", k, n)) bad++;
     }
-    CHECK(bad == 0, "top-k: exactly k, larger ones first by index, then ties by index");
+    CHECK(bad == 0, "top-k: exactly k in increasing order, every larger score, the ties at the k-th by increasing index");
     P.rule = SL_RULE_PRED_THRESHOLD;
     P.threshold = 0.5f;
     int32_t n = sl_select_active(&P, 0.0f, NULL, s, I, SL_ACT_SILU, tmp, idx), want = 0;

@@ -10,7 +10,16 @@
  *  - Every architecture (tests/data/arch: GELU gates, Phi-3's fused gate|up views, windows,
  *    post-norms around the MLP): CATS sparsity 0 equals dense, and a 50% calibration reaches
  *    its target on the calibration text.
+ *  - Quantized predictors (Q8_0, Q4_0; Q4_0 read in the model's 4-row interleaved layout) score
+ *    as their float twins (the same dequantized values) up to the activation's Q8_0 rounding, and
+ *    round-trip through a file; a clone shares them and holds its own sparsity.
+ *  - Batches on the sparse path (several tokens, each with its own neurons): through the union of
+ *    the batch (small unions) or the dense products with each token's neurons (large ones), the
+ *    logits equal one-token-at-a-time sparse decoding; the union sizes are counted.
+ *  - The same on a model loaded with its bundles (sl_model_params.bundled, the layout the dense
+ *    path then reads too): sparsity 0 equals dense.
  */
+#include "kernels/kernels.h"
 #include "model/context.h"
 #include "sparse/profile.h"
 #include "format/quant.h"
@@ -361,9 +370,149 @@ static void test_architectures(void) {
         free(sparse);
         sl_model_free(m);
     }
+/* A random rank-32 top-k predictor (the same for every layer) in type t, at sparsity s. */
+static sl_profile *random_profile(sl_model *m, sl_type t, float s, float *A_out, float *B_out) {
+    sl_error err;
+    const sl_model_config *c = sl_model_get_config(m);
+    const int H = c->n_embd, I = c->n_ff, R = 32;
+    sl_profile *p = sl_profile_init(m, &err);
+    test_rng r = {31};
+    float *A = A_out ? A_out : malloc((size_t)R * H * sizeof(float)), *B = B_out ? B_out : malloc((size_t)I * R * sizeof(float));
+    for (int i = 0; i < R * H; i++) A[i] = test_rng_normal(&r) / sqrtf((float)H);
+    for (int i = 0; i < I * R; i++) B[i] = test_rng_normal(&r) / sqrtf((float)R);
+    for (int l = 0; l < c->n_layer; l++) {
+        if (!CHECK(sl_profile_set_predictor(p, l, R, t, A, B, &err) == SL_OK, "layer %d: %s predictor", l, sl_type_name(t))) printf("# %s\n", err.message);
+        sl_profile_layer info = {.rule = SL_RULE_PRED_TOPK, .topk = (int32_t)lroundf((1.0f - s) * (float)I), .target_sparsity = s};
+        CHECK(sl_profile_set_layer(p, l, &info, &err) == SL_OK, "layer %d: top-k", l);
+    }
+    if (!A_out) free(A);
+    if (!B_out) free(B);
+    return p;
+}
+
+/* Quantized predictors against float twins holding their dequantized values, on the ReLU model
+ * with the exact predictor (B = the gate rows, rule score > 0): the two differ only by the Q8_0
+ * rounding of x in the quantized product, which can flip a neuron whose gate is within that
+ * rounding of 0 — and such a neuron contributes relu(g) * u ~ 0. Then round trips and clones. */
+static void test_quantized_predictors(void) {
+    sl_error err;
+    sl_model *m = sl_model_load("tests/data/tiny-relu.gguf", NULL, &err);
+    if (!CHECK(m != NULL, "load tiny-relu")) return;
+    const sl_model_config *c = sl_model_get_config(m);
+    const int H = c->n_embd, I = c->n_ff;
+    const size_t V = (size_t)c->n_vocab;
+    static const sl_type ts[] = {SL_TYPE_Q8_0, SL_TYPE_Q4_0};
+    float *A = calloc((size_t)H * H, sizeof(float)), *B = malloc((size_t)I * H * sizeof(float));
+    float *Aq = malloc((size_t)H * H * sizeof(float)), *Bq = malloc((size_t)I * H * sizeof(float));
+    float *lq = malloc(N_PROMPT * V * sizeof(float)), *lf = malloc(N_PROMPT * V * sizeof(float));
+    for (int i = 0; i < H; i++) A[(size_t)i * H + i] = 1.0f;
+    for (size_t ti = 0; ti < 2; ti++) {
+        const sl_type t = ts[ti];
+        sl_profile *pq = sl_profile_init(m, &err), *pf = sl_profile_init(m, &err);
+        for (int l = 0; l < c->n_layer; l++) {
+            const sl_weight *g = &m->layers[l].ffn_gate;
+            for (int i = 0; i < I; i++) sl_dequantize_row_ref(g->type, (const uint8_t *)g->data + (size_t)i * g->row_bytes, B + (size_t)i * H, H);
+            if (!CHECK(sl_profile_set_predictor(pq, l, H, t, A, B, &err) == SL_OK, "layer %d: %s exact predictor", l, sl_type_name(t)))
+                printf("# %s\n", err.message);
+            const sl_profile_layer_data *L = &pq->layers[l];
+            for (int r = 0; r < H; r++) sl_dequantize_row_ref(t, (const uint8_t *)L->pred_a.data + (size_t)r * L->pred_a.row_bytes, Aq + (size_t)r * H, H);
+            for (int i = 0; i < I; i++) sl_dequantize_row_ref(t, (const uint8_t *)L->pred_b.data + (size_t)i * L->pred_b.row_bytes, Bq + (size_t)i * H, H);
+            sl_profile_set_predictor(pf, l, H, SL_TYPE_F32, Aq, Bq, &err);
+            sl_profile_layer info = {.rule = SL_RULE_PRED_THRESHOLD, .threshold = 0.0f, .target_sparsity = 0.5f};
+            sl_profile_set_layer(pq, l, &info, &err);
+            sl_profile_set_layer(pf, l, &info, &err);
+        }
+        CHECK(t != SL_TYPE_Q4_0 || pq->layers[0].pred_a.mm_type == SL_TYPE_Q4_0X4 || !sl_kernels_fast_q4_0x4(),
+              "q4_0 predictor read in the model's interleaved layout when the kernels have it");
+        eval_logits(m, pq, false, true, lq, NULL);
+        eval_logits(m, pf, false, true, lf, NULL);
+        const double d = test_maxdiff(lq, lf, N_PROMPT * V);
+        const double tq = t == SL_TYPE_Q8_0 ? 1e-2 : 5e-2; /* coarser weights amplify the rounding of x */
+        CHECK(d <= tq, "%s predictor == its float twin up to x's Q8_0 rounding (logits maxdiff %.3g <= %.0e)", sl_type_name(t), d, tq);
+        /* file round trip, and a clone at another sparsity */
+        char tmp[] = "/tmp/skipllama-qpred-XXXXXX";
+        close(mkstemp(tmp));
+        CHECK(sl_profile_save(pq, tmp, &err) == SL_OK, "save %s predictor profile", sl_type_name(t));
+        sl_profile *pl = sl_profile_load(tmp, m, &err);
+        if (CHECK(pl != NULL, "load it back (%s)", pl ? "ok" : err.message)) {
+            eval_logits(m, pl, false, true, lf, NULL);
+            CHECK(test_maxdiff(lq, lf, N_PROMPT * V) == 0.0, "%s predictor: loaded profile gives bit-identical logits", sl_type_name(t));
+            sl_profile *cl = sl_profile_clone(pl, &err);
+            sl_profile_layer topk = {.rule = SL_RULE_PRED_TOPK, .topk = I / 4, .target_sparsity = 0.75f};
+            bool ok = cl != NULL;
+            for (int l = 0; ok && l < c->n_layer; l++) ok = sl_profile_set_layer(cl, l, &topk, &err) == SL_OK && sl_profile_set_layer(pq, l, &topk, &err) == SL_OK;
+            CHECK(ok, "clone: its own rule");
+            eval_logits(m, cl, false, true, lf, NULL);
+            eval_logits(m, pq, false, true, lq, NULL);
+            CHECK(test_maxdiff(lq, lf, N_PROMPT * V) == 0.0, "%s predictor: a clone with top-k == the original with top-k", sl_type_name(t));
+            sl_profile_layer li;
+            sl_profile_get_layer(pl, 0, &li, &err);
+            CHECK(li.rule == SL_RULE_PRED_THRESHOLD && sl_profile_set_predictor(cl, 0, H, t, A, B, &err) == SL_ERR_INVALID_ARG,
+                  "the source keeps its rule; a clone cannot replace the shared predictors");
+            sl_profile_free(pl); /* the source first: the clone only borrowed */
+            sl_profile_free(cl);
+        }
+        remove(tmp);
+        sl_profile_free(pf);
+        sl_profile_free(pq);
+    }
+    free(A), free(B), free(Aq), free(Bq), free(lq), free(lf);
+    sl_model_free(m);
+}
+
+/* Batches on the sparse path: the union pass and the dense products with per-token neurons give
+ * what one token at a time gives; bundled models too. */
+static void test_batches(const char *name, bool bundled) {
+    char path[128];
+    snprintf(path, sizeof(path), "tests/data/%s.gguf", name);
+    sl_error err;
+    sl_model_params mp = sl_model_default_params();
+    mp.bundled = bundled;
+    sl_model *m = sl_model_load(path, &mp, &err);
+    if (!CHECK(m != NULL, "load %s", name)) return;
+    const sl_model_config *c = sl_model_get_config(m);
+    const size_t V = (size_t)c->n_vocab;
+    /* every path sums the same products: float rows in float, exact quantized columns as the
+     * same integers per block column (the union pass, one token, the dense products alike) */
+    const double tol = TOL_SPARSE_EQ_DENSE;
+    float *one = malloc(N_PROMPT * V * sizeof(float)), *batch = malloc(N_PROMPT * V * sizeof(float)), *dense = malloc(N_PROMPT * V * sizeof(float));
+    static const float sp[] = {0.97f, 0.5f};
+    for (int k = 0; k < 2; k++) {
+        sl_profile *p = random_profile(m, SL_TYPE_F32, sp[k], NULL, NULL);
+        sl_context *ctx;
+        eval_logits(m, p, false, true, one, NULL);
+        eval_logits(m, p, true, false, batch, &ctx);
+        int64_t nb = 0, nu = 0, nd = 0;
+        for (int l = 0; l < c->n_layer; l++) {
+            sl_layer_stats st;
+            sl_context_get_layer_stats(ctx, l, &st, &err);
+            nb += st.n_batches, nu += st.n_union, nd += st.n_batch_dense;
+        }
+        sl_context_free(ctx);
+        const double d = test_maxdiff(batch, one, N_PROMPT * V);
+        CHECK(d <= tol && nb == c->n_layer && nu > 0 && (k == 0 ? nd == 0 : nd == c->n_layer),
+              "%s%s sparsity %.2f: a %d-token batch (%s, union %.0f of %d neurons per layer) == one token at a time (maxdiff %.3g <= %.2g)", name,
+              bundled ? " bundled" : "", (double)sp[k], N_PROMPT, nd ? "dense products, per-token neurons" : "union pass", (double)nu / (double)nb,
+              c->n_ff, d, tol);
+        sl_profile_free(p);
+    }
+    /* sparsity 0: every neuron, the same as dense */
+    sl_profile *p0 = random_profile(m, SL_TYPE_F32, 0.0f, NULL, NULL);
+    eval_logits(m, NULL, false, true, dense, NULL);
+    eval_logits(m, p0, false, true, one, NULL);
+    const double tol0 = TOL_SPARSE_EQ_DENSE;
+    CHECK_CLOSE(one, dense, N_PROMPT * V, tol0, bundled ? "bundled model: top-k sparsity 0 decode == dense" : "top-k sparsity 0 decode == dense");
+    sl_profile_free(p0);
+    free(one), free(batch), free(dense);
+    sl_model_free(m);
 }
 
 int main(void) {
+    test_quantized_predictors();
+    test_batches("tiny-silu", false);
+    test_batches("tiny-silu", true);
+    test_batches("tiny-silu-q4_0", true);
+    test_batches("tiny-silu-q8_0", true);
     test_exact_predictor("tiny-relu");
     test_exact_predictor("tiny-silu");
     test_sparsity_zero_and_calibration();

@@ -9,6 +9,7 @@
 #include "sparse/profile.h"
 
 #include "format/quant.h"
+#include "kernels/kernels.h"
 #include "util/util.h"
 
 #include <math.h>
@@ -106,9 +107,11 @@ sl_profile *sl_profile_init(const sl_model *model, sl_error *err) {
 
 void sl_profile_free(sl_profile *p) {
     if (!p) return;
-    for (int32_t l = 0; l < p->n_layer; l++) {
+    for (int32_t l = 0; l < p->n_layer && !p->shared; l++) {
         sl_free_aligned(p->layers[l].owned_a);
         sl_free_aligned(p->layers[l].owned_b);
+        sl_free_huge(p->layers[l].packed_a);
+        sl_free_huge(p->layers[l].packed_b);
     }
     free(p->layers);
     gguf_close(p->gguf);
@@ -173,13 +176,61 @@ sl_status sl_profile_set_layer(sl_profile *p, int32_t layer, const sl_profile_la
     return SL_OK;
 }
 
+/* The form the products read: Q4_0 matrices copied into the 4-row interleaved layout when the
+ * kernels have a fast path for it (as the model does with its own Q4_0 matrices; the file's pages
+ * of a loaded profile are then released), every other type as it is. Not an error when memory is
+ * short: the products then read the plain rows. */
+static void pack_predictor(const sl_profile *p, sl_profile_layer_data *L) {
+    sl_weight *ws[2] = {&L->pred_a, &L->pred_b};
+    void **packs[2] = {&L->packed_a, &L->packed_b};
+    for (int k = 0; k < 2; k++) {
+        sl_weight *w = ws[k];
+        sl_free_huge(*packs[k]);
+        *packs[k] = NULL;
+        w->mm_data = w->data;
+        w->mm_type = w->type;
+        if (w->type != SL_TYPE_Q4_0 || !sl_kernels_fast_q4_0x4() || !w->data) continue;
+        const size_t sz = sl_q4_0x4_size(w->rows, w->cols);
+        void *buf = sz ? sl_alloc_huge(sz) : NULL;
+        if (!buf) continue;
+        sl_q4_0x4_repack_all(w->data, w->rows, w->cols, buf);
+        if (p->gguf) gguf_release_pages(p->gguf, w->data, (size_t)w->rows * w->row_bytes);
+        *packs[k] = buf;
+        w->mm_data = buf;
+        w->mm_type = SL_TYPE_Q4_0X4;
+    }
+}
+
+sl_profile *sl_profile_clone(const sl_profile *src, sl_error *err) {
+    sl_clear_error(err);
+    if (!src) {
+        sl_set_error(err, SL_ERR_INVALID_ARG, "profile clone: NULL profile");
+        return NULL;
+    }
+    sl_profile *p = malloc(sizeof(*p));
+    sl_profile_layer_data *layers = p ? malloc((size_t)src->n_layer * sizeof(*layers)) : NULL;
+    if (!p || !layers) {
+        free(p);
+        free(layers);
+        sl_set_error(err, SL_ERR_NOMEM, "profile clone: out of memory");
+        return NULL;
+    }
+    *p = *src;
+    memcpy(layers, src->layers, (size_t)src->n_layer * sizeof(*layers));
+    p->layers = layers;
+    p->gguf = NULL;
+    p->shared = true;
+    return p;
+}
+
 sl_status sl_profile_set_predictor(sl_profile *p, int32_t layer, int32_t rank, sl_type type, const float *A, const float *B,
                                    sl_error *err) {
     if (check_layer(p, layer, err)) return SL_ERR_RANGE;
     if (rank < 1 || rank > p->n_embd || !A || !B)
         return sl_set_error(err, SL_ERR_INVALID_ARG, "profile: predictor rank %d outside 1..%d or missing factors", rank, p->n_embd);
-    if (type != SL_TYPE_F32 && type != SL_TYPE_F16 && type != SL_TYPE_BF16 && type != SL_TYPE_Q8_0)
-        return sl_set_error(err, SL_ERR_UNSUPPORTED, "profile: predictor type %s not supported (f32, f16, bf16, q8_0)",
+    if (p->shared) return sl_set_error(err, SL_ERR_INVALID_ARG, "profile: a clone shares its predictors and cannot replace them");
+    if (type != SL_TYPE_F32 && type != SL_TYPE_F16 && type != SL_TYPE_BF16 && type != SL_TYPE_Q8_0 && type != SL_TYPE_Q4_0)
+        return sl_set_error(err, SL_ERR_UNSUPPORTED, "profile: predictor type %s not supported (f32, f16, bf16, q8_0, q4_0)",
                             sl_type_name(type) ? sl_type_name(type) : "?");
     size_t row_a = sl_type_row_size(type, p->n_embd), row_b = sl_type_row_size(type, rank);
     if (!row_a || !row_b)
@@ -200,6 +251,7 @@ sl_status sl_profile_set_predictor(sl_profile *p, int32_t layer, int32_t rank, s
     L->owned_b = b;
     L->pred_a = sl_weight_view(a, type, rank, p->n_embd);
     L->pred_b = sl_weight_view(b, type, p->n_ff, rank);
+    pack_predictor(p, L);
     L->info.rank = rank;
     return SL_OK;
 }
@@ -417,6 +469,10 @@ sl_profile *sl_profile_load(const char *path, const sl_model *model, sl_error *e
             }
             L->pred_a = sl_weight_view(ta->data, ta->type, rank, n_embd);
             L->pred_b = sl_weight_view(tb->data, tb->type, n_ff, rank);
+            if (!L->pred_a.row_bytes || !L->pred_b.row_bytes) {
+                sl_set_error(err, SL_ERR_FORMAT, "profile: layer %u: predictor rows do not fit the %s block size", l, sl_type_name(ta->type));
+                goto fail;
+            }
         }
         if (validate_info(p, (int32_t)l, &in, (int32_t)rank, err)) goto fail;
         L->info = in;
@@ -438,6 +494,8 @@ sl_profile *sl_profile_load(const char *path, const sl_model *model, sl_error *e
         }
     }
     p->gguf = g;
+    for (uint32_t l = 0; l < n_layer; l++)
+        if (p->layers[l].info.rank) pack_predictor(p, &p->layers[l]);
     return p;
 fail:
     sl_profile_free(p);

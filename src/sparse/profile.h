@@ -21,6 +21,7 @@ typedef struct sl_profile_layer_data {
     sl_weight pred_b;                      /* [n_ff, rank] predictor second factor (rows = n_ff) */
     void *owned_a;                         /* bytes of pred_a when set in memory (else in the file) */
     void *owned_b;                         /* bytes of pred_b when set in memory (else in the file) */
+    void *packed_a, *packed_b;             /* Q4_0 predictors: their Q4_0x4 copies (pred_*.mm_data), or NULL */
 } sl_profile_layer_data;
 
 struct sl_profile {
@@ -31,6 +32,7 @@ struct sl_profile {
     char method[64];                /* free-form method name ("cats", "predictor", ...) */
     sl_profile_layer_data *layers;  /* [n_layer] */
     gguf_file *gguf;                /* the file predictor tensors point into, or NULL */
+    bool shared;                    /* a clone: its predictor tensors belong to another profile */
 };
 
 /* Fingerprint of a model: hash of the shapes and of sampled bytes of its weights, as 16 hex

@@ -136,12 +136,17 @@ int32_t sl_select_active(const sl_profile_layer *P, float stat_z, const sl_cats_
         const int32_t k = P->topk < I ? P->topk : I;
         if (k <= 0) break;
         const float v = sl_kth_largest(s, I, k, tmp);
+        /* the strictly larger ones, and as many ties at v as k still needs, by increasing
+         * index: one ascending list (the exact down columns sum a block column's entries
+         * together only when they follow each other) */
+        int32_t need = k;
+        for (int32_t i = 0; i < I; i++) need -= s[i] > v;
         for (int32_t i = 0; i < I; i++) {
+            const int32_t tie = s[i] == v, take = (s[i] > v) | (tie & (need > 0));
             idx[n] = i;
-            n += s[i] > v;
+            n += take;
+            need -= tie & take;
         }
-        for (int32_t i = 0; i < I && n < k; i++)
-            if (s[i] == v) idx[n++] = i;
         break;
     }
     case SL_RULE_PRED_STAT_TOPK: {

@@ -36,8 +36,8 @@ typedef struct sl_cats_cut {
 void sl_cats_cut_init(sl_cats_cut *cut, sl_activation act, float t);
 
 /* The active neurons of one token under rule P, from its scores s [I] (gate pre-activations for
- * CATS, predictor scores otherwise), written to idx [I] in increasing order... except that top-k
- * ties at the k-th value are taken by increasing index after the strictly larger ones.
+ * CATS, predictor scores otherwise), written to idx [I] in increasing order (top-k: the strictly
+ * larger scores and, by increasing index, as many ties at the k-th value as k needs).
  * stat_z = sl_normal_quantile(1 - topk / I) for PRED_STAT_TOPK (precomputed by the caller).
  * cut: for CATS, the cut-offs of (act, P->threshold) if the caller keeps them (NULL, or a cut for
  * another threshold, computes them here: ~10 us). tmp: I 4-byte elements of scratch. Returns how

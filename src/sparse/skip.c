@@ -151,8 +151,8 @@ static bool skip_forward(void *state, sl_context *ctx, int l, int B) {
     if (P->rule == SL_RULE_CATS) {
         gate_all(ss, ctx, bd, B, ss->scores);
     } else {
-        sl_matmul(ctx->pool, PD->pred_a.type, PD->pred_a.data, P->rank, E, ctx->xb, B, ss->pred_h);
-        sl_matmul(ctx->pool, PD->pred_b.type, PD->pred_b.data, I, P->rank, ss->pred_h, B, ss->scores);
+        sl_matmul(ctx->pool, PD->pred_a.mm_type, PD->pred_a.mm_data, P->rank, E, ctx->xb, B, ss->pred_h);
+        sl_matmul(ctx->pool, PD->pred_b.mm_type, PD->pred_b.mm_data, I, P->rank, ss->pred_h, B, ss->scores);
     }
     sl_layer_stats *st = &ctx->stats[l];
     const double t1 = sl_time_s();
