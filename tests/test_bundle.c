@@ -48,10 +48,22 @@
 /* 2 and 3 threads against 1, two stages against one pass: the same sums in another order */
 #define TOL_THREADS 1e-5
 
-static const sl_type all_types[] = {SL_TYPE_F32, SL_TYPE_F16, SL_TYPE_BF16, SL_TYPE_Q8_0, SL_TYPE_Q4_0};
+
+/* Select a kernel variant; when this CPU cannot run it, say so in the form tests/run_tests.sh
+ * lists as partly skipped and return false. */
+static bool select_or_skip(sl_kernel_variant v) {
+    if (sl_kernels_select(v)) return true;
+    printf("# SKIP %s: this CPU lacks %s\n", sl_kernels_name(v), v == SL_KERNELS_AVX512 ? "AVX-512 (F/BW/VL/DQ + VNNI)" : "AVX2 + FMA + F16C");
+    return false;
+}
+
+static const sl_type all_types[] = {SL_TYPE_F32, SL_TYPE_F16, SL_TYPE_BF16, SL_TYPE_Q8_0, SL_TYPE_Q4_0, SL_TYPE_Q4_K, SL_TYPE_Q6_K};
+/* Types without a bundle layout of their own (issue 19's): gate/up rows as in the file through the
+ * generic kernels, down rows re-rounded to Q8_0 */
+static bool is_other(sl_type t) { return t == SL_TYPE_Q4_K || t == SL_TYPE_Q6_K; }
 static const sl_activation all_acts[] = {SL_ACT_SILU, SL_ACT_RELU, SL_ACT_GELU, SL_ACT_GELU_F16};
 
-static bool is_quant(sl_type t) { return t == SL_TYPE_Q8_0 || t == SL_TYPE_Q4_0; }
+static bool is_quant(sl_type t) { return t == SL_TYPE_Q8_0 || t == SL_TYPE_Q4_0 || is_other(t); }
 
 static double rel_diff(const float *a, const float *ref, size_t n) {
     double m = 0.0;
@@ -60,13 +72,14 @@ static double rel_diff(const float *a, const float *ref, size_t n) {
     return d == d ? d : INFINITY;
 }
 
-/* x as the kernels see it: rounded through Q8_0 for quantized weights. */
+/* x as the kernels see it: rounded through the activation format of the weights' products (Q8_0;
+ * Q8_K for the K-quants). */
 static void round_input(sl_type type, const float *x, float *xr, int64_t H) {
     memcpy(xr, x, (size_t)H * sizeof(float));
     if (!is_quant(type)) return;
-    sl_block_q8_0 *q = malloc(sl_type_row_size(SL_TYPE_Q8_0, H));
+    void *q = malloc(sl_act_size(type, H));
     sl_act_prepare(type, x, H, q);
-    sl_dequantize_row_ref(SL_TYPE_Q8_0, q, xr, H);
+    sl_dequantize_row_ref(sl_act_type_of(type), q, xr, H);
     free(q);
 }
 
@@ -116,8 +129,18 @@ static void one_shape(sl_type type, int64_t H, int64_t I, sl_pool **pools, test_
     if (!EXPECT(sl_bundle_init(&bd, pools[1], &wg, &wu, &wd, &err) == SL_OK, "bundle init %s H=%lld I=%lld: %s", sl_type_name(type),
                 (long long)H, (long long)I, err.message))
         goto done;
-    const sl_type want_d = type == SL_TYPE_Q4_0 ? SL_TYPE_Q4_0C : type == SL_TYPE_Q8_0 ? SL_TYPE_Q8_0C : type;
-    EXPECT(bd.stride % 64 == 0 && bd.t_d == want_d && bd.t_gu == sl_bundle_row_type(type) && (bd.dscale != NULL) == is_quant(type),
+    const sl_type want_d = type == SL_TYPE_Q4_0 ? SL_TYPE_Q4_0C : type == SL_TYPE_Q8_0 ? SL_TYPE_Q8_0C : is_other(type) ? SL_TYPE_Q8_0N : type;
+    /* other types: the reference takes the same re-rounded down as a plain Q8_0 matrix */
+    void *dq = NULL;
+    sl_weight wdq = wd;
+    if (is_other(type)) {
+        const size_t rb = sl_type_row_size(SL_TYPE_Q8_0, H);
+        dq = malloc(rb * (size_t)I);
+        EXPECT(sl_transpose_down(pools[1], &wd, SL_TYPE_Q8_0, 0, I, dq, rb, &err) == SL_OK, "transpose %s: %s", sl_type_name(type), err.message);
+        wdq = test_weight_view(dq, SL_TYPE_Q8_0, I, H);
+    }
+    EXPECT(bd.stride % 64 == 0 && bd.t_d == want_d && bd.t_gu == sl_bundle_row_type(type) &&
+               (bd.dscale != NULL) == (type == SL_TYPE_Q4_0 || type == SL_TYPE_Q8_0),
            "bundle stride %zu, types %s / %s", bd.stride, sl_type_name(bd.t_gu), sl_type_name(bd.t_d));
     const double tol_fast = is_quant(type) ? TOL_INT8_DOWN : TOL_SAME_MATH;
     for (size_t ai = 0; ai < sizeof(all_acts) / sizeof(all_acts[0]); ai++) {
@@ -143,7 +166,8 @@ static void one_shape(sl_type type, int64_t H, int64_t I, sl_pool **pools, test_
                 const float *gp = with_gate ? NULL : gate_pre;
                 EXPECT(sl_bundle_forward_ref(&bd, act, xr, li, n, gp, ref, &err) == SL_OK, "ref: %s", err.message);
                 if (with_gate) { /* the layout: the bundle's reference against the operator's on the file's matrices */
-                    EXPECT(sl_mlp_reference_w(&wg, &wu, &wd, NULL, act, xr, 1, mask, ref2, &err) == SL_OK, "mlp ref: %s", err.message);
+                    EXPECT(sl_mlp_reference_w(&wg, &wu, is_other(type) ? NULL : &wd, is_other(type) ? &wdq : NULL, act, xr, 1, mask, ref2, &err) == SL_OK,
+                           "mlp ref: %s", err.message);
                     note(&worst_layout, rel_diff(ref, ref2, (size_t)H), TOL_EXACT);
                 }
                 for (int th = 0; th < 3; th++) {
@@ -227,6 +251,7 @@ static void one_shape(sl_type type, int64_t H, int64_t I, sl_pool **pools, test_
             }
     }
     sl_bundle_free(&bd);
+    free(dq);
 done:
     free(gate), free(up), free(down), free(dt), free(x), free(xr), free(out), free(out1), free(ref), free(ref2), free(gate_pre), free(row);
     free(g), free(u), free(h), free(hb), free(hb2), free(idx), free(kept), free(mask);
@@ -238,17 +263,15 @@ static void test_shapes(sl_pool **pools) {
     static const int64_t Hf[] = {1, 3, 17, 33, 129}, Hq[] = {32, 96, 160}, If[] = {1, 3, 7, 17, 33, 129}, Iq[] = {32, 96, 160};
     test_rng r = {4242};
     for (size_t v = 0; v < sizeof(vs) / sizeof(vs[0]); v++) {
-        if (!sl_kernels_select(vs[v])) {
-            printf("# SKIP %s kernels: this CPU lacks the instruction set\n", sl_kernels_name(vs[v]));
-            continue;
-        }
+        if (!select_or_skip(vs[v])) continue;
         worst_fast = worst_layout = worst_threads = worst_stages = worst_filter = worst_batch = worst_dense = worst_masked = 0;
         n_cases = 0;
         for (size_t ti = 0; ti < sizeof(all_types) / sizeof(all_types[0]); ti++) {
             const sl_type t = all_types[ti];
-            /* quantized rows hold whole blocks of 32 in both directions (down is [H, I]) */
-            const int64_t *Hs = is_quant(t) ? Hq : Hf, *Is = is_quant(t) ? Iq : If;
-            const size_t nH = is_quant(t) ? 3 : 5, nI = is_quant(t) ? 3 : 6;
+            /* quantized rows hold whole blocks of 32 (256 for the K-quants) in both directions (down is [H, I]) */
+            static const int64_t Hk[] = {256, 512}, Ik[] = {256, 512};
+            const int64_t *Hs = is_other(t) ? Hk : is_quant(t) ? Hq : Hf, *Is = is_other(t) ? Ik : is_quant(t) ? Iq : If;
+            const size_t nH = is_other(t) ? 2 : is_quant(t) ? 3 : 5, nI = is_other(t) ? 2 : is_quant(t) ? 3 : 6;
             for (size_t hi = 0; hi < nH; hi++)
                 for (size_t ii = 0; ii < nI; ii++)
                     if (!(vs[v] == SL_KERNELS_SCALAR && hi + ii > 4)) one_shape(t, Hs[hi], Is[ii], pools, &r); /* scalar: fewer */
@@ -272,6 +295,7 @@ static void test_transpose(sl_pool *pool) {
     const int64_t H = 96, I = 64;
     for (size_t ti = 0; ti < sizeof(all_types) / sizeof(all_types[0]); ti++) {
         const sl_type t = all_types[ti];
+        if (is_other(t)) continue; /* the operator's transposition: the file types with a layout */
         void *down = test_rand_weights(t, H, I, 1.0f, &r);
         sl_weight wd = test_weight_view(down, t, H, I);
         const size_t rb = sl_bundle_row_bytes(sl_bundle_row_type(t), H);
@@ -315,10 +339,11 @@ static void test_matmul_bundle(sl_pool **pools) {
     static const int64_t Ks[] = {1, 7, 65, 130}, Ns_f[] = {1, 17, 33, 129, 300}, Ns_q[] = {32, 96, 160, 288}, Bs[] = {1, 2, 3, 5};
     test_rng r = {99};
     for (size_t v = 0; v < sizeof(vs) / sizeof(vs[0]); v++) {
-        if (!sl_kernels_select(vs[v])) continue;
+        if (!select_or_skip(vs[v])) continue;
         double worst_t = 0, worst_r = 0;
         for (size_t ti = 0; ti < sizeof(all_types) / sizeof(all_types[0]); ti++) {
             const sl_type t = all_types[ti], st = sl_bundle_row_type(t);
+            if (is_other(t)) continue;
             const int64_t *Ns = is_quant(t) ? Ns_q : Ns_f;
             for (size_t ni = 0; ni < 4; ni++)
                 for (size_t ki = 0; ki < 4; ki++)
@@ -368,7 +393,7 @@ static void test_matmul_tc(sl_pool **pools) {
     static const sl_type ts[] = {SL_TYPE_Q4_0, SL_TYPE_Q8_0};
     test_rng r = {123};
     for (size_t v = 0; v < sizeof(vs) / sizeof(vs[0]); v++) {
-        if (!sl_kernels_select(vs[v])) continue;
+        if (!select_or_skip(vs[v])) continue;
         double worst = 0;
         for (size_t ti = 0; ti < 2; ti++)
             for (size_t hi = 0; hi < 4; hi++)

@@ -313,7 +313,7 @@ static void test_architectures(void) {
         double tol;
     } fx[] = {{"llama-gqa-yarn", TOL_SPARSE_EQ_DENSE},  {"qwen2-bias", TOL_SPARSE_EQ_DENSE}, {"qwen3-hd32", TOL_SPARSE_EQ_DENSE},
               {"phi3-partial", TOL_SPARSE_EQ_DENSE},    {"phi3-longrope-q4_0", TOL_SPARSE_EQ_DENSE_QUANT},         {"gemma2-swa", TOL_SPARSE_EQ_DENSE},
-              {"gemma3-swa", 3 * TOL_SPARSE_EQ_DENSE /* 6 layers deep */},      {"gemma3-global-q4_0", TOL_SPARSE_EQ_DENSE_QUANT},
+              {"gemma3-swa", 6 * TOL_SPARSE_EQ_DENSE /* 6 layers deep; batches through the bundles' float products: 4.6e-4 */},      {"gemma3-global-q4_0", TOL_SPARSE_EQ_DENSE_QUANT},
               {"qwen3-q8_0", TOL_SPARSE_EQ_DENSE_QUANT}};
     for (size_t f = 0; f < sizeof(fx) / sizeof(fx[0]); f++) {
         char path[128];
@@ -370,6 +370,8 @@ static void test_architectures(void) {
         free(sparse);
         sl_model_free(m);
     }
+}
+
 /* A random rank-32 top-k predictor (the same for every layer) in type t, at sparsity s. */
 static sl_profile *random_profile(sl_model *m, sl_type t, float s, float *A_out, float *B_out) {
     sl_error err;
@@ -473,8 +475,11 @@ static void test_batches(const char *name, bool bundled) {
     const sl_model_config *c = sl_model_get_config(m);
     const size_t V = (size_t)c->n_vocab;
     /* every path sums the same products: float rows in float, exact quantized columns as the
-     * same integers per block column (the union pass, one token, the dense products alike) */
-    const double tol = TOL_SPARSE_EQ_DENSE;
+     * same integers per block column (the union pass, one token, the dense products alike); but
+     * the batch's gate/up products come from other kernels than one token's (another float
+     * order), and where that moves a value across a Q8_0 rounding boundary of x or h the output
+     * jumps by one step (as prefill and decode differ on the dense path): measured 0 to 0.036 */
+    const double tol = c->weight_type == SL_TYPE_F32 ? TOL_SPARSE_EQ_DENSE : 0.1;
     float *one = malloc(N_PROMPT * V * sizeof(float)), *batch = malloc(N_PROMPT * V * sizeof(float)), *dense = malloc(N_PROMPT * V * sizeof(float));
     static const float sp[] = {0.97f, 0.5f};
     for (int k = 0; k < 2; k++) {

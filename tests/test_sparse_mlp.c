@@ -42,6 +42,15 @@
  * 2% bounds it. */
 #define TOL_INT8_DOWN 2e-2
 
+
+/* Select a kernel variant; when this CPU cannot run it, say so in the form tests/run_tests.sh
+ * lists as partly skipped and return false. */
+static bool select_or_skip(sl_kernel_variant v) {
+    if (sl_kernels_select(v)) return true;
+    printf("# SKIP %s: this CPU lacks %s\n", sl_kernels_name(v), v == SL_KERNELS_AVX512 ? "AVX-512 (F/BW/VL/DQ + VNNI)" : "AVX2 + FMA + F16C");
+    return false;
+}
+
 static const sl_type all_types[] = {SL_TYPE_F32, SL_TYPE_F16, SL_TYPE_BF16, SL_TYPE_Q8_0, SL_TYPE_Q4_0};
 static const sl_activation all_acts[] = {SL_ACT_SILU, SL_ACT_RELU, SL_ACT_GELU, SL_ACT_GELU_F16};
 
@@ -840,7 +849,7 @@ static void test_row_kernels_variant(const char *vname) {
 static void test_row_kernels(void) {
     static const sl_kernel_variant vs[] = {SL_KERNELS_AVX512, SL_KERNELS_AVX2, SL_KERNELS_SCALAR};
     for (size_t v = 0; v < sizeof(vs) / sizeof(vs[0]); v++) {
-        if (!sl_kernels_select(vs[v])) continue;
+        if (!select_or_skip(vs[v])) continue;
         test_row_kernels_variant(sl_kernels_name(vs[v]));
     }
     sl_kernels_select(SL_KERNELS_AUTO);
@@ -852,7 +861,7 @@ static void test_other_variants(void) {
     test_rng r = {777};
     static const sl_type types[] = {SL_TYPE_F16, SL_TYPE_Q4_0, SL_TYPE_Q8_0, SL_TYPE_F32};
     for (size_t v = 0; v < sizeof(vs) / sizeof(vs[0]); v++) {
-        if (!sl_kernels_select(vs[v])) continue;
+        if (!select_or_skip(vs[v])) continue;
         for (size_t ti = 0; ti < sizeof(types) / sizeof(types[0]); ti++) {
             fixture f;
             fixture_make(&f, types[ti], is_quant(types[ti]) ? 64 : 33, 96, &r);

@@ -46,7 +46,7 @@ static void rows_worker(void *arg, int ith, int nth) {
     if (r0 >= r1) return;
     if (!is_n_layout(t->type)) {
         sl_mm_args a = {t->type, t->W, t->stride, t->rows, t->n, t->X, t->xp, t->B, t->Y};
-        t->ops->mm_rows(&a, r0, r1);
+        (sl_kq_type(t->type) ? t->ops->kq_mm_rows : t->ops->mm_rows)(&a, r0, r1);
         return;
     }
     const sl_type plain = t->type == SL_TYPE_Q4_0N ? SL_TYPE_Q4_0 : SL_TYPE_Q8_0;
@@ -78,7 +78,7 @@ static void prep_worker(void *arg, int ith, int nth) {
     prep_task *t = arg;
     long long b0, b1;
     sl_split_range(t->B, ith, nth, &b0, &b1);
-    if (b0 < b1) t->ops->mm_prep(t->type, t->X, t->n, t->B, b0, b1, t->xp);
+    if (b0 < b1) (sl_kq_type(t->type) ? t->ops->kq_mm_prep : t->ops->mm_prep)(t->type, t->X, t->n, t->B, b0, b1, t->xp);
 }
 
 /* No memory for the prepared activations or the tiles: each output the plain way, block by
@@ -121,7 +121,7 @@ void sl_matmul_rows(sl_pool *pool, sl_type type, const void *W, size_t stride, i
     const sl_kernel_ops *ops = sl_kernels_ops();
     const sl_type plain = type == SL_TYPE_Q4_0N ? SL_TYPE_Q4_0 : type == SL_TYPE_Q8_0N ? SL_TYPE_Q8_0 : type;
     const int nth = sl_pool_n_threads(pool);
-    const size_t xbytes = (ops->mm_prep_size(plain, n, B) + 63) & ~(size_t)63;
+    const size_t xbytes = ((sl_kq_type(plain) ? ops->kq_mm_prep_size(plain, n, B) : ops->mm_prep_size(plain, n, B)) + 63) & ~(size_t)63;
     size_t per = 0, total = xbytes;
     if (is_n_layout(type)) {
         per = (((size_t)ROW_UNIT * sl_type_row_size(plain, n) + 63) & ~(size_t)63) + (size_t)B * ROW_UNIT * sizeof(float);

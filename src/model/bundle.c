@@ -30,14 +30,22 @@ size_t sl_bundle_row_bytes(sl_type stored, int64_t n) {
 /* The file type whose rounding a stored type uses. */
 static sl_type plain_type(sl_type t) { return t == SL_TYPE_Q4_0N ? SL_TYPE_Q4_0 : t == SL_TYPE_Q8_0N ? SL_TYPE_Q8_0 : t; }
 
-static bool type_ok(sl_type t) {
+/* Any file type the loader decodes (its rows are dotted through the generic kernels when it has
+ * no layout of its own); not the internal layouts. */
+static bool type_ok(sl_type t) { return (int)t < 1000 && sl_type_traits_of(t) != NULL; }
+
+static bool has_own_layout(sl_type t) {
     return t == SL_TYPE_F32 || t == SL_TYPE_F16 || t == SL_TYPE_BF16 || t == SL_TYPE_Q8_0 || t == SL_TYPE_Q4_0;
 }
 
-/* The stored type of down rows: exact columns for a quantized [H, I] down, the row layouts for
- * quantized rows given transposed, the float types as they are. */
+/* The stored type of down rows: exact columns for a Q4_0 / Q8_0 [H, I] down, the row layouts for
+ * Q4_0 / Q8_0 rows given transposed, the float types as they are. Any other type (the K-quants,
+ * Q4_1, Q5_x, IQ4; issue 19) has no transposed layout yet: its rows are re-rounded to Q8_0 (the
+ * nearest legacy type that keeps the error small: <= max |w| (1/254 + 2^-11) per block of 32, on
+ * top of the file's own; 8.5 bits per weight in the down rows). */
 static sl_type down_row_type(sl_type t_down, bool transposed) {
     if (!transposed && (t_down == SL_TYPE_Q4_0 || t_down == SL_TYPE_Q8_0)) return t_down == SL_TYPE_Q4_0 ? SL_TYPE_Q4_0C : SL_TYPE_Q8_0C;
+    if (!has_own_layout(t_down)) return SL_TYPE_Q8_0N;
     return sl_bundle_row_type(t_down);
 }
 
@@ -89,7 +97,8 @@ typedef struct transpose_task {
     int64_t i0, i1;        /* rows of down_t to write */
     uint8_t *dst;          /* row i at dst + (i - i0) * stride */
     size_t stride;         /* bytes between destination rows */
-    float *tiles;          /* per thread: 32 x H floats + 32 scratch */
+    int64_t tw;            /* columns per tile: 32, or the down type's block when larger (K-quants: 256) */
+    float *tiles;          /* per thread: tw x H floats + tw scratch */
     uint8_t *rows;         /* per thread: one plain row of H elements (N layouts are packed from it) */
     size_t row_bytes;      /* its size, rounded to 64 */
 } transpose_task;
@@ -100,12 +109,13 @@ static void transpose_worker(void *arg, int ith, int nth) {
     const int64_t H = d->rows;
     const sl_type_traits *tr = sl_type_traits_of(d->type);
     const sl_type plain = plain_type(t->type);
-    float *tile = t->tiles + (size_t)ith * (32 * (size_t)H + 32), *tmp = tile + 32 * (size_t)H;
+    const int64_t TW = t->tw;
+    float *tile = t->tiles + (size_t)ith * ((size_t)TW * (size_t)H + (size_t)TW), *tmp = tile + (size_t)TW * (size_t)H;
     uint8_t *row = t->rows + (size_t)ith * t->row_bytes;
     const size_t prb = sl_type_row_size(plain, H);
     long long s, e;
-    sl_split_range((t->i1 - t->i0 + 31) / 32, ith, nth, &s, &e);
-    if (plain == d->type && (plain == SL_TYPE_F32 || plain == SL_TYPE_F16 || plain == SL_TYPE_BF16)) {
+    sl_split_range((t->i1 - t->i0 + TW - 1) / TW, ith, nth, &s, &e);
+    if (TW == 32 && plain == d->type && (plain == SL_TYPE_F32 || plain == SL_TYPE_F16 || plain == SL_TYPE_BF16)) {
         /* a float type into itself: 32 x 32 tiles of elements transposed as they are, each side
          * read and written in whole 64- or 128-byte runs */
         for (long long tl = s; tl < e; tl++) {
@@ -132,7 +142,7 @@ static void transpose_worker(void *arg, int ith, int nth) {
         return;
     }
     for (long long tl = s; tl < e; tl++) {
-        const int64_t c0 = t->i0 + tl * 32, w = t->i1 - c0 < 32 ? t->i1 - c0 : 32;
+        const int64_t c0 = t->i0 + tl * TW, w = t->i1 - c0 < TW ? t->i1 - c0 : TW;
         for (int64_t r = 0; r < H; r++) {
             const uint8_t *src = (const uint8_t *)d->data + (size_t)r * d->row_bytes + (size_t)(c0 / tr->block_size) * tr->type_size;
             sl_dequantize_row_ref(d->type, src, tmp, w);
@@ -154,12 +164,13 @@ sl_status sl_transpose_down(sl_pool *pool, const sl_weight *down, sl_type type, 
                             size_t dst_stride, sl_error *err) {
     if (!down || !down->data || !dst) return sl_set_error(err, SL_ERR_INVALID_ARG, "transpose down: NULL argument");
     const int64_t H = down->rows, I = down->cols;
-    if (!type_ok(down->type) || !type_ok(plain_type(type)))
+    if (!type_ok(down->type) || !has_own_layout(plain_type(type)))
         return sl_set_error(err, SL_ERR_UNSUPPORTED, "transpose down: unsupported type");
     if (H < 1 || I < 1 || down->row_bytes != sl_type_row_size(down->type, I) || !down->row_bytes)
         return sl_set_error(err, SL_ERR_INVALID_ARG, "transpose down: bad [%lld, %lld] %s matrix", (long long)H, (long long)I,
                             sl_type_name(down->type));
-    if (i0 < 0 || i1 > I || i0 > i1 || (i0 % 32 && i0 != I))
+    const int64_t tw = sl_type_block_size(down->type) > 32 ? sl_type_block_size(down->type) : 32;
+    if (i0 < 0 || i1 > I || i0 > i1 || (i0 % tw && i0 != I))
         return sl_set_error(err, SL_ERR_INVALID_ARG, "transpose down: bad row range [%lld, %lld)", (long long)i0, (long long)i1);
     const size_t rb = sl_bundle_row_bytes(type, H);
     if (!rb || dst_stride < rb)
@@ -168,14 +179,14 @@ sl_status sl_transpose_down(sl_pool *pool, const sl_weight *down, sl_type type, 
     if (i0 == i1) return SL_OK;
     const int nth = sl_pool_n_threads(pool);
     const size_t row_bytes = align64(sl_type_row_size(plain_type(type), H));
-    float *tiles = sl_calloc_array((size_t)nth * (32 * (size_t)H + 32), sizeof(float));
+    float *tiles = sl_calloc_array((size_t)nth * ((size_t)tw * (size_t)H + (size_t)tw), sizeof(float));
     uint8_t *rows = sl_calloc_array((size_t)nth, row_bytes);
     if (!tiles || !rows) {
         sl_free_aligned(tiles);
         sl_free_aligned(rows);
         return sl_set_error(err, SL_ERR_NOMEM, "transpose down: no memory for %d tiles of %lld rows", nth, (long long)H);
     }
-    transpose_task t = {down, type, i0, i1, dst, dst_stride, tiles, rows, row_bytes};
+    transpose_task t = {down, type, i0, i1, dst, dst_stride, tw, tiles, rows, row_bytes};
     sl_pool_run(pool, transpose_worker, &t);
     sl_free_aligned(tiles);
     sl_free_aligned(rows);
