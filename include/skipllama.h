@@ -135,10 +135,10 @@ typedef struct sl_model_params {
      * down row of each neuron side by side, in the file's type and bits per weight), the layout
      * sparse decoding reads; the dense path then reads them too and the file's MLP pages are
      * released, so resident memory stays about the file size and every context shares them.
-     * Quantized down rows are re-rounded along the other axis (docs/sparse-speed.md: the error
-     * and what it costs). A file written by `skipllama quantize --bundled` is bundled already
-     * (mapped, not copied). Without it, the first sparsity profile attached to the model builds
-     * the bundles for the sparse paths only (an extra copy of the MLP). */
+     * Q4_0 / Q8_0 down columns keep the file's blocks (exact); other quantized types' down rows
+     * are re-rounded to Q8_0 (docs/sparse-speed.md). Without it, the first sparsity profile
+     * attached to the model builds the bundles for the sparse paths only (an extra copy of the
+     * MLP). */
     bool bundled;
     int32_t n_threads; /* threads used while loading (building the bundles); 0 = 1 */
 } sl_model_params;

@@ -109,7 +109,7 @@ class sl_model_config(ctypes.Structure):
 
 
 class sl_model_params(ctypes.Structure):
-    _fields_ = [("vocab_only", ctypes.c_bool), ("no_repack", ctypes.c_bool)]
+    _fields_ = [("vocab_only", ctypes.c_bool), ("no_repack", ctypes.c_bool), ("bundled", ctypes.c_bool), ("n_threads", ctypes.c_int32)]
 
 
 class sl_context_params(ctypes.Structure):
@@ -193,6 +193,9 @@ class sl_layer_stats(ctypes.Structure):
         ("t_scores", ctypes.c_double),
         ("t_select", ctypes.c_double),
         ("t_operator", ctypes.c_double),
+        ("n_batches", ctypes.c_int64),
+        ("n_union", ctypes.c_int64),
+        ("n_batch_dense", ctypes.c_int64),
     ]
 
 

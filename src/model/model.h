@@ -101,15 +101,13 @@ struct sl_model {
     struct sl_hf *hf;         /* a Hugging Face folder: what gguf's tensors point into (hf.h), or NULL */
     char warnings[1024];      /* load-time problems that did not stop it, one per line (sl_model_warnings) */
     /* The MLP as neuron bundles (model/bundle.h), one per layer, or NULL: built at load
-     * (sl_model_params.bundled), mapped from a bundled file, or built by the first sparse user
+     * (sl_model_params.bundled) or built by the first sparse user
      * (sl_model_bundles). Published once, never changed afterwards. */
     struct sl_neuron_bundle *_Atomic bundles;
     bool dense_bundled;       /* the dense forward pass reads the bundles (set at load only) */
-    bool bundled_file;        /* the bundles are views of the file (no ffn_gate/up/down tensors) */
     uint8_t *bundle_mem;      /* their memory when built (owned, sl_alloc_huge), or NULL */
-    size_t bundle_bytes;      /* its size, or the mapped bytes */
+    size_t bundle_bytes;      /* its size */
     pthread_mutex_t bundle_mu; /* serialises a build after load */
-    char fingerprint[32];     /* "" or the fingerprint of the model a bundled file was written from */
 };
 
 /* Build a model from an open GGUF file (taking ownership of f, closed on failure too). path is
