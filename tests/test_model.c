@@ -372,6 +372,10 @@ int main(void) {
     static const struct { const char *type; double tol; } tb[] = {{"f16", 2e-3}, {"bf16", 1e-1}, {"q8_0", 3e-2}, {"q4_0", 8e-2}};
     for (int inc = 0; inc < 2; inc++)
         for (size_t i = 0; i < sizeof(tb) / sizeof(tb[0]); i++) test_oracle_model("tiny-silu", tb[i].type, tb[i].tol, -1, true, inc);
+    /* the other quantized types through the bundles: gate/up rows as in the file, down rows
+     * re-rounded to Q8_0 (model/bundle.h), against the same llama.cpp references: the second
+     * rounding adds <= max|w| (1/254 + 2^-11) per block of 32 to each down weight */
+    for (size_t i = 0; i < sizeof(k256) / sizeof(k256[0]); i++) test_oracle_model("k256", k256[i].type, 0.1, -1, true, i % 2);
     test_errors();
     return test_summary();
 }

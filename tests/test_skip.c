@@ -58,11 +58,15 @@ static void eval_logits(sl_model *m, const sl_profile *p, bool sparse_prefill, b
     if (p) CHECK(sl_context_set_profile(ctx, p, sparse_prefill, &err) == SL_OK, "attach profile (%s)", err.message);
     sl_context_track_recall(ctx, true);
     const int V = sl_model_get_config(m)->n_vocab;
+    int32_t ids[N_PROMPT]; /* the prompt in this model's vocabulary (k256 has 288 ids) */
+    for (int i = 0; i < N_PROMPT; i++) ids[i] = prompt[i] % V;
+    bool ok = true;
     if (one_by_one) {
-        for (int i = 0; i < N_PROMPT; i++) sl_eval(ctx, prompt + i, 1, out + (size_t)i * V, false, &err);
+        for (int i = 0; i < N_PROMPT; i++) ok = ok && sl_eval(ctx, ids + i, 1, out + (size_t)i * V, false, &err) == SL_OK;
     } else {
-        sl_eval(ctx, prompt, N_PROMPT, out, true, &err);
+        ok = sl_eval(ctx, ids, N_PROMPT, out, true, &err) == SL_OK;
     }
+    if (!ok) CHECK(false, "eval %d tokens: %s", N_PROMPT, err.message);
     if (keep) *keep = ctx;
     else sl_context_free(ctx);
 }
@@ -518,6 +522,7 @@ int main(void) {
     test_batches("tiny-silu", true);
     test_batches("tiny-silu-q4_0", true);
     test_batches("tiny-silu-q8_0", true);
+    test_batches("k256-q4_k_m", true); /* K-quant gate/up rows, down re-rounded to Q8_0 */
     test_exact_predictor("tiny-relu");
     test_exact_predictor("tiny-silu");
     test_sparsity_zero_and_calibration();

@@ -2,8 +2,8 @@
  * bundle.h — neuron bundles: a layer's MLP stored neuron by neuron, the one layout of the MLP
  * weights a model uses when it decodes sparsely (internal).
  *
- * What it is for: the model's shared MLP layout (model.c builds it at load, or maps it from a
- * file written by `skipllama quantize --bundled`), which the dense forward pass (forward.c) and
+ * What it is for: the model's shared MLP layout (model_bundle.c builds it at load, or on the
+ * first profile attached), which the dense forward pass (forward.c) and
  * the skip model (src/sparse/skip.c) both read, and the public operator's optional bundled layout
  * (sl_sparse_mlp_set_bundled). A bundle holds, for each neuron i, its gate row, its up row and its
  * row of the transposed down matrix next to each other in one stride ("neuron bundling", as
@@ -24,7 +24,9 @@
  * (F16). A sparse token reads the table of every block column with an active neuron (2H bytes
  * each): at 10% active, 97% of them (the price of the exact layout; docs/sparse-speed.md).
  * A bundle built from a given transposed down (the operator's down_t, sl_bundle_init_t) keeps
- * those rows' own scales instead (Q8_0N / Q4_0N down rows, no table).
+ * those rows' own scales instead (Q8_0N / Q4_0N down rows, no table). Every other type the
+ * loader decodes (K-quants, Q4_1, Q5_x, IQ4) keeps its gate/up rows as in the file (dotted by the
+ * generic kernels) and its down rows re-rounded to Q8_0N (8.5 bits; correct, not yet fast).
  */
 #ifndef SL_MODEL_BUNDLE_H
 #define SL_MODEL_BUNDLE_H
