@@ -37,7 +37,7 @@ int cmd_calibrate(int argc, char **argv) {
                  "(two-stage-pred ranks its candidates with the predictors of -P)", .def = "cats"},
         CLI_OPT_PROFILE(&in_profile, "two-stage-pred: the profile holding the predictors (train-predictor)"),
         {.names = "--split-tokens", .type = CLI_I64, .dest = &split_tokens, .lo = 0, .hi = 1e18, .meta = "N",
-         .help = "two-stage: sample tokens for choosing the fractions; 0 = what fits in 256 MiB, at most 4096"},
+         .help = "two-stage: sample tokens for choosing the fractions; 0 = 1024 (less if 256 MiB cannot hold them)"},
         {.names = "--alloc", .type = CLI_FLAG, .dest = &alloc,
          .help = "per-layer allocation (greedy on each layer's calibration loss curve): --sparsity becomes the average"},
         {.names = "--alloc-tokens", .type = CLI_I64, .dest = &alloc_tokens, .lo = 2, .hi = 1e18, .meta = "N",

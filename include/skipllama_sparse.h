@@ -269,11 +269,15 @@ sl_status sl_calibrate(const sl_model *model, const int32_t *tokens, int64_t n_t
  * and d (stage 2) of the two-stage rule that read the MLP weight bytes CATS reads at sparsity s
  * (all gate rows and (1 - s) of the up rows and down columns; the predictor's bytes count for
  * TWO_STAGE_PRED) and whose MLP output on a sample of calibration tokens is closest to the
- * dense one (relative squared error; a - d tried in steps of 0.05 up to 0.5). Writes the splits
- * and makes every layer use `rule` at its current target sparsity (0.5 for dense layers). */
+ * dense one (relative squared error; a - d tried in steps of 0.05 up to max_delta, until the error
+ * has risen twice in a row). Writes the
+ * splits and makes every layer use `rule` at its current target sparsity (0.5 for dense layers).
+ * max_delta = 0 makes a plain top-k: TWO_STAGE_PRED with a = d reads the gate, up and down rows of
+ * the predictor's top neurons only. */
 typedef struct sl_split_params {
     sl_skip_rule rule;   /* SL_RULE_TWO_STAGE (default) or SL_RULE_TWO_STAGE_PRED (needs the profile's predictors) */
-    int64_t max_tokens;  /* sample tokens (0 = what fits in 256 MiB of samples, at most 4096) */
+    float max_delta;     /* largest a - d tried (default 0.5; 0 = a plain top-k) */
+    int64_t max_tokens;  /* sample tokens (0 = 1024, or what fits in 256 MiB of samples if less) */
     int32_t n_ctx;       /* window length (0 = min(model ctx, 512)) */
     int32_t n_threads;   /* threads (0 = 1) */
     void (*progress)(void *ud, int64_t done, int64_t total); /* may be NULL */

@@ -22,13 +22,14 @@
 #include <string.h>
 
 #define SAMPLE_BYTES ((size_t)256 << 20) /* samples of x, g, u kept for the search */
-#define MAX_SAMPLE 4096                  /* tokens at most */
+#define MAX_SAMPLE 1024                  /* tokens at most, by default */
 #define N_DELTA 11                       /* a - d in {0, 0.05, ..., 0.5} */
 
 sl_split_params sl_split_default_params(void) {
     sl_split_params p;
     memset(&p, 0, sizeof(p));
     p.rule = SL_RULE_TWO_STAGE;
+    p.max_delta = 0.5f;
     return p;
 }
 
@@ -93,6 +94,8 @@ sl_status sl_calibrate_split(const sl_model *model, const int32_t *tokens, int64
     sl_split_params p = params ? *params : sl_split_default_params();
     if (!model || !model->layers || !tokens || n_tokens < 2 || !profile)
         return sl_set_error(err, SL_ERR_INVALID_ARG, "calibrate split: needs a model, at least 2 tokens and a profile");
+    if (!(p.max_delta >= 0.0f && p.max_delta <= 1.0f))
+        return sl_set_error(err, SL_ERR_INVALID_ARG, "calibrate split: max_delta %g outside [0, 1]", (double)p.max_delta);
     if (p.rule != SL_RULE_TWO_STAGE && p.rule != SL_RULE_TWO_STAGE_PRED)
         return sl_set_error(err, SL_ERR_INVALID_ARG, "calibrate split: rule must be two-stage or two-stage-pred");
     const sl_model_config *c = &model->config;
@@ -111,8 +114,8 @@ sl_status sl_calibrate_split(const sl_model *model, const int32_t *tokens, int64
     /* the sample: whole windows spread over the text */
     const int32_t window = p.n_ctx > 0 ? p.n_ctx : (c->n_ctx_train < 512 ? c->n_ctx_train : 512);
     int64_t cap = (int64_t)(SAMPLE_BYTES / ((size_t)L * (H + 2 * (size_t)I) * sizeof(float)));
-    if (cap > MAX_SAMPLE) cap = MAX_SAMPLE;
-    if (p.max_tokens > 0 && p.max_tokens < cap) cap = p.max_tokens;
+    if (p.max_tokens > 0) cap = p.max_tokens < cap ? p.max_tokens : cap;
+    else if (cap > MAX_SAMPLE) cap = MAX_SAMPLE;
     if (cap > n_tokens) cap = n_tokens;
     if (cap < 1) cap = 1;
     sample_state s = {L, H, I, cap, calloc((size_t)L, sizeof(int64_t)), NULL, NULL, NULL, model, NULL};
@@ -200,7 +203,10 @@ sl_status sl_calibrate_split(const sl_model *model, const int32_t *tokens, int64
             } else {
                 const double budget = p.rule == SL_RULE_TWO_STAGE ? total - cg : total - cp_;
                 const double ca = p.rule == SL_RULE_TWO_STAGE ? cu : cg + cu;
-                for (int k = 0; k < N_DELTA; k++) {
+                /* the error falls, then rises with a - d: stop after two rises in a row */
+                int rises = 0;
+                double last = INFINITY;
+                for (int k = 0; k < N_DELTA && 0.05 * k <= p.max_delta + 1e-6 && rises < 2; k++) {
                     double a, d;
                     if (!split_for(budget, ca, cdn, 0.05 * k, &a, &d)) continue;
                     int32_t na = (int32_t)lround(a * I), nd = (int32_t)lround(d * I);
@@ -208,6 +214,8 @@ sl_status sl_calibrate_split(const sl_model *model, const int32_t *tokens, int64
                     if (na < nd) na = nd;
                     const double e = split_error(&W->ffn_down, ctx->pool, score, h, T, H, I, na, nd, ref, D, E, work, tmp, idx, pos);
                     if (e < best_err) best_err = e, best_a = (double)na / I, best_d = (double)nd / I;
+                    rises = e > last ? rises + 1 : 0;
+                    last = e;
                 }
                 if (!isfinite(best_err)) best_a = best_d = 1.0 / I; /* the budget does not cover even the predictor */
             }

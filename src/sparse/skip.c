@@ -184,7 +184,8 @@ static bool skip_forward(void *state, sl_context *ctx, int l, int B) {
         const float *gate_pre = gate_dense ? ss->scores + (size_t)b * I : NULL;
         sl_status rc;
         int32_t n_cand = ss->n_idx[b];
-        if (two_stage) /* the chosen neurons replace the candidates in idx */
+        if (two_stage && P->topk < n_cand) /* the chosen neurons replace the candidates in idx; with
+                                              topk == cand_k every candidate is chosen: one pass */
             rc = sl_stage_token(P, &S->bundle, NULL, ctx->pool, &ss->bws, &ss->stage, c->act, ctx->xb + (size_t)b * E,
                                 ss->idx + (size_t)b * I, n_cand, gate_pre, ctx->xb2 + (size_t)b * E, &ss->n_idx[b], &t_stage2, &err);
         else
