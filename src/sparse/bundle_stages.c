@@ -113,7 +113,7 @@ static int threads_for(sl_pool *pool, int32_t n) {
     return n < 2 * SP_MAX_ROWS ? 1 : nth;
 }
 
-sl_status sl_bundle_products(const sl_neuron_bundle *b, sl_pool *pool, sl_bundle_ws *ws, sl_activation act, const float *x,
+sl_status sl_stage_products(const sl_neuron_bundle *b, sl_pool *pool, sl_bundle_ws *ws, sl_activation act, const float *x,
                              const int32_t *cand, int32_t n, const float *gate_pre, float *h, sl_error *err) {
     sl_status st = check_list(b, cand, n, h, err);
     if (st) return st;
@@ -146,7 +146,7 @@ sl_status sl_bundle_products(const sl_neuron_bundle *b, sl_pool *pool, sl_bundle
     return SL_OK;
 }
 
-sl_status sl_bundle_down(const sl_neuron_bundle *b, sl_pool *pool, sl_bundle_ws *ws, const int32_t *idx, const float *coef,
+sl_status sl_stage_down(const sl_neuron_bundle *b, sl_pool *pool, sl_bundle_ws *ws, const int32_t *idx, const float *coef,
                          int32_t n, float *out, sl_error *err) {
     sl_status st = check_list(b, idx, n, out, err);
     if (st) return st;

@@ -18,13 +18,13 @@
 /* h[k] = act(g_i) * (up_i . x) for i = cand[k], k < n; g_i = gate_i . x from the bundle's gate
  * rows, or gate_pre[i] when gate_pre ([I]) is given (required when the bundle has no gate rows).
  * Prepares x into ws. cand: distinct neurons in [0, I), any order (ascending streams best). */
-sl_status sl_bundle_products(const sl_neuron_bundle *b, sl_pool *pool, sl_bundle_ws *ws, sl_activation act, const float *x,
+sl_status sl_stage_products(const sl_neuron_bundle *b, sl_pool *pool, sl_bundle_ws *ws, sl_activation act, const float *x,
                              const int32_t *cand, int32_t n, const float *gate_pre, float *h, sl_error *err);
 
 /* out[H] = sum over k < n of coef[k] * down_t row idx[k] (the down projection of the chosen
  * neurons; n = 0 gives zeros). Groups of up to 8 rows in list order, as sl_bundle_forward sums
  * them (the Q4_0N / Q8_0N layouts round a group's coefficients together). */
-sl_status sl_bundle_down(const sl_neuron_bundle *b, sl_pool *pool, sl_bundle_ws *ws, const int32_t *idx, const float *coef,
+sl_status sl_stage_down(const sl_neuron_bundle *b, sl_pool *pool, sl_bundle_ws *ws, const int32_t *idx, const float *coef,
                          int32_t n, float *out, sl_error *err);
 
 #endif

@@ -43,7 +43,7 @@ void sl_stage_scratch_free(sl_stage_scratch *s) {
 sl_status sl_stage_token(const sl_profile_layer *P, const sl_neuron_bundle *b, const float *down_w, sl_pool *pool,
                          sl_bundle_ws *bws, sl_stage_scratch *s, sl_activation act, const float *x, int32_t *idx, int32_t n,
                          const float *gate_pre, float *out, int32_t *n_out, double *t_stage2, sl_error *err) {
-    sl_status st = sl_bundle_products(b, pool, bws, act, x, idx, n, gate_pre, s->h, err);
+    sl_status st = sl_stage_products(b, pool, bws, act, x, idx, n, gate_pre, s->h, err);
     if (st) return st;
     const double t0 = t_stage2 ? sl_time_s() : 0.0;
     const int32_t m = sl_select_stage2(s->h, down_w, idx, n, P->topk, s->work, s->tmp, s->pos);
@@ -53,7 +53,7 @@ sl_status sl_stage_token(const sl_profile_layer *P, const sl_neuron_bundle *b, c
     memcpy(idx, s->pos, (size_t)m * sizeof(int32_t));
     if (t_stage2) *t_stage2 += sl_time_s() - t0;
     *n_out = m;
-    return sl_bundle_down(b, pool, bws, idx, s->coef, m, out, err);
+    return sl_stage_down(b, pool, bws, idx, s->coef, m, out, err);
 }
 
 sl_status sl_down_col_norms(const sl_weight *down, float *out, sl_error *err) {
