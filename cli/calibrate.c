@@ -4,7 +4,10 @@
  * |act(gate . x)| per layer and writes a profile whose thresholds skip the requested fraction of
  * neurons (a global target or per-layer targets from a file: one number per line, negative =
  * keep that layer dense). The profile stores the quantile table too, so `--sparsity` can move
- * the target later without recalibrating.
+ * the target later without recalibrating. With --rule two-stage (or two-stage-pred, on the
+ * predictors of -P) it also chooses each layer's two-stage fractions for every level, for the MLP
+ * bytes CATS reads at that level (sl_calibrate_split); --alloc adds the per-layer allocation
+ * (sl_allocate), after which --sparsity is the layers' average.
  */
 #include "cli.h"
 
@@ -14,7 +17,10 @@
 #include <string.h>
 
 int cmd_calibrate(int argc, char **argv) {
-    const char *model_path = NULL, *text_path = NULL, *out_path = NULL, *layer_path = NULL;
+    const char *model_path = NULL, *text_path = NULL, *out_path = NULL, *layer_path = NULL, *in_profile = NULL;
+    int rule_i = 0;
+    int64_t split_tokens = 0, alloc_tokens = 4096;
+    bool alloc = false;
     float sparsity = 0.5f;
     int ctx_len = 0, threads = cli_default_threads();
     int64_t max_tokens = 0;
@@ -26,6 +32,16 @@ int cmd_calibrate(int argc, char **argv) {
         CLI_OPT_SPARSITY(&sparsity, "fraction of MLP neurons to skip", NULL),
         {.names = "--layer-sparsity", .type = CLI_STR, .dest = &layer_path, .meta = "FILE",
          .help = "per-layer targets, one per line (negative = dense); overrides --sparsity", .def = ""},
+        {.names = "--rule", .type = CLI_CHOICE, .dest = &rule_i, .choices = "cats|two-stage|two-stage-pred", .meta = "RULE",
+         .help = "cats, or a two-stage rule whose fractions are chosen for the bytes CATS reads at each level\n"
+                 "(two-stage-pred ranks its candidates with the predictors of -P)", .def = "cats"},
+        CLI_OPT_PROFILE(&in_profile, "two-stage-pred: the profile holding the predictors (train-predictor)"),
+        {.names = "--split-tokens", .type = CLI_I64, .dest = &split_tokens, .lo = 0, .hi = 1e18, .meta = "N",
+         .help = "two-stage: sample tokens for choosing the fractions; 0 = 1024 (less if 256 MiB cannot hold them)"},
+        {.names = "--alloc", .type = CLI_FLAG, .dest = &alloc,
+         .help = "per-layer allocation (greedy on each layer's calibration loss curve): --sparsity becomes the average"},
+        {.names = "--alloc-tokens", .type = CLI_I64, .dest = &alloc_tokens, .lo = 2, .hi = 1e18, .meta = "N",
+         .help = "tokens per loss measurement of the allocation"},
         CLI_OPT_CTX(&ctx_len, "window length in tokens; 0 = the model's context", "the model's, at most 512"),
         CLI_OPT_THREADS(&threads),
         {.names = "--max-tokens", .type = CLI_I64, .dest = &max_tokens, .lo = 0, .hi = 1e18, .meta = "N",
@@ -45,6 +61,10 @@ int cmd_calibrate(int argc, char **argv) {
     }
     if (!(model_path = cli_model_path("calibrate", model_path)) || !cli_output_check("calibrate", out_path)) return 1;
     if (ctx_len == 1) return cli_fail("calibrate", "-c 1 is too short: a window needs at least 2 tokens");
+    const sl_skip_rule rule = rule_i == 1 ? SL_RULE_TWO_STAGE : rule_i == 2 ? SL_RULE_TWO_STAGE_PRED : SL_RULE_CATS;
+    if ((rule == SL_RULE_TWO_STAGE_PRED) != (in_profile != NULL))
+        return cli_fail("calibrate", "-P (the predictors) goes with --rule two-stage-pred, and only with it");
+    if ((rule != SL_RULE_CATS || alloc) && layer_path) return cli_fail("calibrate", "--layer-sparsity is for CATS without --alloc");
     int rc = 1;
     sl_error err;
     sl_model *model = NULL;
@@ -100,17 +120,59 @@ int cmd_calibrate(int argc, char **argv) {
     cp.n_threads = threads;
     cp.progress = cli_progress_cb;
     cp.progress_ud = &prog;
-    if (sl_calibrate(model, ids, n_ids, &cp, &profile, &err) != SL_OK || sl_profile_save(profile, out_path, &err) != SL_OK) {
+    if (sl_calibrate(model, ids, n_ids, &cp, &profile, &err) != SL_OK) {
+        cli_fail_err("calibrate", &err);
+        goto done;
+    }
+    if (rule != SL_RULE_CATS) {
+        if (in_profile) { /* the predictors' profile, for which the fractions are chosen */
+            sl_profile *pp = sl_profile_load(in_profile, model, &err);
+            if (!pp) {
+                cli_fail_err("calibrate", &err);
+                goto done;
+            }
+            sl_profile_free(profile);
+            profile = pp;
+        }
+        cli_progress sp;
+        cli_progress_start(&sp, "two-stage split", "step", quiet);
+        sl_split_params spp = sl_split_default_params();
+        spp.rule = rule;
+        spp.max_tokens = split_tokens;
+        spp.n_ctx = ctx_len;
+        spp.n_threads = threads;
+        spp.progress = cli_progress_cb;
+        spp.progress_ud = &sp;
+        if (sl_calibrate_split(model, ids, n_ids, &spp, profile, &err) != SL_OK || sl_profile_set_sparsity(profile, sparsity, &err) != SL_OK) {
+            cli_fail_err("calibrate", &err);
+            goto done;
+        }
+    }
+    if (alloc) {
+        cli_progress ap;
+        cli_progress_start(&ap, "allocation", "eval", quiet);
+        sl_alloc_params app = sl_alloc_default_params();
+        app.max_tokens = alloc_tokens;
+        app.n_ctx = ctx_len;
+        app.n_threads = threads;
+        app.progress = cli_progress_cb;
+        app.progress_ud = &ap;
+        if (sl_allocate(model, ids, n_ids, &app, profile, NULL, &err) != SL_OK || sl_profile_set_sparsity(profile, sparsity, &err) != SL_OK) {
+            cli_fail_err("calibrate", &err);
+            goto done;
+        }
+    }
+    if (sl_profile_save(profile, out_path, &err) != SL_OK) {
         cli_fail_err("calibrate", &err);
         goto done;
     }
     if (!quiet) {
-        printf("layer  rule   target  |act| threshold  gate<=0 fraction\n");
+        printf("layer  rule            target  |act| threshold  cand_k   topk  gate<=0 fraction\n");
         for (int l = 0; l < c->n_layer; l++) {
             sl_profile_layer info;
             sl_profile_get_layer(profile, l, &info, &err);
-            printf("%5d  %-5s  %6.3f  %15.6g  %16.4f\n", l, sl_skip_rule_name(info.rule), info.target_sparsity, info.threshold,
-                   sl_profile_gate_nonpositive(profile, l));
+            printf("%5d  %-14s  %6.3f  %15.6g  %6d  %5d  %16.4f\n", l, sl_skip_rule_name(info.rule), info.target_sparsity, info.threshold,
+                   info.cand_k, info.topk, sl_profile_gate_nonpositive(profile, l));
         }
         printf("wrote %s (%d calibration tokens)\n", out_path, n_ids);
     }

@@ -27,6 +27,7 @@ static const command commands[] = {
     {"detokenize", cmd_detokenize, "print the text of comma-separated token ids"},
     {"run", cmd_run, "generate text from a prompt, streaming it as it is produced"},
     {"train-predictor", cmd_train_predictor, "train low-rank skip predictors from a text and write them into a profile"},
+    {"tune", cmd_tune, "calibrate and train every skip method, compare them on held-out text, write the best profile"},
     {"profile", cmd_profile, "show a sparsity profile, or write one with random predictors (speed proxy)"},
     {"chat", cmd_chat, "talk with an instruct model: multi-turn, its chat template, history kept in the KV cache"},
     {"convert", cmd_convert, "write a Hugging Face model folder as a GGUF file (llama.cpp's names and metadata)"},

@@ -116,7 +116,7 @@ int cmd_ppl(int argc, char **argv) {
         cli_fail_err("ppl", &err);
         goto done;
     }
-    double sum_active = 0, sum_neurons = 0;
+    double sum_active = 0, sum_neurons = 0, sum_bytes = 0, sum_bytes_dense = 0, sum_ck = 0, sum_ct = 0, sum_cand = 0, sum_err = 0, sum_norm = 0;
     if (json) {
         printf("{");
         cli_json_str("model", model_path, true);
@@ -138,7 +138,7 @@ int cmd_ppl(int argc, char **argv) {
             cli_json_str("profile", profile_path, true);
             printf("\"layers\": [");
         }
-        else printf("\nlayer  rule       sparsity  recall  precision  true_density\n");
+        else printf("\nlayer  rule            sparsity  cand   bytes  recall  precision  true_density  contrib_recall  rel_error\n");
         for (int l = 0; l < c->n_layer; l++) {
             sl_layer_stats st;
             sl_profile_layer info;
@@ -150,16 +150,36 @@ int cmd_ppl(int argc, char **argv) {
                    dens = st.n_neurons ? (tp + st.false_neg) / (double)st.n_neurons : NAN;
             sum_active += (double)st.n_active;
             sum_neurons += (double)st.n_neurons;
+            sum_bytes += (double)st.mlp_bytes;
+            sum_bytes_dense += (double)st.mlp_bytes_dense;
+            sum_ck += st.contrib_kept;
+            sum_ct += st.contrib_total;
+            sum_cand += (double)st.n_cand;
+            sum_err += st.out_err;
+            sum_norm += st.out_norm;
+            const double bf = st.mlp_bytes_dense ? (double)st.mlp_bytes / (double)st.mlp_bytes_dense : 1.0,
+                         cr = st.contrib_total > 0 ? st.contrib_kept / st.contrib_total : NAN,
+                         cf = st.n_neurons ? (double)st.n_cand / (double)st.n_neurons : 0.0,
+                         re = st.out_norm > 0 ? st.out_err / st.out_norm : NAN;
             if (json)
-                printf("%s{\"layer\": %d, \"rule\": \"%s\", \"sparsity\": %.4f, \"recall\": %.4f, \"precision\": %.4f, \"true_density\": %.4f}",
-                       l ? ", " : "", l, sl_skip_rule_name(info.rule), sp, isnan(rec) ? -1.0 : rec, isnan(prec) ? -1.0 : prec,
-                       isnan(dens) ? -1.0 : dens);
+                printf("%s{\"layer\": %d, \"rule\": \"%s\", \"sparsity\": %.4f, \"cand_fraction\": %.4f, \"bytes_fraction\": %.4f, "
+                       "\"recall\": %.4f, \"precision\": %.4f, \"true_density\": %.4f, \"contrib_recall\": %.4f, \"rel_error\": %.6f}",
+                       l ? ", " : "", l, sl_skip_rule_name(info.rule), sp, cf, bf, isnan(rec) ? -1.0 : rec, isnan(prec) ? -1.0 : prec,
+                       isnan(dens) ? -1.0 : dens, isnan(cr) ? -1.0 : cr, isnan(re) ? -1.0 : re);
             else
-                printf("%5d  %-9s  %8.4f  %6.4f  %9.4f  %12.4f\n", l, sl_skip_rule_name(info.rule), sp, rec, prec, dens);
+                printf("%5d  %-14s  %8.4f  %4.2f  %6.4f  %6.4f  %9.4f  %12.4f  %14.4f  %9.5f\n", l, sl_skip_rule_name(info.rule), sp, cf, bf,
+                       rec, prec, dens, cr, re);
         }
-        double mlp_sparsity = sum_neurons > 0 ? 1.0 - sum_active / sum_neurons : 0.0;
-        if (json) printf("], \"mlp_sparsity\": %.4f", mlp_sparsity);
-        else printf("\nMLP sparsity (all layers): %.4f\n", mlp_sparsity);
+        const double mlp_sparsity = sum_neurons > 0 ? 1.0 - sum_active / sum_neurons : 0.0,
+                     bytes_fraction = sum_bytes_dense > 0 ? sum_bytes / sum_bytes_dense : 1.0,
+                     contrib = sum_ct > 0 ? sum_ck / sum_ct : NAN;
+        if (json)
+            printf("], \"mlp_sparsity\": %.4f, \"mlp_bytes_fraction\": %.4f, \"contrib_recall\": %.4f, \"mlp_rel_error\": %.6f",
+                   mlp_sparsity, bytes_fraction, isnan(contrib) ? -1.0 : contrib, sum_norm > 0 ? sum_err / sum_norm : -1.0);
+        else
+            printf("\nMLP sparsity (all layers): %.4f\nMLP weight bytes read: %.4f of dense\ncontribution recall: %.4f\n", mlp_sparsity,
+                   bytes_fraction, contrib);
+        (void)sum_cand;
     }
     if (json) printf("}\n");
     else if (llama) printf("Final estimate: PPL = %.4f +/- %.5f\n", r.ppl, r.ppl_err);

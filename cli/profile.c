@@ -1,6 +1,7 @@
 /*
- * profile.c — `skipllama profile show|random`: inspect a sparsity profile, or write one with
- * random low-rank predictors of a given rank and rule. A random predictor selects neurons
+ * profile.c — `skipllama profile show|random|set`: inspect a sparsity profile, write one with
+ * random low-rank predictors of a given rank and rule, or change the rule of a profile's layers
+ * (e.g. a CATS profile into the two-stage rule with given fractions). A random predictor selects neurons
  * without regard to the real mask — it is a speed proxy for benchmarks on random-weight models
  * (where no predictor can be trained meaningfully), never for accuracy.
  */
@@ -13,10 +14,13 @@
 
 static void help(FILE *out) {
     fprintf(out, "usage: skipllama profile show -m MODEL.gguf -P PROFILE.gguf\n"
-                 "       skipllama profile random -m MODEL.gguf -o PROFILE.gguf [options]\n\n"
-                 "show    prints the profile's method and per-layer rule, threshold/top-k, rank and metrics\n"
-                 "random  writes random predictors (a speed proxy for benchmarks; selects arbitrary neurons)\n\n"
-                 "skipllama profile show --help / skipllama profile random --help for the options.\n");
+                 "       skipllama profile random -m MODEL.gguf -o PROFILE.gguf [options]\n"
+                 "       skipllama profile set -m MODEL.gguf -P IN.gguf -o OUT.gguf --rule R [options]\n\n"
+                 "show    prints the profile's method and per-layer rule, threshold/top-k, rank and metrics, and its\n"
+                 "        schedule (two-stage fractions and per-layer levels at each level of its grid)\n"
+                 "random  writes random predictors (a speed proxy for benchmarks; selects arbitrary neurons)\n"
+                 "set     sets the rule and fractions of every layer (or one)\n\n"
+                 "skipllama profile ACTION --help for the options.\n");
 }
 
 static int show(int argc, char **argv) {
@@ -43,12 +47,30 @@ static int show(int argc, char **argv) {
         return cli_fail_err("profile", &err);
     }
     printf("profile: %s\nmethod:  %s\nlayers:  %d\n\n", profile_path, sl_profile_method(p), sl_profile_n_layer(p));
-    printf("layer  rule       threshold   topk  target  rank  recall  precision  true_dens  pred_dens  gate<=0\n");
+    printf("layer  rule            threshold   topk  cand_k  target  rank  recall  precision  true_dens  pred_dens  gate<=0  contrib_rec\n");
     for (int l = 0; l < sl_profile_n_layer(p); l++) {
         sl_profile_layer L;
         sl_profile_get_layer(p, l, &L, &err);
-        printf("%5d  %-9s  %9.4g  %5d  %6.3f  %4d  %6.4f  %9.4f  %9.4f  %9.4f  %7.4f\n", l, sl_skip_rule_name(L.rule), L.threshold,
-               L.topk, L.target_sparsity, L.rank, L.recall, L.precision, L.true_density, L.pred_density, sl_profile_gate_nonpositive(p, l));
+        printf("%5d  %-14s  %9.4g  %5d  %6d  %6.3f  %4d  %6.4f  %9.4f  %9.4f  %9.4f  %7.4f  %11.4f\n", l, sl_skip_rule_name(L.rule),
+               L.threshold, L.topk, L.cand_k, L.target_sparsity, L.rank, L.recall, L.precision, L.true_density, L.pred_density,
+               sl_profile_gate_nonpositive(p, l), L.contrib_recall);
+    }
+    float levels[SL_PROFILE_MAX_LEVELS];
+    const int32_t nl = sl_profile_get_levels(p, levels);
+    if (nl > 0) {
+        printf("\nschedule (per level: a/d = two-stage candidate / kept fractions, L = the layer's level under the allocation)\nlevel ");
+        for (int l = 0; l < sl_profile_n_layer(p); l++) printf("  layer %-12d", l);
+        printf("\n");
+        for (int g = 0; g < nl; g++) {
+            printf("%5.3f ", levels[g]);
+            for (int l = 0; l < sl_profile_n_layer(p); l++) {
+                float a, d;
+                if (sl_profile_get_split(p, l, levels[g], &a, &d)) printf("  %.3f/%.3f", a, d);
+                else printf("  -----/-----");
+                printf(" L%.3f", sl_profile_layer_level(p, l, levels[g]));
+            }
+            printf("\n");
+        }
     }
     sl_profile_free(p);
     sl_model_free(m);
@@ -70,13 +92,14 @@ static float gaussian(uint64_t *s) {
 static bool parse_rule(const char *v, void *dest) {
     if (!strcmp(v, "topk")) *(sl_skip_rule *)dest = SL_RULE_PRED_TOPK;
     else if (!strcmp(v, "stat-topk")) *(sl_skip_rule *)dest = SL_RULE_PRED_STAT_TOPK;
+    else if (!strcmp(v, "two-stage-pred")) *(sl_skip_rule *)dest = SL_RULE_TWO_STAGE_PRED;
     else return false;
     return true;
 }
 
 static int random_profile(int argc, char **argv) {
     const char *model_path = NULL, *out_path = NULL;
-    float rank_frac = 0.04f, sparsity = 0.5f;
+    float rank_frac = 0.04f, sparsity = 0.5f, cand_frac = 0.0f;
     int rank = 0;
     uint64_t seed = 1;
     sl_skip_rule rule = SL_RULE_PRED_TOPK;
@@ -87,8 +110,10 @@ static int random_profile(int argc, char **argv) {
         {.names = "--rank", .type = CLI_INT, .dest = &rank, .lo = 1, .hi = 1 << 20, .meta = "R", .help = "predictor rank (capped at n_embd)",
          .def = "--rank-frac of n_ff"},
         {.names = "--rank-frac", .type = CLI_FLOAT, .dest = &rank_frac, .lo = 1e-4, .hi = 1, .meta = "F", .help = "rank = F x n_ff"},
-        {.names = "--rule", .type = CLI_CUSTOM, .dest = &rule, .parse = parse_rule, .choices = "one of topk, stat-topk", .meta = "RULE",
-         .help = "selection rule", .def = "topk"},
+        {.names = "--rule", .type = CLI_CUSTOM, .dest = &rule, .parse = parse_rule, .choices = "one of topk, stat-topk, two-stage-pred",
+         .meta = "RULE", .help = "selection rule", .def = "topk"},
+        {.names = "--cand-frac", .type = CLI_FLOAT, .dest = &cand_frac, .lo = 0, .hi = 1, .meta = "A",
+         .help = "two-stage-pred: candidates A x n_ff (down rows: (1 - S) x n_ff)", .def = "1 - S"},
         CLI_OPT_SPARSITY(&sparsity, "target fraction of skipped neurons", NULL),
         {.names = "--type", .type = CLI_CUSTOM, .dest = &type, .parse = cli_parse_type, .choices = cli_type_list(), .meta = "TYPE",
          .help = "predictor storage type", .def = "f16"},
@@ -125,6 +150,11 @@ static int random_profile(int argc, char **argv) {
         for (size_t i = 0; i < (size_t)c->n_ff * (size_t)rank; i++) B[i] = gaussian(&s) / sqrtf((float)rank);
         sl_profile_layer info = {.rule = rule, .topk = (int32_t)lroundf((1.0f - sparsity) * (float)c->n_ff), .target_sparsity = sparsity};
         if (info.topk < 1) info.topk = 1;
+        if (rule == SL_RULE_TWO_STAGE_PRED) {
+            info.cand_k = (int32_t)lroundf(cand_frac * (float)c->n_ff);
+            if (info.cand_k < info.topk) info.cand_k = info.topk;
+            if (info.cand_k > c->n_ff) info.cand_k = c->n_ff;
+        }
         if (sl_profile_set_predictor(p, l, rank, type, A, B, &err) || sl_profile_set_layer(p, l, &info, &err)) {
             cli_fail_err("profile", &err);
             goto done;
@@ -146,6 +176,90 @@ done:
     return rc;
 }
 
+static bool parse_set_rule(const char *v, void *dest) {
+    static const sl_skip_rule rules[] = {SL_RULE_DENSE, SL_RULE_CATS, SL_RULE_PRED_TOPK, SL_RULE_TWO_STAGE, SL_RULE_TWO_STAGE_PRED};
+    for (size_t k = 0; k < sizeof(rules) / sizeof(rules[0]); k++)
+        if (!strcmp(v, sl_skip_rule_name(rules[k]))) {
+            *(sl_skip_rule *)dest = rules[k];
+            return true;
+        }
+    return false;
+}
+
+static int set_rule(int argc, char **argv) {
+    const char *model_path = NULL, *in_path = NULL, *out_path = NULL;
+    sl_skip_rule rule = SL_RULE_DENSE;
+    float keep = -1.0f, cand = -1.0f;
+    int only = -1;
+    bool rule_seen = false;
+    cli_opt opts[] = {
+        CLI_OPT_MODEL(&model_path, "GGUF model the profile belongs to"),
+        CLI_OPT_PROFILE(&in_path, "the profile to change"),
+        CLI_OPT_OUTPUT(&out_path, "the profile to write"),
+        {.names = "--rule", .type = CLI_CUSTOM, .dest = &rule, .parse = parse_set_rule, .seen = &rule_seen,
+         .choices = "one of dense, cats, topk, two-stage, two-stage-pred", .meta = "RULE", .help = "the rule", .def = ""},
+        {.names = "--keep-frac", .type = CLI_FLOAT, .dest = &keep, .lo = 0, .hi = 1, .meta = "D",
+         .help = "fraction of neurons kept (cats: threshold from the quantiles; topk; two-stage: stage 2)", .def = ""},
+        {.names = "--cand-frac", .type = CLI_FLOAT, .dest = &cand, .lo = 0, .hi = 1, .meta = "A",
+         .help = "two-stage rules: fraction of candidates (stage 1), >= D", .def = ""},
+        {.names = "--layer", .type = CLI_INT, .dest = &only, .lo = 0, .hi = 1 << 20, .meta = "L", .help = "change only layer L",
+         .def = "every layer"},
+        CLI_OPT_END,
+    };
+    const cli_cmd cmd = {.name = "profile set", .usage = "[-m MODEL.gguf] -P IN.gguf -o OUT.gguf --rule RULE [options]",
+                         .about = "Sets the rule and fractions of every layer (or --layer L): e.g. a CATS profile into the two-stage\n"
+                                  "rule with given fractions. two-stage-pred and topk need the layer's predictor.",
+                         .opts = opts};
+    int prc;
+    if (!cli_parse(&cmd, argc, argv, NULL, &prc)) return prc;
+    if (!in_path || !out_path || !rule_seen) return cli_fail("profile", "set needs -P IN, -o OUT and --rule");
+    if (rule != SL_RULE_DENSE && keep < 0) return cli_fail("profile", "--rule %s needs --keep-frac", sl_skip_rule_name(rule));
+    if ((rule == SL_RULE_TWO_STAGE || rule == SL_RULE_TWO_STAGE_PRED) && cand < keep)
+        return cli_fail("profile", "--rule %s needs --cand-frac >= --keep-frac", sl_skip_rule_name(rule));
+    if (!(model_path = cli_model_path("profile", model_path))) return 1;
+    sl_error err;
+    sl_model *m = sl_model_load(model_path, NULL, &err);
+    if (!m) return cli_fail_err("profile", &err);
+    sl_profile *p = sl_profile_load(in_path, m, &err);
+    int rc = 1;
+    if (!p) {
+        cli_fail_err("profile", &err);
+        goto done;
+    }
+    const int32_t I = sl_model_get_config(m)->n_ff;
+    for (int l = 0; l < sl_profile_n_layer(p); l++) {
+        if (only >= 0 && l != only) continue;
+        sl_profile_layer info;
+        sl_profile_get_layer(p, l, &info, &err);
+        info.rule = rule;
+        info.target_sparsity = rule == SL_RULE_DENSE ? 0.0f : 1.0f - keep;
+        info.topk = (int32_t)lroundf(keep * (float)I);
+        if (info.topk < 1) info.topk = 1;
+        info.cand_k = cand >= 0 ? (int32_t)lroundf(cand * (float)I) : 0;
+        if (info.cand_k < info.topk && (rule == SL_RULE_TWO_STAGE || rule == SL_RULE_TWO_STAGE_PRED)) info.cand_k = info.topk;
+        if (rule == SL_RULE_CATS) {
+            info.threshold = sl_profile_cats_threshold(p, l, 1.0f - keep);
+            if (isnan(info.threshold)) {
+                cli_fail("profile", "layer %d has no CATS quantiles (calibrate the profile first)", l);
+                goto done;
+            }
+        }
+        if (sl_profile_set_layer(p, l, &info, &err)) {
+            cli_fail_err("profile", &err);
+            goto done;
+        }
+    }
+    if (sl_profile_save(p, out_path, &err)) {
+        cli_fail_err("profile", &err);
+        goto done;
+    }
+    rc = 0;
+done:
+    sl_profile_free(p);
+    sl_model_free(m);
+    return rc;
+}
+
 int cmd_profile(int argc, char **argv) {
     if (argc < 2 || cli_is(argv[1], "-h", "--help")) {
         help(argc < 2 ? stderr : stdout);
@@ -153,6 +267,7 @@ int cmd_profile(int argc, char **argv) {
     }
     if (!strcmp(argv[1], "show")) return show(argc - 1, argv + 1);
     if (!strcmp(argv[1], "random")) return random_profile(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "set")) return set_rule(argc - 1, argv + 1);
     help(stderr);
-    return cli_fail("profile", "unknown action '%s' (show, random)", argv[1]);
+    return cli_fail("profile", "unknown action '%s' (show, random, set)", argv[1]);
 }

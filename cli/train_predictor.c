@@ -80,6 +80,7 @@ int cmd_train_predictor(int argc, char **argv) {
     tp.n_threads = cli_default_threads();
     bool json = false, quiet = false;
     int64_t mem_mb = tp.mem_limit >> 20;
+    int target = 0, loss = 0;
     cli_opt opts[] = {
         CLI_OPT_MODEL(&model_path, "GGUF model"),
         CLI_OPT_FILE(&text_path, "training text (tokenized whole, without BOS)"),
@@ -104,6 +105,13 @@ int cmd_train_predictor(int argc, char **argv) {
          .help = "recall each layer's rule must reach on validation"},
         {.names = "--rule", .type = CLI_CUSTOM, .dest = &tp.rule, .parse = parse_rule, .choices = "one of threshold, topk, stat-topk",
          .meta = "RULE", .help = "selection rule", .def = "threshold"},
+        {.names = "--target", .type = CLI_CHOICE, .dest = &target, .choices = "sign|contrib", .meta = "T",
+         .help = "what the predictor ranks: the gate's sign (gate > 0), or the neuron's contribution\n"
+                 "|act(g) u| ||down[:, i]|| (the rule written is then top-k at --label-frac)", .def = "sign"},
+        {.names = "--loss", .type = CLI_CHOICE, .dest = &loss, .choices = "bce|listnet", .meta = "L",
+         .help = "weighted BCE, or the ListNet ranking loss (contrib target only)", .def = "bce"},
+        {.names = "--label-frac", .type = CLI_FLOAT, .dest = &tp.label_frac, .lo = 0, .hi = 1, .flags = CLI_LO_OPEN, .meta = "F",
+         .help = "contrib target: BCE positives = the top F of a token's neurons; the top-k fraction written"},
         {.names = "--type", .type = CLI_CUSTOM, .dest = &tp.type, .parse = parse_pred_type, .choices = "one of f32, f16, bf16, q8_0",
          .meta = "TYPE", .help = "predictor storage type", .def = "f32"},
         CLI_OPT_SEED(&tp.seed, "random seed; the same seed and threads give the same profile bytes", NULL),
@@ -124,6 +132,8 @@ int cmd_train_predictor(int argc, char **argv) {
                           .opts = opts, .footer = help_footer};
     int prc;
     if (!cli_parse(&spec, argc, argv, NULL, &prc)) return prc;
+    tp.target = target ? SL_TARGET_CONTRIB : SL_TARGET_SIGN;
+    tp.loss = loss ? SL_LOSS_LISTNET : SL_LOSS_BCE;
     if (!text_path || !out_path) {
         cli_help(&spec, stderr);
         return cli_fail(cmd, "-f TEXT and -o PROFILE are required");
@@ -200,21 +210,23 @@ int cmd_train_predictor(int argc, char **argv) {
             json_num("pos_weight", L->pos_weight, true);
             json_num("train_loss", L->train_loss, true);
             json_num("val_loss", L->val_loss, true);
+            json_num("contrib_recall", L->contrib_recall, true);
             json_num("fit_seconds", L->fit_seconds, true);
             json_num("select_seconds", L->select_seconds, false);
             printf("}");
         }
         printf("]}\n");
     } else if (!quiet) {
-        printf("\nlayer  rank  rule       threshold/k  true_dens  pred_dens  precision  recall      F1  train_loss  val_loss  time_s\n");
+        printf("\nlayer  rank  rule       threshold/k  true_dens  pred_dens  precision  recall      F1  contrib_rec  train_loss  val_loss  time_s\n");
         double sum_true = 0, sum_pred = 0;
         for (int l = 0; l < c->n_layer; l++) {
             const sl_train_layer_report *L = &layers[l];
             char param[32];
             if (L->rule == SL_RULE_PRED_THRESHOLD) snprintf(param, sizeof(param), "%.5g", (double)L->threshold);
             else snprintf(param, sizeof(param), "k=%d", L->topk);
-            printf("%5d  %4d  %-9s  %11s  %9.4f  %9.4f  %9.4f  %6.4f  %6.4f  %10.4f  %8.4f  %6.1f\n", l, L->rank, sl_skip_rule_name(L->rule),
-                   param, L->true_density, L->pred_density, L->precision, L->recall, L->f1, L->train_loss, L->val_loss,
+            printf("%5d  %4d  %-9s  %11s  %9.4f  %9.4f  %9.4f  %6.4f  %6.4f  %11.4f  %10.4f  %8.4f  %6.1f\n", l, L->rank,
+                   sl_skip_rule_name(L->rule), param, L->true_density, L->pred_density, L->precision, L->recall, L->f1, L->contrib_recall,
+                   L->train_loss, L->val_loss,
                    L->fit_seconds + L->select_seconds);
             sum_true += L->true_density;
             sum_pred += L->pred_density;

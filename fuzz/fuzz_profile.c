@@ -3,7 +3,8 @@
  * src/profile.c) and for what an accepted profile drives: the per-layer accessors, the CATS
  * quantile lookup, sl_profile_set_sparsity, attaching it to a context (transposed down
  * matrices, predictor buffers) and evaluating tokens through every skip rule (CATS, predictor
- * threshold / top-k / statistical top-k, with predictor tensors taken from the file).
+ * threshold / top-k / statistical top-k, the two-stage rules, with predictor tensors taken from
+ * the file) and the schedule tables (levels, two-stage splits, per-layer allocation).
  *
  * The profile must match its model's fingerprint, so the harness runs every input against the
  * "micro" model (fz_micro_params: generated once at start-up, deterministic) and the seeds are
@@ -45,6 +46,11 @@ static void pr_use(sl_profile *p, uint8_t flags) {
         sl_profile_layer L;
         sl_status st = sl_profile_get_layer(p, l, &L, &err);
         fz_require((st == SL_OK) == (l >= 0 && l < n_layer), "get_layer(%d)", l);
+        float a = 0, d = 0;
+        const bool split = sl_profile_get_split(p, l, 0.37f, &a, &d);
+        fz_require(!split || (a >= 0 && d >= 0 && d <= a + 1e-6f && a <= 1), "split %g / %g", (double)a, (double)d);
+        const float lv = sl_profile_layer_level(p, l, 0.37f);
+        fz_require(lv >= 0 && lv < 1, "layer level %g", (double)lv);
         volatile float sink = sl_profile_cats_threshold(p, l, 0.0f) + sl_profile_cats_threshold(p, l, 0.37f) +
                               sl_profile_cats_threshold(p, l, 1.0f) + sl_profile_gate_nonpositive(p, l);
         (void)sink;
@@ -149,6 +155,23 @@ void sl_fuzz_profile_write_seeds(const char *dir) {
         free(A);
         free(B);
     }
+    /* two-stage rules (layer 0 gate dense, layer 1 predictor candidates: the Q8_0 predictor of the
+     * last seed) with a level grid, splits and an allocation */
+    const float levels[4] = {0.0f, 0.3f, 0.6f, 0.9f}, cand[4] = {1.0f, 0.8f, 0.5f, 0.15f}, keep[4] = {1.0f, 0.6f, 0.3f, 0.05f};
+    float alloc[64];
+    sl_profile_set_levels(p, levels, 4, &err);
+    for (int32_t l = 0; l < c->n_layer; l++) {
+        sl_profile_set_split(p, l, cand, keep, &err);
+        for (int g = 0; g < 4; g++) alloc[l * 4 + g] = l % 2 ? levels[g] * 0.5f : levels[g] * 1.0f;
+        sl_profile_layer L;
+        sl_profile_get_layer(p, l, &L, &err);
+        L.rule = l % 2 ? SL_RULE_TWO_STAGE_PRED : SL_RULE_TWO_STAGE;
+        L.cand_k = c->n_ff / 2;
+        L.topk = c->n_ff / 4;
+        if (sl_profile_set_layer(p, l, &L, &err) != SL_OK) fprintf(stderr, "fuzz_profile: two-stage seed: %s\n", err.message);
+    }
+    sl_profile_set_allocation(p, alloc, &err);
+    pr_seed(dir, "two-stage.skip.gguf", p);
     sl_profile_free(p);
 }
 

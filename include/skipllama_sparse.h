@@ -163,16 +163,24 @@ typedef enum sl_skip_rule {
     SL_RULE_PRED_THRESHOLD = 2, /* predictor score B(A x) > threshold */
     SL_RULE_PRED_TOPK = 3,      /* the topk neurons of highest predictor score */
     SL_RULE_PRED_STAT_TOPK = 4, /* score > mean + std * PhiInv(1 - topk / n_ff) over this token's scores */
+    /* Two-stage rules (the down rows are chosen after act(g) * u is known). Stage 1 keeps cand_k
+     * candidates per token, stage 2 the topk of those with the largest |act(g_i) * u_i| *
+     * ||down[:, i]||; only those get their down row read. */
+    SL_RULE_TWO_STAGE = 5,      /* gate computed in full; candidates = top cand_k by |act(g)|; up for candidates */
+    SL_RULE_TWO_STAGE_PRED = 6, /* candidates = top cand_k predictor scores B(A x); gate and up for candidates
+                                   (cand_k == topk: a plain top-k predictor that reads gate, up, down of topk neurons) */
 } sl_skip_rule;
 
-/* Name of a rule ("dense", "cats", "threshold", "topk", "stat-topk"), or NULL. */
+/* Name of a rule ("dense", "cats", "threshold", "topk", "stat-topk", "two-stage", "two-stage-pred"), or NULL. */
 const char *sl_skip_rule_name(sl_skip_rule rule);
 
 /* One layer of a profile. */
 typedef struct sl_profile_layer {
     sl_skip_rule rule;     /* how active neurons are chosen */
     float threshold;       /* CATS: on |act(gate)|; PRED_THRESHOLD: on the score */
-    int32_t topk;          /* PRED_TOPK / PRED_STAT_TOPK: neurons kept per token */
+    int32_t topk;          /* PRED_TOPK / PRED_STAT_TOPK: neurons kept per token; two-stage rules: neurons
+                              whose down row is read (stage 2) */
+    int32_t cand_k;        /* two-stage rules: candidates per token (stage 1), topk <= cand_k <= n_ff */
     float target_sparsity; /* fraction of neurons meant to be skipped (informational; also what
                               --sparsity overrides) */
     int32_t rank;          /* predictor rank r (0 = no predictor in this layer) */
@@ -180,6 +188,8 @@ typedef struct sl_profile_layer {
     float precision;       /* " */
     float true_density;    /* fraction of neurons truly active (gate > 0) on calibration data */
     float pred_density;    /* fraction predicted active on validation data (NAN when unknown) */
+    float contrib_recall;  /* kept share of the contributions |act(g) u| ||down[:, i]|| on validation data (NAN
+                              when unknown) */
 } sl_profile_layer;
 
 /* An empty profile for `model`: every layer dense, no predictors. */
@@ -214,10 +224,34 @@ sl_status sl_profile_set_predictor(sl_profile *profile, int32_t layer, int32_t r
 float sl_profile_cats_threshold(const sl_profile *profile, int32_t layer, float q);
 /* Fraction of gate pre-activations <= 0 measured at calibration (NAN if unknown). */
 float sl_profile_gate_nonpositive(const sl_profile *profile, int32_t layer);
-/* Set the target sparsity of every non-dense layer: CATS thresholds come from the quantile
- * table, top-k rules get topk = round((1 - s) * n_ff), threshold rules are left alone (their
- * sparsity is what training chose). s in [0, 1). */
+/* Set the target sparsity of every non-dense layer: with a per-layer allocation (below), layer l
+ * gets its own level for the average s, else s itself; then each layer is set to its level as
+ * sl_profile_set_layer_level does. s in [0, 1). */
 sl_status sl_profile_set_sparsity(sl_profile *profile, float sparsity, sl_error *err);
+
+/* Set one non-dense layer to level s in [0, 1): CATS thresholds come from the quantile table,
+ * top-k rules get topk = round((1 - s) * n_ff), threshold rules are left alone (their sparsity is
+ * what training chose); two-stage rules take cand_k and topk from the layer's split table at s
+ * (interpolated), or without one: TWO_STAGE a = min(1, 1.2 (1 - s)), d = 0.8 (1 - s) (the
+ * bytes CATS reads at s), TWO_STAGE_PRED a = d = 1 - s. target_sparsity becomes s. */
+sl_status sl_profile_set_layer_level(sl_profile *profile, int32_t layer, float s, sl_error *err);
+
+/* Schedules: what `--sparsity` maps to, chosen by calibration and `tune` and stored in the
+ * profile (docs/profile-format.md). A grid of n levels (ascending, in [0, 1), at most
+ * SL_PROFILE_MAX_LEVELS; setting a new grid drops the tables below); per layer a two-stage split
+ * (the fractions of neurons kept by stage 1 and stage 2 at each level, keep <= cand); and a
+ * per-layer allocation (layer l's level when the profile-wide sparsity is levels[g]). */
+#define SL_PROFILE_MAX_LEVELS 64
+sl_status sl_profile_set_levels(sl_profile *profile, const float *levels, int32_t n, sl_error *err);
+int32_t sl_profile_get_levels(const sl_profile *profile, float *levels); /* returns n; levels may be NULL */
+/* cand, keep: [n levels] fractions in [0, 1] (NULL, NULL removes the layer's split). */
+sl_status sl_profile_set_split(sl_profile *profile, int32_t layer, const float *cand, const float *keep, sl_error *err);
+/* The layer's split at level s (interpolated); false when it has none. */
+bool sl_profile_get_split(const sl_profile *profile, int32_t layer, float s, float *cand, float *keep);
+/* alloc: [n_layer x n levels], alloc[l * n + g] = layer l's level at average levels[g] (NULL removes). */
+sl_status sl_profile_set_allocation(sl_profile *profile, const float *alloc, sl_error *err);
+/* Layer l's level for the profile-wide sparsity s (s itself without an allocation). */
+float sl_profile_layer_level(const sl_profile *profile, int32_t layer, float s);
 
 /* Calibration: run the dense model over tokens and write CATS thresholds reaching `sparsity`
  * (or per-layer targets) into a new profile. */
@@ -235,6 +269,51 @@ typedef struct sl_calibrate_params {
 sl_calibrate_params sl_calibrate_default_params(void);
 sl_status sl_calibrate(const sl_model *model, const int32_t *tokens, int64_t n_tokens, const sl_calibrate_params *params,
                        sl_profile **out, sl_error *err);
+
+/* Two-stage splits (src/sparse/calibrate_stages.c): for every level s of the profile's grid (it
+ * gets the grid 0, 0.05, ..., 0.95 when it has none) and every layer, the fractions a (stage 1)
+ * and d (stage 2) of the two-stage rule that read the MLP weight bytes CATS reads at sparsity s
+ * (all gate rows and (1 - s) of the up rows and down columns; the predictor's bytes count for
+ * TWO_STAGE_PRED) and whose MLP output on a sample of calibration tokens is closest to the
+ * dense one (relative squared error; a - d tried in steps of 0.05 up to max_delta, until the error
+ * has risen twice in a row). Writes the
+ * splits and makes every layer use `rule` at its current target sparsity (0.5 for dense layers).
+ * max_delta = 0 makes a plain top-k: TWO_STAGE_PRED with a = d reads the gate, up and down rows of
+ * the predictor's top neurons only. */
+typedef struct sl_split_params {
+    sl_skip_rule rule;   /* SL_RULE_TWO_STAGE (default) or SL_RULE_TWO_STAGE_PRED (needs the profile's predictors) */
+    float max_delta;     /* largest a - d tried (default 0.5; 0 = a plain top-k) */
+    int64_t max_tokens;  /* sample tokens (0 = 1024, or what fits in 256 MiB of samples if less) */
+    int32_t n_ctx;       /* window length (0 = min(model ctx, 512)) */
+    int32_t n_threads;   /* threads (0 = 1) */
+    void (*progress)(void *ud, int64_t done, int64_t total); /* may be NULL */
+    void *progress_ud;
+} sl_split_params;
+
+sl_split_params sl_split_default_params(void);
+sl_status sl_calibrate_split(const sl_model *model, const int32_t *tokens, int64_t n_tokens, const sl_split_params *params,
+                             sl_profile *profile, sl_error *err);
+
+/* Per-layer allocation (src/sparse/allocate.c), greedy in the spirit of TEAL's: measure each
+ * sparse layer's cost curve — the mean NLL increase on the calibration tokens when only that
+ * layer is sparse, at every level of the profile's grid (which must start at 0; a profile without
+ * one gets 0, 0.05, ..., 0.95) — then, from all
+ * layers dense, raise one grid step at a time the layer whose next step costs least per unit of
+ * level, and record the layers' levels whenever their mean reaches a grid level. Stores the
+ * allocation (sl_profile_set_allocation); --sparsity S then means the mean level of the sparse
+ * layers. Rules with a level to move only (CATS, top-k, two-stage). cost: [n_layer x n_levels]
+ * curves out (NULL: not wanted). Evaluates n_layer x (n_levels - 1) perplexities of max_tokens. */
+typedef struct sl_alloc_params {
+    int64_t max_tokens; /* calibration tokens per measurement: whole windows spread over the text (default 4096) */
+    int32_t n_ctx;      /* window length (0 = min(model ctx, 512)) */
+    int32_t n_threads;  /* threads (0 = 1) */
+    void (*progress)(void *ud, int64_t done, int64_t total); /* may be NULL */
+    void *progress_ud;
+} sl_alloc_params;
+
+sl_alloc_params sl_alloc_default_params(void);
+sl_status sl_allocate(const sl_model *model, const int32_t *tokens, int64_t n_tokens, const sl_alloc_params *params,
+                      sl_profile *profile, double *cost, sl_error *err);
 
 /* Use a profile for the MLPs of this context (NULL = dense again). The profile must outlive the
  * context's use of it. sparse_prefill: also skip neurons when evaluating several tokens at once
@@ -260,6 +339,21 @@ typedef struct sl_layer_stats {
     double t_scores;         /* sparse path: the scores, predictor B (A x) or the full gate (CATS) */
     double t_select;         /* sparse path: choosing the active neurons from the scores */
     double t_operator;       /* sparse path: the sparse MLP operator on the chosen neurons */
+    /* weight bytes, in the model file's row sizes: a neuron costs its gate row, up row and column of
+     * down; a predictor its A and B as stored. Every token that reached this layer with a profile
+     * attached counts (dense tokens with the whole MLP). */
+    int64_t n_cand;          /* two-stage rules: stage-1 candidates (up rows read), summed over sparse tokens */
+    int64_t mlp_bytes;       /* MLP weight bytes read, predictor included */
+    int64_t mlp_bytes_dense; /* what the dense MLP reads for the same tokens */
+    /* with sl_context_track_recall on, sparse tokens only: contribution c_i = |act(g_i) * u_i| *
+     * ||down[:, i]|| (the norm of what neuron i adds to the output), summed over the computed
+     * neurons and over all; contribution recall = contrib_kept / contrib_total */
+    double contrib_kept;
+    double contrib_total;
+    /* with sl_context_track_recall on, sparse tokens only: ||sparse MLP output - dense MLP output||^2
+     * and ||dense MLP output||^2, summed over tokens (their ratio: the relative squared error) */
+    double out_err;
+    double out_norm;
     /* batches on the sparse path (several tokens at once, each with its own neurons) */
     int64_t n_batches;       /* batches of B > 1 tokens that took the sparse path */
     int64_t n_union;         /* neurons read for them: the size of each batch's union, summed */
@@ -268,7 +362,8 @@ typedef struct sl_layer_stats {
 
 sl_status sl_context_get_layer_stats(const sl_context *ctx, int32_t layer, sl_layer_stats *out, sl_error *err);
 void sl_context_reset_stats(sl_context *ctx);
-/* Also compute the full gate on sparse tokens to measure recall/precision (slower; for ppl). */
+/* Also compute the full gate and up on sparse tokens to measure recall/precision and the
+ * contribution recall (slower; for ppl). */
 void sl_context_track_recall(sl_context *ctx, bool on);
 
 /* Perplexity over tokens the way llama.cpp's llama-perplexity and the fixtures define it: cut
@@ -324,6 +419,20 @@ typedef enum sl_train_phase {
     SL_TRAIN_SELECT = 2,  /* choosing that layer's threshold / k on validation: done/total in passes */
 } sl_train_phase;
 
+/* What a predictor learns to rank (sl_train_params.target) and how (loss). */
+typedef enum sl_train_target {
+    SL_TARGET_SIGN = 0,    /* the true mask gate . x > 0 (Deja Vu's target) */
+    SL_TARGET_CONTRIB = 1, /* the neuron's contribution c_i = |act(g_i) * u_i| * ||down[:, i]||: the norm of
+                              what it adds to the MLP output (docs/predictor-training.md) */
+} sl_train_target;
+
+typedef enum sl_train_loss {
+    SL_LOSS_BCE = 0,     /* class-weighted binary cross-entropy on labels: the sign, or (contribution target)
+                            the top label_frac of the token's neurons by c_i */
+    SL_LOSS_LISTNET = 1, /* contribution target: a ranking loss, the cross-entropy between softmax(scores) and
+                            the token's contribution shares c_i / sum c (ListNet's top-one probabilities) */
+} sl_train_loss;
+
 typedef struct sl_train_params {
     int32_t rank;          /* predictor rank r (1..n_embd); 0 = from rank_frac */
     float rank_frac;       /* r = rank_frac x n_ff rounded to the nearest multiple of 16 (at least 16, at most
@@ -349,6 +458,10 @@ typedef struct sl_train_params {
     /* progress(ud, phase, layer (-1 while collecting), done, total); may be NULL */
     void (*progress)(void *ud, sl_train_phase phase, int32_t layer, int64_t done, int64_t total);
     void *progress_ud;     /* passed to progress */
+    sl_train_target target; /* SL_TARGET_SIGN (default) or SL_TARGET_CONTRIB */
+    sl_train_loss loss;    /* SL_LOSS_BCE (default) or, with the contribution target, SL_LOSS_LISTNET */
+    float label_frac;      /* contribution target: the fraction of a token's neurons labelled positive for BCE (top by
+                              c_i), and the top-k fraction the written rule keeps and is measured at (default 0.4) */
 } sl_train_params;
 
 sl_train_params sl_train_default_params(void);
@@ -372,6 +485,7 @@ typedef struct sl_train_layer_report {
     int64_t n_val;         /* validation rows */
     double fit_seconds;    /* time training */
     double select_seconds; /* time choosing the rule and measuring it */
+    float contrib_recall;  /* contribution target: kept share of sum c_i on validation (NAN otherwise) */
 } sl_train_layer_report;
 
 typedef struct sl_train_report {
@@ -413,5 +527,12 @@ sl_status sl_train_predictors(const sl_model *model, const int32_t *tokens, int6
 sl_status sl_predictor_fit(const float *x, const bool *mask, int64_t n_train, const float *x_val, const bool *mask_val, int64_t n_val,
                            int32_t n_embd, int32_t n_ff, const sl_train_params *params, float *A, float *B,
                            sl_train_layer_report *report, sl_error *err);
+/* The same for the contribution target (params->target = SL_TARGET_CONTRIB): contrib [n, n_ff]
+ * holds each neuron's contribution c_i >= 0 (rounded to f16 as in the model path), mask [n, n_ff]
+ * its true activity for the mask metrics (NULL: c_i > 0). The rule written is top-k with
+ * k = round(label_frac * n_ff); report->contrib_recall is measured at it. */
+sl_status sl_predictor_fit_contrib(const float *x, const float *contrib, const bool *mask, int64_t n_train, const float *x_val,
+                                   const float *contrib_val, const bool *mask_val, int64_t n_val, int32_t n_embd, int32_t n_ff,
+                                   const sl_train_params *params, float *A, float *B, sl_train_layer_report *report, sl_error *err);
 
 #endif /* SKIPLLAMA_SPARSE_H */

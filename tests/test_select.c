@@ -8,7 +8,10 @@
  *    (act as the dense path computes it) for SiLU, GELU and ReLU, thresholds on both sides of
  *    the activations' negative dip, on random values and on the floats next to each cut-off;
  *  - sl_select_active's top-k returns exactly k neurons: all those above the k-th value, then
- *    ties by increasing index, all in increasing order; threshold rules keep exactly the scores above the threshold.
+ *    ties by increasing index, all in increasing order; threshold rules keep exactly the scores above the threshold;
+ *  - the two-stage rules: stage 1 (TWO_STAGE: the top cand_k by |act(g)|; TWO_STAGE_PRED: by
+ *    score) and stage 2 (the top k candidates by |h| * w) equal sorting the plain definitions,
+ *    k = n selects everything, k = 0 nothing.
  * Exact rules: no tolerance.
  */
 #include "kernels/activation.h"
@@ -163,9 +166,89 @@ static void test_rules(void) {
     free(s), free(tmp), free(sorted), free(idx);
 }
 
+/* Plain top-k: indices of the k largest v (ties by increasing index), as a 0/1 mark per element. */
+typedef struct ranked {
+    float v;
+    int32_t i;
+} ranked;
+static int ranked_cmp(const void *a, const void *b) {
+    const ranked *x = a, *y = b;
+    if (x->v != y->v) return x->v > y->v ? -1 : 1;
+    return (x->i > y->i) - (x->i < y->i);
+}
+static void plain_topk(const float *v, int32_t n, int32_t k, uint8_t *mark) {
+    ranked *r = malloc((size_t)n * sizeof(ranked));
+    for (int32_t i = 0; i < n; i++) r[i] = (ranked){v[i], i};
+    qsort(r, (size_t)n, sizeof(ranked), ranked_cmp);
+    memset(mark, 0, (size_t)n);
+    for (int32_t q = 0; q < k && q < n; q++) mark[r[q].i] = 1;
+    free(r);
+}
+
+static void test_two_stage(void) {
+    static const sl_activation acts[] = {SL_ACT_SILU, SL_ACT_GELU, SL_ACT_RELU};
+    static const int32_t ns[] = {1, 3, 7, 33, 384, 1000};
+    test_rng r = {77};
+    int bad = 0, cases = 0;
+    for (size_t ni = 0; ni < sizeof(ns) / sizeof(ns[0]); ni++) {
+        const int32_t I = ns[ni];
+        float *g = malloc((size_t)I * sizeof(float)), *a = malloc((size_t)I * sizeof(float)), *work = malloc((size_t)I * sizeof(float));
+        float *h = malloc((size_t)I * sizeof(float)), *w = malloc((size_t)I * sizeof(float)), *sc = malloc((size_t)I * sizeof(float));
+        uint32_t *tmp = malloc((size_t)I * sizeof(uint32_t));
+        int32_t *idx = malloc((size_t)I * sizeof(int32_t)), *pos = malloc((size_t)I * sizeof(int32_t));
+        uint8_t *want = malloc((size_t)I), *got = malloc((size_t)I);
+        for (size_t ai = 0; ai < sizeof(acts) / sizeof(acts[0]); ai++) {
+            for (int32_t i = 0; i < I; i++) {
+                g[i] = 3.0f * test_rng_normal(&r);
+                if (i % 7 == 3) g[i] = i > 0 ? g[i - 1] : g[i]; /* some ties */
+                a[i] = fabsf(sl_activate(acts[ai], g[i]));
+                w[i] = 0.5f + test_rng_uniform(&r);
+            }
+            for (int32_t k = 0; k <= I; k += I > 40 ? I / 13 + 1 : 1) {
+                /* stage 1 of TWO_STAGE: the top k by |act(g)| */
+                sl_profile_layer P = {.rule = SL_RULE_TWO_STAGE, .cand_k = k, .topk = k};
+                int32_t n = sl_select_candidates(&P, g, I, acts[ai], work, tmp, idx);
+                plain_topk(a, I, k, want);
+                memset(got, 0, (size_t)I);
+                bool ok = n == k;
+                for (int32_t q = 0; q < n; q++) got[idx[q]]++;
+                ok = ok && !memcmp(got, want, (size_t)I);
+                cases++;
+                if (!EXPECT(ok, "two-stage stage 1 %s I=%d k=%d: %d selected", act_name(acts[ai]), I, k, n)) bad++;
+                /* stage 1 of TWO_STAGE_PRED: the top k scores, through sl_select_active too */
+                P.rule = SL_RULE_TWO_STAGE_PRED;
+                n = sl_select_active(&P, 0.0f, NULL, g, I, acts[ai], tmp, idx);
+                plain_topk(g, I, k, want);
+                memset(got, 0, (size_t)I);
+                for (int32_t q = 0; q < n; q++) got[idx[q]]++;
+                cases++;
+                if (!EXPECT(n == k && !memcmp(got, want, (size_t)I), "two-stage-pred stage 1 I=%d k=%d: %d selected", I, k, n)) bad++;
+                /* stage 2 over these candidates: top k2 by |h| * w, and by |h| without weights */
+                const int32_t nc = n;
+                for (int32_t q = 0; q < nc; q++) h[q] = test_rng_normal(&r) * (q % 5 == 0 ? 0.0f : 1.0f);
+                for (int wi = 0; wi < 2; wi++) {
+                    for (int32_t k2 = 0; k2 <= nc; k2 += nc > 40 ? nc / 11 + 1 : 1) {
+                        for (int32_t q = 0; q < nc; q++) sc[q] = fabsf(h[q]) * (wi ? w[idx[q]] : 1.0f);
+                        const int32_t m = sl_select_stage2(h, wi ? w : NULL, idx, nc, k2, work, tmp, pos);
+                        plain_topk(sc, nc, k2, want);
+                        memset(got, 0, (size_t)nc);
+                        for (int32_t q = 0; q < m; q++) got[pos[q]]++;
+                        cases++;
+                        if (!EXPECT(m == k2 && !memcmp(got, want, (size_t)nc), "stage 2 n=%d k=%d weights %d: %d selected", nc, k2, wi, m))
+                            bad++;
+                    }
+                }
+            }
+        }
+        free(g), free(a), free(work), free(h), free(w), free(sc), free(tmp), free(idx), free(pos), free(want), free(got);
+    }
+    CHECK(bad == 0, "two-stage rules: stage 1 and stage 2 equal sorting their definitions in %d cases", cases);
+}
+
 int main(void) {
     test_kth();
     test_cats();
     test_rules();
+    test_two_stage();
     return test_summary();
 }

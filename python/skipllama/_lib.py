@@ -60,7 +60,7 @@ SL_MLP_PER_ROW_SHARED = 2
 SL_VOCAB_SPM = 1
 SL_VOCAB_BPE = 2
 
-RULE_NAMES = {0: "dense", 1: "cats", 2: "threshold", 3: "topk", 4: "stat-topk"}
+RULE_NAMES = {0: "dense", 1: "cats", 2: "threshold", 3: "topk", 4: "stat-topk", 5: "two-stage", 6: "two-stage-pred"}
 
 
 class SkipLlamaError(RuntimeError):
@@ -171,12 +171,14 @@ class sl_profile_layer(ctypes.Structure):
         ("rule", c_enum),
         ("threshold", ctypes.c_float),
         ("topk", ctypes.c_int32),
+        ("cand_k", ctypes.c_int32),
         ("target_sparsity", ctypes.c_float),
         ("rank", ctypes.c_int32),
         ("recall", ctypes.c_float),
         ("precision", ctypes.c_float),
         ("true_density", ctypes.c_float),
         ("pred_density", ctypes.c_float),
+        ("contrib_recall", ctypes.c_float),
     ]
 
 
@@ -193,6 +195,13 @@ class sl_layer_stats(ctypes.Structure):
         ("t_scores", ctypes.c_double),
         ("t_select", ctypes.c_double),
         ("t_operator", ctypes.c_double),
+        ("n_cand", ctypes.c_int64),
+        ("mlp_bytes", ctypes.c_int64),
+        ("mlp_bytes_dense", ctypes.c_int64),
+        ("contrib_kept", ctypes.c_double),
+        ("contrib_total", ctypes.c_double),
+        ("out_err", ctypes.c_double),
+        ("out_norm", ctypes.c_double),
         ("n_batches", ctypes.c_int64),
         ("n_union", ctypes.c_int64),
         ("n_batch_dense", ctypes.c_int64),

@@ -90,6 +90,12 @@ def _layer_stats_dict(layer, st, rule=None):
         "t_scores": st.t_scores,
         "t_select": st.t_select,
         "t_operator": st.t_operator,
+        # weight bytes read (model file's row sizes) against the dense MLP's, two-stage candidates
+        "n_cand": st.n_cand,
+        "bytes_fraction": st.mlp_bytes / st.mlp_bytes_dense if st.mlp_bytes_dense else None,
+        # with track_recall: kept share of |act(g) u| ||down[:, i]||, relative squared MLP output error
+        "contrib_recall": st.contrib_kept / st.contrib_total if st.contrib_total > 0 else None,
+        "rel_error": st.out_err / st.out_norm if st.out_norm > 0 else None,
     }
 
 

@@ -1,7 +1,9 @@
 /*
  * predictor_fit.c — fitting one layer's predictor score = B (A x) on its training rows: class-
- * weighted binary cross-entropy on the logits, AdamW with warm-up and cosine decay, mini-batches
- * cut into thread-independent micro-batches so the result does not depend on the thread count.
+ * weighted binary cross-entropy on the logits (labels: the sign of the gate, or the top of the
+ * token's neurons by contribution), or the ListNet ranking loss against the contribution shares;
+ * AdamW with warm-up and cosine decay, mini-batches cut into thread-independent micro-batches so
+ * the result does not depend on the thread count.
  * What it is not: choosing the rule (predictor_rule.c) or collecting the rows (predictor_train.c).
  */
 #include "sparse/predictor_train.h"
@@ -38,6 +40,8 @@ typedef struct fit_scratch {
     float *dST; /* [I, m] transposed */
     float *dhT; /* [r, m] d loss / d (A x), transposed */
     uint8_t *Y; /* [m, mask bytes] labels */
+    float *C;   /* [I] one row's contributions (contribution target) */
+    uint32_t *K;/* [I] radix-select keys */
 } fit_scratch;
 
 typedef struct fit_state {
@@ -45,7 +49,10 @@ typedef struct fit_state {
     int H, I, r;         /* shapes */
     int64_t nb;          /* rows per full mini-batch */
     size_t row_bytes;    /* encoded row size */
-    size_t mask_bytes;   /* ceil(I / 8) */
+    size_t mask_bytes;   /* bytes of a row's labels */
+    bool contrib;        /* labels are contributions */
+    sl_train_loss kind;  /* BCE or ListNet */
+    int32_t label_k;     /* contribution BCE: positives per row (top by c_i) */
     float pos_weight;    /* BCE weight of positive labels */
     float *A;            /* [r, H] first factor */
     float *B;            /* [I, r] second factor */
@@ -77,6 +84,46 @@ static void transpose(const float *src, int64_t rows, int64_t cols, float *dst) 
         for (int64_t j = 0; j < cols; j++) dst[(size_t)j * rows + i] = src[(size_t)i * cols + j];
 }
 
+/* The loss gradient of the contribution target for the m rows of a micro-batch into w->dS / dST;
+ * returns the loss sum (when wanted).
+ * BCE: positives = the label_k neurons of largest c_i in the row (and c_i > 0), weighted pw.
+ * ListNet: p_i = c_i / sum c; loss = -sum p_i log softmax(s)_i; d/ds_i = softmax(s)_i - p_i. */
+static double contrib_grad(fit_state *f, fit_scratch *w, int64_t m) {
+    const int I = f->I;
+    const float inv_n = 1.0f / (float)f->n, pw = f->pos_weight;
+    double loss = 0.0;
+    for (int64_t b = 0; b < m; b++) {
+        const float *sc = w->S + (size_t)b * I;
+        float *g = w->dS + (size_t)b * I;
+        const uint8_t *y = w->Y + (size_t)b * f->mask_bytes;
+        double sum = 0.0;
+        for (int i = 0; i < I; i++) sum += w->C[i] = lab_contrib(y, i);
+        if (f->kind == SL_LOSS_BCE) {
+            const float v = f->label_k >= I ? 0.0f : sl_kth_largest(w->C, I, f->label_k, w->K);
+            for (int i = 0; i < I; i++) {
+                const float z = sc[i], e = expf(-fabsf(z));
+                const float sig = z >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
+                const bool pos = w->C[i] > 0.0f && w->C[i] >= v;
+                g[i] = (pos ? pw * (sig - 1.0f) : sig) * inv_n;
+                if (f->want_loss) loss += pos ? pw * (fmaxf(-z, 0.0f) + log1pf(e)) : fmaxf(z, 0.0f) + log1pf(e);
+            }
+        } else {
+            float zmax = -INFINITY;
+            for (int i = 0; i < I; i++) zmax = fmaxf(zmax, sc[i]);
+            double den = 0.0;
+            for (int i = 0; i < I; i++) den += exp((double)(sc[i] - zmax));
+            const double lden = log(den), inv_sum = sum > 0 ? 1.0 / sum : 0.0;
+            for (int i = 0; i < I; i++) {
+                const double lsm = (double)(sc[i] - zmax) - lden, p = w->C[i] * inv_sum;
+                g[i] = (float)(exp(lsm) - p) * inv_n;
+                if (f->want_loss && p > 0) loss -= p * lsm;
+            }
+        }
+        for (int i = 0; i < I; i++) w->dST[(size_t)i * m + b] = g[i];
+    }
+    return loss;
+}
+
 /* The gradient of micro-batch s into slot s. Weighted BCE on the logits:
  * loss = w y softplus(-s) + (1 - y) softplus(s); d/ds = w y (sigmoid(s) - 1) + (1 - y) sigmoid(s),
  * divided by the batch's row count (mean over rows, sum over neurons). */
@@ -98,7 +145,8 @@ static void micro_grad(fit_state *f, fit_scratch *w, int s) {
     sl_matmul(NULL, SL_TYPE_F32, f->B, I, r, w->h, m, w->S); /* S[b, i] = B_i . h_b */
     const float inv_n = 1.0f / (float)f->n, pw = f->pos_weight;
     double loss = 0.0;
-    for (int64_t b = 0; b < m; b++) {
+    if (f->contrib) loss = contrib_grad(f, w, m);
+    for (int64_t b = 0; b < m && !f->contrib; b++) {
         const float *sc = w->S + (size_t)b * I;
         float *g = w->dS + (size_t)b * I;
         const uint8_t *y = w->Y + (size_t)b * mb;
@@ -172,15 +220,17 @@ static void fit_free(fit_state *f) {
     if (f->ws)
         for (int t = 0; t < sl_pool_n_threads(f->pool); t++) {
             fit_scratch *w = &f->ws[t];
-            float *wb[] = {w->X, w->XT, w->hT, w->h, w->S, w->dS, w->dST, w->dhT};
+            float *wb[] = {w->X, w->XT, w->hT, w->h, w->S, w->dS, w->dST, w->dhT, w->C};
             for (size_t i = 0; i < sizeof(wb) / sizeof(wb[0]); i++) sl_free_aligned(wb[i]);
             sl_free_aligned(w->Y);
+            sl_free_aligned(w->K);
         }
     free(f->ws);
     free(f->loss);
 }
 
-static sl_status fit_alloc(fit_state *f, sl_pool *pool, int H, int I, int r, int64_t nb, size_t row_bytes, sl_error *err) {
+static sl_status fit_alloc(fit_state *f, sl_pool *pool, int H, int I, int r, int64_t nb, size_t row_bytes, size_t label_bytes,
+                           sl_error *err) {
     memset(f, 0, sizeof(*f));
     f->pool = pool;
     f->H = H;
@@ -188,7 +238,7 @@ static sl_status fit_alloc(fit_state *f, sl_pool *pool, int H, int I, int r, int
     f->r = r;
     f->nb = nb;
     f->row_bytes = row_bytes;
-    f->mask_bytes = ((size_t)I + 7) / 8;
+    f->mask_bytes = label_bytes;
     f->n_slots = (int)((nb + MICRO_ROWS - 1) / MICRO_ROWS);
     const size_t sH = (size_t)H, sI = (size_t)I, sr = (size_t)r, sm = MICRO_ROWS, ns = (size_t)f->n_slots;
     const int nth = sl_pool_n_threads(pool);
@@ -207,7 +257,8 @@ static sl_status fit_alloc(fit_state *f, sl_pool *pool, int H, int I, int r, int
              (w->hT = sl_calloc_array(sm * sr, sizeof(float))) && (w->h = sl_calloc_array(sm * sr, sizeof(float))) &&
              (w->dhT = sl_calloc_array(sm * sr, sizeof(float))) && (w->S = sl_calloc_array(sm * sI, sizeof(float))) &&
              (w->dS = sl_calloc_array(sm * sI, sizeof(float))) && (w->dST = sl_calloc_array(sm * sI, sizeof(float))) &&
-             (w->Y = sl_calloc_array(sm * f->mask_bytes, 1));
+             (w->Y = sl_calloc_array(sm * f->mask_bytes, 1)) && (w->C = sl_calloc_array(sI, sizeof(float))) &&
+             (w->K = sl_calloc_array(sI, sizeof(uint32_t)));
     }
     if (!ok) {
         fit_free(f);
@@ -251,8 +302,11 @@ sl_status fit_layer(const layer_job *j, rng *g, float *A_out, float *B_out, floa
     if (n_rows < 1) return sl_set_error(err, SL_ERR_INVALID_ARG, "train: no training rows");
     const int64_t nb = p->batch < n_rows ? p->batch : n_rows;
     fit_state f;
-    sl_status st = fit_alloc(&f, j->pool, H, I, r, nb, s->row_bytes, err);
+    sl_status st = fit_alloc(&f, j->pool, H, I, r, nb, s->row_bytes, s->mask_bytes, err);
     if (st) return st;
+    f.contrib = s->contrib;
+    f.kind = p->loss;
+    f.label_k = sl_train_label_k(p, I);
     /* A ~ N(0, 1/H): with x of unit RMS (after ffn_norm) each h_j starts with unit-order
      * variance; B = 0, so the first steps fit B on a random projection and A follows. */
     const float a_std = 1.0f / sqrtf((float)H);

@@ -43,6 +43,7 @@ typedef enum pass_kind {
 
 typedef struct pass_acc {
     int64_t tp, fp, fn; /* PASS_METRICS counts */
+    double c_kept, c_all; /* PASS_METRICS, contribution target: kept and total contribution */
     double loss;        /* PASS_METRICS weighted BCE sum */
     int64_t *hist;      /* [KEY_BINS] or [I] histogram */
     float *tmp;         /* [I] scratch (top-k) */
@@ -131,6 +132,18 @@ static void task_pass(void *arg, int ith, int nth) {
         }
         case PASS_METRICS: {
             apply_rule(v, s, keep, a->tmp);
+            if (v->store->contrib) {
+                for (int i = 0; i < I; i++) {
+                    const bool y = lab_active(m, i);
+                    const double c = lab_contrib(m, i);
+                    a->tp += y && keep[i];
+                    a->fp += !y && keep[i];
+                    a->fn += y && !keep[i];
+                    a->c_all += c;
+                    a->c_kept += keep[i] ? c : 0.0;
+                }
+                break;
+            }
             for (int i = 0; i < I; i++) {
                 const bool y = bit_at(m, i);
                 a->tp += y && keep[i];
@@ -170,6 +183,7 @@ static sl_status run_pass(val_scorer *v, int64_t hist_len, sl_error *err) {
     for (int t = 0; t < nth; t++) {
         v->acc[t].tp = v->acc[t].fp = v->acc[t].fn = 0;
         v->acc[t].loss = 0.0;
+        v->acc[t].c_kept = v->acc[t].c_all = 0.0;
         memset(v->acc[t].hist, 0, (size_t)hist_len * sizeof(int64_t));
     }
     const int64_t n_val = v->store->n_rows[1];
@@ -201,6 +215,8 @@ static sl_status run_pass(val_scorer *v, int64_t hist_len, sl_error *err) {
         v->acc[0].fp += v->acc[t].fp;
         v->acc[0].fn += v->acc[t].fn;
         v->acc[0].loss += v->acc[t].loss;
+        v->acc[0].c_kept += v->acc[t].c_kept;
+        v->acc[0].c_all += v->acc[t].c_all;
         for (int64_t k = 0; k < hist_len; k++) v->acc[0].hist[k] += v->acc[t].hist[k];
     }
     return SL_OK;
@@ -276,7 +292,12 @@ sl_status select_rule(const layer_job *j, const sl_weight *wa, const sl_weight *
     int passes = 0, max_passes = p->rule == SL_RULE_PRED_THRESHOLD ? 3 : p->rule == SL_RULE_PRED_TOPK ? 2 : 2 + 32;
 #define PROGRESS() \
     if (p->progress) p->progress(p->progress_ud, SL_TRAIN_SELECT, j->layer, ++passes, max_passes)
-    if (p->rule == SL_RULE_PRED_THRESHOLD) {
+    if (s->contrib) {
+        /* contribution target: top-k at the label fraction (tune and --sparsity move k later) */
+        v.rule.rule = SL_RULE_PRED_TOPK;
+        v.rule.topk = sl_train_label_k(p, I);
+        max_passes = 1;
+    } else if (p->rule == SL_RULE_PRED_THRESHOLD) {
         /* radix select: the m-th largest positive score v_m (m = ceil(target * P)); the
          * threshold is the float just below it, so "score > threshold" keeps >= m positives */
         v.kind = PASS_HIST_HI;
@@ -345,7 +366,7 @@ sl_status select_rule(const layer_job *j, const sl_weight *wa, const sl_weight *
     }
     if (v.rule.rule == SL_RULE_PRED_STAT_TOPK) v.stat_z = sl_normal_quantile(1.0 - (double)v.rule.topk / (double)I);
     v.kind = PASS_METRICS;
-    v.want_loss = true;
+    v.want_loss = !s->contrib;
     if ((st = run_pass(&v, 1, err))) goto done;
     passes = max_passes - 1;
     PROGRESS();
@@ -360,7 +381,8 @@ sl_status select_rule(const layer_job *j, const sl_weight *wa, const sl_weight *
         rep->recall = tp + fn > 0 ? (float)(tp / (tp + fn)) : NAN;
         rep->precision = tp + fp > 0 ? (float)(tp / (tp + fp)) : NAN;
         rep->f1 = tp > 0 ? (float)(2 * tp / (2 * tp + fp + fn)) : 0.0f;
-        rep->val_loss = (float)(v.acc[0].loss / all);
+        rep->val_loss = s->contrib ? NAN : (float)(v.acc[0].loss / all);
+        rep->contrib_recall = s->contrib && v.acc[0].c_all > 0 ? (float)(v.acc[0].c_kept / v.acc[0].c_all) : NAN;
         rep->n_val = n_val;
     }
 done:

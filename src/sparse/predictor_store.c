@@ -1,5 +1,6 @@
 /*
- * predictor_store.c — the trainer's (x, mask) rows: x as f16 and the true mask as bits, kept in
+ * predictor_store.c — the trainer's (x, labels) rows: x as f16 and the true mask as bits (or the
+ * contributions as f16, their sign bits the mask), kept in
  * RAM under the memory limit or in an unlinked temporary file (pwrite / pread), one contiguous
  * region per (layer, split). What it is not: the training (predictor_fit.c).
  */
@@ -33,18 +34,19 @@ void store_close(pair_store *s) {
     s->fd = -1;
 }
 
-sl_status store_open(pair_store *s, int32_t n_layer, int32_t H, int32_t I, int64_t n_train, int64_t n_val, int64_t mem_limit,
-                            const char *tmp_dir, sl_error *err) {
+sl_status store_open(pair_store *s, int32_t n_layer, int32_t H, int32_t I, bool contrib, int64_t n_train, int64_t n_val,
+                     int64_t mem_limit, const char *tmp_dir, sl_error *err) {
     memset(s, 0, sizeof(*s));
     s->fd = -1;
     s->n_layer = n_layer;
     s->H = H;
     s->I = I;
-    s->mask_bytes = ((size_t)I + 7) / 8;
+    s->contrib = contrib;
+    s->mask_bytes = contrib ? 2 * (size_t)I : ((size_t)I + 7) / 8;
     s->row_bytes = 2 * (size_t)H + s->mask_bytes;
     s->n_rows[0] = n_train;
     s->n_rows[1] = n_val;
-    int64_t total = sl_train_store_bytes(n_train + n_val, n_layer, H, I);
+    int64_t total = store_bytes(n_train + n_val, n_layer, H, I, contrib);
     if (total < 0 || (uint64_t)total > (uint64_t)SIZE_MAX / 2)
         return sl_set_error(err, SL_ERR_NOMEM, "train: %lld tokens x %d layers do not fit in a byte count", (long long)(n_train + n_val),
                             n_layer);
@@ -124,9 +126,38 @@ int64_t encode_rows(const float *x, const float *gate, const bool *mask, int64_t
     return pos;
 }
 
+int64_t encode_rows_contrib(const float *x, const float *c, const float *gate, const bool *mask, int64_t n, int H, int I,
+                            size_t row_bytes, uint8_t *dst) {
+    int64_t pos = 0;
+    for (int64_t b = 0; b < n; b++) {
+        uint8_t *row = dst + (size_t)b * row_bytes;
+        const float *xr = x + (size_t)b * H, *cr = c + (size_t)b * I;
+        for (int h = 0; h < H; h++) {
+            uint16_t v = sl_fp32_to_fp16(xr[h]);
+            row[2 * h] = (uint8_t)(v & 0xff);
+            row[2 * h + 1] = (uint8_t)(v >> 8);
+        }
+        uint8_t *m = row + 2 * (size_t)H;
+        for (int i = 0; i < I; i++) {
+            const size_t k = (size_t)b * I + i;
+            const bool on = mask ? mask[k] : gate ? gate[k] > 0.0f : cr[i] > 0.0f;
+            uint16_t v = (uint16_t)(sl_fp32_to_fp16(fabsf(cr[i])) & 0x7fffu);
+            if (!on) v |= 0x8000u;
+            m[2 * i] = (uint8_t)(v & 0xff);
+            m[2 * i + 1] = (uint8_t)(v >> 8);
+            pos += on;
+        }
+    }
+    return pos;
+}
+
 int64_t sl_train_store_bytes(int64_t n_tokens, int32_t n_layer, int32_t n_embd, int32_t n_ff) {
+    return store_bytes(n_tokens, n_layer, n_embd, n_ff, false);
+}
+
+int64_t store_bytes(int64_t n_tokens, int32_t n_layer, int32_t n_embd, int32_t n_ff, bool contrib) {
     if (n_tokens < 0 || n_layer < 0 || n_embd < 0 || n_ff < 0) return -1;
-    const int64_t row = 2 * (int64_t)n_embd + ((int64_t)n_ff + 7) / 8;
+    const int64_t row = 2 * (int64_t)n_embd + (contrib ? 2 * (int64_t)n_ff : ((int64_t)n_ff + 7) / 8);
     if (n_tokens && row && (int64_t)n_layer > INT64_MAX / row / n_tokens) return -1;
     return n_tokens * n_layer * row;
 }

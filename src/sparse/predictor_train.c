@@ -27,7 +27,9 @@
 #include "kernels/kernels.h"
 #include "model/context.h"
 #include "sparse/profile.h"
+#include "kernels/activation.h"
 #include "sparse/select.h"
+#include "sparse/skip_stages.h"
 #include "util/util.h"
 
 #include <errno.h>
@@ -55,6 +57,9 @@ sl_train_params sl_train_default_params(void) {
     p.seed = 1;
     p.n_threads = 1;
     p.mem_limit = (int64_t)1 << 30;
+    p.target = SL_TARGET_SIGN;
+    p.loss = SL_LOSS_BCE;
+    p.label_frac = 0.4f;
     return p;
 }
 
@@ -95,6 +100,12 @@ static sl_status check_params(const sl_train_params *p, int32_t H, int32_t I, in
     if (!(p->val_frac > 0.0f && p->val_frac < 1.0f))
         return sl_set_error(err, SL_ERR_INVALID_ARG, "train: validation fraction %g outside (0, 1)", (double)p->val_frac);
     if (p->mem_limit < 0) return sl_set_error(err, SL_ERR_INVALID_ARG, "train: mem_limit must be >= 0");
+    if (p->target != SL_TARGET_SIGN && p->target != SL_TARGET_CONTRIB)
+        return sl_set_error(err, SL_ERR_INVALID_ARG, "train: target must be sign or contribution");
+    if (p->loss != SL_LOSS_BCE && !(p->loss == SL_LOSS_LISTNET && p->target == SL_TARGET_CONTRIB))
+        return sl_set_error(err, SL_ERR_INVALID_ARG, "train: the ranking loss (listnet) needs the contribution target");
+    if (!(p->label_frac > 0.0f && p->label_frac <= 1.0f))
+        return sl_set_error(err, SL_ERR_INVALID_ARG, "train: label fraction %g outside (0, 1]", (double)p->label_frac);
     return SL_OK;
 }
 
@@ -119,7 +130,8 @@ static sl_status quantize_predictor(sl_type type, int32_t r, int32_t H, int32_t 
 static sl_status train_layer(const pair_store *s, int layer, const sl_train_params *p, int32_t rank, int64_t pos_train, sl_pool *pool,
                              float *A, float *B, sl_train_layer_report *rep, sl_error *err) {
     const double t0 = sl_time_s();
-    const double d = (double)pos_train / ((double)s->n_rows[0] * s->I);
+    /* density of positive labels: active neurons, or the contribution labels' top fraction */
+    const double d = s->contrib ? (double)sl_train_label_k(p, s->I) / s->I : (double)pos_train / ((double)s->n_rows[0] * s->I);
     float pw = p->pos_weight;
     if (pw <= 0.0f) {
         /* (1 - d) / d balances the two classes; clamp so a (nearly) dead or always-on layer
@@ -161,7 +173,8 @@ sl_status sl_predictor_fit(const float *x, const bool *mask, int64_t n_train, co
     sl_status st = check_params(&p, n_embd, n_ff, rank, err);
     if (st) return st;
     pair_store s;
-    if ((st = store_open(&s, 1, n_embd, n_ff, n_train, n_val, INT64_MAX, NULL, err))) return st;
+    if (p.target != SL_TARGET_SIGN) return sl_set_error(err, SL_ERR_INVALID_ARG, "predictor_fit: the contribution target takes sl_predictor_fit_contrib");
+    if ((st = store_open(&s, 1, n_embd, n_ff, false, n_train, n_val, INT64_MAX, NULL, err))) return st;
     sl_pool *pool = sl_pool_init(p.n_threads > 0 ? p.n_threads : 1);
     uint8_t *buf = sl_malloc_aligned((size_t)CHUNK_ROWS * s.row_bytes);
     if (!s.mem || !pool || !buf) {
@@ -188,6 +201,46 @@ done:
     return st;
 }
 
+sl_status sl_predictor_fit_contrib(const float *x, const float *contrib, const bool *mask, int64_t n_train, const float *x_val,
+                                   const float *contrib_val, const bool *mask_val, int64_t n_val, int32_t n_embd, int32_t n_ff,
+                                   const sl_train_params *params, float *A, float *B, sl_train_layer_report *report, sl_error *err) {
+    sl_clear_error(err);
+    sl_train_params p = params ? *params : sl_train_default_params();
+    p.target = SL_TARGET_CONTRIB;
+    if (!x || !contrib || !x_val || !contrib_val || !A || !B || !report || n_train < 1 || n_val < 1 || n_embd < 1 || n_ff < 1)
+        return sl_set_error(err, SL_ERR_INVALID_ARG,
+                            "predictor_fit_contrib: needs training and validation rows, sizes > 0 and output buffers");
+    const int32_t rank = sl_train_rank(&p, n_embd, n_ff);
+    p.val_frac = 0.5f;
+    sl_status st = check_params(&p, n_embd, n_ff, rank, err);
+    if (st) return st;
+    pair_store s;
+    if ((st = store_open(&s, 1, n_embd, n_ff, true, n_train, n_val, INT64_MAX, NULL, err))) return st;
+    sl_pool *pool = sl_pool_init(p.n_threads > 0 ? p.n_threads : 1);
+    uint8_t *buf = sl_malloc_aligned((size_t)CHUNK_ROWS * s.row_bytes);
+    if (!s.mem || !pool || !buf) {
+        st = sl_set_error(err, SL_ERR_NOMEM, "predictor_fit_contrib: out of memory");
+        goto done;
+    }
+    for (int split = 0; split < 2; split++) {
+        const int64_t n = split ? n_val : n_train;
+        const float *xs = split ? x_val : x, *cs = split ? contrib_val : contrib;
+        const bool *ms = split ? mask_val : mask;
+        for (int64_t r0 = 0; r0 < n; r0 += CHUNK_ROWS) {
+            int64_t c = n - r0 < CHUNK_ROWS ? n - r0 : CHUNK_ROWS;
+            encode_rows_contrib(xs + (size_t)r0 * n_embd, cs + (size_t)r0 * n_ff, NULL, ms ? ms + (size_t)r0 * n_ff : NULL, c, n_embd,
+                                n_ff, s.row_bytes, buf);
+            if ((st = store_write(&s, 0, split, r0, c, buf, err))) goto done;
+        }
+    }
+    st = train_layer(&s, 0, &p, rank, 0, pool, A, B, report, err);
+done:
+    sl_free_aligned(buf);
+    sl_pool_free(pool);
+    store_close(&s);
+    return st;
+}
+
 /* ---- collecting from the model ---------------------------------------------------------------- */
 
 typedef struct collect_state {
@@ -200,6 +253,11 @@ typedef struct collect_state {
     int64_t buf_rows;    /* capacity of buf in rows */
     sl_status status;    /* first failure (the forward pass cannot be stopped from the hook) */
     sl_error *err;       /* where it is described */
+    /* contribution target */
+    const sl_model *model; /* its up weights */
+    sl_context *ctx;     /* whose thread pool computes up */
+    float *norms;        /* [n_layer, I] ||down[:, i]|| */
+    float *ubuf;         /* [buf_rows, I] up, then the contributions */
 } collect_state;
 
 static void collect_hook(void *ud, int layer, int B, const float *x, int n_embd, const float *gate, int n_ff) {
@@ -207,8 +265,17 @@ static void collect_hook(void *ud, int layer, int B, const float *x, int n_embd,
     if (c->status) return;
     for (int b0 = 0; b0 < B; b0 += (int)c->buf_rows) {
         int nb = B - b0 < c->buf_rows ? B - b0 : (int)c->buf_rows;
-        c->n_pos[2 * layer + c->split] += encode_rows(x + (size_t)b0 * n_embd, gate + (size_t)b0 * n_ff, NULL, nb, n_embd, n_ff,
-                                                      c->store->row_bytes, c->buf);
+        const float *xb = x + (size_t)b0 * n_embd, *gb = gate + (size_t)b0 * n_ff;
+        if (c->store->contrib) {
+            const sl_weight *up = &c->model->layers[layer].ffn_up;
+            const float *nrm = c->norms + (size_t)layer * n_ff;
+            const sl_activation act = c->model->config.act;
+            sl_matmul(c->ctx->pool, up->mm_type, up->mm_data, n_ff, n_embd, xb, nb, c->ubuf);
+            for (size_t k = 0; k < (size_t)nb * n_ff; k++) c->ubuf[k] = fabsf(sl_activate(act, gb[k]) * c->ubuf[k]) * nrm[k % n_ff];
+            c->n_pos[2 * layer + c->split] += encode_rows_contrib(xb, c->ubuf, gb, NULL, nb, n_embd, n_ff, c->store->row_bytes, c->buf);
+        } else {
+            c->n_pos[2 * layer + c->split] += encode_rows(xb, gb, NULL, nb, n_embd, n_ff, c->store->row_bytes, c->buf);
+        }
         c->status = store_write(c->store, layer, c->split, c->base + c->pos[layer], nb, c->buf, c->err);
         c->pos[layer] += nb;
         if (c->status) return;
@@ -276,7 +343,8 @@ sl_status sl_train_predictors(const sl_model *model, const int32_t *tokens, int6
     }
 
     pair_store s;
-    if ((st = store_open(&s, L, H, I, rows[0], rows[1], p.mem_limit, p.tmp_dir, err))) {
+    const bool contrib = p.target == SL_TARGET_CONTRIB;
+    if ((st = store_open(&s, L, H, I, contrib, rows[0], rows[1], p.mem_limit, p.tmp_dir, err))) {
         free(win_start);
         return st;
     }
@@ -296,6 +364,17 @@ sl_status sl_train_predictors(const sl_model *model, const int32_t *tokens, int6
     cs.buf_rows = cp.n_batch;
     cs.buf = sl_malloc_aligned((size_t)cs.buf_rows * s.row_bytes);
     cs.err = err;
+    cs.model = model;
+    if (contrib) {
+        cs.norms = malloc((size_t)L * I * sizeof(float));
+        cs.ubuf = sl_malloc_aligned((size_t)cs.buf_rows * I * sizeof(float));
+        if (!cs.norms || !cs.ubuf) {
+            st = sl_set_error(err, SL_ERR_NOMEM, "train: out of memory");
+            goto done;
+        }
+        for (int32_t l = 0; l < L; l++)
+            if ((st = sl_down_col_norms(&model->layers[l].ffn_down, cs.norms + (size_t)l * I, err))) goto done;
+    }
     if (!reps || !cs.pos || !cs.n_pos || !cs.buf) {
         st = sl_set_error(err, SL_ERR_NOMEM, "train: out of memory");
         goto done;
@@ -306,6 +385,7 @@ sl_status sl_train_predictors(const sl_model *model, const int32_t *tokens, int6
     }
     ctx->mlp_hook = collect_hook;
     ctx->mlp_hook_ud = &cs;
+    cs.ctx = ctx;
     int64_t next[2] = {0, 0};
     for (int64_t w = 0, done_tok = 0; w < n_win; w++) {
         const int32_t n = WIN_LEN(w);
@@ -347,13 +427,16 @@ sl_status sl_train_predictors(const sl_model *model, const int32_t *tokens, int6
         info.precision = rep->precision;
         info.true_density = rep->true_density;
         info.pred_density = rep->pred_density;
+        info.contrib_recall = rep->contrib_recall;
         if ((st = sl_profile_set_layer(profile, l, &info, err))) goto done;
         /* the fraction of gate <= 0 over all collected tokens, unless calibration set it */
         if (isnan(profile->layers[l].gate_nonpos))
             profile->layers[l].gate_nonpos =
                 (float)(1.0 - (double)(cs.n_pos[2 * l] + cs.n_pos[2 * l + 1]) / ((double)(rows[0] + rows[1]) * I));
     }
-    if ((st = sl_profile_set_method(profile, "predictor", err))) goto done;
+    if ((st = sl_profile_set_method(profile, contrib ? (p.loss == SL_LOSS_LISTNET ? "predictor-contrib-listnet" : "predictor-contrib-bce")
+                                                     : "predictor", err)))
+        goto done;
     if (report) {
         report->n_tokens = n_used;
         report->n_train_tokens = rows[0];
@@ -361,7 +444,7 @@ sl_status sl_train_predictors(const sl_model *model, const int32_t *tokens, int6
         report->n_windows = n_win;
         report->n_val_windows = n_val_win;
         report->rank = rank;
-        report->store_bytes = sl_train_store_bytes(rows[0] + rows[1], L, H, I);
+        report->store_bytes = store_bytes(rows[0] + rows[1], L, H, I, contrib);
         report->store_on_disk = s.mem == NULL;
         report->t_collect = t_collect - t_start;
         report->t_fit = t_fit;
@@ -377,6 +460,8 @@ done:
     free(cs.pos);
     free(cs.n_pos);
     sl_free_aligned(cs.buf);
+    free(cs.norms);
+    sl_free_aligned(cs.ubuf);
     free(win_start);
     if (!(report && report->layers)) free(reps);
     return st;

@@ -61,11 +61,14 @@ static inline void shuffle_i64(rng *r, int64_t *v, int64_t n) {
 
 /* Rows of one layer and split are contiguous: region (layer, split) starts at
  * (layer * (n_train + n_val) + (split ? n_train : 0)) * row_bytes. A row is x as f16
- * (little-endian, H values) followed by the mask bits (neuron i = bit i % 8 of byte i / 8). */
+ * (little-endian, H values) followed by its labels: for the sign target the mask bits (neuron
+ * i = bit i % 8 of byte i / 8), for the contribution target I f16 values whose magnitude is the
+ * contribution c_i and whose sign bit is set when the neuron is inactive (gate <= 0). */
 typedef struct pair_store {
     int32_t n_layer;   /* layers stored */
     int32_t H, I;      /* row shape: H values of x, I mask bits */
-    size_t mask_bytes; /* ceil(I / 8) */
+    bool contrib;      /* labels are contributions (else mask bits) */
+    size_t mask_bytes; /* bytes of a row's labels: ceil(I / 8), or 2 I for contributions */
     size_t row_bytes;  /* 2 H + mask_bytes */
     int64_t n_rows[2]; /* rows per layer: [0] training, [1] validation */
     uint8_t *mem;      /* every row, when kept in RAM (else NULL) */
@@ -74,15 +77,25 @@ typedef struct pair_store {
 
 size_t store_offset(const pair_store *s, int layer, int split, int64_t row);
 void store_close(pair_store *s);
-sl_status store_open(pair_store *s, int32_t n_layer, int32_t H, int32_t I, int64_t n_train, int64_t n_val, int64_t mem_limit,
-                            const char *tmp_dir, sl_error *err);
+sl_status store_open(pair_store *s, int32_t n_layer, int32_t H, int32_t I, bool contrib, int64_t n_train, int64_t n_val,
+                     int64_t mem_limit, const char *tmp_dir, sl_error *err);
+/* Bytes of rows of the store for n_tokens x n_layer (-1 on overflow). */
+int64_t store_bytes(int64_t n_tokens, int32_t n_layer, int32_t H, int32_t I, bool contrib);
 sl_status store_write(pair_store *s, int layer, int split, int64_t row, int64_t n, const uint8_t *src, sl_error *err);
 sl_status store_read(const pair_store *s, int layer, int split, int64_t row, int64_t n, uint8_t *dst, sl_error *err);
 int64_t encode_rows(const float *x, const float *gate, const bool *mask, int64_t n, int H, int I, size_t row_bytes,
                            uint8_t *dst);
+/* Contribution rows: x [n, H] and c [n, I] (c_i >= 0), active = mask ? mask : (gate > 0) (gate,
+ * mask or neither: c_i > 0). Returns the active count. */
+int64_t encode_rows_contrib(const float *x, const float *c, const float *gate, const bool *mask, int64_t n, int H, int I,
+                            size_t row_bytes, uint8_t *dst);
 
 static inline float row_x(const uint8_t *row, int h) { return sl_fp16_to_fp32((uint16_t)(row[2 * h] | (row[2 * h + 1] << 8))); }
 static inline bool bit_at(const uint8_t *m, int i) { return (m[i >> 3] >> (i & 7)) & 1; }
+/* Contribution labels: the raw f16 of neuron i, its contribution and its activity. */
+static inline uint16_t lab_raw(const uint8_t *m, int i) { return (uint16_t)(m[2 * i] | (m[2 * i + 1] << 8)); }
+static inline float lab_contrib(const uint8_t *m, int i) { return sl_fp16_to_fp32((uint16_t)(lab_raw(m, i) & 0x7fffu)); }
+static inline bool lab_active(const uint8_t *m, int i) { return !(lab_raw(m, i) & 0x8000u); }
 
 /* ---- one layer ---------------------------------------------------------------------------- */
 
@@ -94,6 +107,13 @@ typedef struct layer_job {
     float pos_weight;          /* BCE weight of positives */
     sl_pool *pool;             /* threads */
 } layer_job;
+
+/* Contribution target: the positives per row of the BCE labels and the k of the written rule,
+ * round(label_frac * I) clamped to 1..I. */
+static inline int32_t sl_train_label_k(const sl_train_params *p, int32_t I) {
+    int32_t k = (int32_t)lroundf(p->label_frac * (float)I);
+    return k < 1 ? 1 : k > I ? I : k;
+}
 
 /* Train A [r, H] and B [I, r] on the training rows of one layer (predictor_fit.c); *mean_loss gets
  * the mean per-element loss of the last epoch. */

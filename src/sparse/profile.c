@@ -24,6 +24,8 @@ const char *sl_skip_rule_name(sl_skip_rule rule) {
     case SL_RULE_PRED_THRESHOLD: return "threshold";
     case SL_RULE_PRED_TOPK: return "topk";
     case SL_RULE_PRED_STAT_TOPK: return "stat-topk";
+    case SL_RULE_TWO_STAGE: return "two-stage";
+    case SL_RULE_TWO_STAGE_PRED: return "two-stage-pred";
     }
     return NULL;
 }
@@ -69,7 +71,7 @@ void sl_model_fingerprint(const sl_model *m, char out[32]) {
 static void layer_clear(sl_profile_layer_data *L) {
     memset(L, 0, sizeof(*L));
     L->info.rule = SL_RULE_DENSE;
-    L->info.recall = L->info.precision = L->info.true_density = L->info.pred_density = NAN;
+    L->info.recall = L->info.precision = L->info.true_density = L->info.pred_density = L->info.contrib_recall = NAN;
     L->gate_nonpos = NAN;
     for (int q = 0; q < SL_PROFILE_N_QUANTILES; q++) L->cats_q[q] = NAN;
 }
@@ -159,6 +161,15 @@ static sl_status validate_info(const sl_profile *p, int32_t layer, const sl_prof
             return sl_set_error(err, SL_ERR_INVALID_ARG, "profile: layer %d: threshold must be finite", layer);
         if (in->rule != SL_RULE_PRED_THRESHOLD && (in->topk < 1 || in->topk > p->n_ff))
             return sl_set_error(err, SL_ERR_INVALID_ARG, "profile: layer %d: topk %d outside 1..%d", layer, in->topk, p->n_ff);
+        break;
+    case SL_RULE_TWO_STAGE:
+    case SL_RULE_TWO_STAGE_PRED:
+        if (in->rule == SL_RULE_TWO_STAGE_PRED && rank <= 0)
+            return sl_set_error(err, SL_ERR_INVALID_ARG, "profile: layer %d: rule 'two-stage-pred' needs a predictor, and the layer has none",
+                                layer);
+        if (in->topk < 1 || in->cand_k < in->topk || in->cand_k > p->n_ff)
+            return sl_set_error(err, SL_ERR_INVALID_ARG, "profile: layer %d: two-stage needs 1 <= topk (%d) <= cand_k (%d) <= n_ff (%d)", layer,
+                                in->topk, in->cand_k, p->n_ff);
         break;
     default: return sl_set_error(err, SL_ERR_INVALID_ARG, "profile: layer %d: unknown rule %d", layer, (int)in->rule);
     }
@@ -256,45 +267,9 @@ sl_status sl_profile_set_predictor(sl_profile *p, int32_t layer, int32_t rank, s
     return SL_OK;
 }
 
-float sl_profile_cats_threshold(const sl_profile *p, int32_t layer, float q) {
-    if (!p || layer < 0 || layer >= p->n_layer || !(q >= 0.0f) || q > 1.0f) return NAN;
-    const float *t = p->layers[layer].cats_q;
-    float pos = q * (float)(SL_PROFILE_N_QUANTILES - 1);
-    int i = (int)pos;
-    if (i >= SL_PROFILE_N_QUANTILES - 1) return t[SL_PROFILE_N_QUANTILES - 1];
-    float f = pos - (float)i;
-    return t[i] + f * (t[i + 1] - t[i]);
-}
-
 float sl_profile_gate_nonpositive(const sl_profile *p, int32_t layer) {
     if (!p || layer < 0 || layer >= p->n_layer) return NAN;
     return p->layers[layer].gate_nonpos;
-}
-
-sl_status sl_profile_set_sparsity(sl_profile *p, float s, sl_error *err) {
-    if (!(s >= 0.0f) || s >= 1.0f) return sl_set_error(err, SL_ERR_INVALID_ARG, "profile: sparsity %g outside [0, 1)", (double)s);
-    for (int32_t l = 0; l < p->n_layer; l++) {
-        sl_profile_layer *L = &p->layers[l].info;
-        switch (L->rule) {
-        case SL_RULE_CATS: {
-            float t = sl_profile_cats_threshold(p, l, s);
-            if (isnan(t))
-                return sl_set_error(err, SL_ERR_INVALID_ARG, "profile: layer %d has no calibration quantiles to set a CATS sparsity from", l);
-            L->threshold = t;
-            L->target_sparsity = s;
-            break;
-        }
-        case SL_RULE_PRED_TOPK:
-        case SL_RULE_PRED_STAT_TOPK: {
-            int32_t k = (int32_t)lroundf((1.0f - s) * (float)p->n_ff);
-            L->topk = k < 1 ? 1 : k;
-            L->target_sparsity = s;
-            break;
-        }
-        default: break;
-        }
-    }
-    return SL_OK;
 }
 
 /* ---- file format ------------------------------------------------------------------------------ */
@@ -304,20 +279,23 @@ sl_status sl_profile_set_sparsity(sl_profile *p, float s, sl_error *err) {
 sl_status sl_profile_save(const sl_profile *p, const char *path, sl_error *err) {
     const int32_t n = p->n_layer;
     gguf_writer *w = gguf_writer_init();
-    uint32_t *u_rule = calloc((size_t)n, 4), *u_topk = calloc((size_t)n, 4), *u_rank = calloc((size_t)n, 4);
-    float *f = calloc((size_t)n * 8, sizeof(float));
+    uint32_t *u_rule = calloc((size_t)n, 4), *u_topk = calloc((size_t)n, 4), *u_rank = calloc((size_t)n, 4), *u_cand = calloc((size_t)n, 4);
+    float *f = calloc((size_t)n * 9, sizeof(float));
     float *quant = calloc((size_t)n * SL_PROFILE_N_QUANTILES, sizeof(float));
+    const int32_t G = p->n_levels;
+    float *sched = calloc((size_t)n * (G ? G : 1) * 3, sizeof(float));
     sl_status st = SL_OK;
-    if (!w || !u_rule || !u_topk || !u_rank || !f || !quant) {
+    if (!w || !u_rule || !u_topk || !u_rank || !u_cand || !f || !quant || !sched) {
         st = sl_set_error(err, SL_ERR_NOMEM, "profile: out of memory");
         goto done;
     }
-    float *thr = f, *tgt = f + n, *rec = f + 2 * n, *prec = f + 3 * n, *tden = f + 4 * n, *pden = f + 5 * n, *gnp = f + 6 * n;
+    float *thr = f, *tgt = f + n, *rec = f + 2 * n, *prec = f + 3 * n, *tden = f + 4 * n, *pden = f + 5 * n, *gnp = f + 6 * n, *crec = f + 7 * n;
     for (int32_t l = 0; l < n; l++) {
         const sl_profile_layer_data *L = &p->layers[l];
         u_rule[l] = (uint32_t)L->info.rule;
         u_topk[l] = (uint32_t)L->info.topk;
         u_rank[l] = (uint32_t)L->info.rank;
+        u_cand[l] = (uint32_t)L->info.cand_k;
         thr[l] = L->info.threshold;
         tgt[l] = L->info.target_sparsity;
         rec[l] = L->info.recall;
@@ -325,7 +303,13 @@ sl_status sl_profile_save(const sl_profile *p, const char *path, sl_error *err) 
         tden[l] = L->info.true_density;
         pden[l] = L->info.pred_density;
         gnp[l] = L->gate_nonpos;
+        crec[l] = L->info.contrib_recall;
         memcpy(quant + (size_t)l * SL_PROFILE_N_QUANTILES, L->cats_q, sizeof(L->cats_q));
+        for (int32_t g = 0; g < G; g++) {
+            sched[(size_t)l * G + g] = L->has_split ? L->split_cand[g] : NAN;
+            sched[(size_t)(n + l) * G + g] = L->has_split ? L->split_keep[g] : NAN;
+            sched[(size_t)(2 * n + l) * G + g] = p->has_alloc ? L->alloc[g] : NAN;
+        }
     }
     bool ok = gguf_writer_set_str(w, "general.architecture", "skipllama-profile") &&
               gguf_writer_set_u32(w, KEY("version"), SL_PROFILE_VERSION) && gguf_writer_set_str(w, KEY("method"), p->method) &&
@@ -336,12 +320,19 @@ sl_status sl_profile_save(const sl_profile *p, const char *path, sl_error *err) 
               gguf_writer_set_arr(w, KEY("topk"), GGUF_TYPE_UINT32, u_topk, (uint64_t)n) &&
               gguf_writer_set_arr(w, KEY("target_sparsity"), GGUF_TYPE_FLOAT32, tgt, (uint64_t)n) &&
               gguf_writer_set_arr(w, KEY("rank"), GGUF_TYPE_UINT32, u_rank, (uint64_t)n) &&
+              gguf_writer_set_arr(w, KEY("cand_k"), GGUF_TYPE_UINT32, u_cand, (uint64_t)n) &&
               gguf_writer_set_arr(w, KEY("recall"), GGUF_TYPE_FLOAT32, rec, (uint64_t)n) &&
               gguf_writer_set_arr(w, KEY("precision"), GGUF_TYPE_FLOAT32, prec, (uint64_t)n) &&
               gguf_writer_set_arr(w, KEY("true_density"), GGUF_TYPE_FLOAT32, tden, (uint64_t)n) &&
               gguf_writer_set_arr(w, KEY("pred_density"), GGUF_TYPE_FLOAT32, pden, (uint64_t)n) &&
               gguf_writer_set_arr(w, KEY("gate_nonpositive"), GGUF_TYPE_FLOAT32, gnp, (uint64_t)n) &&
+              gguf_writer_set_arr(w, KEY("contrib_recall"), GGUF_TYPE_FLOAT32, crec, (uint64_t)n) &&
               gguf_writer_set_arr(w, KEY("cats_quantiles"), GGUF_TYPE_FLOAT32, quant, (uint64_t)n * SL_PROFILE_N_QUANTILES);
+    if (ok && G > 0)
+        ok = gguf_writer_set_arr(w, KEY("levels"), GGUF_TYPE_FLOAT32, p->levels, (uint64_t)G) &&
+             gguf_writer_set_arr(w, KEY("split_cand"), GGUF_TYPE_FLOAT32, sched, (uint64_t)n * G) &&
+             gguf_writer_set_arr(w, KEY("split_keep"), GGUF_TYPE_FLOAT32, sched + (size_t)n * G, (uint64_t)n * G) &&
+             gguf_writer_set_arr(w, KEY("alloc"), GGUF_TYPE_FLOAT32, sched + (size_t)2 * n * G, (uint64_t)n * G);
     for (int32_t l = 0; ok && l < n; l++) {
         const sl_profile_layer_data *L = &p->layers[l];
         if (!L->info.rank) continue;
@@ -362,8 +353,10 @@ done:
     free(u_rule);
     free(u_topk);
     free(u_rank);
+    free(u_cand);
     free(f);
     free(quant);
+    free(sched);
     return st;
 }
 
@@ -376,6 +369,47 @@ static bool get_layer_arr(const gguf_file *g, const char *key, gguf_type type, u
     }
     *out = a;
     return true;
+}
+
+/* The optional schedule tables (levels, split_cand / split_keep, alloc; NaN = none for a layer),
+ * checked as sl_profile_set_levels / set_split / set_allocation check them. */
+static sl_status load_schedules(const gguf_file *g, sl_profile *p, sl_error *err) {
+    const gguf_array *lv = gguf_get_arr(g, KEY("levels"), GGUF_TYPE_FLOAT32);
+    if (!lv) return SL_OK;
+    const uint64_t G = lv->n, n = (uint64_t)p->n_layer;
+    if (G < 1 || G > SL_PROFILE_MAX_LEVELS)
+        return sl_set_error(err, SL_ERR_FORMAT, "profile: '%s' must hold 1..%d levels", KEY("levels"), SL_PROFILE_MAX_LEVELS);
+    float levels[SL_PROFILE_MAX_LEVELS];
+    for (uint64_t k = 0; k < G; k++) levels[k] = gguf_arr_f32(lv, k);
+    sl_error e2;
+    if (sl_profile_set_levels(p, levels, (int32_t)G, &e2)) return sl_set_error(err, SL_ERR_FORMAT, "%s", e2.message);
+    const gguf_array *t[3];
+    static const char *const keys[3] = {KEY("split_cand"), KEY("split_keep"), KEY("alloc")};
+    for (int k = 0; k < 3; k++)
+        if (!get_layer_arr(g, keys[k], GGUF_TYPE_FLOAT32, n * G, &t[k], err)) return SL_ERR_FORMAT;
+    float *alloc = malloc((size_t)(n * G) * sizeof(float));
+    if (!alloc) return sl_set_error(err, SL_ERR_NOMEM, "profile: out of memory");
+    bool any_alloc = false, all_alloc = true;
+    sl_status st = SL_OK;
+    for (uint64_t l = 0; l < n && !st; l++) {
+        float cand[SL_PROFILE_MAX_LEVELS], keep[SL_PROFILE_MAX_LEVELS];
+        bool has = true;
+        for (uint64_t k = 0; k < G; k++) {
+            cand[k] = gguf_arr_f32(t[0], l * G + k);
+            keep[k] = gguf_arr_f32(t[1], l * G + k);
+            alloc[l * G + k] = gguf_arr_f32(t[2], l * G + k);
+            has = has && !isnan(cand[k]) && !isnan(keep[k]);
+            if (isnan(alloc[l * G + k])) all_alloc = false;
+            else any_alloc = true;
+        }
+        if (has && sl_profile_set_split(p, (int32_t)l, cand, keep, &e2)) st = sl_set_error(err, SL_ERR_FORMAT, "%s", e2.message);
+    }
+    if (!st && any_alloc) {
+        if (!all_alloc) st = sl_set_error(err, SL_ERR_FORMAT, "profile: '%s' has NaN entries beside numbers", KEY("alloc"));
+        else if (sl_profile_set_allocation(p, alloc, &e2)) st = sl_set_error(err, SL_ERR_FORMAT, "%s", e2.message);
+    }
+    free(alloc);
+    return st;
 }
 
 sl_profile *sl_profile_load(const char *path, const sl_model *model, sl_error *err) {
@@ -432,11 +466,17 @@ sl_profile *sl_profile_load(const char *path, const sl_model *model, sl_error *e
         !get_layer_arr(g, KEY("rank"), GGUF_TYPE_UINT32, n_layer, &a_rank, err) ||
         !get_layer_arr(g, KEY("cats_quantiles"), GGUF_TYPE_FLOAT32, (uint64_t)n_layer * SL_PROFILE_N_QUANTILES, &a_q, err))
         goto fail;
+    /* optional: two-stage candidates (absent in files written before the two-stage rules) */
+    const gguf_array *a_cand = gguf_get_arr(g, KEY("cand_k"), GGUF_TYPE_UINT32);
+    if (a_cand && a_cand->n != n_layer) {
+        sl_set_error(err, SL_ERR_FORMAT, "profile: '%s' must be an array of %u uint32", KEY("cand_k"), n_layer);
+        goto fail;
+    }
     /* optional metrics */
-    static const char *const metric_keys[5] = {KEY("recall"), KEY("precision"), KEY("true_density"), KEY("pred_density"),
-                                               KEY("gate_nonpositive")};
-    const gguf_array *metrics[5];
-    for (int k = 0; k < 5; k++) {
+    static const char *const metric_keys[6] = {KEY("recall"), KEY("precision"), KEY("true_density"), KEY("pred_density"),
+                                               KEY("gate_nonpositive"), KEY("contrib_recall")};
+    const gguf_array *metrics[6];
+    for (int k = 0; k < 6; k++) {
         metrics[k] = gguf_get_arr(g, metric_keys[k], GGUF_TYPE_FLOAT32);
         if (metrics[k] && metrics[k]->n != n_layer) metrics[k] = NULL;
     }
@@ -449,6 +489,8 @@ sl_profile *sl_profile_load(const char *path, const sl_model *model, sl_error *e
         int64_t k = gguf_arr_int(a_topk, l);
         in.topk = k > INT32_MAX ? INT32_MAX : (int32_t)k;
         in.target_sparsity = gguf_arr_f32(a_tgt, l);
+        const int64_t ck = a_cand ? gguf_arr_int(a_cand, l) : 0;
+        in.cand_k = ck > INT32_MAX ? INT32_MAX : (int32_t)ck;
         int64_t rank = gguf_arr_int(a_rank, l);
         if (rank < 0 || rank > (int64_t)n_embd) {
             sl_set_error(err, SL_ERR_FORMAT, "profile: layer %u: rank %lld outside 0..%u", l, (long long)rank, n_embd);
@@ -482,6 +524,7 @@ sl_profile *sl_profile_load(const char *path, const sl_model *model, sl_error *e
         L->info.true_density = metrics[2] ? gguf_arr_f32(metrics[2], l) : NAN;
         L->info.pred_density = metrics[3] ? gguf_arr_f32(metrics[3], l) : NAN;
         L->gate_nonpos = metrics[4] ? gguf_arr_f32(metrics[4], l) : NAN;
+        L->info.contrib_recall = metrics[5] ? gguf_arr_f32(metrics[5], l) : NAN;
         float prev = -INFINITY;
         for (int q = 0; q < SL_PROFILE_N_QUANTILES; q++) {
             float v = gguf_arr_f32(a_q, (uint64_t)l * SL_PROFILE_N_QUANTILES + (uint64_t)q);
@@ -493,6 +536,7 @@ sl_profile *sl_profile_load(const char *path, const sl_model *model, sl_error *e
             L->cats_q[q] = v;
         }
     }
+    if (load_schedules(g, p, err)) goto fail;
     p->gguf = g;
     for (uint32_t l = 0; l < n_layer; l++)
         if (p->layers[l].info.rank) pack_predictor(p, &p->layers[l]);

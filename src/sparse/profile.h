@@ -22,6 +22,10 @@ typedef struct sl_profile_layer_data {
     void *owned_a;                         /* bytes of pred_a when set in memory (else in the file) */
     void *owned_b;                         /* bytes of pred_b when set in memory (else in the file) */
     void *packed_a, *packed_b;             /* Q4_0 predictors: their Q4_0x4 copies (pred_*.mm_data), or NULL */
+    bool has_split;                        /* split_cand / split_keep are set */
+    float split_cand[SL_PROFILE_MAX_LEVELS]; /* two-stage: stage-1 fraction at each level */
+    float split_keep[SL_PROFILE_MAX_LEVELS]; /* two-stage: stage-2 fraction at each level */
+    float alloc[SL_PROFILE_MAX_LEVELS];    /* this layer's level at each profile-wide level (when has_alloc) */
 } sl_profile_layer_data;
 
 struct sl_profile {
@@ -33,6 +37,9 @@ struct sl_profile {
     sl_profile_layer_data *layers;  /* [n_layer] */
     gguf_file *gguf;                /* the file predictor tensors point into, or NULL */
     bool shared;                    /* a clone: its predictor tensors belong to another profile */
+    int32_t n_levels;               /* schedule grid (0 = none) */
+    float levels[SL_PROFILE_MAX_LEVELS]; /* ascending levels in [0, 1) */
+    bool has_alloc;                 /* layers' alloc tables are set */
 };
 
 /* Fingerprint of a model: hash of the shapes and of sampled bytes of its weights, as 16 hex

@@ -105,6 +105,40 @@ void sl_cats_cut_init(sl_cats_cut *c, sl_activation act, float t) {
     c->b = cats_edge(act, m, 0.0f, t, false);     /* |act| <= t at and right of b */
 }
 
+int32_t sl_select_topk(const float *s, int32_t n, int32_t k, void *tmp, int32_t *idx) {
+    if (k > n) k = n;
+    if (k <= 0) return 0;
+    const float v = sl_kth_largest(s, n, k, tmp);
+    /* the strictly larger ones, and as many ties at v as k still needs, by increasing index: one
+     * ascending list (the exact down columns of the neuron bundles sum a block column's entries
+     * together only when they follow each other) */
+    int32_t need = k, m = 0;
+    for (int32_t i = 0; i < n; i++) need -= s[i] > v;
+    for (int32_t i = 0; i < n; i++) {
+        const int32_t tie = s[i] == v, take = (s[i] > v) | (tie & (need > 0));
+        idx[m] = i;
+        m += take;
+        need -= tie & take;
+    }
+    return m;
+}
+
+int32_t sl_select_candidates(const sl_profile_layer *P, const float *s, int32_t I, sl_activation act, float *work, void *tmp,
+                             int32_t *idx) {
+    if (P->rule != SL_RULE_TWO_STAGE) return sl_select_topk(s, I, P->cand_k, tmp, idx);
+    for (int32_t i = 0; i < I; i++) work[i] = fabsf(sl_activate(act, s[i]));
+    return sl_select_topk(work, I, P->cand_k, tmp, idx);
+}
+
+int32_t sl_select_stage2(const float *h, const float *w, const int32_t *cand, int32_t n, int32_t k, float *work, void *tmp,
+                         int32_t *pos) {
+    if (w)
+        for (int32_t j = 0; j < n; j++) work[j] = fabsf(h[j]) * w[cand[j]];
+    else
+        for (int32_t j = 0; j < n; j++) work[j] = fabsf(h[j]);
+    return sl_select_topk(work, n, k, tmp, pos);
+}
+
 int32_t sl_select_active(const sl_profile_layer *P, float stat_z, const sl_cats_cut *cut, const float *s, int32_t I,
                          sl_activation act, void *tmp, int32_t *idx) {
     /* every loop below writes the candidate index and advances only when it is selected: no
@@ -132,23 +166,8 @@ int32_t sl_select_active(const sl_profile_layer *P, float stat_z, const sl_cats_
         }
         break;
     }
-    case SL_RULE_PRED_TOPK: {
-        const int32_t k = P->topk < I ? P->topk : I;
-        if (k <= 0) break;
-        const float v = sl_kth_largest(s, I, k, tmp);
-        /* the strictly larger ones, and as many ties at v as k still needs, by increasing
-         * index: one ascending list (the exact down columns sum a block column's entries
-         * together only when they follow each other) */
-        int32_t need = k;
-        for (int32_t i = 0; i < I; i++) need -= s[i] > v;
-        for (int32_t i = 0; i < I; i++) {
-            const int32_t tie = s[i] == v, take = (s[i] > v) | (tie & (need > 0));
-            idx[n] = i;
-            n += take;
-            need -= tie & take;
-        }
-        break;
-    }
+    case SL_RULE_PRED_TOPK: n = sl_select_topk(s, I, P->topk, tmp, idx); break;
+    case SL_RULE_TWO_STAGE_PRED: n = sl_select_topk(s, I, P->cand_k, tmp, idx); break;
     case SL_RULE_PRED_STAT_TOPK: {
         double sum = 0.0, sq = 0.0;
         for (int32_t i = 0; i < I; i++) sum += s[i], sq += (double)s[i] * s[i];

@@ -41,8 +41,27 @@ void sl_cats_cut_init(sl_cats_cut *cut, sl_activation act, float t);
  * stat_z = sl_normal_quantile(1 - topk / I) for PRED_STAT_TOPK (precomputed by the caller).
  * cut: for CATS, the cut-offs of (act, P->threshold) if the caller keeps them (NULL, or a cut for
  * another threshold, computes them here: ~10 us). tmp: I 4-byte elements of scratch. Returns how
- * many. DENSE selects all. */
+ * many. DENSE selects all. Two-stage rules: TWO_STAGE_PRED gives its stage-1 candidates;
+ * TWO_STAGE needs I floats more (sl_select_candidates) and selects all here. */
 int32_t sl_select_active(const sl_profile_layer *P, float stat_z, const sl_cats_cut *cut, const float *s, int32_t I,
                          sl_activation act, void *tmp, int32_t *idx);
+
+/* The k largest of s[0..n): their indices, those strictly above the k-th value in increasing
+ * order, then ties at the k-th value by increasing index (the PRED_TOPK rule). k is clamped to
+ * n; k <= 0 selects nothing. tmp: n 4-byte elements. Returns how many (min(k, n)). */
+int32_t sl_select_topk(const float *s, int32_t n, int32_t k, void *tmp, int32_t *idx);
+
+/* Two-stage rules, stage 1: the cand_k candidates of one token. TWO_STAGE: s = gate
+ * pre-activations, ranked by |act(s_i)| (written to work [I]); TWO_STAGE_PRED: s = predictor
+ * scores, ranked as they are. Same order and ties as sl_select_topk. tmp: I 4-byte elements. */
+int32_t sl_select_candidates(const sl_profile_layer *P, const float *s, int32_t I, sl_activation act, float *work, void *tmp,
+                             int32_t *idx);
+
+/* Two-stage rules, stage 2: of n candidates cand[0..n) with products h[0..n) = act(g) * u, the
+ * k with the largest |h[j]| * w[cand[j]] (w: per-neuron weights such as ||down[:, i]||, or NULL
+ * for 1). Writes their positions j (same order and ties as sl_select_topk) to pos and returns
+ * how many. work: n floats, tmp: n 4-byte elements. */
+int32_t sl_select_stage2(const float *h, const float *w, const int32_t *cand, int32_t n, int32_t k, float *work, void *tmp,
+                         int32_t *pos);
 
 #endif
