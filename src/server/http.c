@@ -281,7 +281,7 @@ static enum MHD_Result handle_generate(struct MHD_Connection *c, conn *k, srv_en
     const bool chat = ep == SRV_EP_CHAT;
     /* the prompt's tokens */
     if (chat) {
-        if (!srv_chat_prompt(s->vocab, req.messages, req.n_messages, &text, &text_len, &e)) {
+        if (!srv_chat_prompt(sl_vocab_chat_template(s->vocab), req.messages, req.n_messages, &text, &text_len, &e)) {
             ret = reply_error(c, k, &e);
             goto done;
         }
@@ -470,12 +470,15 @@ static enum MHD_Result handle_props(struct MHD_Connection *c, conn *k, bool post
 
 /* ---- routing ---------------------------------------------------------------------------------- */
 
-/* a == "Bearer " + key, in time that depends only on the key's length */
+/* header == "Bearer " + key, in time that depends only on the key's length */
 static bool key_ok(const sl_server *s, const char *header) {
-    const char *want = s->api_key;
-    const size_t nw = strlen(want), nh = header ? strlen(header) : 0;
-    unsigned char d = (unsigned char)(nh != nw);
-    for (size_t i = 0; i < nw; i++) d |= (unsigned char)want[i] ^ (unsigned char)(nh ? header[i % nh] : 0);
+    static const char prefix[] = "Bearer ";
+    const size_t np = sizeof prefix - 1, nk = strlen(s->api_key), nh = header ? strlen(header) : 0;
+    unsigned char d = (unsigned char)(nh != np + nk);
+    for (size_t i = 0; i < np + nk; i++) {
+        const unsigned char want = (unsigned char)(i < np ? prefix[i] : s->api_key[i - np]);
+        d |= want ^ (unsigned char)(nh ? header[i % nh] : 0);
+    }
     return d == 0;
 }
 
@@ -578,7 +581,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
     *con_cls = NULL;
     srv_log(s, "%s %s %d %.1f ms%s", k->method, k->url, k->status, 1e3 * (sl_time_s() - k->t0),
             toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : toe == MHD_REQUEST_TERMINATED_CLIENT_ABORT ? " (client went away)"
-            : toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? " (timeout)" : " (ended early)");
+            : toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? " (timeout)" : " (cut short: the client left or the server stopped)");
     free(k->body.data);
     free(k);
     atomic_fetch_sub(&s->in_flight, 1);

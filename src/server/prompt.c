@@ -23,8 +23,7 @@ static const char *trim(const char *s, size_t *n) {
 
 static const char *role_name(srv_role r) { return r == SRV_ROLE_SYSTEM ? "system" : r == SRV_ROLE_USER ? "user" : "assistant"; }
 
-bool srv_chat_prompt(const sl_vocab *vocab, const srv_message *msgs, int32_t n, char **out, size_t *out_len, srv_error *e) {
-    const char *tmpl = vocab ? sl_vocab_chat_template(vocab) : NULL;
+bool srv_chat_prompt(const char *tmpl, const srv_message *msgs, int32_t n, char **out, size_t *out_len, srv_error *e) {
     enum { LLAMA3, LLAMA2, CHATML } kind = !tmpl ? CHATML : strstr(tmpl, "<|start_header_id|>") ? LLAMA3 : strstr(tmpl, "[INST]") ? LLAMA2 : CHATML;
     strbuf b = {0};
     bool ok = sb_reserve(&b, 0);
@@ -67,12 +66,14 @@ bool srv_chat_prompt(const sl_vocab *vocab, const srv_message *msgs, int32_t n, 
     return true;
 }
 
-/* Length of the valid UTF-8 character at s[0..n): 1..4, 0 when invalid, -1 when s is a valid but
- * incomplete start (more bytes needed). */
-static int utf8_char(const unsigned char *s, size_t n) {
+/* The UTF-8 character at s[0..n): its length (1..4) when valid; 0 when invalid, with *skip = the
+ * bytes to replace by one U+FFFD (the "maximal subpart": a valid start cut short counts as one);
+ * -1 when s is a valid start that the end of the buffer cuts. */
+static int utf8_char(const unsigned char *s, size_t n, size_t *skip) {
     const unsigned char c = s[0];
     int len;
     unsigned lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
+    *skip = 1;
     if (c < 0x80) return 1;
     if (c >= 0xC2 && c <= 0xDF) len = 2;
     else if (c >= 0xE0 && c <= 0xEF) {
@@ -86,9 +87,15 @@ static int utf8_char(const unsigned char *s, size_t n) {
     } else
         return 0;
     for (int k = 1; k < len; k++) {
-        if ((size_t)k >= n) return -1;
+        if ((size_t)k >= n) {
+            *skip = (size_t)k;
+            return -1;
+        }
         const unsigned lo_k = k == 1 ? lo : 0x80, hi_k = k == 1 ? hi : 0xBF;
-        if (s[k] < lo_k || s[k] > hi_k) return 0;
+        if (s[k] < lo_k || s[k] > hi_k) {
+            *skip = (size_t)k;
+            return 0;
+        }
     }
     return len;
 }
@@ -97,7 +104,8 @@ bool srv_utf8_append(strbuf *b, const char *s, size_t n) {
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0, run = 0; /* valid bytes pending copy: u[i - run .. i) */
     while (i < n) {
-        int k = utf8_char(u + i, n - i);
+        size_t skip;
+        int k = utf8_char(u + i, n - i, &skip);
         if (k > 0) {
             i += (size_t)k;
             run += (size_t)k;
@@ -105,7 +113,7 @@ bool srv_utf8_append(strbuf *b, const char *s, size_t n) {
         }
         if (!sb_append(b, u + i - run, run) || !sb_append(b, "\xEF\xBF\xBD", 3)) return false;
         run = 0;
-        i++;
+        i += skip;
     }
     return sb_append(b, u + i - run, run);
 }
@@ -114,9 +122,10 @@ size_t srv_utf8_complete(const char *s, size_t n) {
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0;
     while (i < n) {
-        int k = utf8_char(u + i, n - i);
+        size_t skip;
+        int k = utf8_char(u + i, n - i, &skip);
         if (k < 0) break; /* an incomplete character at the end */
-        i += k > 0 ? (size_t)k : 1;
+        i += k > 0 ? (size_t)k : skip;
     }
     return i;
 }

@@ -106,9 +106,10 @@ void srv_request_free(srv_request *r);
 
 /* ---- prompts (prompt.c) ---------------------------------------------------------------------- */
 
-/* The prompt text of a chat request in the model's template (Llama-3, Llama-2, else ChatML),
- * ending with the assistant's header. *out is malloc'd (NUL-terminated). */
-bool srv_chat_prompt(const sl_vocab *vocab, const srv_message *msgs, int32_t n, char **out, size_t *out_len, srv_error *e);
+/* The prompt text of a chat request in the layout the chat template tmpl (the model's
+ * tokenizer.chat_template, may be NULL) is recognised as: Llama-3, Llama-2, else ChatML; ending
+ * with the assistant's header. *out is malloc'd (NUL-terminated). */
+bool srv_chat_prompt(const char *tmpl, const srv_message *msgs, int32_t n, char **out, size_t *out_len, srv_error *e);
 /* Append s[0..n) to b with every invalid UTF-8 sequence replaced by U+FFFD (JSON needs valid
  * UTF-8). False when out of memory. */
 bool srv_utf8_append(strbuf *b, const char *s, size_t n);
