@@ -17,34 +17,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static void help(FILE *out) {
-    fprintf(out,
-            "usage: skipllama serve [-m MODEL.gguf] [options]\n\n"
-            "Serves the model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions,\n"
-            "/v1/models, /tokenize, /detokenize, /health, /metrics, /props) with a chat page at /.\n"
-            "See docs/server.md.\n"
-            "  -m, --model FILE        GGUF model (default: the bundled tiny model)\n"
-            "  --host ADDR             address to listen on (default 127.0.0.1: this machine only)\n"
-            "  --port N                TCP port; 0 = any free port (default 8080)\n"
-            "  -np, --parallel N       slots: requests decoded together (default 4)\n"
-            "  -c, --ctx-size N        context tokens of each slot (default: the model's, at most 4096)\n"
-            "  -t, --threads N         worker threads (default: online CPUs, at most 16)\n"
-            "  -b, --batch-size N      prompt tokens a newcomer evaluates per step (default 64)\n"
-            "  --queue N               requests that may wait for a slot before 503 (default 4 x slots)\n"
-            "  --timeout SEC           idle connection timeout (default 600)\n"
-            "  --max-body BYTES        largest request body; larger ones get 413 (default 1048576)\n"
-            "  --api-key KEY           require 'Authorization: Bearer KEY' (all but /health and the page)\n"
-            "  --api-key-file FILE     the same, the key read from the file's first line\n"
-            "  --alias NAME            the model's id in /v1/models (default: the file name)\n"
-            "  --profile FILE          sparsity profile: skip MLP neurons while decoding\n"
-            "  --sparsity S            override the profile's target sparsity (0 <= S < 1)\n"
-            "  --sparse-prefill        also skip neurons in prompt chunks\n"
-            "  --kv-f16                store the KV caches as f16\n"
-            "  --no-repack             compute Q4_0 weights from the file layout\n"
-            "  --drain-timeout SEC     on SIGINT/SIGTERM, wait this long for running requests (default 30)\n"
-            "  -q, --quiet             no access log\n");
-}
-
 static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static void log_line(void *ud, const char *line) {
@@ -68,89 +40,65 @@ static void model_alias(const char *path, char *out, size_t n) {
 }
 
 int cmd_serve(int argc, char **argv) {
-    const char *path = NULL, *profile_path = NULL, *key_file = NULL, *alias = NULL;
+    const char *path = NULL, *profile_path = NULL, *key_file = NULL, *alias = NULL, *host = "127.0.0.1", *api_key = NULL;
     float sparsity = -1.0f;
-    int drain_s = 30;
-    bool quiet = false, no_repack = false;
+    int drain_s = 30, port = 8080, n_parallel = 4, n_ctx = 0, n_threads = cli_default_threads(), n_batch = CLI_DEFAULT_BATCH;
+    int queue = 0, timeout_s = 600;
+    int64_t max_body = (int64_t)1 << 20;
+    bool quiet = false, no_repack = false, sparse_prefill = false, kv_f16 = false;
+    cli_opt opts[] = {
+        CLI_OPT_MODEL(&path, "GGUF model (default: the bundled tiny model)"),
+        {.names = "--host", .type = CLI_STR, .dest = &host, .meta = "ADDR", .help = "IPv4 or IPv6 address to listen on (127.0.0.1: this machine only)"},
+        {.names = "--port", .type = CLI_INT, .dest = &port, .lo = 0, .hi = 65535, .meta = "N", .help = "TCP port; 0 = any free port"},
+        {.names = "-np --parallel", .type = CLI_INT, .dest = &n_parallel, .lo = 1, .hi = 512, .meta = "N",
+         .help = "slots: requests decoded together, one batched step per token"},
+        CLI_OPT_CTX(&n_ctx, "context tokens of each slot; 0 = the model's", "the model's, at most 4096"),
+        CLI_OPT_THREADS(&n_threads),
+        CLI_OPT_BATCH(&n_batch),
+        {.names = "--queue", .type = CLI_INT, .dest = &queue, .lo = 0, .hi = 1 << 20, .meta = "N",
+         .help = "requests that may wait for a slot before 503; 0 = 4 x slots"},
+        {.names = "--timeout", .type = CLI_INT, .dest = &timeout_s, .lo = 1, .hi = 1 << 30, .meta = "SEC", .help = "idle connection timeout"},
+        {.names = "--max-body", .type = CLI_I64, .dest = &max_body, .lo = 1, .hi = (double)((int64_t)1 << 40), .meta = "BYTES",
+         .help = "largest request body; larger ones get 413"},
+        {.names = "--api-key", .type = CLI_STR, .dest = &api_key, .meta = "KEY",
+         .help = "require 'Authorization: Bearer KEY' on every endpoint but /health and the page", .def = ""},
+        {.names = "--api-key-file", .type = CLI_STR, .dest = &key_file, .meta = "FILE", .help = "the same, the key read from the file's first line",
+         .def = ""},
+        {.names = "--alias", .type = CLI_STR, .dest = &alias, .meta = "NAME", .help = "the model's id in /v1/models", .def = "the file name"},
+        CLI_OPT_PROFILE(&profile_path, "sparsity profile: skip MLP neurons while decoding"),
+        CLI_OPT_SPARSITY(&sparsity, "override the profile's target sparsity (also settable through POST /props)", "the profile's"),
+        {.names = "--sparse-prefill", .type = CLI_FLAG, .dest = &sparse_prefill, .help = "also skip neurons in prompt chunks"},
+        {.names = "--kv-f16", .type = CLI_FLAG, .dest = &kv_f16, .help = "store the KV caches as f16"},
+        {.names = "--no-repack", .type = CLI_FLAG, .dest = &no_repack, .help = "compute Q4_0 weights from the file layout (default: repacked at load)"},
+        {.names = "--drain-timeout", .type = CLI_INT, .dest = &drain_s, .lo = 0, .hi = 1 << 30, .meta = "SEC",
+         .help = "on SIGINT/SIGTERM, wait this long for running requests"},
+        CLI_OPT_QUIET(&quiet, "no access log (one line per request)"),
+        CLI_OPT_END,
+    };
+    const cli_cmd cmd = {.name = "serve",
+                         .usage = "[-m MODEL.gguf] [options]",
+                         .about = "Serves the model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions,\n"
+                                  "/v1/models, /tokenize, /detokenize, /health, /metrics, /props) with a chat page at /.\n"
+                                  "SIGINT or SIGTERM drains (running requests finish; a second signal stops at once).\n"
+                                  "See docs/server.md.",
+                         .opts = opts};
+    int prc;
+    if (!cli_parse(&cmd, argc, argv, NULL, &prc)) return prc;
     sl_server_params sp = sl_server_default_params();
-    sp.port = 8080;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = NULL;
-        int64_t x;
-        if (cli_is(a, "-h", "--help")) {
-            help(stdout);
-            return 0;
-        }
-#define VALUE() \
-    if (!(v = cli_value("serve", argc, argv, &i))) return 1
-#define INT_OPT(field, lo, hi, what)                                                        \
-    do {                                                                                    \
-        VALUE();                                                                            \
-        if (!cli_parse_i64(v, lo, hi, &x)) return cli_fail("serve", "%s wants %s, not '%s'", a, what, v); \
-        field = (int32_t)x;                                                                 \
-    } while (0)
-        if (cli_is(a, "-m", "--model")) {
-            VALUE();
-            path = v;
-        } else if (cli_is(a, NULL, "--host")) {
-            VALUE();
-            sp.host = v;
-        } else if (cli_is(a, NULL, "--port")) {
-            INT_OPT(sp.port, 0, 65535, "0..65535");
-        } else if (cli_is(a, "-np", "--parallel")) {
-            INT_OPT(sp.n_parallel, 1, 512, "1..512");
-        } else if (cli_is(a, "-c", "--ctx-size")) {
-            INT_OPT(sp.n_ctx, 2, 1 << 22, "a token count >= 2");
-        } else if (cli_is(a, "-t", "--threads")) {
-            INT_OPT(sp.n_threads, 1, 512, "1..512");
-        } else if (cli_is(a, "-b", "--batch-size")) {
-            INT_OPT(sp.n_batch, 1, 65536, "1..65536");
-        } else if (cli_is(a, NULL, "--queue")) {
-            INT_OPT(sp.queue_size, 1, 1 << 20, "a count >= 1");
-        } else if (cli_is(a, NULL, "--timeout")) {
-            INT_OPT(sp.timeout_s, 1, 1 << 30, "seconds >= 1");
-        } else if (cli_is(a, NULL, "--drain-timeout")) {
-            INT_OPT(drain_s, 0, 1 << 30, "seconds >= 0");
-        } else if (cli_is(a, NULL, "--max-body")) {
-            VALUE();
-            if (!cli_parse_i64(v, 1, (int64_t)1 << 40, &x)) return cli_fail("serve", "--max-body wants a byte count, not '%s'", v);
-            sp.max_body = x;
-        } else if (cli_is(a, NULL, "--api-key")) {
-            VALUE();
-            sp.api_key = v;
-        } else if (cli_is(a, NULL, "--api-key-file")) {
-            VALUE();
-            key_file = v;
-        } else if (cli_is(a, NULL, "--alias")) {
-            VALUE();
-            alias = v;
-        } else if (cli_is(a, NULL, "--profile")) {
-            VALUE();
-            profile_path = v;
-        } else if (cli_is(a, NULL, "--sparsity")) {
-            VALUE();
-            if (!cli_parse_float(v, 0.0f, 0.999f, &sparsity)) return cli_fail("serve", "bad --sparsity (expected 0 <= S < 1)");
-        } else if (cli_is(a, NULL, "--sparse-prefill")) {
-            sp.sparse_prefill = true;
-        } else if (cli_is(a, NULL, "--kv-f16")) {
-            sp.kv_f16 = true;
-        } else if (cli_is(a, NULL, "--no-repack")) {
-            no_repack = true;
-        } else if (cli_is(a, "-q", "--quiet")) {
-            quiet = true;
-        } else {
-            help(stderr);
-            return cli_fail("serve", "unknown option '%s'", a);
-        }
-#undef INT_OPT
-#undef VALUE
-    }
+    sp.host = host;
+    sp.port = port;
+    sp.n_parallel = n_parallel;
+    sp.n_ctx = n_ctx;
+    sp.n_threads = n_threads;
+    sp.n_batch = n_batch;
+    sp.queue_size = queue;
+    sp.timeout_s = timeout_s;
+    sp.max_body = max_body;
+    sp.api_key = api_key;
+    sp.sparse_prefill = sparse_prefill;
+    sp.kv_f16 = kv_f16;
     if (sparsity >= 0 && !profile_path) return cli_fail("serve", "--sparsity needs --profile");
     if (!path) path = cli_default_model();
-    if (!sp.n_threads) {
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        sp.n_threads = cpus < 1 ? 1 : cpus > 16 ? 16 : (int)cpus;
-    }
     char *key_buf = NULL;
     if (key_file) {
         size_t len;
