@@ -58,13 +58,13 @@ int sl_fuzz_server_request(const uint8_t *data, size_t size) {
         if (ep == SRV_EP_COMPLETIONS) fz_require(r.prompt || r.n_prompt_ids > 0, "completions without a prompt");
         if (ep == SRV_EP_CHAT) {
             fz_require(r.n_messages > 0, "chat without messages");
-            static const char *tmpls[3] = {NULL, "[INST]", "<|start_header_id|>"};
-            for (int t = 0; t < 3; t++) {
+            for (int t = SL_CHAT_CHATML; t <= SL_CHAT_GEMMA; t++) {
                 char *p = NULL;
                 size_t pl = 0;
                 srv_error pe;
-                bool ok = srv_chat_prompt(tmpls[t], r.messages, r.n_messages, &p, &pl, &pe);
-                fz_require(ok && p && strlen(p) <= pl, "chat prompt");
+                memset(&pe, 0, sizeof pe);
+                if (srv_chat_prompt((sl_chat_template)t, r.messages, r.n_messages, &p, &pl, &pe)) fz_require(p && strlen(p) <= pl, "chat prompt");
+                else fz_require(pe.status == 400 && pe.message[0] && !p, "chat prompt refused without a message");
                 free(p);
             }
         }

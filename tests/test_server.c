@@ -136,26 +136,30 @@ static void test_parse_invalid(void) {
 /* ---- prompts and UTF-8 ------------------------------------------------------------------------- */
 
 static void test_prompts(void) {
-    /* the layouts of sl_chat_format (src/text/chat.c) for one system + one user message */
+    /* the library's templates, as sl_chat_format for one system + one user message */
     srv_message m[2] = {{SRV_ROLE_SYSTEM, " Be brief. ", 11}, {SRV_ROLE_USER, "Hi there\n", 9}};
+    sl_chat_message lm[2] = {{"system", " Be brief. "}, {"user", "Hi there\n"}};
+    int same = 0, n_t = 0;
+    for (int t = SL_CHAT_CHATML; t <= SL_CHAT_GEMMA; t++) {
+        char *a = NULL, *b = NULL;
+        size_t al = 0, bl = 0;
+        srv_error e;
+        bool ok = srv_chat_prompt((sl_chat_template)t, m, 2, &a, &al, &e);
+        sl_status st = sl_chat_apply((sl_chat_template)t, lm, 2, true, &b, &bl, NULL);
+        same += ok == (st == SL_OK) && (!ok || (al == bl && !memcmp(a, b, al)));
+        n_t++;
+        free(a);
+        sl_free_text(b);
+    }
+    CHECK(same == n_t, "chat prompts are sl_chat_apply's in all %d template families", n_t);
+    srv_message turns[3] = {{SRV_ROLE_USER, "a", 1}, {SRV_ROLE_ASSISTANT, "b", 1}, {SRV_ROLE_USER, "c", 1}};
     char *a = NULL;
     size_t al = 0;
     srv_error e;
-    bool ok = srv_chat_prompt("{{ '<|start_header_id|>' }}", m, 2, &a, &al, &e);
-    CHECK(ok && !strcmp(a, "<|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n"
-                            "Hi there<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"),
-          "Llama-3 layout (as sl_chat_format)");
-    free(a);
-    ok = srv_chat_prompt("[INST]", m, 2, &a, &al, &e);
-    CHECK(ok && !strcmp(a, "[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi there [/INST]"), "Llama-2 layout (as sl_chat_format)");
-    free(a);
-    srv_message turns[3] = {{SRV_ROLE_USER, "a", 1}, {SRV_ROLE_ASSISTANT, "b", 1}, {SRV_ROLE_USER, "c", 1}};
-    ok = srv_chat_prompt("[INST]", turns, 3, &a, &al, &e);
-    CHECK(ok && !strcmp(a, "[INST] a [/INST]b</s><s>[INST] c [/INST]"), "Llama-2 multi-turn layout (llama.cpp's)");
-    free(a);
-    ok = srv_chat_prompt(NULL, turns, 3, &a, &al, &e);
+    CHECK(srv_chat_template_of(sl_model_get_vocab(g_model)) == SL_CHAT_CHATML, "a model without a template gets ChatML");
+    bool ok = srv_chat_prompt(SL_CHAT_CHATML, turns, 3, &a, &al, &e);
     const char *want = "<|im_start|>user\na<|im_end|>\n<|im_start|>assistant\nb<|im_end|>\n<|im_start|>user\nc<|im_end|>\n<|im_start|>assistant\n";
-    CHECK(ok && !strcmp(a, want), "ChatML layout when the model has no template");
+    CHECK(ok && !strcmp(a, want), "ChatML multi-turn layout");
     free(a);
 
     strbuf sb = {0};

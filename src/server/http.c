@@ -40,6 +40,7 @@ struct sl_server {
     char host[64];
     char *api_key;
     char *model_name;
+    sl_chat_template chat_tmpl; /* how chat messages are laid out */
     srv_engine *engine;
     struct MHD_Daemon *daemon;
     srv_counters ctr;
@@ -281,7 +282,7 @@ static enum MHD_Result handle_generate(struct MHD_Connection *c, conn *k, srv_en
     const bool chat = ep == SRV_EP_CHAT;
     /* the prompt's tokens */
     if (chat) {
-        if (!srv_chat_prompt(sl_vocab_chat_template(s->vocab), req.messages, req.n_messages, &text, &text_len, &e)) {
+        if (!srv_chat_prompt(s->chat_tmpl, req.messages, req.n_messages, &text, &text_len, &e)) {
             ret = reply_error(c, k, &e);
             goto done;
         }
@@ -645,6 +646,7 @@ sl_server *sl_server_start(const sl_model *model, const sl_server_params *params
     s->model = model;
     s->vocab = sl_model_get_vocab(model);
     s->cfg = cfg;
+    s->chat_tmpl = srv_chat_template_of(s->vocab);
     s->p = p;
     snprintf(s->host, sizeof s->host, "%s", p.host);
     s->p.host = s->host;
@@ -673,8 +675,8 @@ sl_server *sl_server_start(const sl_model *model, const sl_server_params *params
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
     s->port = di ? di->port : p.port;
-    srv_log(s, "listening on http://%s%s%s:%d (%d slots x %d tokens, %d threads%s)", v6 ? "[" : "", s->host, v6 ? "]" : "", s->port,
-            p.n_parallel, p.n_ctx, p.n_threads, s->api_key ? ", API key required" : "");
+    srv_log(s, "listening on http://%s%s%s:%d (%d slots x %d tokens, %d threads, %s chat template%s)", v6 ? "[" : "", s->host, v6 ? "]" : "",
+            s->port, p.n_parallel, p.n_ctx, p.n_threads, sl_chat_template_name(s->chat_tmpl), s->api_key ? ", API key required" : "");
     return s;
 fail:
     sl_server_free(s);

@@ -1,68 +1,39 @@
 /*
  * prompt.c — from a chat request's messages to prompt text, and UTF-8 repair for JSON output.
  *
- * The messages are laid out in the model's chat template as llama.cpp's built-in templates do:
- * Llama-3 when tokenizer.chat_template has "<|start_header_id|>", Llama-2 when it has "[INST]",
- * and ChatML (llama.cpp's default) otherwise, also for models without a template. Content is
- * trimmed of surrounding whitespace as llama.cpp does; BOS is left to the tokenizer. For one
- * system and one user message the text equals sl_chat_format's, so `skipllama run --chat` and
- * the server see the same tokens. What it is not: a Jinja engine, and not the library's chat
- * templates (src/text/chat.c) — multi-turn layouts for more families belong there, and this
- * file should then call them.
+ * The messages are rendered by the library's chat templates (sl_chat_apply, src/text/chat.c) in
+ * the family detected from the model's tokenizer.chat_template, and in ChatML (llama.cpp's
+ * default) when the model has no template or one the library does not know. BOS is left to the
+ * tokenizer. For one system and one user message the text equals sl_chat_format's, so `skipllama
+ * run --chat` and the server see the same tokens. What it is not: the templates themselves.
  */
 #include "server/server.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-static const char *trim(const char *s, size_t *n) {
-    while (*n && (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')) s++, (*n)--;
-    while (*n && (s[*n - 1] == ' ' || s[*n - 1] == '\t' || s[*n - 1] == '\n' || s[*n - 1] == '\r')) (*n)--;
-    return s;
+sl_chat_template srv_chat_template_of(const sl_vocab *vocab) {
+    sl_chat_template t = SL_CHAT_UNKNOWN;
+    if (!vocab || sl_vocab_chat_template_id(vocab, &t, NULL) != SL_OK || t == SL_CHAT_UNKNOWN) t = SL_CHAT_CHATML;
+    return t;
 }
 
 static const char *role_name(srv_role r) { return r == SRV_ROLE_SYSTEM ? "system" : r == SRV_ROLE_USER ? "user" : "assistant"; }
 
-bool srv_chat_prompt(const char *tmpl, const srv_message *msgs, int32_t n, char **out, size_t *out_len, srv_error *e) {
-    enum { LLAMA3, LLAMA2, CHATML } kind = !tmpl ? CHATML : strstr(tmpl, "<|start_header_id|>") ? LLAMA3 : strstr(tmpl, "[INST]") ? LLAMA2 : CHATML;
-    strbuf b = {0};
-    bool ok = sb_reserve(&b, 0);
-    if (kind == LLAMA2) ok = ok && sb_str(&b, "[INST] ");
-    bool inside_turn = true;
-    for (int32_t i = 0; i < n && ok; i++) {
-        size_t len = msgs[i].len;
-        const char *c = trim(msgs[i].content, &len);
-        const char *role = role_name(msgs[i].role);
-        switch (kind) {
-        case LLAMA3:
-            ok = sb_str(&b, "<|start_header_id|>") && sb_str(&b, role) && sb_str(&b, "<|end_header_id|>\n\n") && sb_append(&b, c, len) &&
-                 sb_str(&b, "<|eot_id|>");
-            break;
-        case LLAMA2: /* llama.cpp's llama2 layout: [INST] <<SYS>>\ns\n<</SYS>>\n\nu [/INST]a</s><s>[INST] u2 [/INST] */
-            if (!inside_turn) {
-                ok = sb_str(&b, "<s>[INST] ");
-                inside_turn = true;
-            }
-            if (msgs[i].role == SRV_ROLE_SYSTEM) ok = ok && sb_str(&b, "<<SYS>>\n") && sb_append(&b, c, len) && sb_str(&b, "\n<</SYS>>\n\n");
-            else if (msgs[i].role == SRV_ROLE_USER) ok = ok && sb_append(&b, c, len) && sb_str(&b, " [/INST]");
-            else {
-                ok = ok && sb_append(&b, c, len) && sb_str(&b, "</s>");
-                inside_turn = false;
-            }
-            break;
-        case CHATML:
-            ok = sb_str(&b, "<|im_start|>") && sb_str(&b, role) && sb_str(&b, "\n") && sb_append(&b, c, len) && sb_str(&b, "<|im_end|>\n");
-            break;
-        }
-    }
-    if (kind == LLAMA3) ok = ok && sb_str(&b, "<|start_header_id|>assistant<|end_header_id|>\n\n");
-    if (kind == CHATML) ok = ok && sb_str(&b, "<|im_start|>assistant\n");
-    if (!ok) {
-        free(b.data);
-        return srv_fail(e, 500, "server_error", NULL, "messages", "out of memory");
-    }
-    *out = b.data;
-    *out_len = b.n;
+bool srv_chat_prompt(sl_chat_template tmpl, const srv_message *msgs, int32_t n, char **out, size_t *out_len, srv_error *e) {
+    sl_chat_message *m = malloc((size_t)(n > 0 ? n : 1) * sizeof(*m));
+    if (!m) return srv_fail(e, 500, "server_error", NULL, "messages", "out of memory");
+    for (int32_t i = 0; i < n; i++) m[i] = (sl_chat_message){role_name(msgs[i].role), msgs[i].content};
+    sl_error err;
+    char *text = NULL;
+    size_t len = 0;
+    sl_status st = sl_chat_apply(tmpl, m, n, true, &text, &len, &err);
+    free(m);
+    if (st != SL_OK) /* a conversation the family cannot express (e.g. roles out of order) */
+        return srv_fail(e, st == SL_ERR_NOMEM ? 500 : 400, st == SL_ERR_NOMEM ? "server_error" : "invalid_request_error", NULL, "messages",
+                        "the messages cannot be laid out in the model's %s chat template: %s", sl_chat_template_name(tmpl), err.message);
+    *out = text;
+    *out_len = len;
     return true;
 }
 

@@ -1,7 +1,7 @@
 /*
  * server.h — the server layer's internals (src/server/), shared by its files:
  *   request.c   JSON request bodies -> validated srv_request (every field checked before use)
- *   prompt.c    chat messages -> prompt text (the model's template), tokenizing, UTF-8 repair
+ *   prompt.c    chat messages -> prompt text (the model's template), UTF-8 repair
  *   respond.c   OpenAI-shaped JSON: completion objects, stream chunks, logprobs, errors
  *   task.c      srv_task: one generation request shared by an HTTP thread and the engine
  *   engine.c    the slots and the decoding thread (continuous batching)
@@ -106,10 +106,12 @@ void srv_request_free(srv_request *r);
 
 /* ---- prompts (prompt.c) ---------------------------------------------------------------------- */
 
-/* The prompt text of a chat request in the layout the chat template tmpl (the model's
- * tokenizer.chat_template, may be NULL) is recognised as: Llama-3, Llama-2, else ChatML; ending
- * with the assistant's header. *out is malloc'd (NUL-terminated). */
-bool srv_chat_prompt(const char *tmpl, const srv_message *msgs, int32_t n, char **out, size_t *out_len, srv_error *e);
+/* The chat template family of the model (SL_CHAT_CHATML when it has none or an unknown one). */
+sl_chat_template srv_chat_template_of(const sl_vocab *vocab);
+/* The prompt text of a chat request in template family tmpl (sl_chat_apply), ending with the
+ * assistant's header. *out is malloc'd (NUL-terminated); a conversation the family cannot
+ * express is a 400 naming "messages". */
+bool srv_chat_prompt(sl_chat_template tmpl, const srv_message *msgs, int32_t n, char **out, size_t *out_len, srv_error *e);
 /* Append s[0..n) to b with every invalid UTF-8 sequence replaced by U+FFFD (JSON needs valid
  * UTF-8). False when out of memory. */
 bool srv_utf8_append(strbuf *b, const char *s, size_t n);
