@@ -22,12 +22,12 @@ trap 'kill -KILL "$SRV_PID" 2> /dev/null; rm -rf "$T"' EXIT
 M=tests/data/tiny-silu.gguf
 PROMPT="It was a dark and stormy night"
 # what `skipllama run` prints (its output ends with one newline, dropped here)
-"$SL" run -m $M -p "$PROMPT" -n 24 --temp 0 -t 1 2> /dev/null | head -c -1 > "$T/greedy.txt"
-"$SL" run -m $M -p "$PROMPT" -n 24 --temp 0.9 --top-k 0 --top-p 1 --min-p 0 --seed 7 -t 1 2> /dev/null | head -c -1 > "$T/sampled.txt"
+"$SL" run -m $M -p "$PROMPT" -n 24 --temp 0 -t 1 --no-display-prompt 2> /dev/null | head -c -1 > "$T/greedy.txt"
+"$SL" run -m $M -p "$PROMPT" -n 24 --temp 0.9 --top-k 0 --top-p 1 --min-p 0 --seed 7 -t 1 --no-display-prompt 2> /dev/null | head -c -1 > "$T/sampled.txt"
 printf 'Call me Ishmael.' > "$T/chat_user.txt"
 # the model has no chat template: the server lays the message out as ChatML
 printf '<|im_start|>user\nCall me Ishmael.<|im_end|>\n<|im_start|>assistant\n' > "$T/chat_prompt.txt"
-"$SL" run -m $M -f "$T/chat_prompt.txt" -n 20 --temp 0 -t 1 2> /dev/null | head -c -1 > "$T/chat.txt"
+"$SL" run -m $M -f "$T/chat_prompt.txt" -n 20 --temp 0 -t 1 --no-display-prompt 2> /dev/null | head -c -1 > "$T/chat.txt"
 
 if ! start_server "$T/server.log" -m $M -np 2 -t 1 --api-key test-key-123; then
     echo "not ok the server started"; cat "$T/server.log"; exit 1
