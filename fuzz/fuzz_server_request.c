@@ -44,10 +44,12 @@ int sl_fuzz_server_request(const uint8_t *data, size_t size) {
     } else {
         fz_require(r.ep == ep, "endpoint");
         fz_require(r.max_tokens >= -1, "max_tokens %d", r.max_tokens);
-        fz_require(sr_in(r.sampling.temperature, 0, 2) && sr_in(r.sampling.top_p, 0, 1) && sr_in(r.sampling.min_p, 0, 1) &&
-                       r.sampling.top_k >= 0 && sr_in(r.presence_penalty, -2, 2) && sr_in(r.frequency_penalty, -2, 2),
-                   "sampling values out of range");
-        fz_require(sl_sampler_params_check(&r.sampling, NULL), "accepted sampling parameters the sampler refuses");
+        if (ep == SRV_EP_COMPLETIONS || ep == SRV_EP_CHAT) {
+            fz_require(sr_in(r.sampling.temperature, 0, 2) && sr_in(r.sampling.top_p, 0, 1) && sr_in(r.sampling.min_p, 0, 1) &&
+                           r.sampling.top_k >= 0 && sr_in(r.presence_penalty, -2, 2) && sr_in(r.frequency_penalty, -2, 2),
+                       "sampling values out of range");
+            fz_require(sl_sampler_params_check(&r.sampling, NULL), "accepted sampling parameters the sampler refuses");
+        }
         fz_require(r.n_stop >= 0 && r.n_stop <= SRV_MAX_STOP, "n_stop %d", r.n_stop);
         for (int i = 0; i < r.n_stop; i++) fz_require(r.stop[i] && r.stop_len[i] > 0 && r.stop_len[i] <= SRV_MAX_STOP_LEN, "stop %d", i);
         fz_require(r.logprobs >= -1 && r.logprobs <= SRV_MAX_TOP_LOGPROBS, "logprobs %d", r.logprobs);
