@@ -12,8 +12,9 @@ SAN_FLAGS :=
 CFLAGS   ?=
 ALL_CFLAGS = $(CFLAGS_BASE) $(OPT) $(SAN_FLAGS) $(CFLAGS)
 LDLIBS   = -lm -pthread $(shell pkg-config --libs libpcre2-8 2>/dev/null || echo -lpcre2-8) \
-           $(shell pkg-config --libs jansson 2>/dev/null || echo -ljansson)
-PCRE_CFLAGS = $(shell pkg-config --cflags libpcre2-8 jansson 2>/dev/null)
+           $(shell pkg-config --libs jansson 2>/dev/null || echo -ljansson) \
+           $(shell pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd)
+PCRE_CFLAGS = $(shell pkg-config --cflags libpcre2-8 jansson libmicrohttpd 2>/dev/null)
 
 ARCH := $(shell uname -m)
 ifeq ($(ARCH),x86_64)
@@ -66,6 +67,9 @@ $(BUILD)/obj/%.o: %.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(PCRE_CFLAGS) -MMD -MP -c $< -o $@
 
+# the chat page is embedded into page.o (.incbin)
+$(BUILD)/obj/src/server/page.o: src/server/page.html
+
 $(STATIC_LIB): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
@@ -108,7 +112,7 @@ install: $(BIN) $(STATIC_LIB) $(SHARED_LIB)
 	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 tests/data/tiny-silu.gguf $(DESTDIR)$(PREFIX)/share/skipllama/   # the model `run` uses without -m
 	install -m 644 $(STATIC_LIB) $(SHARED_LIB) $(DESTDIR)$(PREFIX)/lib/
-	install -m 644 include/skipllama.h include/skipllama_sparse.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 include/skipllama.h include/skipllama_sparse.h include/skipllama_server.h $(DESTDIR)$(PREFIX)/include/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|0.1.0|' skipllama.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/skipllama.pc
 
 # Micro-benchmarks (bench/*.c, one program each; not tests): `make bench`, then run them by hand.

@@ -32,6 +32,7 @@ int cmd_train_predictor(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_tune(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 /* Inputs (cli/io.c): a whole file or stream read into a malloc'd NUL-terminated buffer (*len bytes,
  * may contain NUL), with its size checked first: a regular file by stat, before anything is read

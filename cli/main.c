@@ -31,6 +31,7 @@ static const command commands[] = {
     {"profile", cmd_profile, "show a sparsity profile, or write one with random predictors (speed proxy)"},
     {"chat", cmd_chat, "talk with an instruct model: multi-turn, its chat template, history kept in the KV cache"},
     {"convert", cmd_convert, "write a Hugging Face model folder as a GGUF file (llama.cpp's names and metadata)"},
+    {"serve", cmd_serve, "serve the model over an OpenAI-compatible HTTP API, with a chat page"},
     /* @@COMMANDS@@ (one line per subcommand; keep this marker) */
 };
 

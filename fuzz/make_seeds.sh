@@ -13,16 +13,17 @@
 #   cli_args   typical and broken command lines (fuzz_cli_args)
 #   safetensors safetensors files of every dtype and shard indexes (fuzz_safetensors)
 #   hf         tokenizer.json files (SentencePiece-style, byte-level) and config.json of every architecture (fuzz_hf)
+#   server_request  request bodies for every endpoint of the HTTP server (fuzz_server_request)
 # Seeds that depend on the library (fingerprints, encodings) are written by the harness binary
 # itself when SL_FUZZ_WRITE_SEEDS=<dir> is set, so they always match the code being fuzzed.
 set -eu
 B=${FUZZ_BUILD:-build-fuzz}
 C="$B/corpus"
-for h in gguf model profile tokenize detokenize cli_args safetensors hf; do
+for h in gguf model profile tokenize detokenize cli_args safetensors hf server_request; do
     [ -x "$B/fuzz/fuzz_$h" ] || { echo "make_seeds.sh: $B/fuzz/fuzz_$h missing: run 'make fuzz' first" >&2; exit 1; }
     mkdir -p "$C/$h"
 done
-for h in gguf model profile tokenize detokenize cli_args safetensors hf; do
+for h in gguf model profile tokenize detokenize cli_args safetensors hf server_request; do
     SL_FUZZ_WRITE_SEEDS="$C/$h" "$B/fuzz/fuzz_$h" -runs=0 > /dev/null 2>&1 || { echo "make_seeds.sh: fuzz_$h could not write its seeds" >&2; exit 1; }
 done
 for f in tests/data/*.gguf tests/data/vocab/*.gguf; do
@@ -32,6 +33,6 @@ cp "$C/model/"* "$C/profile/"* "$C/gguf/"
 for f in "$C/gguf/"vocab-*.gguf; do
     { cat "$f"; printf '\001'; } > "$C/model/$(basename "$f")"
 done
-for h in gguf model profile tokenize detokenize cli_args safetensors hf; do
+for h in gguf model profile tokenize detokenize cli_args safetensors hf server_request; do
     echo "$h: $(ls "$C/$h" | wc -l) seeds, $(du -sk "$C/$h" | cut -f1) KiB"
 done

@@ -15,7 +15,7 @@ set -u
 T=${1:?usage: fuzz/run.sh SECONDS [HARNESS...]}
 shift
 B=${FUZZ_BUILD:-build-fuzz}
-ALL="gguf model profile tokenize detokenize cli_args safetensors hf"
+ALL="gguf model profile tokenize detokenize cli_args safetensors hf server_request"
 [ $# -gt 0 ] && ALL="$*"
 [ -d "$B/corpus/gguf" ] || sh fuzz/make_seeds.sh > /dev/null || exit 1
 mkdir -p "$B/logs"
@@ -33,6 +33,7 @@ for h in $ALL; do
         cli_args) opts="-max_len=4096 -close_fd_mask=3" ;;
         safetensors) opts="-max_len=16384 -dict=fuzz/safetensors.dict" ;;
         hf) opts="-max_len=8192 -dict=fuzz/hf.dict" ;;
+        server_request) opts="-max_len=4096 -dict=fuzz/json.dict" ;;
         *) opts="-max_len=4096" ;;
     esac
     log="$B/logs/$h.log"

@@ -578,6 +578,8 @@ void sl_output_remove_temporaries(void);
 /* The sparse half of the API: the sparse MLP operator, sparsity profiles and the skip model,
  * predictor training. */
 #include "skipllama_sparse.h"
+/* The HTTP server (src/server/): sl_server. */
+#include "skipllama_server.h"
 
 #ifdef __cplusplus
 }

@@ -5,7 +5,7 @@
 #   scripts/deps.sh build     libraries the build links (checked with pkg-config); missing ones are
 #                             installed with apt-get (as root, or through `sudo -n`), otherwise it
 #                             stops (exit 1) printing the exact command to run.
-#   scripts/deps.sh test      tools the tests use (numpy, valgrind, node/npm, tmux); best effort: what
+#   scripts/deps.sh test      tools the tests use (numpy, valgrind, node/npm, tmux, chromium); best effort: what
 #                             cannot be installed is left out and the tests that need it report
 #                             SKIPPED. SKIPLLAMA_TEST_DEPS=full adds python3-torch (about 1 GB;
 #                             .ci/run sets it), SKIPLLAMA_TEST_DEPS=none installs nothing.
@@ -15,7 +15,7 @@
 set -u
 
 # pkg-config module -> Debian package, one pair a line
-BUILD_LIBS="libpcre2-8:libpcre2-dev jansson:libjansson-dev"
+BUILD_LIBS="libpcre2-8:libpcre2-dev jansson:libjansson-dev libmicrohttpd:libmicrohttpd-dev"
 # (command or python module) -> Debian packages
 TEST_TOOLS="py:numpy:python3-numpy
 cmd:valgrind:valgrind
@@ -24,7 +24,8 @@ cmd:npm:npm
 py:pip:python3-pip
 py:setuptools:python3-setuptools
 py:wheel:python3-wheel
-cmd:tmux:tmux"
+cmd:tmux:tmux
+cmd:chromium:chromium"
 TEST_TOOLS_FULL="py:torch:python3-torch"
 
 PY=python3

@@ -16,6 +16,7 @@
 #include "../fuzz/fuzz_model.c"
 #include "../fuzz/fuzz_profile.c"
 #include "../fuzz/fuzz_safetensors.c"
+#include "../fuzz/fuzz_server_request.c"
 #include "../fuzz/fuzz_tokenize.c"
 #include "testutil.h"
 
@@ -28,6 +29,7 @@ static const struct {
     {"gguf", sl_fuzz_gguf},         {"model", sl_fuzz_model},           {"profile", sl_fuzz_profile},
     {"tokenize", sl_fuzz_tokenize}, {"detokenize", sl_fuzz_detokenize}, {"cli_args", sl_fuzz_cli_args},
     {"safetensors", sl_fuzz_safetensors}, {"hf", sl_fuzz_hf},
+    {"server_request", sl_fuzz_server_request},
 };
 
 static int cmp_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }

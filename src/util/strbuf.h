@@ -32,6 +32,7 @@ static inline bool sb_reserve(strbuf *b, size_t extra) {
     if (!p) return false;
     b->data = p;
     b->cap = cap;
+    p[b->n] = 0; /* a fresh buffer is an empty string, not garbage */
     return true;
 }
 
