@@ -94,6 +94,8 @@ int cmd_run(int argc, char **argv) {
 
     sl_model_params mp = sl_model_default_params();
     mp.no_repack = no_repack;
+    mp.bundled = profile_path != NULL; /* one copy of the MLP, the layout the sparse path reads */
+    mp.n_threads = n_threads;
     if (!(model = cli_load_model("run", path, &mp, &err))) {
         rc = cli_fail_err("run", &err);
         goto done;

@@ -124,6 +124,8 @@ int cmd_serve(int argc, char **argv) {
     sl_server *server = NULL;
     sl_model_params mp = sl_model_default_params();
     mp.no_repack = no_repack;
+    mp.bundled = profile_path != NULL; /* one copy of the MLP, shared by every slot's context */
+    mp.n_threads = n_threads;
     if (!(model = sl_model_load(path, &mp, &err))) {
         rc = cli_fail_err("serve", &err);
         goto done;
