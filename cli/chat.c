@@ -96,7 +96,7 @@ int cmd_chat(int argc, char **argv) {
     mp.no_repack = no_repack;
     mp.bundled = profile_path != NULL; /* one copy of the MLP, the layout the sparse path reads */
     mp.n_threads = n_threads;
-    if (!(model = sl_model_load(path, &mp, &err))) {
+    if (!(model = cli_load_model("chat", path, &mp, &err))) {
         rc = cli_fail_err("chat", &err);
         goto done;
     }
@@ -109,6 +109,7 @@ int cmd_chat(int argc, char **argv) {
     if ((rc = chat_template_choose("chat", vocab, tmpl_name, &tmpl))) goto done;
     const sl_model_config *cfg = sl_model_get_config(model);
     if (n_ctx == 0) n_ctx = cfg->n_ctx_train > 0 && cfg->n_ctx_train < 4096 ? cfg->n_ctx_train : 4096;
+    cli_warn_ctx("chat", model, n_ctx);
     sl_context_params cp = sl_context_default_params();
     cp.n_ctx = n_ctx;
     cp.n_threads = n_threads;

@@ -18,7 +18,7 @@ static const command commands[] = {
     {"info", cmd_info, "print a model's architecture, shapes, tensor types and size"},
     {"logits", cmd_logits, "write the logits of a token sequence as float32 rows"},
     {"synth", cmd_synth, "write a llama GGUF with random weights (benchmark model generator)"},
-    {"quantize", cmd_quantize, "convert a GGUF model's 2-D weights to another type (f32 f16 bf16 q8_0 q4_0)"},
+    {"quantize", cmd_quantize, "re-encode a GGUF model as a llama.cpp file type (q4_k_m q5_k_m q6_k q8_0 q4_0 f16 ...; llama.cpp's mixes)"},
     {"bench", cmd_bench, "llama-bench style prompt/generation speed, effective vs DRAM bandwidth"},
     {"bench-op", cmd_bench_op, "time the sparse MLP operator against the dense MLP on random weights"},
     {"ppl", cmd_ppl, "perplexity of a text file, dense or with a sparsity profile"},

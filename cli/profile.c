@@ -216,9 +216,9 @@ static int set_rule(int argc, char **argv) {
     if (rule != SL_RULE_DENSE && keep < 0) return cli_fail("profile", "--rule %s needs --keep-frac", sl_skip_rule_name(rule));
     if ((rule == SL_RULE_TWO_STAGE || rule == SL_RULE_TWO_STAGE_PRED) && cand < keep)
         return cli_fail("profile", "--rule %s needs --cand-frac >= --keep-frac", sl_skip_rule_name(rule));
-    if (!(model_path = cli_model_path("profile", model_path))) return 1;
+    if (!(model_path = cli_model_path("profile", model_path)) || !cli_output_check("profile", out_path)) return 1;
     sl_error err;
-    sl_model *m = sl_model_load(model_path, NULL, &err);
+    sl_model *m = cli_load_model("profile", model_path, NULL, &err);
     if (!m) return cli_fail_err("profile", &err);
     sl_profile *p = sl_profile_load(in_path, m, &err);
     int rc = 1;

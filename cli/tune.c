@@ -167,8 +167,9 @@ static double measure_speed(const sl_model *m, const sl_profile *p, const int32_
 
 /* The plot: loss (%) against modelled speed-up (measured when given), one polyline per method. */
 static bool write_svg(const char *path, const method *ms, int n_m, point pts[][MAX_S], int n_s, bool measured) {
-    FILE *f = fopen(path, "w");
-    if (!f) return false;
+    sl_output *out = sl_output_open(path, NULL); /* a temporary beside it, renamed into place */
+    if (!out) return false;
+    FILE *f = sl_output_stream(out);
     double xmax = 1.0, ymax = 0.5;
     for (int i = 0; i < n_m; i++)
         for (int k = 0; k < n_s; k++) {
@@ -221,7 +222,7 @@ static bool write_svg(const char *path, const method *ms, int n_m, point pts[][M
     fprintf(f, "</svg>\n");
 #undef PX
 #undef PY
-    return fclose(f) == 0;
+    return sl_output_commit(out, NULL) == SL_OK;
 }
 
 int cmd_tune(int argc, char **argv) {
@@ -284,6 +285,7 @@ int cmd_tune(int argc, char **argv) {
     if (sparsity_seen == (max_loss >= 0)) return cli_fail(cmd, "give one of --sparsity S and --max-loss P");
     if (ctx_len < 2) return cli_fail(cmd, "-c must be at least 2");
     if (!(model_path = cli_model_path(cmd, model_path))) return 1;
+    if (!cli_output_check(cmd, out_path) || (plot_path && !cli_output_check(cmd, plot_path))) return 1;
     method ms[8] = {
         {"cats", SL_RULE_CATS, 0, false, true, NULL},           {"cats+alloc", SL_RULE_CATS, 0, true, true, NULL},
         {"two-stage", SL_RULE_TWO_STAGE, 0.5f, false, true, NULL}, {"two-stage+alloc", SL_RULE_TWO_STAGE, 0.5f, true, true, NULL},
@@ -324,7 +326,7 @@ int cmd_tune(int argc, char **argv) {
     static point pts[8][MAX_S];
     memset(pts, 0, sizeof(pts));
     if (!(text = cli_read_file(cmd, calib_path, (size_t)1 << 30, &len))) goto done;
-    if (!(model = sl_model_load(model_path, NULL, &err))) {
+    if (!(model = cli_load_model(cmd, model_path, NULL, &err))) {
         cli_fail_err(cmd, &err);
         goto done;
     }

@@ -134,7 +134,7 @@ if [ "$(grep -c '%' "$T/err")" -eq 0 ]; then ok "synth to a non-terminal: no pro
 else bad "progress lines on a non-terminal"; cat "$T/err"; fi
 if command -v script > /dev/null 2>&1; then
     script -qec "$SL synth --shape tiny -o $T/p2.gguf" /dev/null > "$T/tty" 2>&1
-    if grep -q "$(printf '\r')synth \[" "$T/tty" && grep -q "100.0%" "$T/tty"; then ok "synth on a terminal redraws one progress line (\\r)"
+    if grep -q "$(printf '\r')synth \[" "$T/tty" && grep -q "100.0%" "$T/tty"; then ok "synth on a terminal redraws one progress line (carriage returns, ends at 100.0%)"
     else bad "terminal progress"; od -c "$T/tty" | head; fi
 else ok "progress on a terminal # skip: script(1) is not installed"; fi
 
