@@ -186,13 +186,15 @@ size_t sl_model_describe(const sl_model *model, char *buf, size_t buf_size);
  * Contexts: KV cache + scratch buffers for evaluating tokens
  * ------------------------------------------------------------------------------------------- */
 
-typedef struct sl_context sl_context; /* opaque: one sequence being evaluated */
+typedef struct sl_context sl_context; /* opaque: the KV caches of one or more sequences + buffers */
 
 typedef struct sl_context_params {
     int32_t n_ctx;     /* KV cache length in tokens; 0 = the model's training context */
     int32_t n_threads; /* worker threads used inside calls; 0 = 1 */
     int32_t n_batch;   /* max tokens evaluated per internal step during prefill; 0 = 64 */
     bool kv_f16;       /* store the KV cache as F16 instead of F32 */
+    int32_t n_seq;     /* sequences held, each with its own KV cache of n_ctx tokens (sl_eval_batch);
+                          0 = 1. sl_eval and sl_context_n_past work on sequence 0. */
 } sl_context_params;
 
 sl_context_params sl_context_default_params(void);
@@ -206,11 +208,19 @@ void sl_context_free(sl_context *ctx);
 int32_t sl_context_n_past(const sl_context *ctx);
 int32_t sl_context_n_ctx(const sl_context *ctx);
 
-/* Drop the KV cache contents so the context can start a new sequence at position 0. */
+/* Drop the KV cache contents (of every sequence) so the context can start again at position 0. */
 void sl_context_reset(sl_context *ctx);
-/* Keep only the first n_past tokens of the KV cache (0 <= n_past <= sl_context_n_past): the next
+/* Keep only the first n_past tokens of the KV cache of sequence 0 (0 <= n_past <= sl_context_n_past): the next
  * token is evaluated at position n_past (a chat that rewrites the end of its history). */
 sl_status sl_context_truncate(sl_context *ctx, int32_t n_past, sl_error *err);
+
+/* Sequences the context holds (sl_context_params.n_seq). */
+int32_t sl_context_n_seq(const sl_context *ctx);
+/* Tokens in sequence seq's KV cache, or -1 when seq is out of range. */
+int32_t sl_context_seq_n_past(const sl_context *ctx, int32_t seq);
+/* Keep the first n tokens of sequence seq and drop the rest (a shared prefix is reused: the next
+ * token goes to position n). SL_ERR_RANGE when seq is out of range or n > its n_past. */
+sl_status sl_context_seq_keep(sl_context *ctx, int32_t seq, int32_t n, sl_error *err);
 
 /* Evaluate n_tokens tokens at positions n_past..n_past+n_tokens-1, appending to the KV cache.
  * If logits is non-NULL and all_logits is true, writes n_tokens rows of n_vocab floats (row i =
@@ -219,6 +229,26 @@ sl_status sl_context_truncate(sl_context *ctx, int32_t n_past, sl_error *err);
  * context is left as it was before the call. */
 sl_status sl_eval(sl_context *ctx, const int32_t *tokens, int32_t n_tokens, float *logits,
                   bool all_logits, sl_error *err);
+
+/* One token of a multi-sequence batch. */
+typedef struct sl_batch_token {
+    int32_t token; /* token id */
+    int32_t seq;   /* the sequence it extends, 0..n_seq-1 */
+    bool logits;   /* write the distribution after this token */
+} sl_batch_token;
+
+/* Evaluate tokens of several sequences in one forward pass (a server's step: the next token of
+ * every generating sequence and a chunk of a new prompt): each weight matrix is read once for the
+ * whole batch, while every token attends only to its own sequence's cache. A sequence's tokens are
+ * appended at its positions n_past(seq), n_past(seq)+1, ... in batch order. logits (may be NULL)
+ * gets one row of n_vocab floats per token whose .logits is set, in batch order. Batches longer
+ * than n_batch are evaluated n_batch tokens at a time. A token that is the only one of its sequence
+ * in its pass counts as decoding for the MLP plug-in (a sparsity profile applies to it as to a
+ * single token); the plug-in sees such tokens first when they come first in the batch.
+ * Errors (checked before anything is evaluated, the context is then unchanged): n <= 0, a sequence
+ * or token id out of range, a sequence that would overflow its n_ctx (SL_ERR_RANGE). Each token's
+ * logits equal those of evaluating its sequence alone up to float summation order. */
+sl_status sl_eval_batch(sl_context *ctx, const sl_batch_token *batch, int32_t n, float *logits, sl_error *err);
 
 /* ---------------------------------------------------------------------------------------------
  * Tokenizer (src/text/)

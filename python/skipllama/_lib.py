@@ -118,6 +118,7 @@ class sl_context_params(ctypes.Structure):
         ("n_threads", ctypes.c_int32),
         ("n_batch", ctypes.c_int32),
         ("kv_f16", ctypes.c_bool),
+        ("n_seq", ctypes.c_int32),
     ]
 
 

@@ -27,7 +27,10 @@ typedef void (*sl_mlp_hook)(void *ud, int layer, int B, const float *x, int n_em
  * installs one when a profile is attached (sl_context_set_profile, src/sparse/skip.c).
  * forward() returns true when it has written the MLP output of layer `layer` for the B tokens
  * whose normed inputs are in ctx->xb ([B, n_embd]) into ctx->xb2 ([B, n_embd]), false to let the
- * dense MLP run. free() releases `state` (called by sl_context_free and when replaced). */
+ * dense MLP run. ctx->mlp_decode says whether those B tokens are decoding (each the only token of
+ * its sequence in the pass: B = 1 with one sequence, or one token per sequence in a
+ * multi-sequence step) rather than a prompt chunk. free() releases `state` (called by
+ * sl_context_free and when replaced). */
 typedef struct sl_mlp_plugin {
     bool (*forward)(void *state, sl_context *ctx, int layer, int B);
     void (*free)(void *state);
@@ -38,11 +41,19 @@ struct sl_context {
     int n_ctx;             /* KV cache capacity in tokens */
     int n_batch;           /* tokens per forward_batch step */
     int n_threads;         /* threads in pool */
-    int n_past;            /* tokens in the cache */
+    int n_seq;             /* sequences, each with its own cache of n_ctx tokens */
+    int32_t *seq_past;     /* [n_seq] tokens in each sequence's cache */
     int kv_dim;            /* n_head_kv * head_dim */
     bool kv_f16;           /* cache element type: f16 when true, else f32 */
-    void *k_cache;         /* [n_layer, n_ctx, kv_dim] keys (rotated) */
-    void *v_cache;         /* [n_layer, n_ctx, kv_dim] values */
+    void *k_cache;         /* [n_seq, n_layer, n_ctx, kv_dim] keys (rotated) */
+    void *v_cache;         /* [n_seq, n_layer, n_ctx, kv_dim] values */
+    int32_t *row_seq;      /* [n_batch] the sequence of each row of the current pass */
+    int32_t *row_pos;      /* [n_batch] its position in that sequence */
+    int32_t *out_rows;     /* [n_batch] the rows whose logits the current pass writes, in order */
+    int32_t *row_tok;      /* [n_batch] token ids of a multi-sequence pass */
+    int32_t *seq_count;    /* [n_seq] scratch: tokens per sequence in a batch */
+    int n_decode;          /* leading rows of the current pass that are decoding (see sl_mlp_plugin) */
+    bool mlp_decode;       /* the rows handed to the MLP plug-in now are decoding */
     sl_pool *pool;         /* worker threads */
     float *scratch;        /* one allocation holding all buffers below */
     float *x;              /* [n_batch, n_embd] residual stream */

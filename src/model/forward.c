@@ -9,9 +9,12 @@
  * scale) are switched by the resolved fields of sl_model / sl_layer (NULL vector = no step),
  * never by testing the architecture's name. Weight products go through sl_matmul (src/kernels),
  * which picks SIMD variants; the batch of prompt tokens goes through each weight matrix at once
- * (prefill), and a single token is the B = 1 case (decode). What it is not: the context's
- * buffers (context.c) or the MLP sparsity logic — the MLP step is one function (mlp_forward),
- * which asks the context's MLP plug-in (context.h) first.
+ * (prefill), and a single token is the B = 1 case (decode). A pass may mix sequences
+ * (sl_eval_batch: a server's step): each row carries its sequence and position
+ * (ctx->row_seq/row_pos), the weight products are shared by all rows, and only the KV cache rows
+ * and the attention are per sequence. What it is not: the context's buffers (context.c) or the
+ * MLP sparsity logic — the MLP step is one function (mlp_forward), which asks the context's MLP
+ * plug-in (context.h) first.
  */
 #include "model/arch.h"
 #include "model/context.h"
@@ -52,13 +55,13 @@ static float yarn_ramp(float low, float high, int i) {
     return 1.0f - fminf(1.0f, fmaxf(0.0f, y));
 }
 
-/* cos/sin of every pair i < n_rot/2 for the B tokens at pos0.., exactly as ggml_rope_ext
+/* cos/sin of every pair i < n_rot/2 for the B tokens at positions pos[0..B), exactly as ggml_rope_ext
  * computes them (ggml_rope_cache_init / rope_yarn): theta_i = p * base^(-2i/n_rot) by repeated
  * multiplication, divided by freq_factors[i] (Llama 3.1 rope_freqs, Phi-3 LongRoPE), scaled by
  * freq_scale (linear / YaRN) — for YaRN blended back towards the unscaled angle on the
  * high-frequency pairs, with the magnitude correction 1 + 0.1 ln(1/freq_scale). Computed once per
  * batch, shared by all layers of that RoPE. cs: [B, n_rot/2, 2]. */
-static void rope_table(float *cs, int B, int pos0, int n_rot, const sl_rope_params *r, const float *freq_factors) {
+static void rope_table(float *cs, int B, const int32_t *pos, int n_rot, const sl_rope_params *r, const float *freq_factors) {
     const float theta_scale = powf(r->base, -2.0f / (float)n_rot);
     float corr[2] = {0.0f, 0.0f}; /* ggml_rope_yarn_corr_dims */
     if (r->ext_factor != 0.0f) {
@@ -68,7 +71,7 @@ static void rope_table(float *cs, int B, int pos0, int n_rot, const sl_rope_para
                         ceilf((float)n_rot * logf((float)r->n_ctx_orig / (r->beta_slow * 2.0f * (float)M_PI)) / two_log_base));
     }
     for (int b = 0; b < B; b++) {
-        float theta = (float)(pos0 + b);
+        float theta = (float)pos[b];
         float *c = cs + (size_t)b * (size_t)n_rot;
         for (int i = 0; i < n_rot / 2; i++) {
             const float extrap = theta / (freq_factors ? freq_factors[i] : 1.0f), interp = r->freq_scale * extrap;
@@ -114,42 +117,47 @@ static void rope(float *v, int n_heads, int head_dim, int n_rot, sl_rope_layout 
     }
 }
 
-/* Store rows [B, kv_dim] of k and v into the caches of layer l at positions pos0.. */
-static void kv_store(sl_context *ctx, int l, int pos0, int B) {
+/* First element of the cache row of (sequence, layer, position): [n_seq, n_layer, n_ctx, kv_dim]. */
+static size_t kv_index(const sl_context *ctx, int seq, int l, int pos) {
+    return (((size_t)seq * (size_t)ctx->model->config.n_layer + (size_t)l) * (size_t)ctx->n_ctx + (size_t)pos) * (size_t)ctx->kv_dim;
+}
+
+/* Store row b of k and v ([B, kv_dim]) into the cache of layer l at its sequence and position. */
+static void kv_store(sl_context *ctx, int l, int B) {
     const size_t row = (size_t)ctx->kv_dim;
-    const size_t base = ((size_t)l * (size_t)ctx->n_ctx + (size_t)pos0) * row;
-    if (ctx->kv_f16) {
-        uint16_t *kc = (uint16_t *)ctx->k_cache + base, *vc = (uint16_t *)ctx->v_cache + base;
-        for (size_t i = 0; i < (size_t)B * row; i++) {
-            kc[i] = sl_fp32_to_fp16(ctx->k[i]);
-            vc[i] = sl_fp32_to_fp16(ctx->v[i]);
+    for (int b = 0; b < B; b++) {
+        const size_t at = kv_index(ctx, ctx->row_seq[b], l, ctx->row_pos[b]);
+        const float *k = ctx->k + (size_t)b * row, *v = ctx->v + (size_t)b * row;
+        if (ctx->kv_f16) {
+            uint16_t *kc = (uint16_t *)ctx->k_cache + at, *vc = (uint16_t *)ctx->v_cache + at;
+            for (size_t i = 0; i < row; i++) {
+                kc[i] = sl_fp32_to_fp16(k[i]);
+                vc[i] = sl_fp32_to_fp16(v[i]);
+            }
+        } else {
+            memcpy((float *)ctx->k_cache + at, k, row * sizeof(float));
+            memcpy((float *)ctx->v_cache + at, v, row * sizeof(float));
         }
-    } else {
-        memcpy((float *)ctx->k_cache + base, ctx->k, (size_t)B * row * sizeof(float));
-        memcpy((float *)ctx->v_cache + base, ctx->v, (size_t)B * row * sizeof(float));
     }
 }
 
 typedef struct attn_task {
-    sl_context *ctx; /* context */
+    sl_context *ctx; /* context (row_seq/row_pos: each row's sequence and position) */
     int layer;       /* block index */
-    int pos0;        /* position of token 0 of the batch */
     int B;           /* tokens in the batch */
 } attn_task;
 
 /* Work items are (token, KV head, slice of its query-head group) triples split evenly over
- * threads: each runs the query heads of one slice against one KV head over the token's causal
- * prefix — or, in a windowed layer, its last n_swa positions — reading each cached K/V row once
- * per slice (sl_attention_group). Groups are sliced only when there are fewer (token, KV head)
- * pairs than threads. */
+ * threads: each runs the query heads of one slice against one KV head over the causal prefix of
+ * the token's own sequence — or, in a windowed layer, its last n_swa positions — reading each
+ * cached K/V row once per slice (sl_attention_group). Groups are sliced only when there are fewer
+ * (token, KV head) pairs than threads. */
 static void attn_worker(void *arg, int ith, int nth) {
     attn_task *t = arg;
     sl_context *ctx = t->ctx;
     const sl_model *m = ctx->model;
     const sl_model_config *c = &m->config;
     const size_t elem = ctx->kv_f16 ? 2 : 4, row_bytes = (size_t)ctx->kv_dim * elem;
-    const size_t layer_off = (size_t)t->layer * (size_t)ctx->n_ctx * row_bytes;
-    const uint8_t *kc = (const uint8_t *)ctx->k_cache + layer_off, *vc = (const uint8_t *)ctx->v_cache + layer_off;
     const int window = m->layers[t->layer].swa ? c->n_swa : 0;
     const int q_dim = c->n_head * c->head_dim, group = c->n_head / c->n_head_kv;
     int slices = 1;
@@ -165,8 +173,11 @@ static void attn_worker(void *arg, int ith, int nth) {
         const int h0 = kvh * group + slice * per_slice;
         const int n_q = h0 + per_slice <= (kvh + 1) * group ? per_slice : (kvh + 1) * group - h0;
         if (n_q <= 0) continue;
-        /* positions first..p: the causal prefix, cut to the window (llama.cpp masks p - j >= n_swa) */
-        const int n_pos = t->pos0 + b + 1, first = window && n_pos > window ? n_pos - window : 0;
+        /* positions first..p of the row's sequence: the causal prefix, cut to the window (llama.cpp
+         * masks p - j >= n_swa) */
+        const size_t seq_off = kv_index(ctx, ctx->row_seq[b], t->layer, 0) * elem;
+        const uint8_t *kc = (const uint8_t *)ctx->k_cache + seq_off, *vc = (const uint8_t *)ctx->v_cache + seq_off;
+        const int n_pos = ctx->row_pos[b] + 1, first = window && n_pos > window ? n_pos - window : 0;
         const size_t off = (size_t)b * q_dim + (size_t)h0 * c->head_dim;
         sl_attention_group(ctx->q + off, n_q, kc + (size_t)first * row_bytes, vc + (size_t)first * row_bytes, ctx->kv_f16,
                            n_pos - first, ctx->kv_dim, kvh, c->head_dim, m->attn_scale, m->attn_softcap, ctx->attn + off, att);
@@ -184,15 +195,22 @@ static void observe_gate(void *ud, const float *gate, int B) {
     o->ctx->mlp_hook(o->ctx->mlp_hook_ud, o->layer, B, o->ctx->xb, c->n_embd, gate, c->n_ff);
 }
 
-/* xb2 <- down(act(gate(xb)) * up(xb))    (LlamaMLP.forward; Gemma: gelu_pytorch_tanh; Phi-3:
- * gate and up are the two halves of gate_up_proj), unless the MLP plug-in (the skip model,
- * src/sparse/skip.c) takes the layer; from the model's neuron bundles when it reads them
- * (model/bundle_mlp.h), else from the three matrices. */
-static void mlp_forward(sl_context *ctx, int l, int B) {
+/* xb2 <- down(act(gate(xb)) * up(xb)) for rows r0..r0+B    (LlamaMLP.forward; Gemma:
+ * gelu_pytorch_tanh; Phi-3: gate and up are the two halves of gate_up_proj), unless the MLP
+ * plug-in (the skip model, src/sparse/skip.c) takes them; `decode`: they are decoding tokens;
+ * from the model's neuron bundles when it reads them (model/bundle_mlp.h), else from the three
+ * matrices. The plug-in and the dense path see the rows as ctx->xb / ctx->xb2 from their row 0. */
+static void mlp_rows(sl_context *ctx, int l, int r0, int B, bool decode) {
     const sl_model_config *c = &ctx->model->config;
     const sl_layer *L = &ctx->model->layers[l];
-    ctx->stats[l].n_tokens += B;
-    if (ctx->mlp && ctx->mlp->forward(ctx->mlp_state, ctx, l, B)) return; /* the skip model took it */
+    float *const xb = ctx->xb, *const xb2 = ctx->xb2;
+    ctx->xb += (size_t)r0 * c->n_embd;
+    ctx->xb2 += (size_t)r0 * c->n_embd;
+    ctx->mlp_decode = decode;
+    if (ctx->mlp && ctx->mlp->forward(ctx->mlp_state, ctx, l, B)) { /* the skip model took them */
+        ctx->xb = xb, ctx->xb2 = xb2;
+        return;
+    }
     const double t0 = sl_time_s();
     if (ctx->model->dense_bundled) {
         gate_observer o = {ctx, l};
@@ -205,6 +223,7 @@ static void mlp_forward(sl_context *ctx, int l, int B) {
             if (!ctx->fault) ctx->fault = st;
         }
         ctx->stats[l].t_dense += sl_time_s() - t0;
+        ctx->xb = xb, ctx->xb2 = xb2;
         return;
     }
     sl_matmul(ctx->pool, L->ffn_gate.mm_type, L->ffn_gate.mm_data, c->n_ff, c->n_embd, ctx->xb, B, ctx->hb);
@@ -214,14 +233,30 @@ static void mlp_forward(sl_context *ctx, int l, int B) {
     for (size_t i = 0; i < n; i++) ctx->hb[i] = sl_activate(c->act, ctx->hb[i]) * ctx->hb2[i];
     sl_matmul(ctx->pool, L->ffn_down.mm_type, L->ffn_down.mm_data, c->n_embd, c->n_ff, ctx->hb, B, ctx->xb2);
     ctx->stats[l].t_dense += sl_time_s() - t0;
+    ctx->xb = xb, ctx->xb2 = xb2;
 }
 
-/* Run one batch of B <= n_batch tokens at positions n_past.. through the model. */
-static void forward_batch(sl_context *ctx, const int32_t *tokens, int B, float *logits_out, bool all_logits) {
+/* The MLP of the pass's B rows: its leading decoding rows (ctx->n_decode) and the rest (a prompt
+ * chunk) go to mlp_rows separately, so that a plug-in can treat the decoding ones as such. */
+static void mlp_forward(sl_context *ctx, int l, int B) {
+    ctx->stats[l].n_tokens += B;
+    const int nd = ctx->n_decode;
+    if (nd == 0 || nd >= B) {
+        mlp_rows(ctx, l, 0, B, nd >= B);
+    } else {
+        mlp_rows(ctx, l, 0, nd, true);
+        mlp_rows(ctx, l, nd, B - nd, false);
+    }
+}
+
+/* Run one pass of B <= n_batch tokens through the model: row b is token tokens[b] of sequence
+ * ctx->row_seq[b] at position ctx->row_pos[b]; the logits of rows ctx->out_rows[0..n_out) go to
+ * logits_out in that order. */
+static void forward_batch(sl_context *ctx, const int32_t *tokens, int B, int n_out, float *logits_out) {
     const sl_model *m = ctx->model;
     const sl_model_config *c = &m->config;
     const int E = c->n_embd, Q = c->n_head * c->head_dim, KV = ctx->kv_dim, HD = c->head_dim;
-    const int pos0 = ctx->n_past;
+    const int pos0 = ctx->row_pos[0]; /* for the observers (they see single-sequence passes) */
     const sl_rope_layout layout = m->arch->rope;
 
     /* x = embed_tokens(input_ids)          (Gemma: x = x * normalizer, normalizer = sqrt(hidden_size)) */
@@ -234,9 +269,9 @@ static void forward_batch(sl_context *ctx, const int32_t *tokens, int B, float *
     if (ctx->hidden_hook) ctx->hidden_hook(ctx->hidden_hook_ud, -1, pos0, B, ctx->x, E);
     /* cos, sin = rotary_emb(x, position_ids)   (one table per RoPE: global, windowed layers) */
     const size_t cs_size = (size_t)B * (size_t)c->n_rot;
-    rope_table(ctx->rope_cs, B, pos0, c->n_rot, &m->rope[0], ctx->rope_factors);
+    rope_table(ctx->rope_cs, B, ctx->row_pos, c->n_rot, &m->rope[0], ctx->rope_factors);
     if (memcmp(&m->rope[1], &m->rope[0], sizeof(m->rope[0])) != 0)
-        rope_table(ctx->rope_cs + cs_size, B, pos0, c->n_rot, &m->rope[1], ctx->rope_factors);
+        rope_table(ctx->rope_cs + cs_size, B, ctx->row_pos, c->n_rot, &m->rope[1], ctx->rope_factors);
     else
         memcpy(ctx->rope_cs + cs_size, ctx->rope_cs, cs_size * sizeof(float));
 
@@ -264,10 +299,10 @@ static void forward_batch(sl_context *ctx, const int32_t *tokens, int B, float *
             rope(ctx->k + (size_t)b * KV, c->n_head_kv, HD, c->n_rot, layout, cs);
         }
         /* past_key_value.update(k, v) */
-        kv_store(ctx, l, pos0, B);
+        kv_store(ctx, l, B);
         /* attn = softmax(q @ k.T * scaling + causal_mask) @ v   (GQA: repeat_kv; Gemma 2: scores
          * soft-capped; windowed layers: sliding_window mask) */
-        attn_task at = {ctx, l, pos0, B};
+        attn_task at = {ctx, l, B};
         sl_pool_run(ctx->pool, attn_worker, &at);
         /* h = o_proj(attn)      (Gemma: h = post_attention_layernorm(h)) ; x = x + h */
         sl_matmul(ctx->pool, L->wo.mm_type, L->wo.mm_data, E, Q, ctx->attn, B, ctx->xb2);
@@ -287,9 +322,9 @@ static void forward_batch(sl_context *ctx, const int32_t *tokens, int B, float *
 
     /* logits = lm_head(norm(x)) — only for the rows the caller wants (Qwen2: lm_head bias if any;
      * Gemma 2: logits = tanh(logits / cap) * cap) */
-    if (!logits_out) return;
-    const int first = all_logits ? 0 : B - 1, n_rows = B - first;
-    for (int b = first; b < B; b++) rmsnorm(ctx->xb + (size_t)(b - first) * E, ctx->x + (size_t)b * E, m->output_norm, E, c->rms_eps);
+    if (!logits_out || n_out == 0) return;
+    const int n_rows = n_out;
+    for (int i = 0; i < n_out; i++) rmsnorm(ctx->xb + (size_t)i * E, ctx->x + (size_t)ctx->out_rows[i] * E, m->output_norm, E, c->rms_eps);
     sl_matmul(ctx->pool, m->output.mm_type, m->output.mm_data, c->n_vocab, E, ctx->xb, n_rows, logits_out);
     if (m->output_b) add_bias(logits_out, m->output_b, n_rows, c->n_vocab);
     if (m->final_softcap > 0.0f) softcap(logits_out, (size_t)n_rows * (size_t)c->n_vocab, m->final_softcap);
@@ -299,9 +334,9 @@ sl_status sl_eval(sl_context *ctx, const int32_t *tokens, int32_t n_tokens, floa
     sl_clear_error(err);
     if (!ctx || !tokens || n_tokens <= 0) return sl_set_error(err, SL_ERR_INVALID_ARG, "eval: no tokens given");
     const sl_model_config *c = &ctx->model->config;
-    if (n_tokens > ctx->n_ctx - ctx->n_past)
-        return sl_set_error(err, SL_ERR_RANGE, "eval: %d tokens at position %d exceed the context of %d tokens", n_tokens, ctx->n_past,
-                            ctx->n_ctx);
+    const int32_t n_past = ctx->seq_past[0];
+    if (n_tokens > ctx->n_ctx - n_past)
+        return sl_set_error(err, SL_ERR_RANGE, "eval: %d tokens at position %d exceed the context of %d tokens", n_tokens, n_past, ctx->n_ctx);
     for (int32_t i = 0; i < n_tokens; i++)
         if (tokens[i] < 0 || tokens[i] >= c->n_vocab)
             return sl_set_error(err, SL_ERR_RANGE, "eval: token id %d at index %d is outside the vocabulary [0, %d)", tokens[i], i,
@@ -310,18 +345,76 @@ sl_status sl_eval(sl_context *ctx, const int32_t *tokens, int32_t n_tokens, floa
         int B = n_tokens - done < ctx->n_batch ? n_tokens - done : ctx->n_batch;
         bool last = done + B == n_tokens;
         float *dst = NULL;
-        bool all = false;
+        int n_out = 0;
         if (logits && all_logits) {
             dst = logits + (size_t)done * (size_t)c->n_vocab;
-            all = true;
+            for (int b = 0; b < B; b++) ctx->out_rows[b] = b;
+            n_out = B;
         } else if (logits && last) {
             dst = logits;
+            ctx->out_rows[0] = B - 1;
+            n_out = 1;
         }
+        for (int b = 0; b < B; b++) {
+            ctx->row_seq[b] = 0;
+            ctx->row_pos[b] = ctx->seq_past[0] + b;
+        }
+        ctx->n_decode = B == 1; /* one token of one sequence: decoding */
         ctx->fault = SL_OK;
-        forward_batch(ctx, tokens + done, B, dst, all);
+        forward_batch(ctx, tokens + done, B, n_out, dst);
         if (ctx->fault) return sl_set_error(err, ctx->fault, "eval: out of memory for the MLP's scratch");
-        ctx->n_past += B;
+        ctx->seq_past[0] += B;
         done += B;
     }
+    return SL_OK;
+}
+
+sl_status sl_eval_batch(sl_context *ctx, const sl_batch_token *batch, int32_t n, float *logits, sl_error *err) {
+    sl_clear_error(err);
+    if (!ctx || !batch || n <= 0) return sl_set_error(err, SL_ERR_INVALID_ARG, "eval_batch: no tokens given");
+    const sl_model_config *c = &ctx->model->config;
+    /* check everything before evaluating anything */
+    int32_t *count = ctx->seq_count;
+    memset(count, 0, (size_t)ctx->n_seq * sizeof(int32_t));
+    for (int32_t i = 0; i < n; i++) {
+        const sl_batch_token *t = &batch[i];
+        if (t->seq < 0 || t->seq >= ctx->n_seq)
+            return sl_set_error(err, SL_ERR_RANGE, "eval_batch: token %d names sequence %d, outside 0..%d", i, t->seq, ctx->n_seq - 1);
+        if (t->token < 0 || t->token >= c->n_vocab)
+            return sl_set_error(err, SL_ERR_RANGE, "eval_batch: token id %d at index %d is outside the vocabulary [0, %d)", t->token, i,
+                                c->n_vocab);
+        if (++count[t->seq] > ctx->n_ctx - ctx->seq_past[t->seq])
+            return sl_set_error(err, SL_ERR_RANGE, "eval_batch: sequence %d holds %d tokens; %d more exceed its context of %d", t->seq,
+                                ctx->seq_past[t->seq], count[t->seq], ctx->n_ctx);
+    }
+    memset(count, 0, (size_t)ctx->n_seq * sizeof(int32_t)); /* from here: tokens of each sequence placed so far */
+    int32_t *tokens = ctx->row_tok;
+    float *dst = logits;
+    for (int32_t done = 0; done < n;) {
+        const int B = n - done < ctx->n_batch ? n - done : ctx->n_batch;
+        int n_out = 0;
+        for (int b = 0; b < B; b++) {
+            const sl_batch_token *t = &batch[done + b];
+            tokens[b] = t->token;
+            ctx->row_seq[b] = t->seq;
+            ctx->row_pos[b] = ctx->seq_past[t->seq] + count[t->seq]++;
+            if (t->logits && logits) ctx->out_rows[n_out++] = b;
+        }
+        /* leading rows that are the only token of their sequence in this pass are decoding */
+        int nd = 0;
+        for (bool alone = true; nd < B && alone; nd += alone)
+            for (int b = 0; b < B && alone; b++) alone = b == nd || ctx->row_seq[b] != ctx->row_seq[nd];
+        ctx->n_decode = nd;
+        ctx->fault = SL_OK;
+        forward_batch(ctx, tokens, B, n_out, dst);
+        if (ctx->fault) { /* the sequences keep the passes done before this one */
+            for (int b = 0; b < B; b++) count[ctx->row_seq[b]]--;
+            for (int s = 0; s < ctx->n_seq; s++) ctx->seq_past[s] += count[s];
+            return sl_set_error(err, ctx->fault, "eval_batch: out of memory for the MLP's scratch");
+        }
+        if (dst) dst += (size_t)n_out * (size_t)c->n_vocab;
+        done += B;
+    }
+    for (int s = 0; s < ctx->n_seq; s++) ctx->seq_past[s] += count[s];
     return SL_OK;
 }
