@@ -1,14 +1,17 @@
 /*
  * engine.c — the slots and the one thread that decodes them (continuous batching).
  *
- * n_parallel slots share the model. Requests wait in a bounded queue and take a free slot
- * between steps — the slot whose cached tokens share the longest prefix with the new prompt, so
- * a chat's next turn reuses its KV cache. Each step evaluates, together: the next token of every
- * slot that is generating, and one chunk (n_batch tokens) of the prompt of the slot that arrived
- * first among those still reading their prompt — so a newcomer never stalls the others for more
- * than one chunk. Then each slot with fresh logits samples its next token (logit bias and
- * presence/frequency penalties applied to the logits, log-probabilities taken from the raw
- * ones), and its text is published to the task: complete UTF-8 characters only, and text that
+ * n_parallel slots share the model and one context: slot i is the context's sequence i, with
+ * its own KV cache. Requests wait in a bounded queue and take a free slot between steps — the slot
+ * whose cached tokens share the longest prefix with the new prompt, so a chat's next turn reuses
+ * its KV cache. Each step is one forward pass (sl_eval_batch) over: the next token of every slot
+ * that is generating, and one chunk (n_batch tokens) of the prompt of the slot that arrived first
+ * among those still reading their prompt — so the weights are read once per step for all slots,
+ * and a newcomer never stalls the others for more than one chunk. With a profile, the generating
+ * slots' tokens go through the skip model together (the decoding rows of the pass: the union of
+ * their masks, src/sparse/skip.c). Then each slot with fresh logits samples its next token (logit
+ * bias and presence/frequency penalties applied to the logits, log-probabilities taken from the
+ * raw ones), and its text is published to the task: complete UTF-8 characters only, and text that
  * might be the start of a stop sequence held back until it is known not to be. A slot whose
  * client went away is freed at the next step. What it is not: HTTP or JSON (http.c, respond.c)
  * — and the forward pass itself (step_eval hands the rows to the library).
@@ -29,8 +32,7 @@ typedef struct slot {
     int id;
     slot_state state;
     srv_task *task;      /* the running task (a reference), NULL when idle */
-    sl_context *ctx;     /* the slot's KV cache and buffers */
-    int32_t *cache;      /* [n_ctx] tokens whose keys/values are in ctx (prefix reuse) */
+    int32_t *cache;      /* [n_ctx] tokens whose keys/values are in sequence `id` (prefix reuse) */
     int32_t n_cache;     /* how many */
     int32_t n_eval;      /* prompt tokens in the cache so far (PREFILL) */
     int32_t pending;     /* GEN: the sampled token that is to be evaluated next */
@@ -56,7 +58,10 @@ struct srv_engine {
     int32_t n_vocab;
     srv_engine_params p;
     slot *slots;
+    sl_context *ctx;       /* every slot's KV cache (one sequence each) and the buffers */
     struct step_row *rows; /* [n_parallel + 1] the current step's rows */
+    sl_batch_token *batch; /* [n_parallel + n_batch] the current step's tokens */
+    float *logits;         /* [n_parallel + 1, n_vocab] the step's logits rows */
     float *raw;            /* [n_vocab] copy of a row's raw logits (log-probabilities) */
     pthread_t thread;
     bool thread_started;
@@ -192,7 +197,7 @@ static void slot_start(srv_engine *e, slot *s, srv_task *t) {
     int32_t keep = common_prefix(s->cache, s->n_cache, t->prompt, t->n_prompt);
     if (keep >= t->n_prompt) keep = t->n_prompt - 1;
     s->n_cache = keep;
-    s->ctx->n_past = keep;
+    sl_context_seq_keep(e->ctx, s->id, keep, NULL); /* keep <= the sequence's tokens: cannot fail */
     s->n_eval = keep;
     t->n_cached = keep;
     pthread_mutex_lock(&e->mu);
@@ -301,32 +306,36 @@ typedef struct step_row {
     bool logits;           /* fill s->logits with the last one's */
 } step_row;
 
-/* Evaluate the rows, appending to each slot's cache. */
+/* Evaluate the rows in one pass (decoding rows first: they come first in e->rows), appending to
+ * each slot's sequence; the last token of each row that wants logits leaves them in s->logits. */
 static sl_status step_eval(srv_engine *e, step_row *rows, int n_rows, sl_error *err) {
-    for (int i = 0; i < n_rows; i++) {
-        slot *s = rows[i].s;
-        sl_status st = sl_eval(s->ctx, rows[i].tokens, rows[i].n, rows[i].logits ? s->logits : NULL, false, err);
-        if (st != SL_OK) return st;
-    }
+    int n = 0;
+    for (int i = 0; i < n_rows; i++)
+        for (int k = 0; k < rows[i].n; k++) e->batch[n++] = (sl_batch_token){rows[i].tokens[k], rows[i].s->id, rows[i].logits && k == rows[i].n - 1};
+    sl_status st = sl_eval_batch(e->ctx, e->batch, n, e->logits, err);
+    if (st != SL_OK) return st;
+    const float *row = e->logits;
+    for (int i = 0; i < n_rows; i++)
+        if (rows[i].logits) {
+            memcpy(rows[i].s->logits, row, (size_t)e->n_vocab * sizeof(float));
+            row += e->n_vocab;
+        }
     return SL_OK;
 }
 
-/* achieved MLP sparsity over every slot's context: (active, total) neuron counts so far */
+/* achieved MLP sparsity so far: (active, total) neuron counts of the sparse passes */
 static void sparse_counts(srv_engine *e, int64_t *active, int64_t *total) {
     *active = *total = 0;
-    for (int i = 0; i < e->p.n_parallel; i++) {
-        sl_context *ctx = e->slots[i].ctx;
-        for (int l = 0; l < ctx->model->config.n_layer; l++) {
-            *active += ctx->stats[l].n_active;
-            *total += ctx->stats[l].n_neurons;
-        }
+    for (int l = 0; l < e->ctx->model->config.n_layer; l++) {
+        *active += e->ctx->stats[l].n_active;
+        *total += e->ctx->stats[l].n_neurons;
     }
 }
 
 static void apply_sparsity(srv_engine *e, float want) {
     sl_error err;
     if (sl_profile_set_sparsity(e->p.profile, want, &err) != SL_OK) return;
-    for (int i = 0; i < e->p.n_parallel; i++) sl_context_set_profile(e->slots[i].ctx, e->p.profile, e->p.sparse_prefill, &err);
+    sl_context_set_profile(e->ctx, e->p.profile, e->p.sparse_prefill, &err);
     pthread_mutex_lock(&e->mu);
     e->st.profile_sparsity = want;
     pthread_mutex_unlock(&e->mu);
@@ -508,17 +517,20 @@ srv_engine *srv_engine_init(const sl_model *model, const srv_engine_params *p, s
     e->slots = calloc((size_t)p->n_parallel, sizeof(slot));
     e->raw = malloc((size_t)e->n_vocab * sizeof(float));
     e->rows = malloc((size_t)(p->n_parallel + 1) * sizeof(step_row));
-    if (!e->slots || !e->raw || !e->rows) goto nomem;
+    e->batch = malloc((size_t)(p->n_parallel + p->n_batch) * sizeof(sl_batch_token));
+    e->logits = malloc((size_t)(p->n_parallel + 1) * (size_t)e->n_vocab * sizeof(float));
+    if (!e->slots || !e->raw || !e->rows || !e->batch || !e->logits) goto nomem;
     sl_context_params cp = sl_context_default_params();
     cp.n_ctx = p->n_ctx;
     cp.n_threads = p->n_threads;
-    cp.n_batch = p->n_batch;
+    cp.n_batch = p->n_parallel + p->n_batch; /* a whole step in one pass */
+    cp.n_seq = p->n_parallel;
     cp.kv_f16 = p->kv_f16;
+    if (!(e->ctx = sl_context_init(model, &cp, err))) goto fail;
+    if (p->profile && sl_context_set_profile(e->ctx, p->profile, p->sparse_prefill, err) != SL_OK) goto fail;
     for (int i = 0; i < p->n_parallel; i++) {
         slot *s = &e->slots[i];
         s->id = i;
-        if (!(s->ctx = sl_context_init(model, &cp, err))) goto fail;
-        if (p->profile && sl_context_set_profile(s->ctx, p->profile, p->sparse_prefill, err) != SL_OK) goto fail;
         s->cache = malloc((size_t)p->n_ctx * sizeof(int32_t));
         s->logits = malloc((size_t)e->n_vocab * sizeof(float));
         s->counts = calloc((size_t)e->n_vocab, sizeof(int32_t));
@@ -626,7 +638,6 @@ void srv_engine_free(srv_engine *e) {
     if (e->slots) {
         for (int i = 0; i < e->p.n_parallel; i++) {
             slot *s = &e->slots[i];
-            sl_context_free(s->ctx);
             sl_sampler_free(s->smpl);
             sl_detok_free(s->detok);
             free(s->cache);
@@ -636,8 +647,11 @@ void srv_engine_free(srv_engine *e) {
         }
         free(e->slots);
     }
+    sl_context_free(e->ctx);
     free(e->raw);
     free(e->rows);
+    free(e->batch);
+    free(e->logits);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
     free(e);
