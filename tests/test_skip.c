@@ -16,6 +16,8 @@
  *  - Batches on the sparse path (several tokens, each with its own neurons): through the union of
  *    the batch (small unions) or the dense products with each token's neurons (large ones), the
  *    logits equal one-token-at-a-time sparse decoding; the union sizes are counted.
+ *  - Three sequences decoding in one pass per step (sl_eval_batch, a server's slots) take that
+ *    batch path as decoding tokens (not as a dense prompt chunk) and equal each sequence alone.
  *  - The same on a model loaded with its bundles (sl_model_params.bundled, the layout the dense
  *    path then reads too): sparsity 0 equals dense.
  */
@@ -516,6 +518,62 @@ static void test_batches(const char *name, bool bundled) {
     sl_model_free(m);
 }
 
+/* Several sequences decoding together (sl_eval_batch, one token of each per pass, as the server
+ * steps its slots) take the sparse path as decoding tokens, not as a prompt chunk: the batch path
+ * (union pass, or dense products with per-token neurons) gives each sequence what decoding it
+ * alone with the same profile gives. */
+static void test_multi_sequence_decode(void) {
+    sl_error err;
+    sl_model *m = sl_model_load("tests/data/tiny-silu.gguf", NULL, &err);
+    if (!CHECK(m != NULL, "load tiny-silu")) return;
+    const sl_model_config *c = sl_model_get_config(m);
+    const size_t V = (size_t)c->n_vocab;
+    enum { NS = 3, STEPS = 8 };
+    int32_t toks[NS][STEPS];
+    for (int q = 0; q < NS; q++)
+        for (int i = 0; i < STEPS; i++) toks[q][i] = prompt[(i * 3 + q * 5) % N_PROMPT];
+    float *alone = malloc((size_t)NS * STEPS * V * sizeof(float)), *got = malloc((size_t)NS * STEPS * V * sizeof(float));
+    float *row = malloc((size_t)NS * V * sizeof(float));
+    static const float sp[] = {0.97f, 0.5f};
+    for (int k = 0; k < 2; k++) {
+        sl_profile *p = random_profile(m, SL_TYPE_F32, sp[k], NULL, NULL);
+        sl_context_params cp = sl_context_default_params();
+        cp.n_ctx = 32;
+        for (int q = 0; q < NS; q++) {
+            sl_context *ctx = sl_context_init(m, &cp, &err);
+            sl_context_set_profile(ctx, p, false, &err);
+            for (int i = 0; i < STEPS; i++) sl_eval(ctx, &toks[q][i], 1, alone + ((size_t)q * STEPS + i) * V, false, &err);
+            sl_context_free(ctx);
+        }
+        cp.n_seq = NS;
+        cp.n_threads = 2;
+        sl_context *ctx = sl_context_init(m, &cp, &err);
+        bool ok = ctx && sl_context_set_profile(ctx, p, false, &err) == SL_OK;
+        for (int i = 0; ok && i < STEPS; i++) {
+            sl_batch_token bt[NS];
+            for (int q = 0; q < NS; q++) bt[q] = (sl_batch_token){toks[q][i], q, true};
+            ok = sl_eval_batch(ctx, bt, NS, row, &err) == SL_OK;
+            for (int q = 0; q < NS; q++) memcpy(got + ((size_t)q * STEPS + i) * V, row + (size_t)q * V, V * sizeof(float));
+        }
+        int64_t nb = 0, nd = 0, ns = 0;
+        for (int l = 0; ok && l < c->n_layer; l++) {
+            sl_layer_stats st;
+            sl_context_get_layer_stats(ctx, l, &st, &err);
+            nb += st.n_batches, nd += st.n_batch_dense, ns += st.n_sparse_tokens;
+        }
+        sl_context_free(ctx);
+        const double d = ok ? test_maxdiff(got, alone, (size_t)NS * STEPS * V) : INFINITY;
+        CHECK(ok && d <= TOL_SPARSE_EQ_DENSE && nb == (int64_t)c->n_layer * STEPS && ns == (int64_t)c->n_layer * STEPS * NS &&
+                  (k == 0 ? nd == 0 : nd == nb),
+              "sparsity %.2f: %d sequences decoding in one pass each step (%lld sparse batches, %lld of them dense products) == each "
+              "alone (maxdiff %.3g <= %.0e)",
+              (double)sp[k], NS, (long long)nb, (long long)nd, d, TOL_SPARSE_EQ_DENSE);
+        sl_profile_free(p);
+    }
+    free(alone), free(got), free(row);
+    sl_model_free(m);
+}
+
 int main(void) {
     test_quantized_predictors();
     test_batches("tiny-silu", false);
@@ -523,6 +581,7 @@ int main(void) {
     test_batches("tiny-silu-q4_0", true);
     test_batches("tiny-silu-q8_0", true);
     test_batches("k256-q4_k_m", true); /* K-quant gate/up rows, down re-rounded to Q8_0 */
+    test_multi_sequence_decode();
     test_exact_predictor("tiny-relu");
     test_exact_predictor("tiny-silu");
     test_sparsity_zero_and_calibration();

@@ -154,7 +154,9 @@ static void gate_all(skip_state *ss, sl_context *ctx, const sl_neuron_bundle *bd
 }
 
 /* The sparse MLP of layer l for the B tokens in ctx->xb -> ctx->xb2, when the profile makes the
- * layer sparse (and B == 1 unless sparse prefill is on); false leaves the layer to the dense MLP. */
+ * layer sparse and they are decoding (ctx->mlp_decode: one token, or one per sequence of a
+ * multi-sequence step, sl_eval_batch) or sparse prefill is on; false leaves a prompt chunk to the
+ * dense MLP. */
 static bool skip_forward(void *state, sl_context *ctx, int l, int B) {
     skip_state *ss = state;
     const sl_profile_layer_data *PD = &ss->profile->layers[l];
@@ -162,7 +164,7 @@ static bool skip_forward(void *state, sl_context *ctx, int l, int B) {
     const sl_model *m = ctx->model;
     const sl_layer *L = &m->layers[l];
     sl_layer_stats *st = &ctx->stats[l];
-    if (P->rule == SL_RULE_DENSE || (B > 1 && !ss->sparse_prefill)) {
+    if (P->rule == SL_RULE_DENSE || (!ctx->mlp_decode && !ss->sparse_prefill)) {
         st->mlp_bytes += B * sl_mlp_dense_bytes(L);
         st->mlp_bytes_dense += B * sl_mlp_dense_bytes(L);
         return false;
