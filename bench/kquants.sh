@@ -9,11 +9,11 @@
 # probe), and the load average of every run. Not part of the build or the tests.
 #
 # usage: bench/kquants.sh [-T "q4_k_m q5_k_m q6_k ..."] [-r 3] [-p 128] [-n 64] [-t 2]
-# env: MODELS (default /work/models), SKIPLLAMA (build/skipllama), NODE_LLAMA_DIR (a folder whose
+# env: MODELS (required: the folder of l1b-*.gguf files), SKIPLLAMA (build/skipllama), NODE_LLAMA_DIR (a folder whose
 #      node_modules holds node-llama-cpp, for bench/llamacpp_bench.mjs)
 set -eu
 cd "$(dirname "$0")/.."
-MODELS=${MODELS:-/work/models}
+MODELS=${MODELS:?set MODELS to the folder holding l1b-f16.gguf and l1b-TYPE-llamacpp.gguf}
 SL=${SKIPLLAMA:-build/skipllama}
 types="q4_k_m q5_k_m q6_k q4_k_s q5_k_s q3_k_m q2_k iq4_xs iq4_nl q4_1 q5_0 q5_1"
 rounds=3 np=128 ng=64 nt=2

@@ -1,8 +1,8 @@
 /*
  * ggml_ref.c — writes tests/data/quant_ref.bin: ggml's own quantizer, dequantizers, activation
  * quantizers and vec_dot results for every weight type skipllama reads, on fixed inputs, taken
- * from llama.cpp's libraries in the npm package node-llama-cpp (the oracle, see
- * ../shared/oracle/README.md). A reference tool beside the project, never built by make or run by
+ * from llama.cpp's libraries in the npm package node-llama-cpp (the oracle: a folder
+ * where `npm install node-llama-cpp` ran). A reference tool beside the project, never built by make or run by
  * the tests: tests/test_quant.c reads the file it wrote.
  *
  * Build and run (from the repository root, with the oracle installed at $ORACLE):

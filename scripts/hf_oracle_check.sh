@@ -2,7 +2,7 @@
 # hf_oracle_check.sh — does llama.cpp read what `skipllama convert` writes? For each F32 fixture
 # of tests/data/arch (and tiny-silu): export it as a Hugging Face folder (tests/tools/gguf2hf),
 # convert the folder back to GGUF, run llama.cpp's teacher-forced log-probs on the converted file
-# (the oracle: ../shared/oracle, installed with its install.sh) and print
+# (the oracle: a folder where `npm install node-llama-cpp` ran, holding its logprobs.mjs/compare.py helpers) and print
 #   (1) its max |log-prob difference| to llama.cpp on the original fixture (the committed
 #       tests/data/arch/<f>.oracle.json), and
 #   (2) llama.cpp on the converted file vs our logits on the folder (the oracle's compare.py).

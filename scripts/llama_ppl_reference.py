@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """llama_ppl_reference.py — the reference of tests/data/tiny-silu.llama-ppl.json: llama.cpp's own
 perplexity of a text by llama-perplexity's method, computed from the llama.cpp oracle
-(../shared/oracle, node-llama-cpp): the text tokenized by llama.cpp with BOS, cut into whole chunks
+(a folder where `npm install node-llama-cpp` ran, given as $ORACLE): the text tokenized by llama.cpp with BOS, cut into whole chunks
 of CTX tokens, each chunk's first token replaced by BOS, evaluated from an empty cache, and the
 log-probability llama.cpp gives each of the tokens at positions CTX/2 + 1 .. CTX - 1 (the second
 half: what llama-perplexity scores). Then PPL = exp(mean NLL) and its "+/-" as llama-perplexity
@@ -13,7 +13,9 @@ TEXT's first BYTES bytes are used (the test cuts the same bytes with head -c).
 """
 import json, math, os, subprocess, sys, tempfile
 
-oracle = os.environ.get("ORACLE", "/work/oracle")
+oracle = os.environ.get("ORACLE")
+if not oracle:
+    sys.exit("llama_ppl_reference.py: set ORACLE to a folder where `npm install node-llama-cpp` ran")
 model, text_path, nbytes, ctxs = sys.argv[1], sys.argv[2], int(sys.argv[3]), [int(c) for c in sys.argv[4].split(",")]
 with open(text_path, "rb") as f:
     data = f.read(nbytes)
