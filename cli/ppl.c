@@ -8,6 +8,7 @@
  * (gate pre-activation > 0).
  */
 #include "cli.h"
+#include "load.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -99,11 +100,7 @@ int cmd_ppl(int argc, char **argv) {
         goto done;
     }
     if (profile_path) {
-        if (!(profile = sl_profile_load(profile_path, model, &err)) || (sparsity >= 0 && sl_profile_set_sparsity(profile, sparsity, &err)) ||
-            sl_context_set_profile(ctx, profile, !dense_prefill, &err)) {
-            cli_fail_err("ppl", &err);
-            goto done;
-        }
+        if (cli_profile_attach("ppl", model, profile_path, sparsity, ctx, !dense_prefill, &profile)) goto done;
         sl_context_track_recall(ctx, true);
     }
     cli_progress prog;

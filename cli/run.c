@@ -11,6 +11,7 @@
  */
 #include "chat_session.h"
 #include "cli.h"
+#include "load.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,12 +93,8 @@ int cmd_run(int argc, char **argv) {
     float *logits = NULL;
     char *chat_text = NULL;
 
-    sl_model_params mp = sl_model_default_params();
-    mp.no_repack = no_repack;
-    mp.bundled = profile_path != NULL; /* one copy of the MLP, the layout the sparse path reads */
-    mp.n_threads = n_threads;
-    if (!(model = cli_load_model("run", path, &mp, &err))) {
-        rc = cli_fail_err("run", &err);
+    if (!(model = cli_model_load("run", path, profile_path, no_repack, n_threads))) {
+        rc = 1;
         goto done;
     }
     const sl_vocab *vocab = sl_model_get_vocab(model);
@@ -147,12 +144,7 @@ int cmd_run(int argc, char **argv) {
         rc = cli_fail("run", "--sparsity needs --profile");
         goto done;
     }
-    if (profile_path && (!(profile = sl_profile_load(profile_path, model, &err)) ||
-                         (sparsity >= 0 && sl_profile_set_sparsity(profile, sparsity, &err) != SL_OK) ||
-                         sl_context_set_profile(ctx, profile, sparse_prefill, &err) != SL_OK)) {
-        rc = cli_fail_err("run", &err);
-        goto done;
-    }
+    if ((rc = cli_profile_attach("run", model, profile_path, sparsity, ctx, sparse_prefill, &profile))) goto done;
     if (!sl_sampler_params_check(&sp, &err) || !(smpl = sl_sampler_init(&sp))) {
         rc = err.code != SL_OK ? cli_fail_err("run", &err) : cli_fail("run", "out of memory");
         goto done;

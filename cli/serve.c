@@ -7,6 +7,7 @@
  * printing is in the library.
  */
 #include "cli.h"
+#include "load.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -122,19 +123,12 @@ int cmd_serve(int argc, char **argv) {
     sl_model *model = NULL;
     sl_profile *profile = NULL;
     sl_server *server = NULL;
-    sl_model_params mp = sl_model_default_params();
-    mp.no_repack = no_repack;
-    mp.bundled = profile_path != NULL; /* one copy of the MLP, shared by every slot's context */
-    mp.n_threads = n_threads;
+    sl_model_params mp = cli_model_params(profile_path, no_repack, n_threads); /* bundled: shared by every slot's context */
     if (!(model = sl_model_load(path, &mp, &err))) {
         rc = cli_fail_err("serve", &err);
         goto done;
     }
-    if (profile_path && (!(profile = sl_profile_load(profile_path, model, &err)) ||
-                         (sparsity >= 0 && sl_profile_set_sparsity(profile, sparsity, &err) != SL_OK))) {
-        rc = cli_fail_err("serve", &err);
-        goto done;
-    }
+    if ((rc = cli_profile_attach("serve", model, profile_path, sparsity, NULL, false, &profile))) goto done; /* the server attaches it */
     sp.profile = profile;
     /* the server's threads inherit a mask without SIGINT/SIGTERM: this thread takes them */
     sigset_t sigs;

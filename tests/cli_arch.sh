@@ -5,13 +5,7 @@
 # near the dense one, and `bench --profile` runs a dense and a sparse generation row. Tiny models and
 # short texts: seconds. Speed is not checked (bench's numbers on these files are noise).
 # Prints "ok ..." / "not ok ..."; exits 1 on failure.
-B=${BUILD:-build}
-SL="$B/skipllama"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-ok() { echo "ok $*"; }
-bad() { echo "not ok $*"; fails=$((fails + 1)); }
+. tests/lib.sh
 
 for f in llama-tied-linear qwen2-bias qwen3-hd32 phi3-partial phi3-longrope-q4_0 gemma2-swa gemma3-swa gemma3-global-q4_0; do
     M=tests/data/arch/$f.gguf

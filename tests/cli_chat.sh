@@ -9,21 +9,11 @@
 #    replies on screen, the per-turn report (skipped when tmux is missing);
 #  - errors: unknown template names, a template of a family we do not render, --system without
 #    --chat. Prints "ok ..." / "not ok ..."; exits 1 on any failure.
-B=${BUILD:-build}
+. tests/lib.sh
 SL="$(pwd)/$B/skipllama"
 M=tests/data/tiny-silu.gguf
-T=$(mktemp -d)
 SESSION="sl-chat-test-$$"
 trap 'tmux kill-session -t "$SESSION" 2> /dev/null; rm -rf "$T"' EXIT
-fails=0
-ok() { echo "ok $*"; }
-bad() { echo "not ok $*"; fails=$((fails + 1)); }
-expect_fail() {
-    name=$1; shift
-    "$@" > "$T/out" 2> "$T/err" < /dev/null; rc=$?
-    if [ $rc -ge 1 ] && [ $rc -lt 128 ] && [ -s "$T/err" ]; then ok "$name (exit $rc: $(head -c 150 "$T/err" | tr '\n' ' '))"
-    else bad "$name (exit $rc)"; cat "$T/err"; fi
-}
 CHAT="$SL chat -m $M --chat-template chatml -n 12 --temp 0 -t 1"
 Q1="Who is Sherlock Holmes?"
 Q2="Why?"

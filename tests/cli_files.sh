@@ -12,14 +12,8 @@
 #  synth — refuses a model the disk cannot hold before writing; progress lines on a non-terminal
 #  at most every 10 s (none for a short run).
 # Prints "ok ..." / "not ok ..."; exits 1 on any failure.
-B=${BUILD:-build}
-SL="$B/skipllama"
+. tests/lib.sh
 MAXRSS=${MAXRSS:-$B/tools/maxrss}
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-ok() { echo "ok $*"; }
-bad() { echo "not ok $*"; fails=$((fails + 1)); }
 ASAN=0
 nm "$B/libskipllama.a" 2>/dev/null | grep -q __asan_report && ASAN=1
 no_temps() { [ -z "$(find "$1" -name '*.tmp' 2>/dev/null)" ]; }

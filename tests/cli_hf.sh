@@ -16,15 +16,10 @@
 #    bad config JSON, missing/unsupported keys, header length past EOF, overlapping offsets,
 #    dtype/shape mismatch, a missing shard, a shard outside the folder, wrong tensor shapes,
 #    unsupported dtypes, a truncated shard, a broken tokenizer.json.
-B=${BUILD:-build}
-SL="$B/skipllama"
+. tests/lib.sh
 G2H="$B/tools/gguf2hf"
 F32DIFF="$B/tools/f32diff"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-ok() { echo "ok $*"; }
-bad() { echo "not ok $*"; fails=$((fails + 1)); }
+# expect_fail NAME WANT CMD...: as tests/lib.sh's, and stderr must contain WANT
 expect_fail() {
     name=$1; want=$2; shift 2
     "$@" > "$T/out" 2> "$T/err" < /dev/null; rc=$?

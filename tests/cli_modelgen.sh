@@ -4,21 +4,8 @@
 # of the F32 model gives the same logits as synthesizing the type directly (same random values,
 # same rounding); `bench` produces its rows; bad input gets a message and exit 1..127.
 # Prints "ok ..." / "not ok ..." lines; exits 1 on any failure. Kept small: runs in seconds.
-B=${BUILD:-build}
-SL="$B/skipllama"
+. tests/lib.sh
 F32DIFF=${F32DIFF:-$B/tools/f32diff}
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-ok() { echo "ok $*"; }
-bad() { echo "not ok $*"; fails=$((fails + 1)); }
-
-expect_fail() {
-    name=$1; shift
-    "$@" > "$T/out" 2> "$T/err"; rc=$?
-    if [ $rc -ge 1 ] && [ $rc -lt 128 ] && [ -s "$T/err" ]; then ok "$name (exit $rc: $(head -c 150 "$T/err" | tr '\n' ' '))"
-    else bad "$name (exit $rc)"; cat "$T/err"; fi
-}
 
 # finite F32 file of exactly N floats (a NaN or inf differs from itself, so f32diff X X 0 fails)
 finite_floats() { [ "$(wc -c < "$1")" -eq $(($2 * 4)) ] && "$F32DIFF" "$1" "$1" 0 > /dev/null; }

@@ -5,13 +5,7 @@
 # messages state the accepted range exactly; old spellings still work (--ctx, --batch, synth -t
 # TYPE, bench-op -t TYPES, profile show -p), the deprecated ones with a note; -t defaults to the
 # physical cores. Prints "ok ..." / "not ok ..."; exits 1 on any failure.
-B=${BUILD:-build}
-SL="$B/skipllama"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-ok() { echo "ok $*"; }
-bad() { echo "not ok $*"; fails=$((fails + 1)); }
+. tests/lib.sh
 M=tests/data/tiny-silu.gguf
 
 # expect_msg NAME WANT CMD...: must exit 1..127 and stderr must contain WANT

@@ -5,13 +5,7 @@
 # and 64, computed from the llama.cpp oracle's log-probabilities (scripts/llama_ppl_reference.py).
 # Also: the "±" of the default method, --chunks, and the messages for a text too short.
 # Prints "ok ..." / "not ok ..."; exits 1 on any failure.
-B=${BUILD:-build}
-SL="$B/skipllama"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-ok() { echo "ok $*"; }
-bad() { echo "not ok $*"; fails=$((fails + 1)); }
+. tests/lib.sh
 REF=tests/data/tiny-silu.llama-ppl.json
 TOL=1e-4 # relative, on PPL and its +/-: llama.cpp and we differ by float summation order only
 

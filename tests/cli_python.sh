@@ -7,29 +7,22 @@
 # Then checks that `make python`, and the documented offline pip install, give a package that
 # imports from a fresh directory with no environment help. Prints "ok ..." / "not ok ..." lines;
 # exits 1 on any failure.
-B=${BUILD:-build}
+. tests/lib.sh
 if [ -x /usr/bin/python3 ]; then PY=/usr/bin/python3
 elif command -v python3 > /dev/null 2>&1; then PY=$(command -v python3)
-else echo "skipped: python3 is not installed (Debian: apt-get install python3 python3-numpy python3-torch)"; exit 77
+else skip "python3 is not installed (Debian: apt-get install python3 python3-numpy python3-torch)"
 fi
-if ! "$PY" -c "import numpy" > /dev/null 2>&1; then
-    echo "skipped: numpy is not installed for $PY (Debian: apt-get install python3-numpy python3-torch)"
-    exit 77
-fi
+"$PY" -c "import numpy" > /dev/null 2>&1 || skip "numpy is not installed for $PY (Debian: apt-get install python3-numpy python3-torch)"
 "$PY" -c "import torch" > /dev/null 2>&1 || echo "note: torch is not installed for $PY: the tests against PyTorch skip (Debian: apt-get install python3-torch)"
 if [ ! -f "$B/libskipllama.so" ]; then echo "not ok: $B/libskipllama.so is missing (make BUILD=$B lib)"; exit 1; fi
 if command -v ldd > /dev/null 2>&1 && ldd "$B/libskipllama.so" 2>/dev/null | grep -q 'libasan'; then
-    echo "skipped: $B/libskipllama.so is built with AddressSanitizer, which a Python process cannot load"
-    exit 77
+    skip "$B/libskipllama.so is built with AddressSanitizer, which a Python process cannot load"
 fi
 
-fails=0
 root=$(pwd)
 SKIPLLAMA_LIB="$B/libskipllama.so" SKIPLLAMA_CLI="$B/skipllama" BUILD="$B" "$PY" python/tests/runtests.py || fails=$((fails + 1))
 
 # `make python` into a scratch DESTDIR, then import it from elsewhere with no SKIPLLAMA_LIB
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
 # (-o: install the library as built, never rebuild it from here)
 if ${MAKE:-make} --no-print-directory BUILD="$B" PYTHON="$PY" -o "$B/libskipllama.so" python DESTDIR="$T" PREFIX=/usr/local > "$T/make.log" 2>&1; then
     site=$(dirname "$(find "$T" -name __init__.py -path '*skipllama*' | head -n 1)")

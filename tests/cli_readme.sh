@@ -10,14 +10,9 @@
 #                  under AddressSanitizer, whose library a Python process cannot load);
 # any other block is an error, so a command cannot hide in a block the test does not read.
 # Prints "ok ..." / "not ok ..." per command; exits 1 on any failure.
-B=${BUILD:-build}
+. tests/lib.sh
 ROOT=$(pwd)
 README=${README:-README.md}
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-ok() { echo "ok $*"; }
-bad() { echo "not ok $*"; fails=$((fails + 1)); }
 [ -x "$B/skipllama" ] || { echo "not ok $B/skipllama missing (run make first)"; exit 1; }
 
 mkdir -p "$T/work" "$T/home" "$T/bin" "$T/blocks"

@@ -4,20 +4,18 @@
 # and streamed, give exactly the text `skipllama run` prints for the same prompt and seed (greedy
 # and sampled); errors arrive as the client's own exception classes (400, 401). Then SIGTERM:
 # the server exits 0. SKIPPED (77) when node/npm are missing or the package cannot be installed.
-B=${BUILD:-build}
-SL="$B/skipllama"
+. tests/lib.sh
 . tests/server/lib.sh
-command -v node > /dev/null 2>&1 || { echo "skipped: node is not installed"; exit 77; }
+command -v node > /dev/null 2>&1 || skip "node is not installed"
 NPM="$(pwd)/$B/npm"
 if [ ! -f "$NPM/node_modules/openai/package.json" ]; then
-    command -v npm > /dev/null 2>&1 || { echo "skipped: npm is not installed (needed for the openai package)"; exit 77; }
+    command -v npm > /dev/null 2>&1 || skip "npm is not installed (needed for the openai package)"
     mkdir -p "$NPM"
     npm install --no-audit --no-fund --no-save --prefix "$NPM" openai@6 > "$NPM/install.log" 2>&1 ||
-        { echo "skipped: npm could not install the openai package (offline?): $(tail -n 1 "$NPM/install.log")"; exit 77; }
+        skip "npm could not install the openai package (offline?): $(tail -n 1 "$NPM/install.log")"
 fi
 echo "ok openai $(sed -n 's/.*"version": *"\([^"]*\)".*/\1/p' "$NPM/node_modules/openai/package.json") installed in $NPM"
 
-T=$(mktemp -d)
 trap 'kill -KILL "$SRV_PID" 2> /dev/null; rm -rf "$T"' EXIT
 M=tests/data/tiny-silu.gguf
 PROMPT="It was a dark and stormy night"

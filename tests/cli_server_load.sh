@@ -7,12 +7,9 @@
 # 400 and every oversized one 413. Afterwards the server must be healthy (no slot left busy,
 # /health ok, a completion answered as before) and exit 0 on SIGTERM — under `make asan` that run is the leak
 # check too (LeakSanitizer fails the exit status).
-B=${BUILD:-build}
-SL="$B/skipllama"
+. tests/lib.sh
 . tests/server/lib.sh
-T=$(mktemp -d)
 trap 'kill -KILL "$SRV_PID" 2> /dev/null; rm -rf "$T"' EXIT
-fails=0
 M=tests/data/tiny-silu.gguf
 if ! start_server "$T/server.log" -m $M -np 4 --queue 12 -t 1 -c 128 --quiet; then
     echo "not ok the server started"; cat "$T/server.log"; exit 1

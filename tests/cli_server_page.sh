@@ -4,18 +4,15 @@
 # clicks Send and waits: the DOM must show the user's message and a reply that ended normally with
 # its speed; a second reply is cut by the Stop button. The page must name no outside URL (it works
 # offline). A screenshot goes to $BUILD/server-page.png. SKIPPED (77) without chromium or node.
-B=${BUILD:-build}
-SL="$B/skipllama"
+. tests/lib.sh
 . tests/server/lib.sh
 CHROMIUM=$(command -v chromium || command -v chromium-browser || command -v google-chrome)
-[ -n "$CHROMIUM" ] || { echo "skipped: chromium is not installed (Debian package chromium)"; exit 77; }
-T=$(mktemp -d)
+[ -n "$CHROMIUM" ] || skip "chromium is not installed (Debian package chromium)"
 trap 'kill -KILL "$SRV_PID" 2> /dev/null; rm -rf "$T"' EXIT
-fails=0
 if ! start_server "$T/server.log" -m tests/data/tiny-silu.gguf -np 2 -t 1 -c 4096; then
     echo "not ok the server started"; cat "$T/server.log"; exit 1
 fi
-command -v node > /dev/null 2>&1 || { echo "skipped: node is not installed (it drives Chromium)"; exit 77; }
+command -v node > /dev/null 2>&1 || skip "node is not installed (it drives Chromium)"
 if node tests/server/page_check.mjs "$CHROMIUM" "http://127.0.0.1:$SRV_PORT/" "$B/server-page.png"; then :; else fails=$((fails + 1)); fi
 if grep -q 'POST /v1/chat/completions 200' "$T/server.log"; then echo "ok the page streamed from /v1/chat/completions"
 else echo "not ok no chat request reached the server"; cat "$T/server.log"; fails=$((fails + 1)); fi

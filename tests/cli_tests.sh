@@ -2,22 +2,8 @@
 # CLI-level tests of the `skipllama` binary: the contracts other tools rely on (`logits`,
 # `info`), and that bad input gets a clear error and a non-zero exit — never a crash (exit
 # codes >= 128 mean a signal). Prints "ok ..." / "not ok ..." lines; exits 1 on any failure.
-B=${BUILD:-build}
-SL="$B/skipllama"
+. tests/lib.sh
 F32DIFF="$B/tools/f32diff"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-ok() { echo "ok $*"; }
-bad() { echo "not ok $*"; fails=$((fails + 1)); }
-
-# expect_fail NAME CMD...: must exit 1..127 with a message on stderr
-expect_fail() {
-    name=$1; shift
-    "$@" > "$T/out" 2> "$T/err"; rc=$?
-    if [ $rc -ge 1 ] && [ $rc -lt 128 ] && [ -s "$T/err" ]; then ok "$name (exit $rc: $(head -c 150 "$T/err" | tr '\n' ' '))"
-    else bad "$name (exit $rc)"; cat "$T/err"; fi
-}
 
 PROMPT=1,985,369,262,1108,271,659,1961,1966,1970,1087
 for m in tiny-silu tiny-relu; do

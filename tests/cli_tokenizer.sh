@@ -2,20 +2,7 @@
 # CLI tests of `skipllama tokenize`, `detokenize` and `run`: ids on the vocab-only files, the tiny
 # fixture's prompt ids and greedy text, seeded reproducibility, the stop messages, and clear errors
 # (exit 1..127, never a signal) for bad input. Prints "ok ..." / "not ok ..."; exits 1 on failure.
-B=${BUILD:-build}
-SL="$B/skipllama"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-ok() { echo "ok $*"; }
-bad() { echo "not ok $*"; fails=$((fails + 1)); }
-
-expect_fail() {
-    name=$1; shift
-    "$@" > "$T/out" 2> "$T/err"; rc=$?
-    if [ $rc -ge 1 ] && [ $rc -lt 128 ] && [ -s "$T/err" ]; then ok "$name (exit $rc: $(head -c 150 "$T/err" | tr '\n' ' '))"
-    else bad "$name (exit $rc)"; cat "$T/err"; fi
-}
+. tests/lib.sh
 
 # expect_out NAME WANT CMD...: stdout must be exactly WANT (plus the final newline)
 expect_out() {

@@ -2,20 +2,7 @@
 # CLI-level tests of `skipllama train-predictor`: a tiny run writes a profile that `ppl` uses,
 # --json and --quiet behave, a failed run leaves no output file, and bad options get a clear
 # error and a non-zero exit (never a crash). Prints "ok ..." / "not ok ..."; exits 1 on failure.
-B=${BUILD:-build}
-SL="$B/skipllama"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-ok() { echo "ok $*"; }
-bad() { echo "not ok $*"; fails=$((fails + 1)); }
-
-expect_fail() {
-    name=$1; shift
-    "$@" > "$T/out" 2> "$T/err"; rc=$?
-    if [ $rc -ge 1 ] && [ $rc -lt 128 ] && [ -s "$T/err" ]; then ok "$name (exit $rc: $(head -c 150 "$T/err" | tr '\n' ' '))"
-    else bad "$name (exit $rc)"; cat "$T/err"; fi
-}
+. tests/lib.sh
 
 M=tests/data/tiny-relu.gguf
 TXT=tests/data/train-slice.txt

@@ -4,20 +4,7 @@
 # --sparsity 0.5 reads at most CATS-50%'s share of the MLP bytes (ppl --json mlp_bytes_fraction);
 # calibrate --rule two-stage, profile set/show and train-predictor --target contrib work; bad
 # options get a clear error and a non-zero exit. Prints "ok ..." / "not ok ..."; exits 1 on failure.
-B=${BUILD:-build}
-SL="$B/skipllama"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-ok() { echo "ok $*"; }
-bad() { echo "not ok $*"; fails=$((fails + 1)); }
-
-expect_fail() {
-    name=$1; shift
-    "$@" > "$T/out" 2> "$T/err"; rc=$?
-    if [ $rc -ge 1 ] && [ $rc -lt 128 ] && [ -s "$T/err" ]; then ok "$name (exit $rc: $(head -c 150 "$T/err" | tr '\n' ' '))"
-    else bad "$name (exit $rc)"; cat "$T/err"; fi
-}
+. tests/lib.sh
 
 M=tests/data/tiny-silu.gguf
 TXT=tests/data/train-slice.txt

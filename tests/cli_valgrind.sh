@@ -3,21 +3,12 @@
 # `logits` on the tiny fixture model must finish with no invalid access, no uninitialised read
 # and no leak (--error-exitcode=1 makes any of them fail). Skips (exit 77, "skipped: ...") when
 # valgrind is not installed. Uses the build in $BUILD (default build): run after `make`.
-B=${BUILD:-build}
-SL="$B/skipllama"
-if ! command -v valgrind > /dev/null 2>&1; then
-    echo "skipped: valgrind is not installed"
-    exit 77
-fi
+. tests/lib.sh
+command -v valgrind > /dev/null 2>&1 || skip "valgrind is not installed"
 [ -x "$SL" ] || { echo "not ok cli_valgrind: $SL missing (run make first)"; exit 1; }
 # a sanitizer build cannot run under valgrind (ASan must be the first runtime loaded); the
 # sanitizers check that build themselves
-if ldd "$SL" 2>/dev/null | grep -q libasan; then
-    echo "skipped: $SL is an AddressSanitizer build"
-    exit 77
-fi
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
+if ldd "$SL" 2>/dev/null | grep -q libasan; then skip "$SL is an AddressSanitizer build"; fi
 if valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect,possible \
     "$SL" logits -m tests/data/tiny-silu.gguf --ids 1,2,3 -o "$T/x.f32" > "$T/log" 2>&1 &&
     [ "$(wc -c < "$T/x.f32")" -eq $((3 * 2048 * 4)) ]; then
