@@ -14,7 +14,9 @@
  * targets); each variant has its own context (so transposed down matrices are built once), and
  * repetitions are interleaved across rows — dense, sparse, dense, sparse... — so that a busy
  * machine slows every row alike and the sparse/dense ratio stays meaningful. Sparse rows report
- * that ratio and the MLP sparsity they achieved. What it is not: a correctness check (see the
+ * that ratio and the MLP sparsity they achieved. With `-np N` the generation rows decode N
+ * sequences together (sl_eval_batch, one token of each per step, as `serve` steps its slots) and
+ * count all their tokens; `--batch-select` adds a variant per batch selection policy. What it is not: a correctness check (see the
  * tests) or a profiler.
  */
 #include "cli.h"
@@ -33,6 +35,7 @@
 #define BENCH_MAX_ROWS 64    /* rows per thread count */
 #define BENCH_MAX_VARIANTS 16 /* dense + profiles x sparsities */
 #define BENCH_MAX_REPS 1000  /* -r upper bound */
+#define BENCH_MAX_PARALLEL 64 /* -np upper bound */
 
 static double now_s(void) {
     struct timespec ts;
@@ -74,6 +77,9 @@ typedef struct bench_opts {
     float sparsities[BENCH_MAX_VARIANTS]; /* --sparsity list (empty = each profile's own) */
     int n_sparsities;              /* entries in sparsities */
     bool sparse_prefill;           /* --sparse-prefill: prompt rows sparse too */
+    int n_parallel;                /* -np: sequences decoding together in generation rows */
+    struct batch_modes { int mode[3]; int n; } batch; /* --batch-select list (empty = union) */
+    float union_max;               /* --batch-union-max */
     const char *kernels;           /* --kernels: force a kernel variant (NULL: the library's choice) */
     bool quiet;                    /* -q: no progress line */
     double load_start, load_end;   /* 1-minute load average before and after the runs */
@@ -95,7 +101,7 @@ typedef bool (*row_setup_fn)(const bench_row *row, sl_context *ctx, sl_error *er
 
 /* A way of running the model: dense (profile NULL) or with a sparsity profile. */
 typedef struct bench_variant {
-    char name[80];       /* "dense" or "<profile file>@<sparsity>" */
+    char name[96];       /* "dense" or "<profile file>@<sparsity>[/<batch selection>]" */
     sl_profile *profile; /* owned; NULL = dense */
 } bench_variant;
 
@@ -120,7 +126,8 @@ static int rows_build(const bench_opts *o, bench_row *rows, int n_variants) {
         }
         if (o->n_gen > 0) {
             rows[n] = (bench_row){.kind = ROW_GEN, .n_tokens = o->n_gen, .variant = v, .dense_row = v ? (o->n_prompt > 0) : -1};
-            snprintf(rows[n].label, sizeof(rows[n].label), "tg%d", o->n_gen);
+            if (o->n_parallel > 1) snprintf(rows[n].label, sizeof(rows[n].label), "tg%dx%d", o->n_gen, o->n_parallel);
+            else snprintf(rows[n].label, sizeof(rows[n].label), "tg%d", o->n_gen);
             n++;
         }
     }
@@ -142,7 +149,9 @@ typedef struct row_result {
     /* where the time went, summed over the timed repetitions (seconds; tokens of all of them) */
     double t_total, t_scores, t_select, t_sparse, t_dense_mlp; /* wall; sparse stages; dense MLP */
     int64_t n_tok;        /* tokens timed */
-    int64_t n_union, n_batches; /* sparse batches (--sparse-prefill): union sizes summed, batches */
+    int64_t n_union, n_batches; /* sparse batches (--sparse-prefill, -np): neurons read per batch summed, batches */
+    int64_t n_union_own;  /* the union of the tokens' own selections, summed over batches */
+    int64_t own_kept, own_total; /* shared batches: own selections' neurons the shared set held / all */
     double rss_mib;       /* the largest resident size seen after one of its repetitions */
 } row_result;
 
@@ -187,21 +196,45 @@ static uint64_t rng_next(uint64_t *s) {
 }
 
 /* Runs one repetition; returns tokens/s or a negative value on error (err filled). */
-static double row_run(const bench_row *row, sl_context *ctx, int32_t n_vocab, uint64_t *rng, int32_t *tokens,
+static double row_run(const bench_row *row, sl_context *ctx, int n_par, int32_t n_vocab, uint64_t *rng, int32_t *tokens,
                       float *logits, sl_error *err) {
     sl_context_reset(ctx);
     sl_context_reset_stats(ctx);
     if (row->setup && !row->setup(row, ctx, err)) return -1;
-    for (int i = 0; i < row->n_tokens; i++) tokens[i] = (int32_t)(rng_next(rng) % (uint64_t)n_vocab);
+    const int np = row->kind == ROW_GEN ? n_par : 1; /* generation: n_par sequences, one token of each per step */
+    for (int i = 0; i < row->n_tokens * np; i++) tokens[i] = (int32_t)(rng_next(rng) % (uint64_t)n_vocab);
     double t0 = now_s();
     if (row->kind == ROW_PROMPT) {
         if (sl_eval(ctx, tokens, row->n_tokens, logits, false, err) != SL_OK) return -1;
-    } else {
+    } else if (np == 1) {
         for (int i = 0; i < row->n_tokens; i++)
             if (sl_eval(ctx, &tokens[i], 1, logits, false, err) != SL_OK) return -1;
+    } else {
+        sl_batch_token bt[BENCH_MAX_PARALLEL];
+        for (int i = 0; i < row->n_tokens; i++) {
+            for (int q = 0; q < np; q++) bt[q] = (sl_batch_token){tokens[i * np + q], q, true};
+            if (sl_eval_batch(ctx, bt, np, logits, err) != SL_OK) return -1;
+        }
     }
     double dt = now_s() - t0;
-    return dt > 0 ? row->n_tokens / dt : 0;
+    return dt > 0 ? row->n_tokens * np / dt : 0;
+}
+
+/* --batch-select MODE[,MODE...] */
+static bool parse_batch_modes(const char *v, void *dest) {
+    struct batch_modes *b = dest;
+    static const char *names[] = {"union", "shared", "auto"};
+    b->n = 0;
+    while (*v) {
+        const size_t len = strcspn(v, ",");
+        int m = -1;
+        for (int k = 0; k < 3; k++)
+            if (strlen(names[k]) == len && !strncmp(v, names[k], len)) m = k;
+        if (m < 0 || b->n == 3) return false;
+        b->mode[b->n++] = m;
+        v += len + (v[len] == ',');
+    }
+    return b->n > 0;
 }
 
 /* ---- DRAM read bandwidth --------------------------------------------------------------------- */
@@ -325,20 +358,25 @@ static void print_md(const bench_opts *o, const sl_model *model, const row_resul
                params_s, sl_type_name(cfg->weight_type), r->n_threads, r->variant_name, r->row->label, r->mean, r->sd, r->median,
                ratio, sp, bw, dram);
     }
-    printf("\n| threads | variant | test | ms/token | MLP dense | scores | selection | sparse MLP | rest | union/batch | RSS MiB |\n");
-    printf("| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    printf("\n| threads | variant | test | ms/token | MLP dense | scores | selection | sparse MLP | rest | union/batch | own union | own recall | RSS MiB |\n");
+    printf("| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     for (int i = 0; i < n_res; i++) {
         const row_result *r = &res[i];
         const double k = r->n_tok ? 1e3 / (double)r->n_tok : 0;
         const double mlp = r->t_dense_mlp + r->t_scores + r->t_select + r->t_sparse;
-        char uni[32] = "";
+        char uni[32] = "", own[32] = "", rec[32] = "";
         if (r->n_batches) snprintf(uni, sizeof(uni), "%.0f", (double)r->n_union / (double)r->n_batches);
-        printf("| %d | %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %s | %.0f |\n", r->n_threads, r->variant_name, r->row->label,
-               r->t_total * k, r->t_dense_mlp * k, r->t_scores * k, r->t_select * k, r->t_sparse * k, (r->t_total - mlp) * k, uni, r->rss_mib);
+        if (r->n_batches) snprintf(own, sizeof(own), "%.0f", (double)r->n_union_own / (double)r->n_batches);
+        if (r->own_total) snprintf(rec, sizeof(rec), "%.3f", (double)r->own_kept / (double)r->own_total);
+        printf("| %d | %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %s | %s | %s | %.0f |\n", r->n_threads, r->variant_name, r->row->label,
+               r->t_total * k, r->t_dense_mlp * k, r->t_scores * k, r->t_select * k, r->t_sparse * k, (r->t_total - mlp) * k, uni, own, rec,
+               r->rss_mib);
     }
     printf("(per token, mean over the timed repetitions: the dense MLP, or the sparse stages — predictor or gate scores,\n"
            "selection, the sparse MLP over the chosen neurons — and the rest of the token: attention, norms, output;\n"
-           "union/batch = neurons read per batch of several tokens; RSS = the largest resident size after a repetition)\n");
+           "union/batch = neurons read per batch of several tokens; own union = the union of the tokens' own selections;\n"
+           "own recall = the share of each token's own selection that a shared set held; RSS = the largest resident size\n"
+           "after a repetition)\n");
     printf("\nkernels %s; load average %.2f at start, %.2f at end (%s)\n", sl_kernels_in_use(), o->load_start, o->load_end,
            "numbers are only meaningful when it stays below the core count");
     printf("peak RSS %.0f MiB (model file %.0f MiB, KV cache %d tokens %s); a generated token reads %.1f MiB of "
@@ -376,11 +414,12 @@ static void print_json(const bench_opts *o, const sl_model *model, const row_res
         const double mlp = r->t_dense_mlp + r->t_scores + r->t_select + r->t_sparse;
         printf("], \"decode_bytes_per_token\": %lld, \"eff_bw_gbs\": %.3f, \"dram_read_gbs\": %.3f, \"peak_rss_mib\": %.1f, "
                "\"rss_mib\": %.1f, \"ms_per_token\": %.4f, \"mlp_dense_ms\": %.4f, \"scores_ms\": %.4f, \"select_ms\": %.4f, "
-               "\"sparse_mlp_ms\": %.4f, \"rest_ms\": %.4f, \"union_per_batch\": %.1f, \"bundled\": %s, \"load_s\": %.3f, "
+               "\"sparse_mlp_ms\": %.4f, \"rest_ms\": %.4f, \"union_per_batch\": %.1f, \"own_union_per_batch\": %.1f, \"own_recall\": %.4f, \"bundled\": %s, \"load_s\": %.3f, "
                "\"attach_s\": %.4f, \"loadavg_start\": %.2f, \"loadavg_end\": %.2f}%s\n",
                (long long)decode_bytes, r->row->kind == ROW_GEN ? (double)decode_bytes * r->median / 1e9 : 0.0,
                r->dram_gbs, rss_mib, r->rss_mib, r->t_total * k, r->t_dense_mlp * k, r->t_scores * k, r->t_select * k, r->t_sparse * k,
                (r->t_total - mlp) * k, r->n_batches ? (double)r->n_union / (double)r->n_batches : 0.0,
+               r->n_batches ? (double)r->n_union_own / (double)r->n_batches : 0.0, r->own_total ? (double)r->own_kept / (double)r->own_total : 1.0,
                sl_model_dense_bundled(model) ? "true" : "false", o->load_s, o->attach_s, o->load_start, o->load_end,
                i + 1 < n_res ? "," : "");
     }
@@ -392,7 +431,7 @@ static void print_json(const bench_opts *o, const sl_model *model, const row_res
 int cmd_bench(int argc, char **argv) {
     const char *cmd = "bench";
     bench_opts o = {.model = NULL, .n_prompt = 128, .n_gen = 64, .threads = {cli_default_threads()}, .n_threads_list = 1, .reps = 5,
-                    .n_ctx = 0, .n_batch = CLI_DEFAULT_BATCH, .membw_mb = 1024, .seed = 1234};
+                    .n_ctx = 0, .n_batch = CLI_DEFAULT_BATCH, .membw_mb = 1024, .seed = 1234, .n_parallel = 1};
     int fmt = 0; /* md */
     cli_opt opts[] = {
         CLI_OPT_MODEL(&o.model, "GGUF model"),
@@ -416,6 +455,12 @@ int cmd_bench(int argc, char **argv) {
          .flags = CLI_HI_OPEN, .meta = "S[,S...]", .help = "targets overriding each profile's (e.g. 0.5,0.9)", .def = "the profile's"},
         {.names = "--sparse-prefill", .type = CLI_FLAG, .dest = &o.sparse_prefill,
          .help = "prompt rows sparse too (default: only generation is sparse, as in `run`)"},
+        {.names = "-np --parallel", .type = CLI_INT, .dest = &o.n_parallel, .lo = 1, .hi = BENCH_MAX_PARALLEL, .meta = "N",
+         .help = "generation rows decode N sequences together (one sl_eval_batch per step, as serve's slots);\nt/s counts the tokens of all N"},
+        {.names = "--batch-select", .type = CLI_CUSTOM, .dest = &o.batch, .parse = parse_batch_modes, .choices = "union|shared|auto[,...]",
+         .meta = "MODE[,MODE...]", .help = "with --profile and -np > 1: how a step's tokens choose neurons (one variant per mode;\nsee docs/server.md)", .def = "union"},
+        {.names = "--batch-union-max", .type = CLI_FLOAT, .dest = &o.union_max, .lo = 0, .hi = 1, .flags = CLI_LO_OPEN, .meta = "U",
+         .help = "--batch-select auto: the largest union (fraction of a layer) read as a union", .def = "0.8"},
         {.names = "--kv-f16", .type = CLI_FLAG, .dest = &o.kv_f16, .help = "store the KV cache as f16"},
         {.names = "--no-repack", .type = CLI_FLAG, .dest = &o.no_repack,
          .help = "compute Q4_0 weights from the file layout (default: repacked at load, 4 rows\ninterleaved, for the AVX-512 matrix-vector kernel)"},
@@ -438,11 +483,16 @@ int cmd_bench(int argc, char **argv) {
     o.json = fmt == 1;
     if (!(o.model = cli_model_path(cmd, o.model))) return 1;
     if (o.n_sparsities && !o.n_profiles) return cli_fail(cmd, "--sparsity needs --profile");
+    if ((o.batch.n || o.union_max > 0) && !o.n_profiles) return cli_fail(cmd, "--batch-select and --batch-union-max need --profile");
+    if (!o.batch.n) o.batch = (struct batch_modes){{SL_BATCH_UNION}, 1};
+    const int n_spars = o.n_sparsities ? o.n_sparsities : 1;
+    if (o.n_profiles * n_spars * o.batch.n + 1 > BENCH_MAX_VARIANTS)
+        return cli_fail(cmd, "too many variants: profiles x sparsities x batch modes must stay below %d", BENCH_MAX_VARIANTS);
     bench_row rows[BENCH_MAX_ROWS];
     bench_variant variants[BENCH_MAX_VARIANTS];
     memset(variants, 0, sizeof(variants));
     snprintf(variants[0].name, sizeof(variants[0].name), "dense");
-    int n_variants = 1 + o.n_profiles * (o.n_sparsities ? o.n_sparsities : 1);
+    int n_variants = 1 + o.n_profiles * n_spars * o.batch.n;
     int n_rows = rows_build(&o, rows, n_variants);
     if (n_rows == 0) return cli_fail(cmd, "nothing to run: -p and -n are both 0");
     int longest = 0;
@@ -466,24 +516,32 @@ int cmd_bench(int argc, char **argv) {
     cli_warn_ctx(cmd, model, o.n_ctx);
     int64_t decode_bytes = sl_model_decode_bytes(model);
     for (int pi = 0, v = 1; pi < o.n_profiles; pi++) {
-        for (int si = 0; si < (o.n_sparsities ? o.n_sparsities : 1); si++, v++) {
-            /* one load per file: the other sparsities share its predictors (no second copy) */
-            variants[v].profile = si ? sl_profile_clone(variants[v - si].profile, &err) : sl_profile_load(o.profiles[pi], model, &err);
-            if (!variants[v].profile || (o.n_sparsities && sl_profile_set_sparsity(variants[v].profile, o.sparsities[si], &err))) {
-                for (int k = 1; k <= v; k++) sl_profile_free(variants[k].profile);
-                sl_model_free(model);
-                return cli_fail_err(cmd, &err);
+        const int first = v;
+        for (int si = 0; si < n_spars; si++) {
+            for (int bi = 0; bi < o.batch.n; bi++, v++) {
+                /* one load per file: the other sparsities and modes share its predictors (no second copy) */
+                variants[v].profile = v > first ? sl_profile_clone(variants[first].profile, &err) : sl_profile_load(o.profiles[pi], model, &err);
+                if (!variants[v].profile || (o.n_sparsities && sl_profile_set_sparsity(variants[v].profile, o.sparsities[si], &err)) ||
+                    sl_profile_set_batch_select(variants[v].profile, (sl_batch_select)o.batch.mode[bi], o.union_max, &err)) {
+                    for (int k = v; k >= 1; k--) sl_profile_free(variants[k].profile); /* clones before their source */
+                    sl_model_free(model);
+                    return cli_fail_err(cmd, &err);
+                }
+                char *name = variants[v].name;
+                if (o.n_sparsities) snprintf(name, sizeof(variants[v].name), "%s@%.2f", base_name(o.profiles[pi]), o.sparsities[si]);
+                else snprintf(name, sizeof(variants[v].name), "%s", base_name(o.profiles[pi]));
+                const size_t w = strlen(name);
+                if (o.batch.n > 1 || o.batch.mode[0] != SL_BATCH_UNION)
+                    snprintf(name + w, sizeof(variants[v].name) - w, "/%s", sl_batch_select_name((sl_batch_select)o.batch.mode[bi]));
             }
-            if (o.n_sparsities) snprintf(variants[v].name, sizeof(variants[v].name), "%s@%.2f", base_name(o.profiles[pi]), o.sparsities[si]);
-            else snprintf(variants[v].name, sizeof(variants[v].name), "%s", base_name(o.profiles[pi]));
         }
     }
 
     int n_res = n_rows * o.n_threads_list;
     row_result *res = calloc((size_t)n_res, sizeof(*res));
     double *samples = calloc((size_t)n_res * (size_t)o.reps, sizeof(double));
-    int32_t *tokens = malloc((size_t)longest * sizeof(int32_t));
-    float *logits = malloc((size_t)cfg->n_vocab * sizeof(float));
+    int32_t *tokens = malloc((size_t)longest * (size_t)o.n_parallel * sizeof(int32_t));
+    float *logits = malloc((size_t)cfg->n_vocab * (size_t)o.n_parallel * sizeof(float));
     int rc = 0;
     if (!res || !samples || !tokens || !logits) {
         rc = cli_fail(cmd, "out of memory");
@@ -500,7 +558,8 @@ int cmd_bench(int argc, char **argv) {
         sl_context_params cp = sl_context_default_params();
         cp.n_ctx = o.n_ctx;
         cp.n_threads = o.threads[ti];
-        cp.n_batch = o.n_batch;
+        cp.n_batch = o.n_batch > o.n_parallel ? o.n_batch : o.n_parallel;
+        cp.n_seq = o.n_parallel;
         cp.kv_f16 = o.kv_f16;
         sl_context *ctxs[BENCH_MAX_VARIANTS] = {0};
         for (int v = 0; v < n_variants && rc == 0; v++) {
@@ -521,7 +580,7 @@ int cmd_bench(int argc, char **argv) {
             r->dense = rows[ri].dense_row >= 0 ? &res[ti * n_rows + rows[ri].dense_row] : NULL;
             r->sparsity = -1;
             /* warm-up: pages the weights in and settles the thread pool; not timed */
-            if (row_run(&rows[ri], ctxs[rows[ri].variant], cfg->n_vocab, &rng, tokens, logits, &err) < 0) rc = cli_fail_err(cmd, &err);
+            if (row_run(&rows[ri], ctxs[rows[ri].variant], o.n_parallel, cfg->n_vocab, &rng, tokens, logits, &err) < 0) rc = cli_fail_err(cmd, &err);
             cli_progress_update(&prog, ++runs_done, runs_total);
         }
         /* interleaved repetitions: every row once per round */
@@ -529,20 +588,21 @@ int cmd_bench(int argc, char **argv) {
             for (int ri = 0; ri < n_rows && rc == 0; ri++) {
                 row_result *r = &res[ti * n_rows + ri];
                 sl_context *ctx = ctxs[rows[ri].variant];
-                double tps = row_run(&rows[ri], ctx, cfg->n_vocab, &rng, tokens, logits, &err);
+                double tps = row_run(&rows[ri], ctx, o.n_parallel, cfg->n_vocab, &rng, tokens, logits, &err);
                 cli_progress_update(&prog, ++runs_done, runs_total);
                 if (tps < 0) {
                     rc = cli_fail_err(cmd, &err);
                     break;
                 }
                 r->samples[r->n_samples++] = tps;
-                r->n_tok += rows[ri].n_tokens;
+                r->n_tok += (int64_t)rows[ri].n_tokens * (rows[ri].kind == ROW_GEN ? o.n_parallel : 1);
                 r->t_total += tps > 0 ? rows[ri].n_tokens / tps : 0;
                 for (int l = 0; l < cfg->n_layer; l++) {
                     sl_layer_stats st;
                     sl_context_get_layer_stats(ctx, l, &st, &err);
                     r->t_scores += st.t_scores, r->t_select += st.t_select, r->t_sparse += st.t_operator, r->t_dense_mlp += st.t_dense;
-                    r->n_union += st.n_union, r->n_batches += st.n_batches;
+                    r->n_union += st.n_union, r->n_batches += st.n_batches, r->n_union_own += st.n_union_own;
+                    r->own_kept += st.own_kept, r->own_total += st.own_total;
                 }
                 const double rss = rss_now_mib();
                 if (rss > r->rss_mib) r->rss_mib = rss;

@@ -42,7 +42,8 @@ static void model_alias(const char *path, char *out, size_t n) {
 
 int cmd_serve(int argc, char **argv) {
     const char *path = NULL, *profile_path = NULL, *key_file = NULL, *alias = NULL, *host = "127.0.0.1", *api_key = NULL;
-    float sparsity = -1.0f;
+    float sparsity = -1.0f, union_max = 0.0f;
+    int batch_select = 0;
     int drain_s = 30, port = 8080, n_parallel = 4, n_ctx = 0, n_threads = cli_default_threads(), n_batch = CLI_DEFAULT_BATCH;
     int queue = 0, timeout_s = 600;
     int64_t max_body = (int64_t)1 << 20;
@@ -68,6 +69,10 @@ int cmd_serve(int argc, char **argv) {
         {.names = "--alias", .type = CLI_STR, .dest = &alias, .meta = "NAME", .help = "the model's id in /v1/models", .def = "the file name"},
         CLI_OPT_PROFILE(&profile_path, "sparsity profile: skip MLP neurons while decoding"),
         CLI_OPT_SPARSITY(&sparsity, "override the profile's target sparsity (also settable through POST /props)", "the profile's"),
+        {.names = "--batch-select", .type = CLI_CHOICE, .dest = &batch_select, .choices = "union|shared|auto", .meta = "MODE",
+         .help = "with a profile, how the slots decoding in one step choose neurons: union = each its own\n(the union read once), shared = one set for the step by combined score, auto = shared when\nthe union exceeds --batch-union-max (docs/server.md)"},
+        {.names = "--batch-union-max", .type = CLI_FLOAT, .dest = &union_max, .lo = 0, .hi = 1, .flags = CLI_LO_OPEN, .meta = "U",
+         .help = "--batch-select auto: the largest union (fraction of a layer's neurons) read as a union", .def = "0.8"},
         {.names = "--sparse-prefill", .type = CLI_FLAG, .dest = &sparse_prefill, .help = "also skip neurons in prompt chunks"},
         {.names = "--kv-f16", .type = CLI_FLAG, .dest = &kv_f16, .help = "store the KV caches as f16"},
         {.names = "--no-repack", .type = CLI_FLAG, .dest = &no_repack, .help = "compute Q4_0 weights from the file layout (default: repacked at load)"},
@@ -99,6 +104,7 @@ int cmd_serve(int argc, char **argv) {
     sp.sparse_prefill = sparse_prefill;
     sp.kv_f16 = kv_f16;
     if (sparsity >= 0 && !profile_path) return cli_fail("serve", "--sparsity needs --profile");
+    if ((batch_select || union_max > 0) && !profile_path) return cli_fail("serve", "--batch-select and --batch-union-max need --profile");
     if (!path) path = cli_default_model();
     char *key_buf = NULL;
     if (key_file) {
@@ -129,6 +135,10 @@ int cmd_serve(int argc, char **argv) {
         goto done;
     }
     if ((rc = cli_profile_attach("serve", model, profile_path, sparsity, NULL, false, &profile))) goto done; /* the server attaches it */
+    if (profile && sl_profile_set_batch_select(profile, (sl_batch_select)batch_select, union_max, &err) != SL_OK) {
+        rc = cli_fail_err("serve", &err);
+        goto done;
+    }
     sp.profile = profile;
     /* the server's threads inherit a mask without SIGINT/SIGTERM: this thread takes them */
     sigset_t sigs;

@@ -324,6 +324,28 @@ sl_status sl_allocate(const sl_model *model, const int32_t *tokens, int64_t n_to
  * here, once, on the first profile attached (memory: a second copy of the MLP). */
 sl_status sl_context_set_profile(sl_context *ctx, const sl_profile *profile, bool sparse_prefill, sl_error *err);
 
+/* Batch selection: how the tokens of one step of several sequences decoding together (B > 1,
+ * sl_eval_batch) choose their neurons. A lone token always uses its own selection. Per-token
+ * masks erode with B: independent 50% masks of 4 tokens have a union of ~94% of the layer, so
+ * reading the union saves almost nothing. Applies to the single-stage rules (CATS, threshold,
+ * top-k, stat-top-k); two-stage layers keep per-token selection. */
+typedef enum sl_batch_select {
+    SL_BATCH_UNION = 0,  /* each token its own neurons; the union read once, or the dense products when
+                            the union covers >= 80% of the layer (the default) */
+    SL_BATCH_SHARED = 1, /* one shared set per step and layer: the k neurons of largest combined score
+                            sum_b z_b(i) (z_b: token b's rule score standardised over the layer; CATS: |act(gate)|),
+                            k = the mean size of the tokens' own selections (top-k: its k) */
+    SL_BATCH_AUTO = 2,   /* union while the union of the tokens' own selections is <= union_max x n_ff,
+                            else the shared set */
+} sl_batch_select;
+/* Name ("union", "shared", "auto") or NULL. */
+const char *sl_batch_select_name(sl_batch_select mode);
+/* Set the profile's batch selection (runtime only: not saved; clones copy it). union_max in
+ * (0, 1] (AUTO's limit; 0 = the default 0.8). Takes effect at the next step of any context
+ * using the profile. */
+sl_status sl_profile_set_batch_select(sl_profile *profile, sl_batch_select mode, float union_max, sl_error *err);
+sl_batch_select sl_profile_get_batch_select(const sl_profile *profile, float *union_max); /* union_max may be NULL */
+
 /* Sparsity actually achieved by one layer since the last reset. */
 typedef struct sl_layer_stats {
     int64_t n_tokens;        /* tokens that went through this layer's MLP */
@@ -358,6 +380,13 @@ typedef struct sl_layer_stats {
     int64_t n_batches;       /* batches of B > 1 tokens that took the sparse path */
     int64_t n_union;         /* neurons read for them: the size of each batch's union, summed */
     int64_t n_batch_dense;   /* of those batches, how many ran dense (the union was too large to pay) */
+    /* batch selection (sl_profile_set_batch_select), decoding batches of single-stage rules */
+    int64_t n_union_own;     /* the union of the tokens' own selections, summed over batches (n_union counts
+                                what was read: the shared set where one was used) */
+    int64_t n_batch_shared;  /* batches that computed one shared set */
+    int64_t own_kept;        /* shared batches: neurons of each token's own selection in the shared set, summed */
+    int64_t own_total;       /* shared batches: sizes of the tokens' own selections, summed (own-mask recall =
+                                own_kept / own_total) */
 } sl_layer_stats;
 
 sl_status sl_context_get_layer_stats(const sl_context *ctx, int32_t layer, sl_layer_stats *out, sl_error *err);

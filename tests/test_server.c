@@ -10,7 +10,9 @@
  * up to the unstreamed text and end with [DONE]; usage counts; 404/405/413/400
  * (context_length_exceeded) bodies in OpenAI's shape; the API key (401 without or with a wrong
  * one, /health open); a full queue gets 503 with Retry-After; a client that hangs up mid-stream
- * frees its slot; draining refuses new work.
+ * frees its slot; draining refuses new work. With a profile: POST /props switches the batch
+ * selection (a bad one is 400), and two requests decoding together under `shared` count shared
+ * passes, the union of their own selections and the own-mask recall in /metrics.
  * What it does not check: the official client (tests/cli_server.sh), the page in a browser, load
  * (tests/cli_server_load.sh), speed.
  */
@@ -508,6 +510,72 @@ static void test_auth(void) {
     sl_server_free(s);
 }
 
+/* A profile (CATS on every layer): POST /props {"batch_select"}, and the batch counters of /metrics
+ * once two requests have decoded together. */
+static void test_batch_select(void) {
+    sl_error err;
+    sl_profile *prof = sl_profile_init(g_model, &err);
+    const sl_model_config *c = sl_model_get_config(g_model);
+    for (int l = 0; prof && l < c->n_layer; l++) {
+        sl_profile_layer info = {.rule = SL_RULE_CATS, .threshold = 0.05f, .target_sparsity = 0.5f};
+        sl_profile_set_layer(prof, l, &info, &err);
+    }
+    sl_server_params p = sl_server_default_params();
+    p.port = 0;
+    p.n_parallel = 2;
+    p.n_ctx = 128;
+    p.n_threads = 1;
+    p.profile = prof;
+    sl_server *s = prof ? sl_server_start(g_model, &p, &err) : NULL;
+    if (!CHECK(s != NULL, "server with a CATS profile")) {
+        sl_profile_free(prof);
+        return;
+    }
+    const int port = sl_server_port(s);
+    int st;
+    json_t *j = post_json(port, "/props", "{\"batch_select\":\"sideways\"}", &st);
+    CHECK(st == 400 && !strcmp(json_string_value(json_object_get(json_object_get(j, "error"), "param")), "batch_select"),
+          "POST /props with an unknown batch_select: 400 naming it");
+    json_decref(j);
+    j = post_json(port, "/props", "{\"batch_select\":\"shared\"}", &st);
+    json_decref(j);
+    /* applied between steps: poll /props */
+    const char *bs = NULL;
+    for (int i = 0; i < 500; i++) {
+        httpc_resp r;
+        if (httpc_request(port, "GET", "/props", NULL, NULL, 0, &r, TIMEOUT_MS) == 0) {
+            j = json_loads(r.body, 0, NULL);
+            httpc_free(&r);
+            bs = json_string_value(json_object_get(j, "batch_select"));
+            const bool done = bs && !strcmp(bs, "shared");
+            json_decref(j);
+            if (done) break;
+        }
+        usleep(10000);
+    }
+    CHECK(st == 200 && bs, "POST /props {\"batch_select\": \"shared\"} is applied");
+    /* two requests decoding together */
+    const char *req = "{\"prompt\":\"Once upon a time\",\"max_tokens\":24,\"temperature\":0,\"logit_bias\":{\"2\":-100}}";
+    int a = httpc_send(port, "POST", "/v1/completions", NULL, req, strlen(req));
+    int b = httpc_send(port, "POST", "/v1/completions", NULL, req, strlen(req));
+    size_t n;
+    free(httpc_read(a, 1 << 20, TIMEOUT_MS, &n));
+    free(httpc_read(b, 1 << 20, TIMEOUT_MS, &n));
+    close(a), close(b);
+    double passes = 0, shared = 0, uni = 0, rd = 0, kept = 0, sel = 0;
+    metric(port, "skipllama_batch_passes_total", &passes);
+    metric(port, "skipllama_batch_shared_total", &shared);
+    metric(port, "skipllama_batch_union_neurons_total", &uni);
+    metric(port, "skipllama_batch_read_neurons_total", &rd);
+    metric(port, "skipllama_batch_own_kept_total", &kept);
+    metric(port, "skipllama_batch_own_selected_total", &sel);
+    CHECK(passes > 0 && shared == passes && uni >= rd && sel > 0 && kept > 0 && kept <= sel,
+          "two requests decoding together under shared: %.0f passes, all shared; union of own %.0f >= read %.0f; own recall %.3f", passes,
+          uni, rd, sel > 0 ? kept / sel : 0.0);
+    sl_server_free(s);
+    sl_profile_free(prof);
+}
+
 int main(void) {
     sl_error err;
     g_model = sl_model_load(MODEL, NULL, &err);
@@ -527,6 +595,7 @@ int main(void) {
     }
     test_queue_and_disconnect();
     test_auth();
+    test_batch_select();
     sl_model_free(g_model);
     return test_summary();
 }

@@ -206,6 +206,10 @@ class sl_layer_stats(ctypes.Structure):
         ("n_batches", ctypes.c_int64),
         ("n_union", ctypes.c_int64),
         ("n_batch_dense", ctypes.c_int64),
+        ("n_union_own", ctypes.c_int64),
+        ("n_batch_shared", ctypes.c_int64),
+        ("own_kept", ctypes.c_int64),
+        ("own_total", ctypes.c_int64),
     ]
 
 

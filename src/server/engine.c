@@ -74,6 +74,7 @@ struct srv_engine {
     bool draining;         /* refuse new tasks */
     bool stopping;         /* cancel everything and exit */
     float want_sparsity;   /* < 0: no change asked */
+    int want_batch;        /* < 0: no change asked; else an sl_batch_select */
     srv_stats st;
     double ring_t[RATE_RING];
     int64_t ring_n[RATE_RING];
@@ -323,13 +324,19 @@ static sl_status step_eval(srv_engine *e, step_row *rows, int n_rows, sl_error *
     return SL_OK;
 }
 
-/* achieved MLP sparsity so far: (active, total) neuron counts of the sparse passes */
-static void sparse_counts(srv_engine *e, int64_t *active, int64_t *total) {
-    *active = *total = 0;
+/* the sparse passes' counters so far, summed over layers: neurons computed and possible (the
+ * achieved sparsity), and the batches' unions, shared sets and own-mask recall */
+typedef struct sparse_sums {
+    int64_t active, total, batches, union_own, read, shared, own_kept, own_total;
+} sparse_sums;
+static sparse_sums sparse_counts(srv_engine *e) {
+    sparse_sums r = {0};
     for (int l = 0; l < e->ctx->model->config.n_layer; l++) {
-        *active += e->ctx->stats[l].n_active;
-        *total += e->ctx->stats[l].n_neurons;
+        const sl_layer_stats *st = &e->ctx->stats[l];
+        r.active += st->n_active, r.total += st->n_neurons, r.batches += st->n_batches, r.union_own += st->n_union_own;
+        r.read += st->n_union, r.shared += st->n_batch_shared, r.own_kept += st->own_kept, r.own_total += st->own_total;
     }
+    return r;
 }
 
 static void apply_sparsity(srv_engine *e, float want) {
@@ -338,6 +345,16 @@ static void apply_sparsity(srv_engine *e, float want) {
     sl_context_set_profile(e->ctx, e->p.profile, e->p.sparse_prefill, &err);
     pthread_mutex_lock(&e->mu);
     e->st.profile_sparsity = want;
+    pthread_mutex_unlock(&e->mu);
+}
+
+/* the profile is read by this (the engine's) thread only: changed here, between steps */
+static void apply_batch_select(srv_engine *e, sl_batch_select mode) {
+    float umax;
+    sl_profile_get_batch_select(e->p.profile, &umax);
+    if (sl_profile_set_batch_select(e->p.profile, mode, umax, NULL) != SL_OK) return;
+    pthread_mutex_lock(&e->mu);
+    e->st.batch_select = sl_batch_select_name(mode);
     pthread_mutex_unlock(&e->mu);
 }
 
@@ -368,14 +385,13 @@ static bool step(srv_engine *e) {
     }
     if (n_rows == 0) return false;
 
-    int64_t a0, n0;
-    sparse_counts(e, &a0, &n0);
+    const sparse_sums c0 = sparse_counts(e);
     const double t0 = sl_time_s();
     sl_error err;
     sl_status st = step_eval(e, rows, n_rows, &err);
     const double dt = sl_time_s() - t0;
-    int64_t a1, n1;
-    sparse_counts(e, &a1, &n1);
+    const sparse_sums c1 = sparse_counts(e);
+    const int64_t a0 = c0.active, n0 = c0.total, a1 = c1.active, n1 = c1.total;
     if (st != SL_OK) {
         for (int i = 0; i < n_rows; i++)
             if (rows[i].s->task) slot_release(e, rows[i].s, SRV_FINISH_ERROR, err.message);
@@ -408,6 +424,12 @@ static bool step(srv_engine *e) {
     e->st.prompt_tokens += n_prefill;
     e->st.gen_tokens += gen;
     e->st.t_busy += dt;
+    e->st.batch_layers += c1.batches - c0.batches;
+    e->st.batch_union_own += c1.union_own - c0.union_own;
+    e->st.batch_read += c1.read - c0.read;
+    e->st.batch_shared += c1.shared - c0.shared;
+    e->st.own_kept += c1.own_kept - c0.own_kept;
+    e->st.own_total += c1.own_total - c0.own_total;
     if (step_sparsity >= 0.0 && n_dec > 0)
         e->sparsity_avg = e->sparsity_avg < 0 ? step_sparsity : 0.9 * e->sparsity_avg + 0.1 * step_sparsity;
     e->ring_pos = (e->ring_pos + 1) % RATE_RING;
@@ -464,16 +486,19 @@ static void *engine_main(void *arg) {
     srv_task **nt = malloc(sizeof(srv_task *) * (size_t)e->p.n_parallel);
     for (;;) {
         pthread_mutex_lock(&e->mu);
-        while (!e->stopping && e->n_active == 0 && !e->q_head && e->want_sparsity < 0) pthread_cond_wait(&e->cv, &e->mu);
+        while (!e->stopping && e->n_active == 0 && !e->q_head && e->want_sparsity < 0 && e->want_batch < 0) pthread_cond_wait(&e->cv, &e->mu);
         if (e->stopping) {
             pthread_mutex_unlock(&e->mu);
             break;
         }
         float want = e->want_sparsity;
         e->want_sparsity = -1.0f;
+        const int want_batch = e->want_batch;
+        e->want_batch = -1;
         int n = ns && nt ? admit_locked(e, ns, nt) : 0;
         pthread_mutex_unlock(&e->mu);
         if (want >= 0.0f) apply_sparsity(e, want);
+        if (want_batch >= 0) apply_batch_select(e, (sl_batch_select)want_batch);
         for (int i = 0; i < n; i++) slot_start(e, ns[i], nt[i]);
         step(e);
     }
@@ -511,6 +536,7 @@ srv_engine *srv_engine_init(const sl_model *model, const srv_engine_params *p, s
     e->n_vocab = sl_model_get_config(model)->n_vocab;
     e->p = *p;
     e->want_sparsity = -1.0f;
+    e->want_batch = -1;
     e->sparsity_avg = -1.0;
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
@@ -541,6 +567,8 @@ srv_engine *srv_engine_init(const sl_model *model, const srv_engine_params *p, s
     e->st.queue_size = p->queue_size;
     e->st.n_ctx = p->n_ctx;
     e->st.profile_sparsity = -1.0f;
+    e->st.n_ff = model->config.n_ff;
+    e->st.batch_select = p->profile ? sl_batch_select_name(sl_profile_get_batch_select(p->profile, NULL)) : NULL;
     if (p->profile) {
         sl_profile_layer pl;
         for (int l = 0; l < sl_profile_n_layer(p->profile); l++)
@@ -599,6 +627,16 @@ sl_status srv_engine_set_sparsity(srv_engine *e, float sparsity, sl_error *err) 
     if (!(sparsity >= 0.0f && sparsity < 1.0f)) return sl_set_error(err, SL_ERR_INVALID_ARG, "sparsity must be in [0, 1)");
     pthread_mutex_lock(&e->mu);
     e->want_sparsity = sparsity;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+    return SL_OK;
+}
+
+sl_status srv_engine_set_batch_select(srv_engine *e, sl_batch_select mode, sl_error *err) {
+    if (!e->p.profile) return sl_set_error(err, SL_ERR_INVALID_ARG, "the server runs without a sparsity profile (--profile)");
+    if (!sl_batch_select_name(mode)) return sl_set_error(err, SL_ERR_INVALID_ARG, "batch_select must be union, shared or auto");
+    pthread_mutex_lock(&e->mu);
+    e->want_batch = (int)mode;
     pthread_cond_signal(&e->cv);
     pthread_mutex_unlock(&e->mu);
     return SL_OK;

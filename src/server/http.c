@@ -463,6 +463,8 @@ static enum MHD_Result handle_props(struct MHD_Connection *c, conn *k, bool post
         sl_error err;
         if (req.sparsity >= 0.0f && srv_engine_set_sparsity(s->engine, req.sparsity, &err) != SL_OK)
             return fail(c, k, 400, "invalid_request_error", NULL, "sparsity", err.message);
+        if (req.batch_select >= 0 && srv_engine_set_batch_select(s->engine, (sl_batch_select)req.batch_select, &err) != SL_OK)
+            return fail(c, k, 400, "invalid_request_error", NULL, "batch_select", err.message);
     }
     srv_stats st;
     srv_engine_stats(s->engine, &st);

@@ -44,6 +44,24 @@ char *srv_metrics_text(const srv_counters *c, const srv_stats *s) {
                       s->sparsity >= 0 ? s->sparsity : 0.0);
     ok = ok && metric(&b, "skipllama_profile_target_sparsity", "gauge", "the profile's target sparsity (-1 without a profile)",
                       s->profile_sparsity);
+    /* batches of several slots' decoding tokens on the sparse path, per (step, layer) pass */
+    const double nb = (double)s->batch_layers * (s->n_ff > 0 ? s->n_ff : 1);
+    ok = ok && metric(&b, "skipllama_batch_passes_total", "counter", "sparse MLP passes over several slots' decoding tokens (steps x layers)",
+                      (double)s->batch_layers);
+    ok = ok && metric(&b, "skipllama_batch_union_neurons_total", "counter", "union of the slots' own neuron selections, summed over passes",
+                      (double)s->batch_union_own);
+    ok = ok && metric(&b, "skipllama_batch_read_neurons_total", "counter", "neurons read by the passes (the union, or the shared set), summed",
+                      (double)s->batch_read);
+    ok = ok && metric(&b, "skipllama_batch_shared_total", "counter", "passes that computed one shared neuron set (batch selection shared or auto)",
+                      (double)s->batch_shared);
+    ok = ok && metric(&b, "skipllama_batch_own_kept_total", "counter", "shared passes: neurons of each slot's own selection the shared set held",
+                      (double)s->own_kept);
+    ok = ok && metric(&b, "skipllama_batch_own_selected_total", "counter", "shared passes: neurons of the slots' own selections",
+                      (double)s->own_total);
+    ok = ok && metric(&b, "skipllama_batch_union_ratio", "gauge", "union of the slots' own selections per pass, fraction of a layer (since start)",
+                      s->batch_layers ? (double)s->batch_union_own / nb : 0.0);
+    ok = ok && metric(&b, "skipllama_batch_own_recall", "gauge", "share of the slots' own selections the shared sets held (since start; 1 without)",
+                      s->own_total ? (double)s->own_kept / (double)s->own_total : 1.0);
     if (!ok) {
         free(b.data);
         return NULL;
@@ -56,6 +74,7 @@ char *srv_props_json(const srv_stats *s, const char *model, const sl_model_confi
                           "n_parallel", s->n_parallel, "n_vocab", cfg->n_vocab, "n_layer", cfg->n_layer, "n_ff", cfg->n_ff, "api_key",
                           api_key, "profile", profile, "sparsity", profile ? json_real(s->profile_sparsity) : json_null(),
                           "achieved_sparsity", s->sparsity >= 0 ? json_real(s->sparsity) : json_null());
+    if (o) json_object_set_new(o, "batch_select", s->batch_select ? json_string(s->batch_select) : json_null());
     char *r = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     return r;

@@ -286,6 +286,7 @@ bool srv_request_parse(srv_endpoint ep, const char *body, size_t len, int32_t n_
     out->ep = ep;
     out->logprobs = -1;
     out->sparsity = -1.0f;
+    out->batch_select = -1;
     json_error_t jerr;
     json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) return BAD(e, "", "the body is not valid JSON: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
@@ -327,6 +328,12 @@ bool srv_request_parse(srv_endpoint ep, const char *body, size_t len, int32_t n_
     }
     case SRV_EP_PROPS:
         ok = get_float(root, "sparsity", 0.0, 0.999, &out->sparsity, e);
+        if (ok && field(root, "batch_select")) {
+            json_t *b = field(root, "batch_select");
+            for (int m = 0; json_is_string(b) && sl_batch_select_name((sl_batch_select)m); m++)
+                if (!strcmp(json_string_value(b), sl_batch_select_name((sl_batch_select)m))) out->batch_select = m;
+            if (out->batch_select < 0) ok = BAD(e, "batch_select", "'batch_select' must be \"union\", \"shared\" or \"auto\"");
+        }
         break;
     }
 done:
@@ -353,4 +360,5 @@ void srv_request_free(srv_request *r) {
     memset(r, 0, sizeof(*r));
     r->logprobs = -1;
     r->sparsity = -1.0f;
+    r->batch_select = -1;
 }

@@ -84,6 +84,7 @@ typedef struct srv_request {
     int32_t n_tokens;
     /* props */
     float sparsity;             /* POST /props {"sparsity": S}; < 0 when absent */
+    int batch_select;           /* POST /props {"batch_select": "union"|"shared"|"auto"}: an sl_batch_select; < 0 when absent */
 } srv_request;
 
 /* What was wrong with a request: the HTTP status and the OpenAI error object's fields. */
@@ -207,6 +208,14 @@ typedef struct srv_stats {
     double sparsity;            /* MLP sparsity of sparse decode steps, recent average (-1: none) */
     int32_t slots_busy, n_parallel, queued, queue_size, n_ctx;
     float profile_sparsity;     /* the profile's target (-1 without a profile) */
+    /* decoding batches on the sparse path (several slots in one step), summed over layers */
+    int32_t n_ff;               /* neurons per layer */
+    const char *batch_select;   /* the profile's batch selection ("union", "shared", "auto"), NULL without one */
+    int64_t batch_layers;       /* (step, layer) batches */
+    int64_t batch_union_own;    /* the union of the slots' own selections, summed */
+    int64_t batch_read;         /* neurons read (the union, or the shared set), summed */
+    int64_t batch_shared;       /* batches that used one shared set */
+    int64_t own_kept, own_total;/* shared batches: own selections' neurons kept / all (own-mask recall) */
 } srv_stats;
 
 srv_engine *srv_engine_init(const sl_model *model, const srv_engine_params *p, sl_error *err);
@@ -219,6 +228,8 @@ void srv_engine_drain(srv_engine *e);
 bool srv_engine_idle(srv_engine *e);
 /* Ask for a new profile sparsity (applied between steps). SL_ERR_INVALID_ARG without a profile. */
 sl_status srv_engine_set_sparsity(srv_engine *e, float sparsity, sl_error *err);
+/* Ask for another batch selection (applied between steps). SL_ERR_INVALID_ARG without a profile. */
+sl_status srv_engine_set_batch_select(srv_engine *e, sl_batch_select mode, sl_error *err);
 void srv_engine_stats(srv_engine *e, srv_stats *out);
 /* Cancel everything and stop the thread; later submissions get SRV_SUBMIT_STOPPING. */
 void srv_engine_stop(srv_engine *e);

@@ -120,6 +120,30 @@ void sl_profile_free(sl_profile *p) {
     free(p);
 }
 
+const char *sl_batch_select_name(sl_batch_select mode) {
+    switch (mode) {
+    case SL_BATCH_UNION: return "union";
+    case SL_BATCH_SHARED: return "shared";
+    case SL_BATCH_AUTO: return "auto";
+    }
+    return NULL;
+}
+
+sl_status sl_profile_set_batch_select(sl_profile *p, sl_batch_select mode, float union_max, sl_error *err) {
+    if (!p) return sl_set_error(err, SL_ERR_INVALID_ARG, "profile: NULL profile");
+    if (!sl_batch_select_name(mode)) return sl_set_error(err, SL_ERR_INVALID_ARG, "profile: unknown batch selection %d", (int)mode);
+    if (!(union_max >= 0.0f && union_max <= 1.0f))
+        return sl_set_error(err, SL_ERR_INVALID_ARG, "profile: batch union limit %g outside (0, 1] (0 = default)", (double)union_max);
+    p->batch_select = mode;
+    p->batch_union_max = union_max;
+    return SL_OK;
+}
+
+sl_batch_select sl_profile_get_batch_select(const sl_profile *p, float *union_max) {
+    if (union_max) *union_max = p && p->batch_union_max > 0.0f ? p->batch_union_max : SL_BATCH_UNION_MAX_DEFAULT;
+    return p ? p->batch_select : SL_BATCH_UNION;
+}
+
 int32_t sl_profile_n_layer(const sl_profile *p) { return p->n_layer; }
 const char *sl_profile_method(const sl_profile *p) { return p->method; }
 

@@ -40,7 +40,11 @@ struct sl_profile {
     int32_t n_levels;               /* schedule grid (0 = none) */
     float levels[SL_PROFILE_MAX_LEVELS]; /* ascending levels in [0, 1) */
     bool has_alloc;                 /* layers' alloc tables are set */
+    sl_batch_select batch_select;   /* how decoding batches choose neurons (runtime only, not saved) */
+    float batch_union_max;          /* SL_BATCH_AUTO's limit on the union, fraction of n_ff (0 = default) */
 };
+
+#define SL_BATCH_UNION_MAX_DEFAULT 0.8f
 
 /* Fingerprint of a model: hash of the shapes and of sampled bytes of its weights, as 16 hex
  * digits (NUL-terminated) in out[17+]. */

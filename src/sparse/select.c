@@ -1,5 +1,6 @@
 /*
- * select.c — the per-token neuron selection rules (see select.h).
+ * select.c — the neuron selection rules (see select.h): per token, and one shared set for the
+ * tokens of a decoding batch. What it is not: where the scores come from (skip.c).
  */
 #include "sparse/select.h"
 
@@ -185,4 +186,35 @@ int32_t sl_select_active(const sl_profile_layer *P, float stat_z, const sl_cats_
         break;
     }
     return n;
+}
+
+int32_t sl_select_shared(const sl_profile_layer *P, const float *s, int B, int32_t I, int32_t k, sl_activation act, float *comb,
+                         void *tmp, int32_t *idx) {
+    const bool cats = P->rule == SL_RULE_CATS;
+    float *v = tmp; /* one token's rule quantity; tmp is free again before the top-k */
+    if (B == 1) {
+        if (cats)
+            for (int32_t i = 0; i < I; i++) comb[i] = fabsf(sl_activate(act, s[i]));
+        else
+            memcpy(comb, s, (size_t)I * sizeof(float));
+        return sl_select_topk(comb, I, k, tmp, idx);
+    }
+    memset(comb, 0, (size_t)I * sizeof(float));
+    for (int b = 0; b < B; b++) {
+        const float *sb = s + (size_t)b * I;
+        const float *q = sb;
+        if (cats) {
+            for (int32_t i = 0; i < I; i++) v[i] = fabsf(sl_activate(act, sb[i]));
+            q = v;
+        }
+        double sum = 0.0, sq = 0.0;
+        for (int32_t i = 0; i < I; i++) sum += q[i];
+        const double mean = sum / I;
+        for (int32_t i = 0; i < I; i++) sq += ((double)q[i] - mean) * ((double)q[i] - mean);
+        const double sd = sqrt(sq / I);
+        if (!(sd > 0.0) || !isfinite(sd)) continue; /* a constant (or non-finite) row ranks nothing */
+        const float fm = (float)mean, inv = (float)(1.0 / sd);
+        for (int32_t i = 0; i < I; i++) comb[i] += (q[i] - fm) * inv;
+    }
+    return sl_select_topk(comb, I, k, tmp, idx);
 }

@@ -8,7 +8,8 @@
  * model/bundle.h: gate, up and transposed down rows side by side, shared by every context)
  * computes their share of the MLP (model/bundle_mlp.h). A batch of tokens (sparse prefill, or
  * several sequences decoding together) selects per token and reads the union of their neurons
- * once, or runs dense when that union covers most of the layer. Per-layer counters record the
+ * once, or runs dense when that union covers most of the layer; or, by the profile's batch
+ * selection (sl_batch_select), a decoding batch computes one shared set for all its tokens. Per-layer counters record the
  * sparsity achieved, the union of batches, the time of each stage, the weight bytes read and,
  * on request, the recall and precision of the selection against the true mask (gate > 0), the
  * share of the contributions kept and the error of the MLP output. The two-stage rules
@@ -60,6 +61,8 @@ typedef struct skip_state {
     float *pred_h;                     /* [n_batch, max rank] A x */
     float *select_tmp;                 /* [n_ff] scratch for top-k selection */
     uint8_t *seen;                     /* [n_ff] union membership while sizing a batch's union */
+    float *comb;                       /* [n_ff] combined scores of a shared batch set */
+    int32_t *shared;                   /* [n_ff] a decoding batch's shared set */
     int32_t **lists;                   /* [n_batch] pointers into idx */
     sl_stage_scratch stage;            /* two-stage rules: one token's scratch (skip_stages.h) */
 } skip_state;
@@ -81,6 +84,8 @@ static void skip_free(void *state) {
     sl_free_aligned(s->pred_h);
     sl_free_aligned(s->select_tmp);
     free(s->seen);
+    free(s->comb);
+    free(s->shared);
     free(s->lists);
     sl_stage_scratch_free(&s->stage);
     free(s);
@@ -123,9 +128,11 @@ sl_status sl_context_set_profile(sl_context *ctx, const sl_profile *profile, boo
     s->pred_h = sl_calloc_array(NB * (size_t)max_rank, sizeof(float));
     s->select_tmp = sl_calloc_array(I, sizeof(float));
     s->seen = calloc(I, 1);
+    s->comb = malloc(I * sizeof(float));
+    s->shared = malloc(I * sizeof(int32_t));
     s->lists = calloc(NB, sizeof(int32_t *));
     if (!s->layers || !s->idx || !s->n_idx || !s->scores || !s->gate_full || !s->up_full || !s->dense_out || !s->pred_h || !s->select_tmp ||
-        !s->seen || !s->lists || sl_stage_scratch_init(&s->stage, c->n_ff, NULL)) {
+        !s->seen || !s->comb || !s->shared || !s->lists || sl_stage_scratch_init(&s->stage, c->n_ff, NULL)) {
         skip_free(s);
         return sl_set_error(err, SL_ERR_NOMEM, "set_profile: out of memory for sparse buffers");
     }
@@ -151,6 +158,50 @@ static void gate_all(skip_state *ss, sl_context *ctx, const sl_neuron_bundle *bd
         return;
     }
     sl_matmul_rows(ctx->pool, bd->t_gu, bd->data, bd->stride, bd->I, bd->H, ctx->xb, B, out);
+}
+
+/* The size of the union of the B tokens' lists. */
+static int64_t union_size(skip_state *ss, int B, int32_t I) {
+    int64_t nu = 0;
+    for (int b = 0; b < B; b++)
+        for (int32_t k = 0; k < ss->n_idx[b]; k++) {
+            const int32_t i = ss->idx[(size_t)b * I + k];
+            nu += !ss->seen[i];
+            ss->seen[i] = 1;
+        }
+    memset(ss->seen, 0, (size_t)I);
+    return nu;
+}
+
+/* A decoding batch's selection policy (sl_batch_select), after each token chose its own neurons:
+ * counts the union of those, and when the policy asks for one shared set (SHARED, or AUTO with a
+ * union over its limit) computes it (sl_select_shared, as many neurons as the tokens chose on
+ * average), counts how much of each token's own selection it holds, and gives it to every token.
+ * Returns the neurons the batch will read (the union, or the shared set's size); *sum_n becomes
+ * the neurons computed over all tokens. */
+static int64_t batch_choose(skip_state *ss, sl_context *ctx, const sl_profile_layer *P, sl_layer_stats *st, int B, int32_t I,
+                            sl_activation act, int64_t *sum_n) {
+    const int64_t nu = union_size(ss, B, I);
+    st->n_union_own += nu;
+    float umax;
+    const sl_batch_select mode = sl_profile_get_batch_select(ss->profile, &umax);
+    if (!ctx->mlp_decode || !(mode == SL_BATCH_SHARED || (mode == SL_BATCH_AUTO && (double)nu > (double)umax * I))) return nu;
+    const int32_t k = (int32_t)((*sum_n + B / 2) / B);
+    const int32_t n = sl_select_shared(P, ss->scores, B, I, k, act, ss->comb, ss->select_tmp, ss->shared);
+    for (int32_t j = 0; j < n; j++) ss->seen[ss->shared[j]] = 1;
+    for (int b = 0; b < B; b++) {
+        int32_t *idx = ss->idx + (size_t)b * I;
+        int64_t kept = 0;
+        for (int32_t j = 0; j < ss->n_idx[b]; j++) kept += ss->seen[idx[j]];
+        st->own_kept += kept;
+        st->own_total += ss->n_idx[b];
+        memcpy(idx, ss->shared, (size_t)n * sizeof(int32_t));
+        ss->n_idx[b] = n;
+    }
+    memset(ss->seen, 0, (size_t)I);
+    st->n_batch_shared++;
+    *sum_n = (int64_t)n * B;
+    return n;
 }
 
 /* The sparse MLP of layer l for the B tokens in ctx->xb -> ctx->xb2, when the profile makes the
@@ -223,6 +274,7 @@ static bool skip_forward(void *state, sl_context *ctx, int l, int B) {
         st->t_operator -= t_stage2;
         st->t_select += t_stage2;
     } else {
+        const int64_t nu = B > 1 ? batch_choose(ss, ctx, P, st, B, I, c->act, &sum_n) : 0;
         for (int b = 0; b < B; b++) st->mlp_bytes += sl_mlp_rule_bytes(L, PD, ss->n_idx[b], ss->n_idx[b]);
         st->mlp_bytes_dense += B * sl_mlp_dense_bytes(L);
         st->n_active += sum_n;
@@ -231,15 +283,7 @@ static bool skip_forward(void *state, sl_context *ctx, int l, int B) {
             sl_bundle_opts o = {.gate_pre = gate_pre};
             rc = sl_bundle_forward(bd, ctx->pool, &ss->bws, c->act, ctx->xb, ss->idx, ss->n_idx[0], &o, ctx->xb2, &err);
         } else {
-            /* the union's size decides between one pass over the union and the dense products */
-            int64_t nu = 0;
-            for (int b = 0; b < B; b++)
-                for (int32_t k = 0; k < ss->n_idx[b]; k++) {
-                    const int32_t i = ss->idx[(size_t)b * I + k];
-                    nu += !ss->seen[i];
-                    ss->seen[i] = 1;
-                }
-            memset(ss->seen, 0, (size_t)I);
+            /* the size of what the batch reads decides between one pass over it and the dense products */
             st->n_batches++;
             st->n_union += nu;
             if ((double)nu >= SKIP_UNION_DENSE * I || B > SKIP_BATCH_MAX) {
