@@ -7,7 +7,8 @@
 //   logit_bias so every stream runs to N_GEN), distinct 8-token prompts. Prints one JSON line:
 //   aggregate generated tokens/s over the wall time from the first request to the last token
 //   (prompts included), the mean per-stream decode speed the server reports, and the server's
-//   achieved MLP sparsity. --ttft instead sends one 128-token prompt (token ids) with max_tokens 1
+//   achieved MLP sparsity, and (from /metrics) the union of the slots' own neuron selections, the
+//   neurons read per pass and the own-mask recall of shared sets (docs/server.md). --ttft instead sends one 128-token prompt (token ids) with max_tokens 1
 //   while STREAMS-1 other streams generate, and reports the time to its first token.
 const [port, streamsArg, nGenArg, ...rest] = process.argv.slice(2);
 const streams = Number(streamsArg), nGen = Number(nGenArg);
@@ -47,7 +48,9 @@ const gen = (i) => stream({ prompt: `The ${words[i % 8]} and the ${words[(i + 3)
 if (ttft) {
   const others = Array.from({ length: streams - 1 }, (_, i) => gen(i));
   if (streams > 1) await new Promise((r) => setTimeout(r, 300)); // let them reach decoding
-  const ids = Array.from({ length: 128 }, (_, i) => 3 + ((i * 7919) % (props.n_vocab - 3)));
+  // a prompt no slot has cached (a repeated one would be served from the slot's KV cache)
+  const off = 1 + Math.floor(Math.random() * 100000);
+  const ids = Array.from({ length: 128 }, (_, i) => 3 + ((i * 7919 + off * 104729) % (props.n_vocab - 3)));
   const one = await stream({ prompt: ids, max_tokens: 1, temperature: 0, logit_bias: { "2": -100 } });
   await Promise.all(others);
   console.log(JSON.stringify({ label, kind: "ttft", streams, prompt_tokens: 128, ttft_ms: one.tFirst - one.t0,
@@ -63,7 +66,13 @@ if (ttft) {
   const metric = (txt, name) => Number((txt.match(new RegExp(`\\n${name} ([0-9.e+-]+)`)) || [])[1]);
   const m1 = await (await fetch(`${base}/metrics`)).text();
   const steps = metric(m1, "skipllama_decode_steps_total") - metric(m0, "skipllama_decode_steps_total");
+  const d = (name) => metric(m1, name) - metric(m0, name);
+  const passes = d("skipllama_batch_passes_total"), sel = d("skipllama_batch_own_selected_total");
   console.log(JSON.stringify({ label, kind: "gen", streams, n_gen: nGen, tokens, wall_s: (t1 - t0) / 1000,
     aggregate_tps: tokens / ((t1 - t0) / 1000), per_stream_tps: per.reduce((a, b) => a + b, 0) / per.length,
-    sparsity: sp.length ? sp.reduce((a, b) => a + b, 0) / sp.length : null, steps, tokens_per_step: tokens / steps }));
+    sparsity: sp.length ? sp.reduce((a, b) => a + b, 0) / sp.length : null, steps, tokens_per_step: tokens / steps,
+    batch_select: props.batch_select ?? null,
+    union_ratio: passes > 0 ? d("skipllama_batch_union_neurons_total") / (passes * props.n_ff) : null,
+    read_ratio: passes > 0 ? d("skipllama_batch_read_neurons_total") / (passes * props.n_ff) : null,
+    own_recall: sel > 0 ? d("skipllama_batch_own_kept_total") / sel : null }));
 }

@@ -5,12 +5,16 @@
 # between their turns) and their rounds alternate (A, B, A, B...); medians of ROUNDS rounds.
 #
 #   bench/serve_bench.sh MODEL.gguf [PROFILE.gguf]
-#   env: THREADS (2), NP (4: slots), N_GEN (64), ROUNDS (3), CTX (512), SPARSITY (profile's)
+#   env: THREADS (2), NP (4: slots), N_GEN (64), ROUNDS (3), CTX (512), SPARSITY (profile's),
+#        SELECTS ("union": the sparse server's batch selections, e.g. "union shared auto"; one
+#        server, switched between runs through POST /props; rows "sparse-MODE"),
+#        SPARSE_ONE (1: also time one sparse stream), TTFT (1: the time-to-first-token runs)
 # Prints the raw JSON lines, then a markdown table. Needs node (fetch) and a built build/skipllama.
 set -eu
 MODEL=${1:?usage: bench/serve_bench.sh MODEL.gguf [PROFILE.gguf]}
 PROFILE=${2:-}
 THREADS=${THREADS:-2}; NP=${NP:-4}; N_GEN=${N_GEN:-64}; ROUNDS=${ROUNDS:-3}; CTX=${CTX:-512}
+SELECTS=${SELECTS:-union}; SPARSE_ONE=${SPARSE_ONE:-1}; TTFT=${TTFT:-1}
 SL=${SL:-build/skipllama}
 SL_DIR=$(mktemp -d)
 trap 'for p in $PIDS; do kill -TERM $p 2> /dev/null; done; rm -rf "$SL_DIR"' EXIT
@@ -30,19 +34,37 @@ start dense
 VARIANTS=dense
 if [ -n "$PROFILE" ]; then
     if [ -n "${SPARSITY:-}" ]; then start sparse -P "$PROFILE" --sparsity "$SPARSITY"; else start sparse -P "$PROFILE"; fi
-    VARIANTS="dense sparse"
+    VARIANTS="dense"
+    for m in $SELECTS; do VARIANTS="$VARIANTS sparse-$m"; done
 fi
+# run VARIANT STREAMS N_GEN [--ttft]: one measurement (a sparse variant first sets its batch selection)
+run() {
+    v=$1; shift
+    case $v in
+    dense) port=$PORT_dense ;;
+    *) port=$PORT_sparse
+       curl -s -X POST -H 'Content-Type: application/json' -d "{\"batch_select\":\"${v#sparse-}\"}" "http://127.0.0.1:$port/props" > /dev/null
+       sleep 0.2 ;;
+    esac
+    node bench/serve_bench.mjs "$port" "$@" --label "$v" | tee -a "$OUT"
+}
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 OUT="$SL_DIR/results.jsonl"
-for v in $VARIANTS; do eval "node bench/serve_bench.mjs \$PORT_$v 1 8 --label warmup > /dev/null"; done
+node bench/serve_bench.mjs "$PORT_dense" 1 8 --label warmup > /dev/null
+[ -z "$PROFILE" ] || node bench/serve_bench.mjs "$PORT_sparse" 1 8 --label warmup > /dev/null
+FIRST=$(echo $VARIANTS | cut -d' ' -f1-2)  # dense and the first sparse variant: one stream, TTFT
 r=1
 while [ $r -le "$ROUNDS" ]; do
-    for s in 1 "$NP"; do
-        for v in $VARIANTS; do eval "node bench/serve_bench.mjs \$PORT_$v $s $N_GEN --label $v | tee -a $OUT"; done
+    echo "round $r: load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    for v in $VARIANTS; do
+        case " $FIRST " in *" $v "*) run "$v" 1 "$N_GEN" ;; *) [ "$SPARSE_ONE" = 0 ] || run "$v" 1 "$N_GEN" ;; esac
+        run "$v" "$NP" "$N_GEN"
     done
-    for s in 1 "$NP"; do
-        for v in $VARIANTS; do eval "node bench/serve_bench.mjs \$PORT_$v $s 4 --ttft --label $v | tee -a $OUT"; done
-    done
+    if [ "$TTFT" != 0 ]; then
+        for s in 1 "$NP"; do
+            for v in $FIRST; do run "$v" "$s" 4 --ttft; done
+        done
+    fi
     r=$((r + 1))
 done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -51,15 +73,20 @@ const rows = require("fs").readFileSync(process.argv[1], "utf8").trim().split("\
 const med = (a) => { a = a.slice().sort((x, y) => x - y); return a[Math.floor(a.length / 2)]; };
 const pick = (label, kind, streams, f) => med(rows.filter((r) => r.label === label && r.kind === kind && r.streams === streams).map(f));
 const labels = [...new Set(rows.map((r) => r.label))], S = [...new Set(rows.map((r) => r.streams))].sort((a, b) => a - b);
-console.log("| server | streams | aggregate tokens/s | per-stream tokens/s | tokens per step | sparsity | vs 1 stream | vs dense |");
-console.log("|---|---|---|---|---|---|---|---|");
+const f = (x, d) => (x === undefined || Number.isNaN(x) ? "—" : x.toFixed(d));
+console.log("| server | streams | aggregate tokens/s (median) | samples | tokens per step | sparsity | union of own / layer | read / layer | own recall | vs 1 stream | vs dense |");
+console.log("|---|---|---|---|---|---|---|---|---|---|---|");
 for (const l of labels) for (const s of S) {
+  const rs = rows.filter((r) => r.label === l && r.kind === "gen" && r.streams === s);
+  if (!rs.length) continue;
   const agg = pick(l, "gen", s, (r) => r.aggregate_tps), one = pick(l, "gen", S[0], (r) => r.aggregate_tps), dense = pick("dense", "gen", s, (r) => r.aggregate_tps);
   const sp = pick(l, "gen", s, (r) => r.sparsity ?? 0);
-  console.log(`| ${l} | ${s} | ${agg.toFixed(2)} | ${pick(l, "gen", s, (r) => r.per_stream_tps).toFixed(2)} | ${pick(l, "gen", s, (r) => r.tokens_per_step).toFixed(2)} | ${sp.toFixed(2)} | ${(agg / one).toFixed(2)}x | ${(agg / dense).toFixed(2)}x |`);
+  console.log(`| ${l} | ${s} | ${agg.toFixed(2)} | ${rs.map((r) => r.aggregate_tps.toFixed(2)).join(", ")} | ${pick(l, "gen", s, (r) => r.tokens_per_step).toFixed(2)} | ${sp.toFixed(2)} | ${f(pick(l, "gen", s, (r) => r.union_ratio ?? NaN), 3)} | ${f(pick(l, "gen", s, (r) => r.read_ratio ?? NaN), 3)} | ${f(pick(l, "gen", s, (r) => r.own_recall ?? NaN), 3)} | ${one ? (agg / one).toFixed(2) + "x" : "—"} | ${(agg / dense).toFixed(2)}x |`);
 }
 console.log("\n| server | streams | time to first token, 128-token prompt (ms) | server prompt time (ms) |");
 console.log("|---|---|---|---|");
-for (const l of labels) for (const s of S)
+for (const l of labels) for (const s of S) {
+  if (!rows.some((r) => r.label === l && r.kind === "ttft" && r.streams === s)) continue;
   console.log(`| ${l} | ${s === 1 ? "alone" : s - 1 + " others generating"} | ${pick(l, "ttft", s, (r) => r.ttft_ms).toFixed(0)} | ${pick(l, "ttft", s, (r) => r.server_prompt_ms).toFixed(0)} |`);
+}
 ' "$OUT"

@@ -274,7 +274,11 @@ static bool skip_forward(void *state, sl_context *ctx, int l, int B) {
         st->t_operator -= t_stage2;
         st->t_select += t_stage2;
     } else {
+        const double tc = sl_time_s();
         const int64_t nu = B > 1 ? batch_choose(ss, ctx, P, st, B, I, c->act, &sum_n) : 0;
+        const double dc = sl_time_s() - tc; /* the batch's selection: counted as selection, not operator time */
+        st->t_select += dc;
+        st->t_operator -= dc;
         for (int b = 0; b < B; b++) st->mlp_bytes += sl_mlp_rule_bytes(L, PD, ss->n_idx[b], ss->n_idx[b]);
         st->mlp_bytes_dense += B * sl_mlp_dense_bytes(L);
         st->n_active += sum_n;
