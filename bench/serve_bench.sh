@@ -8,13 +8,14 @@
 #   env: THREADS (2), NP (4: slots), N_GEN (64), ROUNDS (3), CTX (512), SPARSITY (profile's),
 #        SELECTS ("union": the sparse server's batch selections, e.g. "union shared auto"; one
 #        server, switched between runs through POST /props; rows "sparse-MODE"),
-#        SPARSE_ONE (1: also time one sparse stream), TTFT (1: the time-to-first-token runs)
+#        SPARSE_ONE (1: also time one stream of each sparse variant), GEN (1: the generation runs),
+#        TTFT (1: the time-to-first-token runs, dense and the first sparse variant)
 # Prints the raw JSON lines, then a markdown table. Needs node (fetch) and a built build/skipllama.
 set -eu
 MODEL=${1:?usage: bench/serve_bench.sh MODEL.gguf [PROFILE.gguf]}
 PROFILE=${2:-}
 THREADS=${THREADS:-2}; NP=${NP:-4}; N_GEN=${N_GEN:-64}; ROUNDS=${ROUNDS:-3}; CTX=${CTX:-512}
-SELECTS=${SELECTS:-union}; SPARSE_ONE=${SPARSE_ONE:-1}; TTFT=${TTFT:-1}
+SELECTS=${SELECTS:-union}; SPARSE_ONE=${SPARSE_ONE:-1}; GEN=${GEN:-1}; TTFT=${TTFT:-1}
 SL=${SL:-build/skipllama}
 SL_DIR=$(mktemp -d)
 trap 'for p in $PIDS; do kill -TERM $p 2> /dev/null; done; rm -rf "$SL_DIR"' EXIT
@@ -52,12 +53,13 @@ echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 OUT="$SL_DIR/results.jsonl"
 node bench/serve_bench.mjs "$PORT_dense" 1 8 --label warmup > /dev/null
 [ -z "$PROFILE" ] || node bench/serve_bench.mjs "$PORT_sparse" 1 8 --label warmup > /dev/null
-FIRST=$(echo $VARIANTS | cut -d' ' -f1-2)  # dense and the first sparse variant: one stream, TTFT
+FIRST=$(echo $VARIANTS | cut -d' ' -f1-2)  # dense and the first sparse variant: TTFT
 r=1
 while [ $r -le "$ROUNDS" ]; do
     echo "round $r: load average $(cut -d' ' -f1-3 /proc/loadavg)"
     for v in $VARIANTS; do
-        case " $FIRST " in *" $v "*) run "$v" 1 "$N_GEN" ;; *) [ "$SPARSE_ONE" = 0 ] || run "$v" 1 "$N_GEN" ;; esac
+        [ "$GEN" != 0 ] || break
+        [ "$v" != dense ] && [ "$SPARSE_ONE" = 0 ] || run "$v" 1 "$N_GEN"
         run "$v" "$NP" "$N_GEN"
     done
     if [ "$TTFT" != 0 ]; then

@@ -460,7 +460,7 @@ int cmd_bench(int argc, char **argv) {
         {.names = "--batch-select", .type = CLI_CUSTOM, .dest = &o.batch, .parse = parse_batch_modes, .choices = "union|shared|auto[,...]",
          .meta = "MODE[,MODE...]", .help = "with --profile and -np > 1: how a step's tokens choose neurons (one variant per mode;\nsee docs/server.md)", .def = "union"},
         {.names = "--batch-union-max", .type = CLI_FLOAT, .dest = &o.union_max, .lo = 0, .hi = 1, .flags = CLI_LO_OPEN, .meta = "U",
-         .help = "--batch-select auto: the largest union (fraction of a layer) read as a union", .def = "0.8"},
+         .help = "--batch-select auto: the cap on the union (fraction of a layer); a larger union is cut to this\nmany neurons by combined score", .def = "0.6"},
         {.names = "--kv-f16", .type = CLI_FLAG, .dest = &o.kv_f16, .help = "store the KV cache as f16"},
         {.names = "--no-repack", .type = CLI_FLAG, .dest = &o.no_repack,
          .help = "compute Q4_0 weights from the file layout (default: repacked at load, 4 rows\ninterleaved, for the AVX-512 matrix-vector kernel)"},

@@ -333,16 +333,17 @@ typedef enum sl_batch_select {
     SL_BATCH_UNION = 0,  /* each token its own neurons; the union read once, or the dense products when
                             the union covers >= 80% of the layer (the default) */
     SL_BATCH_SHARED = 1, /* one shared set per step and layer: the k neurons of largest combined score
-                            sum_b z_b(i) (z_b: token b's rule score standardised over the layer; CATS: |act(gate)|),
-                            k = the mean size of the tokens' own selections (top-k: its k) */
+                            sum_b max(0, z_b(i)) (z_b: token b's rule score standardised over the layer; CATS:
+                            |act(gate)|), k = the mean size of the tokens' own selections (top-k: its k) */
     SL_BATCH_AUTO = 2,   /* union while the union of the tokens' own selections is <= union_max x n_ff,
-                            else the shared set */
+                            else a shared set of union_max x n_ff neurons (at least k): the union capped */
 } sl_batch_select;
 /* Name ("union", "shared", "auto") or NULL. */
 const char *sl_batch_select_name(sl_batch_select mode);
 /* Set the profile's batch selection (runtime only: not saved; clones copy it). union_max in
- * (0, 1] (AUTO's limit; 0 = the default 0.8). Takes effect at the next step of any context
- * using the profile. */
+ * (0, 1] (AUTO's cap; 0 = the default 0.6). Takes effect at the next step of any context using
+ * the profile. Only decoding batches (several sequences, one token each) use it; sparse-prefill
+ * chunks keep per-token selection. */
 sl_status sl_profile_set_batch_select(sl_profile *profile, sl_batch_select mode, float union_max, sl_error *err);
 sl_batch_select sl_profile_get_batch_select(const sl_profile *profile, float *union_max); /* union_max may be NULL */
 

@@ -44,7 +44,7 @@ struct sl_profile {
     float batch_union_max;          /* SL_BATCH_AUTO's limit on the union, fraction of n_ff (0 = default) */
 };
 
-#define SL_BATCH_UNION_MAX_DEFAULT 0.8f
+#define SL_BATCH_UNION_MAX_DEFAULT 0.6f
 
 /* Fingerprint of a model: hash of the shapes and of sampled bytes of its weights, as 16 hex
  * digits (NUL-terminated) in out[17+]. */

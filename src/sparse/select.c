@@ -188,6 +188,10 @@ int32_t sl_select_active(const sl_profile_layer *P, float stat_z, const sl_cats_
     return n;
 }
 
+/* weight of the plain z beside max(0, z): orders the neurons no token rates above its average
+ * (a token's scores are skewed, so fewer than half may be above it, and k can be larger) */
+#define SHARED_TIE 1e-3f
+
 int32_t sl_select_shared(const sl_profile_layer *P, const float *s, int B, int32_t I, int32_t k, sl_activation act, float *comb,
                          void *tmp, int32_t *idx) {
     const bool cats = P->rule == SL_RULE_CATS;
@@ -214,7 +218,10 @@ int32_t sl_select_shared(const sl_profile_layer *P, const float *s, int B, int32
         const double sd = sqrt(sq / I);
         if (!(sd > 0.0) || !isfinite(sd)) continue; /* a constant (or non-finite) row ranks nothing */
         const float fm = (float)mean, inv = (float)(1.0 / sd);
-        for (int32_t i = 0; i < I; i++) comb[i] += (q[i] - fm) * inv;
+        for (int32_t i = 0; i < I; i++) {
+            const float z = (q[i] - fm) * inv;
+            comb[i] += (z > 0.0f ? z : 0.0f) + SHARED_TIE * z;
+        }
     }
     return sl_select_topk(comb, I, k, tmp, idx);
 }

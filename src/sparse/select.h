@@ -65,10 +65,14 @@ int32_t sl_select_stage2(const float *h, const float *w, const int32_t *cand, in
                          int32_t *pos);
 
 /* Batch selection "shared" (sl_batch_select): one set of k neurons for B tokens, the k largest
- * combined scores c_i = sum_b (v_bi - mean_b) / sd_b, where v_b is token b's rule quantity (CATS:
- * |act(s_bi)|, the quantity its threshold cuts; the score otherwise) standardised over its I
- * neurons (a constant row adds 0). With B = 1, c = v (standardising is monotone): the set is the
- * token's own top k, i.e. its own selection when k is its own count. s: [B, I] scores. comb: [I]
+ * combined scores c_i = sum_b (max(0, z_bi) + 0.001 z_bi), z_bi = (v_bi - mean_b) / sd_b (the small
+ * plain term only orders neurons that no token rates above its average), where v_b is token b's
+ * rule quantity (CATS: |act(s_bi)|, the quantity its threshold cuts; the score otherwise)
+ * standardised over its I neurons (a constant row adds 0): each token votes for the neurons it
+ * rates above its own average, by how far above, and never against a neuron (on tiny-silu this
+ * beat the plain sum of z, the raw sum and a count of votes: docs/server.md). With B = 1, c = v
+ * (any monotone map ranks alike): the set is the token's own top k, i.e. its own selection when
+ * k is its own count. s: [B, I] scores. comb: [I]
  * floats (the combined scores on return); tmp: I 4-byte elements. Writes the set to idx in
  * increasing order (ties as sl_select_topk) and returns its size, min(max(k, 0), I). */
 int32_t sl_select_shared(const sl_profile_layer *P, const float *s, int B, int32_t I, int32_t k, sl_activation act, float *comb,

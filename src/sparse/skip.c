@@ -175,8 +175,9 @@ static int64_t union_size(skip_state *ss, int B, int32_t I) {
 
 /* A decoding batch's selection policy (sl_batch_select), after each token chose its own neurons:
  * counts the union of those, and when the policy asks for one shared set (SHARED, or AUTO with a
- * union over its limit) computes it (sl_select_shared, as many neurons as the tokens chose on
- * average), counts how much of each token's own selection it holds, and gives it to every token.
+ * union over its cap) computes it (sl_select_shared: as many neurons as the tokens chose on
+ * average, or AUTO's cap if that is more), counts how much of each token's own selection it
+ * holds, and gives it to every token.
  * Returns the neurons the batch will read (the union, or the shared set's size); *sum_n becomes
  * the neurons computed over all tokens. */
 static int64_t batch_choose(skip_state *ss, sl_context *ctx, const sl_profile_layer *P, sl_layer_stats *st, int B, int32_t I,
@@ -186,7 +187,10 @@ static int64_t batch_choose(skip_state *ss, sl_context *ctx, const sl_profile_la
     float umax;
     const sl_batch_select mode = sl_profile_get_batch_select(ss->profile, &umax);
     if (!ctx->mlp_decode || !(mode == SL_BATCH_SHARED || (mode == SL_BATCH_AUTO && (double)nu > (double)umax * I))) return nu;
-    const int32_t k = (int32_t)((*sum_n + B / 2) / B);
+    /* SHARED: as many as a token chose on average; AUTO: the union cut down to its cap (never below that) */
+    int32_t k = (int32_t)((*sum_n + B / 2) / B);
+    const int32_t cap = (int32_t)lround((double)umax * I);
+    if (mode == SL_BATCH_AUTO && cap > k) k = cap;
     const int32_t n = sl_select_shared(P, ss->scores, B, I, k, act, ss->comb, ss->select_tmp, ss->shared);
     for (int32_t j = 0; j < n; j++) ss->seen[ss->shared[j]] = 1;
     for (int b = 0; b < B; b++) {
