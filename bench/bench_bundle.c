@@ -8,7 +8,8 @@
  * busy machine), median of the repetitions. Not a test: timing never decides one.
  *
  * usage: build/bench/bench_bundle [TYPE=q4_0] [H=2048] [I=8192] [REPS=15]
- * Runs the kernel variant in use (SKIPLLAMA_KERNELS=scalar|avx2|avx512).
+ * Runs the kernel variant in use (SKIPLLAMA_KERNELS=scalar|avx2|avx512); BENCH_FRACS=1,0.1 picks the active
+ * fractions, BENCH_STAGES=1 / 2 times the gate/up or the down stage alone.
  */
 #include "kernels/kernels.h"
 #include "model/bundle_mlp.h"
@@ -80,11 +81,16 @@ int main(int argc, char **argv) {
     for (int64_t c = 0; c < H; c++) x[c] = gauss();
     sl_bundle_ws ws = {0};
     double *ts = malloc((size_t)reps * sizeof(double)), dense_ms = 0;
-    static const double fracs[] = {1.0, 0.5, 0.3, 0.1, 0.05};
+    double fracs[16] = {1.0, 0.5, 0.3, 0.1, 0.05};
+    int n_fracs = 5;
+    if (getenv("BENCH_FRACS")) { /* e.g. BENCH_FRACS=1,0.1: only these active fractions */
+        n_fracs = 0;
+        for (char *s = getenv("BENCH_FRACS"), *e; *s && n_fracs < 16; s = *e ? e + 1 : e) fracs[n_fracs++] = strtod(s, &e);
+    }
     const int stages = getenv("BENCH_STAGES") ? atoi(getenv("BENCH_STAGES")) : 0; /* 1: gate/up alone, 2: down alone */
     float *gv = malloc((size_t)I * sizeof(float)), *uv = malloc((size_t)I * sizeof(float));
     printf("| path | active | ms/call | GB/s | x dense matrices |\n|---|--:|--:|--:|--:|\n");
-    for (int pass = -1; pass < (int)(sizeof(fracs) / sizeof(fracs[0])); pass++) {
+    for (int pass = -1; pass < n_fracs; pass++) {
         int32_t n = 0;
         if (pass >= 0)
             for (int64_t i = 0; i < I; i++)

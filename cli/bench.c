@@ -37,9 +37,17 @@
 #define BENCH_MAX_REPS 1000  /* -r upper bound */
 #define BENCH_MAX_PARALLEL 64 /* -np upper bound */
 
+/* SKIPLLAMA_CLOCK=cpu (also read by the library's stage timers): the calling thread's CPU time,
+ * meaningful with -t 1 only (with workers, the caller's CPU time leaves their share out). */
+static bool clock_cpu(void) {
+    static int cpu = -1;
+    if (cpu < 0) cpu = getenv("SKIPLLAMA_CLOCK") && !strcmp(getenv("SKIPLLAMA_CLOCK"), "cpu");
+    return cpu;
+}
+
 static double now_s(void) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(clock_cpu() ? CLOCK_THREAD_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
@@ -379,6 +387,8 @@ static void print_md(const bench_opts *o, const sl_model *model, const row_resul
            "after a repetition)\n");
     printf("\nkernels %s; load average %.2f at start, %.2f at end (%s)\n", sl_kernels_in_use(), o->load_start, o->load_end,
            "numbers are only meaningful when it stays below the core count");
+    if (clock_cpu())
+        printf("times: the calling thread's CPU time (SKIPLLAMA_CLOCK=cpu; meaningful with -t 1 only)\n");
     printf("peak RSS %.0f MiB (model file %.0f MiB, KV cache %d tokens %s); a generated token reads %.1f MiB of "
            "weights; eff. BW = that × median t/s; DRAM read = best of 5 streaming reads of %d MiB at the same thread "
            "count; %d repetitions after 1 warm-up\n",

@@ -319,7 +319,50 @@ void sl_bn_axpy_rows_avx2(sl_type t, const uint8_t *const *rows, const float *a,
  * the unsigned nibbles with the pair (k_r0, k_r1) per 16 elements, int16 sums over up to 8 pairs
  * (<= 8 * 2 * 15 * 127), then widened into int32 sums; the column layouts put the results of the
  * unpacks in element order (quant.h: swap34), so no permutation is needed. Q8_0C bytes q + 128
- * are split into nibbles too and recombined as 16 hi + lo - 128. */
+ * are split into nibbles too and recombined as 16 hi + lo - 128.
+ * The int32 sums live in eight named registers (an indexed array with a variable trip count was
+ * kept on the stack by the compiler and cleared with `rep stos` every 64 elements: a third of
+ * the kernel's time at 10% active, perf annotate, issue 17 session 7); calls of at most 8 pairs
+ * (16 rows: every call of a sparse token below ~50% active) widen the int16 sums straight into
+ * the output step. */
+
+/* acc0..7 += the int16 sums A0..A3 widened (acc 2i / 2i + 1: the low / high 128 bits of A i). */
+#define COL_WIDEN_ADD(op)                                                                                               \
+    do {                                                                                                                \
+        acc0 = op(acc0, _mm256_cvtepi16_epi32(_mm256_castsi256_si128(A0)));                                             \
+        acc1 = op(acc1, _mm256_cvtepi16_epi32(_mm256_extracti128_si256(A0, 1)));                                        \
+        acc2 = op(acc2, _mm256_cvtepi16_epi32(_mm256_castsi256_si128(A1)));                                             \
+        acc3 = op(acc3, _mm256_cvtepi16_epi32(_mm256_extracti128_si256(A1, 1)));                                        \
+        acc4 = op(acc4, _mm256_cvtepi16_epi32(_mm256_castsi256_si128(A2)));                                             \
+        acc5 = op(acc5, _mm256_cvtepi16_epi32(_mm256_extracti128_si256(A2, 1)));                                        \
+        acc6 = op(acc6, _mm256_cvtepi16_epi32(_mm256_castsi256_si128(A3)));                                             \
+        acc7 = op(acc7, _mm256_cvtepi16_epi32(_mm256_extracti128_si256(A3, 1)));                                        \
+    } while (0)
+#define COL_SECOND(a, b) (b)
+
+/* y[0..8) += (d[0..8) * dx) * (v + bias). */
+B2_INLINE void col_put8(float *y, const uint16_t *d, __m256i v, __m256i bias, __m256 dxv) {
+    const __m256 sc = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d)), dxv);
+    _mm256_storeu_ps(y, _mm256_fmadd_ps(sc, _mm256_cvtepi32_ps(_mm256_add_epi32(v, bias)), _mm256_loadu_ps(y)));
+}
+
+B2_INLINE void col_pairs(const uint8_t *const *rp, const __m256i *kp, int p0, int p1, size_t off, __m256i *A0, __m256i *A1,
+                         __m256i *A2, __m256i *A3) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+    for (int p = p0; p < p1; p++) {
+        const __m256i wa = _mm256_loadu_si256((const __m256i *)(rp[2 * p] + off));
+        const __m256i wb = _mm256_loadu_si256((const __m256i *)(rp[2 * p + 1] + off));
+        const __m256i la = _mm256_and_si256(wa, m4), lb = _mm256_and_si256(wb, m4);
+        const __m256i ha = _mm256_and_si256(_mm256_srli_epi16(wa, 4), m4), hb = _mm256_and_si256(_mm256_srli_epi16(wb, 4), m4);
+        a0 = _mm256_add_epi16(a0, _mm256_maddubs_epi16(_mm256_unpacklo_epi8(la, lb), kp[p]));
+        a1 = _mm256_add_epi16(a1, _mm256_maddubs_epi16(_mm256_unpackhi_epi8(la, lb), kp[p]));
+        a2 = _mm256_add_epi16(a2, _mm256_maddubs_epi16(_mm256_unpacklo_epi8(ha, hb), kp[p]));
+        a3 = _mm256_add_epi16(a3, _mm256_maddubs_epi16(_mm256_unpackhi_epi8(ha, hb), kp[p]));
+    }
+    *A0 = a0, *A1 = a1, *A2 = a2, *A3 = a3;
+}
+
 void sl_sp_col_axpy_avx2(sl_type t, const uint8_t *const *rows, const int8_t *k, int nr, float dx, const uint16_t *d, float *y,
                          int64_t n, const uint8_t *const *next, int nnext) {
     if (nr < 1) return;
@@ -335,42 +378,41 @@ void sl_sp_col_axpy_avx2(sl_type t, const uint8_t *const *rows, const int8_t *k,
         kp[p] = _mm256_set1_epi16((short)(uint16_t)((uint8_t)k0 | (uint16_t)((uint8_t)k1) << 8));
         ksum += k0 + k1;
     }
-    const __m256i bias = _mm256_set1_epi32(-(q4 ? 8 : 128) * ksum), m4 = _mm256_set1_epi8(0x0f);
+    const __m256i bias = _mm256_set1_epi32(-(q4 ? 8 : 128) * ksum);
     const __m256 dxv = _mm256_set1_ps(dx);
     const int64_t per = q4 ? 64 : 32, nch = (n + per - 1) / per;
     for (int64_t c = 0; c < nch; c++) {
         if (!(c & 1))
             for (int r = 0; r < nnext; r++) _mm_prefetch((const char *)next[r] + (size_t)c * 32, _MM_HINT_T1);
-        __m256i acc[8]; /* int32 sums: Q4_0C elements 8m..8m+7; Q8_0C lo nibbles in 0..3, hi in 4..7 */
-        for (int m = 0; m < 8; m++) acc[m] = _mm256_setzero_si256();
-        for (int p0 = 0; p0 < np; p0 += 8) {
-            __m256i A[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
-            const int p1 = np - p0 < 8 ? np : p0 + 8;
-            for (int p = p0; p < p1; p++) {
-                const __m256i wa = _mm256_loadu_si256((const __m256i *)(rp[2 * p] + (size_t)c * 32));
-                const __m256i wb = _mm256_loadu_si256((const __m256i *)(rp[2 * p + 1] + (size_t)c * 32));
-                const __m256i la = _mm256_and_si256(wa, m4), lb = _mm256_and_si256(wb, m4);
-                const __m256i ha = _mm256_and_si256(_mm256_srli_epi16(wa, 4), m4), hb = _mm256_and_si256(_mm256_srli_epi16(wb, 4), m4);
-                A[0] = _mm256_add_epi16(A[0], _mm256_maddubs_epi16(_mm256_unpacklo_epi8(la, lb), kp[p]));
-                A[1] = _mm256_add_epi16(A[1], _mm256_maddubs_epi16(_mm256_unpackhi_epi8(la, lb), kp[p]));
-                A[2] = _mm256_add_epi16(A[2], _mm256_maddubs_epi16(_mm256_unpacklo_epi8(ha, hb), kp[p]));
-                A[3] = _mm256_add_epi16(A[3], _mm256_maddubs_epi16(_mm256_unpackhi_epi8(ha, hb), kp[p]));
-            }
-            for (int i = 0; i < 4; i++) {
-                acc[2 * i] = _mm256_add_epi32(acc[2 * i], _mm256_cvtepi16_epi32(_mm256_castsi256_si128(A[i])));
-                acc[2 * i + 1] = _mm256_add_epi32(acc[2 * i + 1], _mm256_cvtepi16_epi32(_mm256_extracti128_si256(A[i], 1)));
-            }
+        /* int32 sums: Q4_0C elements 8m..8m+7 in acc m; Q8_0C lo nibbles in acc0..3, hi in acc4..7 */
+        __m256i A0, A1, A2, A3, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7;
+        col_pairs(rp, kp, 0, np < 8 ? np : 8, (size_t)c * 32, &A0, &A1, &A2, &A3);
+        COL_WIDEN_ADD(COL_SECOND);
+        for (int p0 = 8; p0 < np; p0 += 8) {
+            col_pairs(rp, kp, p0, np - p0 < 8 ? np : p0 + 8, (size_t)c * 32, &A0, &A1, &A2, &A3);
+            COL_WIDEN_ADD(_mm256_add_epi32);
         }
-        /* A[0] / A[1]: elements 0..15 / 16..31 of the chunk (low nibbles); A[2] / A[3]: Q4_0C 32..47 /
-         * 48..63, Q8_0C the high nibbles of elements 0..15 / 16..31 */
         const int64_t e0 = c * per;
-        const int parts = q4 ? (n - e0 >= 64 ? 8 : 4) : 4;
-        for (int m = 0; m < parts; m++) {
-            __m256i v = q4 ? acc[m] : _mm256_add_epi32(_mm256_slli_epi32(acc[4 + m], 4), acc[m]);
-            v = _mm256_add_epi32(v, bias);
-            const __m256 sc = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(d + e0 + 8 * m))), dxv);
-            float *yp = y + e0 + 8 * m;
-            _mm256_storeu_ps(yp, _mm256_fmadd_ps(sc, _mm256_cvtepi32_ps(v), _mm256_loadu_ps(yp)));
+        float *yp = y + e0;
+        const uint16_t *dp = d + e0;
+        if (q4) {
+            col_put8(yp, dp, acc0, bias, dxv);
+            col_put8(yp + 8, dp + 8, acc1, bias, dxv);
+            col_put8(yp + 16, dp + 16, acc2, bias, dxv);
+            col_put8(yp + 24, dp + 24, acc3, bias, dxv);
+            if (n - e0 >= 64) {
+                col_put8(yp + 32, dp + 32, acc4, bias, dxv);
+                col_put8(yp + 40, dp + 40, acc5, bias, dxv);
+                col_put8(yp + 48, dp + 48, acc6, bias, dxv);
+                col_put8(yp + 56, dp + 56, acc7, bias, dxv);
+            }
+        } else {
+            col_put8(yp, dp, _mm256_add_epi32(_mm256_slli_epi32(acc4, 4), acc0), bias, dxv);
+            col_put8(yp + 8, dp + 8, _mm256_add_epi32(_mm256_slli_epi32(acc5, 4), acc1), bias, dxv);
+            col_put8(yp + 16, dp + 16, _mm256_add_epi32(_mm256_slli_epi32(acc6, 4), acc2), bias, dxv);
+            col_put8(yp + 24, dp + 24, _mm256_add_epi32(_mm256_slli_epi32(acc7, 4), acc3), bias, dxv);
         }
     }
 }
+#undef COL_WIDEN_ADD
+#undef COL_SECOND

@@ -5,6 +5,7 @@
 #include "util/util.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,7 +78,15 @@ void *sl_calloc_array(size_t n, size_t size) {
 }
 
 double sl_time_s(void) {
+    /* SKIPLLAMA_CLOCK=cpu: the calling thread's CPU time (read once) */
+    static _Atomic int clock_kind = -1;
+    int ck = atomic_load_explicit(&clock_kind, memory_order_relaxed);
+    if (ck < 0) {
+        const char *e = getenv("SKIPLLAMA_CLOCK");
+        ck = e && !strcmp(e, "cpu");
+        atomic_store_explicit(&clock_kind, ck, memory_order_relaxed);
+    }
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(ck ? CLOCK_THREAD_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }

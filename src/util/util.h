@@ -39,7 +39,9 @@ void sl_free_aligned(void *p);
 void *sl_alloc_huge(size_t bytes);
 void sl_free_huge(void *p);
 
-/* Seconds from a monotonic clock. */
+/* Seconds from a monotonic clock — or, when the environment has SKIPLLAMA_CLOCK=cpu, the calling
+ * thread's CPU time (for one-thread benchmarks on a busy machine: it leaves out the time the
+ * thread spends descheduled; `bench` reads the same switch). */
 double sl_time_s(void);
 
 #endif
