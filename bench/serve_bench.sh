@@ -25,7 +25,7 @@ start() { # name args...: starts a server, sets PORT_<name>
     "$SL" serve --port 0 -q -m "$MODEL" -t "$THREADS" -np "$NP" -c "$CTX" "$@" 2> "$SL_DIR/$name.log" &
     PIDS="$PIDS $!"
     i=0
-    while ! grep -q "listening on" "$SL_DIR/$name.log"; do
+    while ! grep -qs "listening on" "$SL_DIR/$name.log"; do
         sleep 0.2; i=$((i + 1))
         [ $i -lt 600 ] || { echo "server $name did not start"; cat "$SL_DIR/$name.log"; exit 1; }
     done

@@ -605,8 +605,9 @@ int cmd_bench(int argc, char **argv) {
                     break;
                 }
                 r->samples[r->n_samples++] = tps;
-                r->n_tok += (int64_t)rows[ri].n_tokens * (rows[ri].kind == ROW_GEN ? o.n_parallel : 1);
-                r->t_total += tps > 0 ? rows[ri].n_tokens / tps : 0;
+                const int64_t n_tok = (int64_t)rows[ri].n_tokens * (rows[ri].kind == ROW_GEN ? o.n_parallel : 1);
+                r->n_tok += n_tok;
+                r->t_total += tps > 0 ? (double)n_tok / tps : 0;
                 for (int l = 0; l < cfg->n_layer; l++) {
                     sl_layer_stats st;
                     sl_context_get_layer_stats(ctx, l, &st, &err);
