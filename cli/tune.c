@@ -231,7 +231,9 @@ int cmd_tune(int argc, char **argv) {
     float sparsity = -1.0f, max_loss = -1.0f, sps[MAX_S] = {0.3f, 0.5f, 0.7f, 0.9f};
     int n_sps = 4, threads = cli_default_threads(), ctx_len = 256, rank = 0, bench_tokens = 32, bench_rounds = 3;
     int64_t calib_tokens = 0, eval_tokens = 32768, alloc_tokens = 4096, train_tokens = 100000, split_tokens = 0;
-    bool quiet = false, json = false, no_speed = false, random_pred = false;
+    bool quiet = false, json = false, no_speed = false, random_pred = false, alloc_exact = false;
+    int epochs = 0;
+    float lr = 0.0f;
     bool sparsity_seen = false;
     cli_opt opts[] = {
         CLI_OPT_MODEL(&model_path, "GGUF model"),
@@ -255,12 +257,18 @@ int cmd_tune(int argc, char **argv) {
          .help = "score at most N held-out tokens (0 = all)"},
         {.names = "--alloc-tokens", .type = CLI_I64, .dest = &alloc_tokens, .lo = 2, .hi = 1e18, .meta = "N",
          .help = "tokens per loss measurement of the allocation"},
+        {.names = "--alloc-exact", .type = CLI_FLAG, .dest = &alloc_exact,
+         .help = "per level, the allocation of least summed cost on the curves (dynamic programming) instead of the greedy"},
         {.names = "--split-tokens", .type = CLI_I64, .dest = &split_tokens, .lo = 0, .hi = 1e18, .meta = "N",
          .help = "sample tokens for choosing the two-stage fractions; 0 = 1024"},
         {.names = "--train-tokens", .type = CLI_I64, .dest = &train_tokens, .lo = 0, .hi = 1e18, .meta = "N",
          .help = "tokens the predictors are trained on (0 = all of CALIB)"},
         {.names = "--rank", .type = CLI_INT, .dest = &rank, .lo = 0, .hi = 1 << 20, .meta = "R", .help = "predictor rank",
          .def = "4% of n_ff, a multiple of 32"},
+        {.names = "--epochs", .type = CLI_INT, .dest = &epochs, .lo = 0, .hi = 100000, .meta = "E",
+         .help = "predictor training passes (0 = the library's default)"},
+        {.names = "--lr", .type = CLI_FLOAT, .dest = &lr, .lo = 0, .hi = 10, .meta = "LR",
+         .help = "predictor peak learning rate (0 = the library's default)"},
         {.names = "--random-predictors", .type = CLI_FLAG, .dest = &random_pred,
          .help = "random predictors of the same rank instead of trained ones (speed proxy for random-weight models)"},
         {.names = "--bench-tokens", .type = CLI_INT, .dest = &bench_tokens, .lo = 1, .hi = 4096, .meta = "N",
@@ -421,6 +429,8 @@ int cmd_tune(int argc, char **argv) {
         trp.target = SL_TARGET_CONTRIB;
         trp.loss = SL_LOSS_LISTNET;
         trp.max_tokens = train_tokens;
+        if (epochs > 0) trp.epochs = epochs;
+        if (lr > 0) trp.lr = lr;
         trp.n_ctx = ctx_len;
         trp.n_threads = threads;
         const int32_t r = sl_train_rank(&trp, c->n_embd, c->n_ff);
@@ -479,6 +489,7 @@ int cmd_tune(int argc, char **argv) {
         if (ms[i].alloc) {
             sl_alloc_params ap = sl_alloc_default_params();
             ap.max_tokens = alloc_tokens;
+            ap.exact = alloc_exact;
             ap.n_ctx = ctx_len;
             ap.n_threads = threads;
             ap.progress = tp_cb;

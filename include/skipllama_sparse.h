@@ -302,13 +302,17 @@ sl_status sl_calibrate_split(const sl_model *model, const int32_t *tokens, int64
  * level, and record the layers' levels whenever their mean reaches a grid level. Stores the
  * allocation (sl_profile_set_allocation); --sparsity S then means the mean level of the sparse
  * layers. Rules with a level to move only (CATS, top-k, two-stage). cost: [n_layer x n_levels]
- * curves out (NULL: not wanted). Evaluates n_layer x (n_levels - 1) perplexities of max_tokens. */
+ * curves out (NULL: not wanted). Evaluates n_layer x (n_levels - 1) perplexities of max_tokens.
+ * With exact set (and a uniform grid), each grid level's allocation is instead the one of least
+ * summed cost among all whose levels average to it (dynamic programming over the same curves):
+ * not nested, but never worse than the greedy's on the curves. */
 typedef struct sl_alloc_params {
     int64_t max_tokens; /* calibration tokens per measurement: whole windows spread over the text (default 4096) */
     int32_t n_ctx;      /* window length (0 = min(model ctx, 512)) */
     int32_t n_threads;  /* threads (0 = 1) */
     void (*progress)(void *ud, int64_t done, int64_t total); /* may be NULL */
     void *progress_ud;
+    bool exact;         /* least summed cost per level (dynamic programming) instead of the greedy (default false) */
 } sl_alloc_params;
 
 sl_alloc_params sl_alloc_default_params(void);

@@ -14,7 +14,8 @@
  *  - Schedules: split tables and allocations round-trip through a file, set_sparsity follows
  *    them; sl_calibrate_split's fractions read at most the bytes CATS reads at each level (one
  *    neuron of rounding) and sl_allocate's levels average to the profile-wide level, rise with it,
- *    and are what a plain greedy makes of the measured cost curves.
+ *    and are what a plain greedy makes of the measured cost curves; the exact allocation has the
+ *    least summed cost of all 4^L allocations of each level (enumerated).
  */
 #include "format/quant.h"
 #include "kernels/activation.h"
@@ -338,6 +339,45 @@ static void test_schedules(void) {
     CHECK(mean_ok, "allocated levels average to the profile-wide level at every grid level");
     CHECK(nested, "a layer's level never falls as the average rises");
     CHECK(greedy_ok, "the allocation is the greedy of its own cost curves, recomputed plainly");
+    /* exact allocation: at every grid level, the least summed cost over all 4^L allocations whose
+     * levels average to it (enumerated plainly), on its own measured curves */
+    ap.exact = true;
+    double cost2[64];
+    CHECK(sl_allocate(m, ids, 4096, &ap, q, cost2, &err) == SL_OK, "allocate exactly (%s)", err.message);
+    bool exact_ok = L <= 4;
+    double worst = 0.0;
+    for (int g = 0; g < 4 && exact_ok; g++) {
+        double best = INFINITY, got = 0.0, greedy_cost = 0.0;
+        int n_comb = 1;
+        for (int l = 0; l < L; l++) n_comb *= 4;
+        for (int k = 0; k < n_comb; k++) {
+            int sum = 0, kk = k;
+            double cs = 0.0;
+            for (int l = 0; l < L; l++, kk /= 4) sum += kk % 4, cs += cost2[l * 4 + kk % 4];
+            if (sum == g * L && cs < best) best = cs;
+        }
+        int sum = 0;
+        for (int l = 0; l < L; l++) {
+            const int gi = (int)lroundf(sl_profile_layer_level(q, l, grid[g]) / 0.25f);
+            sum += gi;
+            got += cost2[l * 4 + gi];
+        }
+        /* the greedy's levels from the first run, priced on these curves */
+        int at2[16] = {0};
+        for (int st2 = 0; st2 < g * L; st2++) {
+            int b = -1;
+            double bc = INFINITY;
+            for (int l = 0; l < L; l++)
+                if (at2[l] < 3 && (cost2[l * 4 + at2[l] + 1] - cost2[l * 4 + at2[l]]) / 0.25 < bc)
+                    bc = (cost2[l * 4 + at2[l] + 1] - cost2[l * 4 + at2[l]]) / 0.25, b = l;
+            at2[b]++;
+        }
+        for (int l = 0; l < L; l++) greedy_cost += cost2[l * 4 + at2[l]];
+        if (sum != g * L || fabs(got - best) > 1e-12 || got > greedy_cost + 1e-12) exact_ok = false;
+        if (got - best > worst) worst = got - best;
+    }
+    printf("# exact allocation: max (its cost - enumerated least cost) = %.3g\n", worst);
+    CHECK(exact_ok, "the exact allocation averages to each level and has the least summed cost of all allocations (<= the greedy's)");
     CHECK(sl_profile_set_sparsity(q, 0.5f, &err) == SL_OK, "set sparsity 0.5 with the allocation");
     for (int l = 0; l < L; l++) {
         sl_profile_get_layer(q, l, &info, &err);

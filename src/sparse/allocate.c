@@ -5,7 +5,9 @@
  * repeatedly raise by one grid step the layer whose next step costs the least, and record the
  * layers' levels each time their mean reaches a level of the grid. The allocations are nested
  * (a layer's level never falls as the average rises), and the profile stores them, so
- * `--sparsity S` then means the average of the layers' levels.
+ * `--sparsity S` then means the average of the layers' levels. With exact set, each grid level's
+ * allocation is the least-cost one whose levels average to it (dynamic programming over the same
+ * curves; on a uniform grid), not nested.
  * What it is not: the rules' parameters at a level (profile_schedule.c, calibrate_stages.c).
  */
 #include "model/context.h"
@@ -39,6 +41,53 @@ static sl_status sample_nll(sl_context *ctx, const int32_t *tokens, const int64_
     }
     *out = n ? sum / (double)n : 0.0;
     return SL_OK;
+}
+
+/* Exact allocation on a uniform grid (levels[g] = g step): for each grid level g, the levels
+ * (grid indices at[l], dense layers at 0) of least summed cost sum_l curve[l, at[l]] with
+ * sum_l at[l] == g x (sparse layers). Dynamic programming over the layers: best[l][t] = least cost
+ * of the first l sparse layers with index sum t. Returns false (alloc untouched) when the grid is
+ * not uniform or a sum cannot be reached with finite costs. */
+static bool alloc_exact(const double *curve, int32_t L, int32_t G, const float *levels, const bool *sparse, float *alloc) {
+    const double step = levels[1] - levels[0];
+    for (int32_t g = 0; g < G; g++)
+        if (!(step > 0) || fabs(levels[g] - g * step) > 1e-5) return false;
+    int32_t n_sparse = 0;
+    for (int32_t l = 0; l < L; l++) n_sparse += sparse[l];
+    if (n_sparse == 0) return false;
+    const int32_t S = (G - 1) * n_sparse + 1; /* index sums 0 .. (G - 1) n_sparse */
+    double *best = malloc((size_t)(n_sparse + 1) * S * sizeof(double));
+    int32_t *choice = malloc((size_t)(n_sparse + 1) * S * sizeof(int32_t)), *lay = malloc((size_t)n_sparse * sizeof(int32_t));
+    bool ok = best && choice && lay;
+    if (ok) {
+        for (int32_t l = 0, k = 0; l < L; l++)
+            if (sparse[l]) lay[k++] = l;
+        for (int32_t t = 0; t < S; t++) best[t] = t == 0 ? 0.0 : INFINITY;
+        for (int32_t k = 1; k <= n_sparse; k++)
+            for (int32_t t = 0; t < S; t++) {
+                double b = INFINITY;
+                int32_t c = -1;
+                for (int32_t g = 0; g < G && g <= t; g++) {
+                    const double v = best[(size_t)(k - 1) * S + t - g] + curve[(size_t)lay[k - 1] * G + g];
+                    if (v < b) b = v, c = g; /* ties: the lower level for this layer */
+                }
+                best[(size_t)k * S + t] = b;
+                choice[(size_t)k * S + t] = c;
+            }
+        for (int32_t g = 0; g < G && ok; g++) ok = isfinite(best[(size_t)n_sparse * S + g * n_sparse]);
+    }
+    if (ok)
+        for (int32_t g = 0; g < G; g++) {
+            int32_t t = g * n_sparse;
+            for (int32_t l = 0; l < L; l++) alloc[(size_t)l * G + g] = 0.0f;
+            for (int32_t k = n_sparse; k >= 1; k--) {
+                const int32_t c = choice[(size_t)k * S + t];
+                alloc[(size_t)lay[k - 1] * G + g] = levels[c];
+                t -= c;
+            }
+        }
+    free(best), free(choice), free(lay);
+    return ok;
 }
 
 sl_status sl_allocate(const sl_model *model, const int32_t *tokens, int64_t n_tokens, const sl_alloc_params *params,
@@ -130,6 +179,12 @@ sl_status sl_allocate(const sl_model *model, const int32_t *tokens, int64_t n_to
                 at[best]++;
             }
             for (int32_t l = 0; l < L; l++) alloc[(size_t)l * G + g] = profile->levels[at[l]];
+        }
+        if (p.exact) {
+            bool *sp = malloc((size_t)L * sizeof(bool));
+            for (int32_t l = 0; sp && l < L; l++) sp[l] = saved[l].rule != SL_RULE_DENSE;
+            if (sp) alloc_exact(curve, L, G, profile->levels, sp, alloc); /* else the greedy's stays */
+            free(sp);
         }
         st = sl_profile_set_allocation(profile, alloc, err);
         if (cost) memcpy(cost, curve, (size_t)L * G * sizeof(double));
