@@ -190,6 +190,9 @@ typedef struct sl_profile_layer {
     float pred_density;    /* fraction predicted active on validation data (NAN when unknown) */
     float contrib_recall;  /* kept share of the contributions |act(g) u| ||down[:, i]|| on validation data (NAN
                               when unknown) */
+    int32_t gate_k;        /* two-stage-pred with a gate stage: the predictor's top gate_k neurons get their gate
+                              rows, the top cand_k of those by |act(g)| their up rows (cand_k <= gate_k <= n_ff);
+                              0 = none (gate and up rows for the same cand_k candidates) */
 } sl_profile_layer;
 
 /* An empty profile for `model`: every layer dense, no predictors. */
@@ -248,6 +251,11 @@ int32_t sl_profile_get_levels(const sl_profile *profile, float *levels); /* retu
 sl_status sl_profile_set_split(sl_profile *profile, int32_t layer, const float *cand, const float *keep, sl_error *err);
 /* The layer's split at level s (interpolated); false when it has none. */
 bool sl_profile_get_split(const sl_profile *profile, int32_t layer, float s, float *cand, float *keep);
+/* two-stage-pred with a gate stage: gate: [n levels] fractions of neurons whose gate row is read, each
+ * >= the split's cand at that level (NULL removes); needs the layer's split first (setting the split
+ * again removes it). sl_profile_get_split_gate: at level s; false when the layer has none. */
+sl_status sl_profile_set_split_gate(sl_profile *profile, int32_t layer, const float *gate, sl_error *err);
+bool sl_profile_get_split_gate(const sl_profile *profile, int32_t layer, float s, float *gate);
 /* alloc: [n_layer x n levels], alloc[l * n + g] = layer l's level at average levels[g] (NULL removes). */
 sl_status sl_profile_set_allocation(sl_profile *profile, const float *alloc, sl_error *err);
 /* Layer l's level for the profile-wide sparsity s (s itself without an allocation). */
@@ -288,6 +296,9 @@ typedef struct sl_split_params {
     int32_t n_threads;   /* threads (0 = 1) */
     void (*progress)(void *ud, int64_t done, int64_t total); /* may be NULL */
     void *progress_ud;
+    float max_gate_ratio; /* two-stage-pred: > 1 also tries a gate stage, gate rows for g = min(1, r a) of the
+                             neurons (the predictor's top), up rows for the top a of those by |act(g)|, for
+                             r = 1, 1.1, ... up to this (default 0: no gate stage; r = 1 is the plain rule) */
 } sl_split_params;
 
 sl_split_params sl_split_default_params(void);

@@ -9,6 +9,9 @@
  *    ranks by anything else (|act(g)|, g, |u|) differs by far more than the tolerance.
  *  - Bytes: a two-stage layer reads n_ff gate rows (or the predictor), cand_k up rows (and gate
  *    rows) and topk columns of down per token, exactly; CATS-like fractions a = d = 1/2 read 2/3.
+ *  - The gate stage (two-stage-pred, gate_k = n_ff) equals the two-stage rule with the same
+ *    cand_k / topk, differs from plain two-stage-pred, and reads predictor + gate_k gate rows +
+ *    cand_k up rows + topk down columns.
  *  - Contribution recall is 1 when every neuron is kept, and the stage-1 candidates of the
  *    exact predictor are those of the dense gate.
  *  - Schedules: split tables and allocations round-trip through a file, set_sparsity follows
@@ -210,6 +213,63 @@ static void test_dense_and_oracle(const char *name) {
             sl_profile_free(p);
         }
     }
+    /* the gate stage: two-stage-pred with gate_k = n_ff reads every gate row and passes the top
+     * cand_k by |act(g)| on: exactly the two-stage rule (gate dense) with the same cand_k and
+     * topk, whatever the predictor; and not the plain two-stage-pred (ranked by the score) */
+    {
+        const int32_t a = I / 2, d = I / 5;
+        sl_profile *ts = two_stage_profile(m, SL_RULE_TWO_STAGE, a, d), *tp = two_stage_profile(m, SL_RULE_TWO_STAGE_PRED, a, d);
+        /* a random rank-16 predictor (the exact one ranks as the gate does on ReLU) */
+        const int R = 16, H = c->n_embd;
+        float *RA = malloc((size_t)R * H * sizeof(float)), *RB = malloc((size_t)I * R * sizeof(float));
+        uint64_t sd = 99;
+        for (int l = 0; l < c->n_layer; l++) {
+            for (int k = 0; k < R * H; k++) sd = sd * 6364136223846793005ull + 1442695040888963407ull, RA[k] = (float)((int64_t)(sd >> 40) % 2001 - 1000) / 1000.0f;
+            for (int k = 0; k < I * R; k++) sd = sd * 6364136223846793005ull + 1442695040888963407ull, RB[k] = (float)((int64_t)(sd >> 40) % 2001 - 1000) / 1000.0f;
+            CHECK(sl_profile_set_predictor(tp, l, R, SL_TYPE_F32, RA, RB, &err) == SL_OK, "layer %d: random predictor (%s)", l, err.message);
+        }
+        free(RA);
+        free(RB);
+        sl_context_set_profile(ctx, ts, true, &err);
+        run(ctx, true, want);
+        sl_context_set_profile(ctx, tp, true, &err);
+        float *plain = malloc(N_PROMPT * V * sizeof(float));
+        run(ctx, true, plain);
+        for (int l = 0; l < c->n_layer; l++) {
+            sl_profile_layer info;
+            sl_profile_get_layer(tp, l, &info, &err);
+            info.gate_k = I;
+            CHECK(sl_profile_set_layer(tp, l, &info, &err) == SL_OK, "layer %d: gate stage gate_k = n_ff (%s)", l, err.message);
+        }
+        sl_profile_layer bad;
+        sl_profile_get_layer(tp, 0, &bad, &err);
+        bad.gate_k = a - 1;
+        CHECK(sl_profile_set_layer(tp, 0, &bad, &err) != SL_OK, "gate_k < cand_k is refused (%s)", err.message);
+        sl_context_set_profile(ctx, tp, true, &err);
+        sl_context_reset_stats(ctx);
+        run(ctx, true, got);
+        char what[160];
+        snprintf(what, sizeof(what), "%s two-stage-pred with gate_k = n_ff == two-stage (gate dense), %d / %d (decode)", name, a, d);
+        CHECK_CLOSE(got, want, N_PROMPT * V, TOL_SAME_NEURONS, what);
+        const double dp = test_maxdiff(got, plain, N_PROMPT * V);
+        CHECK(dp > 100 * TOL_SAME_NEURONS, "%s the gate stage changes two-stage-pred's choice (maxdiff %.3g): the check can fail", name, dp);
+        for (int l = 0; l < c->n_layer; l++) {
+            sl_layer_stats st;
+            sl_context_get_layer_stats(ctx, l, &st, &err);
+            const sl_layer *W = &m->layers[l];
+            const int64_t g = (int64_t)W->ffn_gate.row_bytes, u = (int64_t)W->ffn_up.row_bytes,
+                          dall = (int64_t)W->ffn_down.row_bytes * W->ffn_down.rows;
+            const int64_t per_tok = (int64_t)sizeof(float) * R * ((int64_t)H + I) + (int64_t)I * g + (int64_t)a * u + (int64_t)d * dall / I;
+            CHECK(st.mlp_bytes == per_tok * st.n_sparse_tokens && st.n_cand == (int64_t)a * st.n_sparse_tokens &&
+                      st.n_active == (int64_t)d * st.n_sparse_tokens,
+                  "%s gate stage layer %d: bytes %lld == (predictor + n_ff gate + %d up + %d down) x %lld tokens", name, l,
+                  (long long)st.mlp_bytes, a, d, (long long)st.n_sparse_tokens);
+        }
+        sl_context_set_profile(ctx, NULL, false, &err);
+        free(plain);
+        sl_profile_free(ts);
+        sl_profile_free(tp);
+    }
     /* CATS-like fractions a = d = 1/2 read 2/3 of the MLP; keeping all gives contribution recall 1 */
     sl_profile *p = two_stage_profile(m, SL_RULE_TWO_STAGE, I / 2, I / 2);
     sl_context_set_profile(ctx, p, true, &err);
@@ -408,9 +468,114 @@ static void test_schedules(void) {
     sl_model_free(m);
 }
 
+/* The gate stage's split search (two-stage-pred, max_gate_ratio 2, a random rank-16 predictor: a
+ * weak ranking, so reading more gate rows than up rows pays): every level reads at most CATS's
+ * bytes (one neuron of rounding per stage), gate >= cand >= keep, some levels take a gate stage,
+ * set_sparsity sets gate_k from the table, the measured bytes of a decode stay within the budget,
+ * and the gate table round-trips through a file. */
+static void test_gate_split(void) {
+    sl_error err;
+    sl_model *m = sl_model_load("tests/data/tiny-silu.gguf", NULL, &err);
+    if (!CHECK(m != NULL, "load tiny-silu")) return;
+    const sl_model_config *c = sl_model_get_config(m);
+    const int L = c->n_layer, I = c->n_ff, H = c->n_embd, r = 16;
+    int32_t n_ids = 0;
+    int32_t *ids = slice_tokens(m, &n_ids);
+    sl_calibrate_params cp = sl_calibrate_default_params();
+    cp.n_ctx = 256;
+    sl_profile *p = NULL;
+    CHECK(sl_calibrate(m, ids, 1024, &cp, &p, &err) == SL_OK, "calibrate CATS");
+    if (!p) return;
+    float *A = malloc((size_t)r * H * sizeof(float)), *Bm = malloc((size_t)I * r * sizeof(float));
+    uint64_t s = 7;
+    for (int l = 0; l < L; l++) {
+        for (int k = 0; k < r * H; k++) s = s * 6364136223846793005ull + 1442695040888963407ull, A[k] = (float)((int64_t)(s >> 40) % 2001 - 1000) / 1000.0f;
+        for (int k = 0; k < I * r; k++) s = s * 6364136223846793005ull + 1442695040888963407ull, Bm[k] = (float)((int64_t)(s >> 40) % 2001 - 1000) / 1000.0f;
+        sl_profile_set_predictor(p, l, r, SL_TYPE_F32, A, Bm, &err);
+    }
+    free(A);
+    free(Bm);
+    sl_split_params sp = sl_split_default_params();
+    sp.rule = SL_RULE_TWO_STAGE_PRED;
+    sp.max_gate_ratio = 2.0f;
+    sp.max_tokens = 256;
+    sp.n_ctx = 256;
+    CHECK(sl_calibrate_split(m, ids, 1024, &sp, p, &err) == SL_OK, "calibrate the gate-stage split (%s)", err.message);
+    float levels[SL_PROFILE_MAX_LEVELS];
+    const int G = sl_profile_get_levels(p, levels);
+    int over = 0, gated = 0, order = 0;
+    /* F32 rows: a gate, up or down row are each 1/3 of a neuron's bytes; the predictor r (H + I) floats */
+    const double pred = (double)r * (H + I) / (3.0 * H * I);
+    for (int l = 0; l < L; l++)
+        for (int g = 1; g < G; g++) {
+            float a, d, gf = NAN;
+            sl_profile_get_split(p, l, levels[g], &a, &d);
+            if (!sl_profile_get_split_gate(p, l, levels[g], &gf)) gf = a;
+            const double used = pred + (gf + a + d) / 3.0, cats = (1.0 + 2.0 * (1.0 - levels[g])) / 3.0;
+            if (used > cats + 1.0 / I + 1e-6) over++;
+            if (!(gf >= a && a >= d)) order++;
+            gated += gf > a + 0.5f / I;
+        }
+    printf("# gate stage chosen at %d of %d (layer, level) pairs\n", gated, L * (G - 1));
+    CHECK(over == 0 && order == 0, "every gate-stage split reads at most CATS's bytes (%d over) with gate >= cand >= keep (%d not)", over, order);
+    CHECK(gated > 0, "with a weak predictor the search takes a gate stage somewhere (%d)", gated);
+    CHECK(sl_profile_set_sparsity(p, 0.7f, &err) == SL_OK, "set sparsity 0.7");
+    int with_gate = 0;
+    for (int l = 0; l < L; l++) {
+        sl_profile_layer info;
+        sl_profile_get_layer(p, l, &info, &err);
+        float gf;
+        const bool has = sl_profile_get_split_gate(p, l, 0.7f, &gf);
+        const int32_t want = has && (int32_t)lroundf(gf * I) > info.cand_k ? (int32_t)lroundf(gf * I) : 0;
+        CHECK(info.gate_k == want, "layer %d at 0.7: gate_k %d from the table (%d)", l, info.gate_k, want);
+        with_gate += info.gate_k > 0;
+    }
+    /* the measured bytes of a decode at 0.7 */
+    sl_context *ctx = new_ctx(m);
+    sl_context_set_profile(ctx, p, true, &err);
+    float *out = malloc((size_t)N_PROMPT * c->n_vocab * sizeof(float));
+    run(ctx, true, out);
+    free(out);
+    double by = 0, byd = 0;
+    for (int l = 0; l < L; l++) {
+        sl_layer_stats st;
+        sl_context_get_layer_stats(ctx, l, &st, &err);
+        by += (double)st.mlp_bytes, byd += (double)st.mlp_bytes_dense;
+    }
+    const double cats07 = (1.0 + 2.0 * 0.3) / 3.0;
+    CHECK(by / byd <= cats07 + 1.0 / I + 1e-9, "decode at 0.7 (%d layers with a gate stage) reads %.4f of the MLP bytes (CATS 0.7: %.4f)",
+          with_gate, by / byd, cats07);
+    sl_context_free(ctx);
+    char tmp[] = "/tmp/skipllama-gs-XXXXXX";
+    close(mkstemp(tmp));
+    CHECK(sl_profile_save(p, tmp, &err) == SL_OK, "save a profile with gate tables");
+    sl_profile *q = sl_profile_load(tmp, m, &err);
+    if (CHECK(q != NULL, "load it back (%s)", q ? "ok" : err.message)) {
+        bool same = true;
+        for (int l = 0; l < L && same; l++) {
+            sl_profile_layer x, y;
+            sl_profile_get_layer(p, l, &x, &err);
+            sl_profile_get_layer(q, l, &y, &err);
+            same = x.gate_k == y.gate_k && x.cand_k == y.cand_k;
+            for (int g = 0; g < G && same; g++) {
+                float g1 = -1, g2 = -1;
+                const bool h1 = sl_profile_get_split_gate(p, l, levels[g], &g1), h2 = sl_profile_get_split_gate(q, l, levels[g], &g2);
+                same = h1 == h2 && g1 == g2;
+            }
+        }
+        CHECK(same, "gate tables and gate_k round-trip");
+        sl_profile_free(q);
+    }
+    remove(tmp);
+    sl_profile_free(p);
+    sl_free_tokens(ids);
+    sl_model_free(m);
+}
+
 int main(void) {
     test_dense_and_oracle("tiny-silu");
     test_dense_and_oracle("tiny-relu");
     test_schedules();
+    test_gate_split();
     return test_summary();
 }

@@ -180,6 +180,7 @@ class sl_profile_layer(ctypes.Structure):
         ("true_density", ctypes.c_float),
         ("pred_density", ctypes.c_float),
         ("contrib_recall", ctypes.c_float),
+        ("gate_k", ctypes.c_int32),
     ]
 
 

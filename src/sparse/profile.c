@@ -194,6 +194,9 @@ static sl_status validate_info(const sl_profile *p, int32_t layer, const sl_prof
         if (in->topk < 1 || in->cand_k < in->topk || in->cand_k > p->n_ff)
             return sl_set_error(err, SL_ERR_INVALID_ARG, "profile: layer %d: two-stage needs 1 <= topk (%d) <= cand_k (%d) <= n_ff (%d)", layer,
                                 in->topk, in->cand_k, p->n_ff);
+        if (in->gate_k != 0 && (in->rule != SL_RULE_TWO_STAGE_PRED || in->gate_k < in->cand_k || in->gate_k > p->n_ff))
+            return sl_set_error(err, SL_ERR_INVALID_ARG, "profile: layer %d: a gate stage (gate_k %d) needs two-stage-pred and cand_k (%d) <= gate_k <= n_ff (%d)",
+                                layer, in->gate_k, in->cand_k, p->n_ff);
         break;
     default: return sl_set_error(err, SL_ERR_INVALID_ARG, "profile: layer %d: unknown rule %d", layer, (int)in->rule);
     }
@@ -304,12 +307,13 @@ sl_status sl_profile_save(const sl_profile *p, const char *path, sl_error *err) 
     const int32_t n = p->n_layer;
     gguf_writer *w = gguf_writer_init();
     uint32_t *u_rule = calloc((size_t)n, 4), *u_topk = calloc((size_t)n, 4), *u_rank = calloc((size_t)n, 4), *u_cand = calloc((size_t)n, 4);
+    uint32_t *u_gate = calloc((size_t)n, 4);
     float *f = calloc((size_t)n * 9, sizeof(float));
     float *quant = calloc((size_t)n * SL_PROFILE_N_QUANTILES, sizeof(float));
     const int32_t G = p->n_levels;
-    float *sched = calloc((size_t)n * (G ? G : 1) * 3, sizeof(float));
+    float *sched = calloc((size_t)n * (G ? G : 1) * 4, sizeof(float));
     sl_status st = SL_OK;
-    if (!w || !u_rule || !u_topk || !u_rank || !u_cand || !f || !quant || !sched) {
+    if (!w || !u_rule || !u_topk || !u_rank || !u_cand || !u_gate || !f || !quant || !sched) {
         st = sl_set_error(err, SL_ERR_NOMEM, "profile: out of memory");
         goto done;
     }
@@ -320,6 +324,7 @@ sl_status sl_profile_save(const sl_profile *p, const char *path, sl_error *err) 
         u_topk[l] = (uint32_t)L->info.topk;
         u_rank[l] = (uint32_t)L->info.rank;
         u_cand[l] = (uint32_t)L->info.cand_k;
+        u_gate[l] = (uint32_t)L->info.gate_k;
         thr[l] = L->info.threshold;
         tgt[l] = L->info.target_sparsity;
         rec[l] = L->info.recall;
@@ -333,6 +338,7 @@ sl_status sl_profile_save(const sl_profile *p, const char *path, sl_error *err) 
             sched[(size_t)l * G + g] = L->has_split ? L->split_cand[g] : NAN;
             sched[(size_t)(n + l) * G + g] = L->has_split ? L->split_keep[g] : NAN;
             sched[(size_t)(2 * n + l) * G + g] = p->has_alloc ? L->alloc[g] : NAN;
+            sched[(size_t)(3 * n + l) * G + g] = L->has_split && L->has_gate ? L->split_gate[g] : NAN;
         }
     }
     bool ok = gguf_writer_set_str(w, "general.architecture", "skipllama-profile") &&
@@ -345,6 +351,7 @@ sl_status sl_profile_save(const sl_profile *p, const char *path, sl_error *err) 
               gguf_writer_set_arr(w, KEY("target_sparsity"), GGUF_TYPE_FLOAT32, tgt, (uint64_t)n) &&
               gguf_writer_set_arr(w, KEY("rank"), GGUF_TYPE_UINT32, u_rank, (uint64_t)n) &&
               gguf_writer_set_arr(w, KEY("cand_k"), GGUF_TYPE_UINT32, u_cand, (uint64_t)n) &&
+              gguf_writer_set_arr(w, KEY("gate_k"), GGUF_TYPE_UINT32, u_gate, (uint64_t)n) &&
               gguf_writer_set_arr(w, KEY("recall"), GGUF_TYPE_FLOAT32, rec, (uint64_t)n) &&
               gguf_writer_set_arr(w, KEY("precision"), GGUF_TYPE_FLOAT32, prec, (uint64_t)n) &&
               gguf_writer_set_arr(w, KEY("true_density"), GGUF_TYPE_FLOAT32, tden, (uint64_t)n) &&
@@ -356,7 +363,8 @@ sl_status sl_profile_save(const sl_profile *p, const char *path, sl_error *err) 
         ok = gguf_writer_set_arr(w, KEY("levels"), GGUF_TYPE_FLOAT32, p->levels, (uint64_t)G) &&
              gguf_writer_set_arr(w, KEY("split_cand"), GGUF_TYPE_FLOAT32, sched, (uint64_t)n * G) &&
              gguf_writer_set_arr(w, KEY("split_keep"), GGUF_TYPE_FLOAT32, sched + (size_t)n * G, (uint64_t)n * G) &&
-             gguf_writer_set_arr(w, KEY("alloc"), GGUF_TYPE_FLOAT32, sched + (size_t)2 * n * G, (uint64_t)n * G);
+             gguf_writer_set_arr(w, KEY("alloc"), GGUF_TYPE_FLOAT32, sched + (size_t)2 * n * G, (uint64_t)n * G) &&
+             gguf_writer_set_arr(w, KEY("split_gate"), GGUF_TYPE_FLOAT32, sched + (size_t)3 * n * G, (uint64_t)n * G);
     for (int32_t l = 0; ok && l < n; l++) {
         const sl_profile_layer_data *L = &p->layers[l];
         if (!L->info.rank) continue;
@@ -378,6 +386,7 @@ done:
     free(u_topk);
     free(u_rank);
     free(u_cand);
+    free(u_gate);
     free(f);
     free(quant);
     free(sched);
@@ -411,6 +420,9 @@ static sl_status load_schedules(const gguf_file *g, sl_profile *p, sl_error *err
     static const char *const keys[3] = {KEY("split_cand"), KEY("split_keep"), KEY("alloc")};
     for (int k = 0; k < 3; k++)
         if (!get_layer_arr(g, keys[k], GGUF_TYPE_FLOAT32, n * G, &t[k], err)) return SL_ERR_FORMAT;
+    /* optional: the gate-stage table (absent in files written before it) */
+    const gguf_array *tg = gguf_get_arr(g, KEY("split_gate"), GGUF_TYPE_FLOAT32);
+    if (tg && tg->n != n * G) return sl_set_error(err, SL_ERR_FORMAT, "profile: '%s' must hold n_layer x levels floats", KEY("split_gate"));
     float *alloc = malloc((size_t)(n * G) * sizeof(float));
     if (!alloc) return sl_set_error(err, SL_ERR_NOMEM, "profile: out of memory");
     bool any_alloc = false, all_alloc = true;
@@ -427,6 +439,15 @@ static sl_status load_schedules(const gguf_file *g, sl_profile *p, sl_error *err
             else any_alloc = true;
         }
         if (has && sl_profile_set_split(p, (int32_t)l, cand, keep, &e2)) st = sl_set_error(err, SL_ERR_FORMAT, "%s", e2.message);
+        if (has && !st && tg) {
+            float gate[SL_PROFILE_MAX_LEVELS];
+            bool any = false;
+            for (uint64_t k = 0; k < G; k++) {
+                gate[k] = gguf_arr_f32(tg, l * G + k);
+                if (!isnan(gate[k])) any = true;
+            }
+            if (any && sl_profile_set_split_gate(p, (int32_t)l, gate, &e2)) st = sl_set_error(err, SL_ERR_FORMAT, "%s", e2.message);
+        }
     }
     if (!st && any_alloc) {
         if (!all_alloc) st = sl_set_error(err, SL_ERR_FORMAT, "profile: '%s' has NaN entries beside numbers", KEY("alloc"));
@@ -491,9 +512,9 @@ sl_profile *sl_profile_load(const char *path, const sl_model *model, sl_error *e
         !get_layer_arr(g, KEY("cats_quantiles"), GGUF_TYPE_FLOAT32, (uint64_t)n_layer * SL_PROFILE_N_QUANTILES, &a_q, err))
         goto fail;
     /* optional: two-stage candidates (absent in files written before the two-stage rules) */
-    const gguf_array *a_cand = gguf_get_arr(g, KEY("cand_k"), GGUF_TYPE_UINT32);
-    if (a_cand && a_cand->n != n_layer) {
-        sl_set_error(err, SL_ERR_FORMAT, "profile: '%s' must be an array of %u uint32", KEY("cand_k"), n_layer);
+    const gguf_array *a_cand = gguf_get_arr(g, KEY("cand_k"), GGUF_TYPE_UINT32), *a_gate = gguf_get_arr(g, KEY("gate_k"), GGUF_TYPE_UINT32);
+    if ((a_cand && a_cand->n != n_layer) || (a_gate && a_gate->n != n_layer)) {
+        sl_set_error(err, SL_ERR_FORMAT, "profile: '%s' and '%s' must be arrays of %u uint32", KEY("cand_k"), KEY("gate_k"), n_layer);
         goto fail;
     }
     /* optional metrics */
@@ -515,6 +536,8 @@ sl_profile *sl_profile_load(const char *path, const sl_model *model, sl_error *e
         in.target_sparsity = gguf_arr_f32(a_tgt, l);
         const int64_t ck = a_cand ? gguf_arr_int(a_cand, l) : 0;
         in.cand_k = ck > INT32_MAX ? INT32_MAX : (int32_t)ck;
+        const int64_t gk = a_gate ? gguf_arr_int(a_gate, l) : 0;
+        in.gate_k = gk > INT32_MAX ? INT32_MAX : (int32_t)gk;
         int64_t rank = gguf_arr_int(a_rank, l);
         if (rank < 0 || rank > (int64_t)n_embd) {
             sl_set_error(err, SL_ERR_FORMAT, "profile: layer %u: rank %lld outside 0..%u", l, (long long)rank, n_embd);

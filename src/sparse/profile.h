@@ -25,6 +25,8 @@ typedef struct sl_profile_layer_data {
     bool has_split;                        /* split_cand / split_keep are set */
     float split_cand[SL_PROFILE_MAX_LEVELS]; /* two-stage: stage-1 fraction at each level */
     float split_keep[SL_PROFILE_MAX_LEVELS]; /* two-stage: stage-2 fraction at each level */
+    bool has_gate;                         /* split_gate is set (two-stage-pred with a gate stage) */
+    float split_gate[SL_PROFILE_MAX_LEVELS]; /* its gate-row fraction at each level (>= split_cand) */
     float alloc[SL_PROFILE_MAX_LEVELS];    /* this layer's level at each profile-wide level (when has_alloc) */
 } sl_profile_layer_data;
 

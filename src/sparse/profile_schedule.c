@@ -43,7 +43,7 @@ sl_status sl_profile_set_levels(sl_profile *p, const float *levels, int32_t n, s
     p->n_levels = n;
     if (n) memcpy(p->levels, levels, (size_t)n * sizeof(float));
     p->has_alloc = false;
-    for (int32_t l = 0; l < p->n_layer; l++) p->layers[l].has_split = false;
+    for (int32_t l = 0; l < p->n_layer; l++) p->layers[l].has_split = p->layers[l].has_gate = false;
     return SL_OK;
 }
 
@@ -67,7 +67,31 @@ sl_status sl_profile_set_split(sl_profile *p, int32_t layer, const float *cand, 
     memcpy(L->split_cand, cand, (size_t)p->n_levels * sizeof(float));
     memcpy(L->split_keep, keep, (size_t)p->n_levels * sizeof(float));
     L->has_split = true;
+    L->has_gate = false;
     return SL_OK;
+}
+
+sl_status sl_profile_set_split_gate(sl_profile *p, int32_t layer, const float *gate, sl_error *err) {
+    if (!p || layer < 0 || layer >= p->n_layer) return sl_set_error(err, SL_ERR_RANGE, "profile: layer %d out of range", layer);
+    sl_profile_layer_data *L = &p->layers[layer];
+    if (!gate) {
+        L->has_gate = false;
+        return SL_OK;
+    }
+    if (!L->has_split) return sl_set_error(err, SL_ERR_INVALID_ARG, "profile: layer %d: a gate table needs the layer's split first", layer);
+    for (int32_t g = 0; g < p->n_levels; g++)
+        if (!(gate[g] >= L->split_cand[g] && gate[g] <= 1.0f))
+            return sl_set_error(err, SL_ERR_INVALID_ARG, "profile: layer %d level %d: gate fraction %g must lie in [cand (%g), 1]", layer, g,
+                                (double)gate[g], (double)L->split_cand[g]);
+    memcpy(L->split_gate, gate, (size_t)p->n_levels * sizeof(float));
+    L->has_gate = true;
+    return SL_OK;
+}
+
+bool sl_profile_get_split_gate(const sl_profile *p, int32_t layer, float s, float *gate) {
+    if (!p || layer < 0 || layer >= p->n_layer || !p->layers[layer].has_split || !p->layers[layer].has_gate) return false;
+    *gate = interp(p, p->layers[layer].split_gate, s);
+    return true;
 }
 
 bool sl_profile_get_split(const sl_profile *p, int32_t layer, float s, float *cand, float *keep) {
@@ -132,6 +156,12 @@ sl_status sl_profile_set_layer_level(sl_profile *p, int32_t l, float s, sl_error
         L->cand_k = frac_count(a, p->n_ff);
         L->topk = frac_count(d, p->n_ff);
         if (L->topk > L->cand_k) L->topk = L->cand_k;
+        float gf;
+        L->gate_k = 0; /* a gate stage only from the layer's table */
+        if (L->rule == SL_RULE_TWO_STAGE_PRED && sl_profile_get_split_gate(p, l, s, &gf)) {
+            const int32_t gk = frac_count(gf, p->n_ff);
+            L->gate_k = gk > L->cand_k ? gk : 0;
+        }
         L->target_sparsity = s;
         break;
     }

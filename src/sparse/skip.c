@@ -229,6 +229,7 @@ static bool skip_forward(void *state, sl_context *ctx, int l, int B) {
     sl_sparse_layer *S = &ss->layers[l];
     const int32_t I = c->n_ff, E = c->n_embd;
     const bool two_stage = is_two_stage(P->rule), gate_dense = P->rule == SL_RULE_CATS || P->rule == SL_RULE_TWO_STAGE;
+    const bool gate_stage = P->rule == SL_RULE_TWO_STAGE_PRED && P->gate_k > P->cand_k; /* predictor -> gate rows -> up rows */
 
     const double t0 = sl_time_s();
     /* scores [B, I]: the gate itself (CATS, TWO_STAGE) or the predictor B (A x) */
@@ -244,8 +245,9 @@ static bool skip_forward(void *state, sl_context *ctx, int l, int B) {
     for (int b = 0; b < B; b++) {
         int32_t *idx = ss->idx + (size_t)b * I;
         const float *sc = ss->scores + (size_t)b * I;
-        ss->n_idx[b] = two_stage ? sl_select_candidates(P, sc, I, c->act, ss->stage.work, ss->select_tmp, idx)
-                                 : sl_select_active(P, S->stat_z, &S->cut, sc, I, c->act, ss->select_tmp, idx);
+        ss->n_idx[b] = gate_stage  ? sl_select_topk(sc, I, P->gate_k, ss->select_tmp, idx)
+                       : two_stage ? sl_select_candidates(P, sc, I, c->act, ss->stage.work, ss->select_tmp, idx)
+                                   : sl_select_active(P, S->stat_z, &S->cut, sc, I, c->act, ss->select_tmp, idx);
         sum_n += ss->n_idx[b];
     }
     st->n_sparse_tokens += B;
@@ -261,6 +263,13 @@ static bool skip_forward(void *state, sl_context *ctx, int l, int B) {
         double t_stage2 = 0.0;
         for (int b = 0; b < B && rc == SL_OK; b++) {
             const float *gate_pre = gate_dense ? ss->scores + (size_t)b * I : NULL;
+            const int32_t n_gate = ss->n_idx[b];
+            if (gate_stage) { /* the gate rows of the predictor's top gate_k; the top cand_k of them by |act(g)| go on */
+                rc = sl_stage_gate(P, bd, ctx->pool, &ss->bws, &ss->stage, c->act, ctx->xb + (size_t)b * E, ss->idx + (size_t)b * I, n_gate,
+                                   &ss->n_idx[b], &err);
+                gate_pre = ss->stage.gate;
+                if (rc) break;
+            }
             const int32_t n_cand = ss->n_idx[b];
             if (P->topk < n_cand)
                 rc = sl_stage_token(P, bd, NULL, ctx->pool, &ss->bws, &ss->stage, c->act, ctx->xb + (size_t)b * E,
@@ -272,7 +281,7 @@ static bool skip_forward(void *state, sl_context *ctx, int l, int B) {
             }
             st->n_active += ss->n_idx[b];
             st->n_cand += n_cand;
-            st->mlp_bytes += sl_mlp_rule_bytes(L, PD, n_cand, ss->n_idx[b]);
+            st->mlp_bytes += gate_stage ? sl_mlp_gate_stage_bytes(L, PD, n_gate, n_cand, ss->n_idx[b]) : sl_mlp_rule_bytes(L, PD, n_cand, ss->n_idx[b]);
             st->mlp_bytes_dense += sl_mlp_dense_bytes(L);
         }
         st->t_operator -= t_stage2;

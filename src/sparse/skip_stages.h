@@ -20,6 +20,7 @@ typedef struct sl_stage_scratch {
     float *coef;   /* products of the chosen neurons */
     int32_t *pos;  /* chosen positions in the candidate list */
     void *tmp;     /* radix-select keys */
+    float *gate;   /* [n_ff] gate pre-activations of the gate stage's survivors (indexed by neuron) */
 } sl_stage_scratch;
 
 sl_status sl_stage_scratch_init(sl_stage_scratch *s, int32_t n_ff, sl_error *err);
@@ -41,5 +42,14 @@ sl_status sl_down_col_norms(const sl_weight *down, float *out, sl_error *err);
  * read. sl_mlp_dense_bytes: the whole MLP. */
 int64_t sl_mlp_dense_bytes(const sl_layer *L);
 int64_t sl_mlp_rule_bytes(const sl_layer *L, const sl_profile_layer_data *PD, int64_t n_cand, int64_t n_active);
+/* two-stage-pred with a gate stage: the predictor, n_gate gate rows, n_cand up rows, n_active down columns. */
+int64_t sl_mlp_gate_stage_bytes(const sl_layer *L, const sl_profile_layer_data *PD, int64_t n_gate, int64_t n_cand, int64_t n_active);
+
+/* The gate stage of two-stage-pred (P->gate_k > P->cand_k): the gate products of the n listed
+ * neurons idx (the predictor's top gate_k), then the top P->cand_k of them by |act(g)| (ties by
+ * index) replace the list, in ascending order, and their gate pre-activations go to s->gate
+ * [neuron] for the next stage (sl_stage_token's gate_pre). Returns the new length in *n_out. */
+sl_status sl_stage_gate(const sl_profile_layer *P, const sl_neuron_bundle *b, sl_pool *pool, sl_bundle_ws *bws, sl_stage_scratch *s,
+                        sl_activation act, const float *x, int32_t *idx, int32_t n, int32_t *n_out, sl_error *err);
 
 #endif
