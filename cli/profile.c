@@ -47,12 +47,12 @@ static int show(int argc, char **argv) {
         return cli_fail_err("profile", &err);
     }
     printf("profile: %s\nmethod:  %s\nlayers:  %d\n\n", profile_path, sl_profile_method(p), sl_profile_n_layer(p));
-    printf("layer  rule            threshold   topk  cand_k  target  rank  recall  precision  true_dens  pred_dens  gate<=0  contrib_rec\n");
+    printf("layer  rule            threshold   topk  cand_k  gate_k  target  rank  recall  precision  true_dens  pred_dens  gate<=0  contrib_rec\n");
     for (int l = 0; l < sl_profile_n_layer(p); l++) {
         sl_profile_layer L;
         sl_profile_get_layer(p, l, &L, &err);
-        printf("%5d  %-14s  %9.4g  %5d  %6d  %6.3f  %4d  %6.4f  %9.4f  %9.4f  %9.4f  %7.4f  %11.4f\n", l, sl_skip_rule_name(L.rule),
-               L.threshold, L.topk, L.cand_k, L.target_sparsity, L.rank, L.recall, L.precision, L.true_density, L.pred_density,
+        printf("%5d  %-14s  %9.4g  %5d  %6d  %6d  %6.3f  %4d  %6.4f  %9.4f  %9.4f  %9.4f  %7.4f  %11.4f\n", l, sl_skip_rule_name(L.rule),
+               L.threshold, L.topk, L.cand_k, L.gate_k, L.target_sparsity, L.rank, L.recall, L.precision, L.true_density, L.pred_density,
                sl_profile_gate_nonpositive(p, l), L.contrib_recall);
     }
     float levels[SL_PROFILE_MAX_LEVELS];
@@ -237,6 +237,7 @@ static int set_rule(int argc, char **argv) {
         if (info.topk < 1) info.topk = 1;
         info.cand_k = cand >= 0 ? (int32_t)lroundf(cand * (float)I) : 0;
         if (info.cand_k < info.topk && (rule == SL_RULE_TWO_STAGE || rule == SL_RULE_TWO_STAGE_PRED)) info.cand_k = info.topk;
+        info.gate_k = 0; /* a gate stage comes only from a calibrated split */
         if (rule == SL_RULE_CATS) {
             info.threshold = sl_profile_cats_threshold(p, l, 1.0f - keep);
             if (isnan(info.threshold)) {

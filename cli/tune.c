@@ -263,6 +263,7 @@ static bool write_svg(const char *path, const method *ms, int n_m, point pts[][M
 int cmd_tune(int argc, char **argv) {
     const char *cmd = "tune";
     bench_lock blk = {NULL, -1, 0, NAN, NAN};
+    const char *pred_path = NULL;
     const char *model_path = NULL, *calib_path = NULL, *eval_path = NULL, *out_path = NULL, *plot_path = NULL, *methods_arg = NULL;
     float sparsity = -1.0f, max_loss = -1.0f, sps[MAX_S] = {0.3f, 0.5f, 0.7f, 0.9f};
     int n_sps = 4, threads = cli_default_threads(), ctx_len = 256, rank = 0, bench_tokens = 32, bench_rounds = 3;
@@ -309,6 +310,8 @@ int cmd_tune(int argc, char **argv) {
          .help = "predictor loss: weighted BCE on the top --label-frac by contribution, or ListNet", .def = "listnet"},
         {.names = "--label-frac", .type = CLI_FLOAT, .dest = &label_frac, .lo = 0, .hi = 1, .meta = "F",
          .help = "BCE: fraction of a token's neurons labelled positive (0 = the library's default)"},
+        {.names = "--predictors", .type = CLI_STR, .dest = &pred_path, .meta = "FILE",
+         .help = "take the predictors from this profile (e.g. an earlier tune's output) instead of training them"},
         {.names = "--random-predictors", .type = CLI_FLAG, .dest = &random_pred,
          .help = "random predictors of the same rank instead of trained ones (speed proxy for random-weight models)"},
         {.names = "--bench-tokens", .type = CLI_INT, .dest = &bench_tokens, .lo = 1, .hi = 4096, .meta = "N",
@@ -479,7 +482,20 @@ int cmd_tune(int argc, char **argv) {
         trp.n_ctx = ctx_len;
         trp.n_threads = threads;
         const int32_t r = sl_train_rank(&trp, c->n_embd, c->n_ff);
-        if (random_pred) {
+        if (pred_path) { /* its predictors (and CATS statistics); its schedules are dropped */
+            sl_profile_free(predp);
+            if (!(predp = sl_profile_load(pred_path, model, &err)) || sl_profile_set_levels(predp, NULL, 0, &err)) {
+                cli_fail_err(cmd, &err);
+                goto done;
+            }
+            for (int l = 0; l < c->n_layer; l++) {
+                sl_profile_layer info;
+                if (sl_profile_get_layer(predp, l, &info, &err) == SL_OK && info.rank <= 0) {
+                    cli_fail(cmd, "%s: layer %d has no predictor", pred_path, l);
+                    goto done;
+                }
+            }
+        } else if (random_pred) {
             float *A = malloc((size_t)r * c->n_embd * sizeof(float)), *Bm = malloc((size_t)c->n_ff * r * sizeof(float));
             uint64_t s = 12345;
             for (int l = 0; l < c->n_layer && A && Bm; l++) {

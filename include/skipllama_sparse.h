@@ -298,7 +298,7 @@ typedef struct sl_split_params {
     void *progress_ud;
     float max_gate_ratio; /* two-stage-pred: > 1 also tries a gate stage, gate rows for g = min(1, r a) of the
                              neurons (the predictor's top), up rows for the top a of those by |act(g)|, for
-                             r = 1, 1.1, ... up to this (default 0: no gate stage; r = 1 is the plain rule) */
+                             r = 1, 1.25, 1.5, ... up to this (default 0: no gate stage; r = 1 is the plain rule) */
 } sl_split_params;
 
 sl_split_params sl_split_default_params(void);

@@ -248,8 +248,8 @@ sl_status sl_calibrate_split(const sl_model *model, const int32_t *tokens, int64
                 }
                 /* the gate stage: gate rows for the predictor's top r a, up rows for the top a of
                  * those by |act(g)|; each ratio r > 1 with its own early stop over delta */
-                for (int ri = 1; gact && 1.0 + 0.1 * ri <= p.max_gate_ratio + 1e-6; ri++) {
-                    const double r = 1.0 + 0.1 * ri;
+                for (int ri = 1; gact && 1.0 + 0.25 * ri <= p.max_gate_ratio + 1e-6; ri++) {
+                    const double r = 1.0 + 0.25 * ri;
                     int rises3 = 0;
                     double last3 = INFINITY;
                     for (int k = 0; k < N_DELTA && 0.05 * k <= p.max_delta + 1e-6 && rises3 < 2; k++) {
