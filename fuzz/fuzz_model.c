@@ -157,6 +157,9 @@ void sl_fuzz_model_write_seeds(const char *dir) {
         {SL_TYPE_Q4_K, true, false, false, 1, 1, 0x0e, "q4_k-256.gguf"},
         {SL_TYPE_Q6_K, true, false, false, 1, 1, 0x1e, "q6_k-256.gguf"},
         {SL_TYPE_Q2_K, true, false, false, 1, 1, 0x06, "q2_k-256.gguf"},
+        {SL_TYPE_Q3_K, true, false, false, 1, 1, 0x0e, "q3_k-256.gguf"},
+        {SL_TYPE_Q5_K, true, false, true, 1, 1, 0x1c, "q5_k-256-relu.gguf"},
+        {SL_TYPE_IQ4_XS, true, false, false, 1, 1, 0x0a, "iq4_xs-256.gguf"},
     };
     char tmp[PATH_MAX];
     const char *tmpdir = getenv("TMPDIR");
