@@ -113,6 +113,46 @@ static void test_quantizer(const sl_kernel_ops *ops) {
     free(b);
 }
 
+/* The activation formats of the kq types (Q8_K, Q8_0, Q8_1) as the matmul prepares them:
+ * bytes identical to the scalar variant's (sl_quantize_row_ref), on ordinary rows and on the
+ * cases with their own rules: ties at k + 0.5, the first of two opposite maxima, zero blocks,
+ * NaN / inf values, subnormal maxima (iscale overflows). */
+static void test_kq_prep(const sl_kernel_ops *ops) {
+    static const sl_type wt[] = {SL_TYPE_Q4_K, SL_TYPE_Q5_0, SL_TYPE_Q4_1};
+    static const char *const act_name[] = {"q8_K", "q8_0", "q8_1"};
+    const int64_t n = 1024, B = 3;
+    test_rng rng = {0x5151};
+    float *x = malloc(sizeof(float) * (size_t)(n * B));
+    for (int k = 0; k < COUNT(wt); k++) {
+        const size_t bytes = sl_kq_mm_prep_size_scalar(wt[k], n, B);
+        uint8_t *a = malloc(bytes), *b = malloc(bytes);
+        int bad = 0, total = 0;
+        for (int rep = 0; rep < 12; rep++) {
+            const float scale = rep < 4 ? 1.0f : rep < 6 ? 1e-3f : rep < 8 ? 1e3f : 2e-5f;
+            fill_normal(&rng, x, n * B, scale);
+            if (rep == 0) /* max -127: iscale 1 (Q8_K), values on k + 0.5 */
+                for (int64_t i = 0; i < n * B; i++) x[i] = (i % 32 == 0) ? -127.0f : (float)((int)(i % 200) - 100) + 0.5f;
+            if (rep == 1) { /* first of two opposite maxima wins; a zero block; a lone negative */
+                x[3] = 5.0f, x[10] = -5.0f, x[300] = -6.0f, x[301] = 6.0f;
+                for (int64_t i = 512; i < 768; i++) x[i] = 0.0f;
+            }
+            if (rep == 2) x[5] = NAN, x[300] = INFINITY, x[1030] = -INFINITY, x[2100] = NAN;
+            if (rep == 3) /* subnormal maxima: 1 / d or iscale overflows */
+                for (int64_t i = 0; i < 256; i++) x[i] = (i % 3 ? 1e-42f : -3e-42f), x[n + i] = 1e-39f * (float)(i % 5);
+            sl_kq_mm_prep_scalar(wt[k], x, n, B, 0, B, a);
+            memset(b, 0xAA, bytes);
+            ops->kq_mm_prep(wt[k], x, n, B, 0, B, b);
+            total++;
+            if (memcmp(a, b, bytes) != 0) bad++;
+        }
+        CHECK(bad == 0, "%s kq_mm_prep %s (%s activations): %d of %d batches bit-identical to the scalar variant", ops->name,
+              sl_type_name(wt[k]), act_name[k], total - bad, total);
+        free(a);
+        free(b);
+    }
+    free(x);
+}
+
 /* ---- vec_dot / vec_axpy --------------------------------------------------------------------- */
 
 static void test_dot_axpy(const sl_kernel_ops *ops, sl_type t) {
@@ -439,6 +479,7 @@ int main(void) {
               sl_kernels_name(variants[v]));
         const sl_kernel_ops *ops = sl_kernels_ops_of(variants[v]);
         test_quantizer(ops);
+        test_kq_prep(ops);
         for (int t = 0; t < COUNT(all_types); t++) test_dot_axpy(ops, all_types[t]);
     }
     for (int t = 0; t < COUNT(all_types); t++) test_matmul_type(all_types[t]);

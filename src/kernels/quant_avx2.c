@@ -7,7 +7,7 @@
  * One structure for every type: a block (a 256-element super-block, or a 32-element block) is
  * decoded once into eight (or one) vectors of 32 bytes — unsigned values where the type's values
  * are small and non-negative after an offset, signed values (|v| <= 127) otherwise — plus its
- * integer sub-block scales, and then meets NT tokens' activations (1..4; NT = 1 is the decode
+ * integer sub-block scales, and then meets NT tokens' activations (1..8; NT = 1 is the decode
  * matvec, NT > 1 the prompt's batches, so the decoding is shared by NT tokens). Per 32 values
  * and token: vpmaddubsw (unsigned x signed pairs, sums below 2^15) and vpmaddwd by the scales
  * give 8 exact int32 lanes. Offsets (Q3_K 4, Q6_K 32) are taken off once per super-block with the
@@ -18,9 +18,11 @@
  */
 #include "kernels/simd_avx2.h"
 
+#include <math.h>
 #include <string.h>
 
-#define NT_MAX 4
+#define NT_MAX 8
+#define PF_ROWS 8 /* matvec: prefetch distance in rows */
 
 /* ---- decoding ----------------------------------------------------------------------------------
  * A decoded block: 32-byte value vectors u[0..nc); the integer scales as int16 lanes, broadcast to
@@ -101,6 +103,7 @@ SL_INLINE void decode_k(sl_type T, const uint8_t *row, int64_t i, kblk *k) {
         k->mins = _mm256_set_m128i(_mm_unpackhi_epi16(mn, mn), _mm_unpacklo_epi16(mn, mn));
         k->corr = _mm256_setzero_si256();
         const __m256i hb = five ? _mm256_loadu_si256((const __m256i *)(b + 16)) : _mm256_setzero_si256();
+#pragma GCC unroll 8
         for (int j = 0; j < 4; j++) {
             const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * j));
             __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
@@ -117,6 +120,7 @@ SL_INLINE void decode_k(sl_type T, const uint8_t *row, int64_t i, kblk *k) {
         split16(k, sc);
         k->corr = _mm256_slli_epi16(sc, 5); /* offset 32 */
         k->mins = _mm256_setzero_si256();
+#pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             const __m256i l0 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h));
             const __m256i l1 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32));
@@ -157,8 +161,10 @@ SL_INLINE void decode_k(sl_type T, const uint8_t *row, int64_t i, kblk *k) {
             k->corr = _mm256_setzero_si256();
         }
         const __m256i hm = three ? _mm256_loadu_si256((const __m256i *)hmask) : _mm256_setzero_si256();
+#pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * h));
+#pragma GCC unroll 8
             for (int s = 0; s < 4; s++) {
                 __m256i v = _mm256_and_si256(_mm256_srli_epi16(q, 2 * s), m3);
                 if (three) v = _mm256_or_si256(v, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + s), m1), 2));
@@ -170,6 +176,7 @@ SL_INLINE void decode_k(sl_type T, const uint8_t *row, int64_t i, kblk *k) {
         k->d = _cvtsh_ss(b->d), k->dmin = 0;
         const __m256i tab = _mm256_loadu_si256((const __m256i *)iq4_table);
         int16_t sc[8];
+#pragma GCC unroll 8
         for (int ib = 0; ib < 8; ib++) {
             sc[ib] = (int16_t)((((b->scales_l[ib / 2] >> 4 * (ib % 2)) & 0xf) | (((b->scales_h >> 2 * ib) & 3) << 4)) - 32);
             k->u[ib] = _mm256_shuffle_epi8(tab, nibbles32(b->qs + 16 * ib));
@@ -213,28 +220,38 @@ SL_INLINE __m256i pairs16(sl_type T, __m256i w, __m256i x) {
 
 SL_INLINE void row_k(sl_type T, const int NT, const uint8_t *row, int64_t nb, const uint8_t *const *xs, float *out) {
     __m256 acc[NT_MAX], accm[NT_MAX];
+#pragma GCC unroll 8
     for (int t = 0; t < NT; t++) acc[t] = accm[t] = _mm256_setzero_ps();
     const bool has_corr = T == SL_TYPE_Q3_K || T == SL_TYPE_Q6_K, has_min = T == SL_TYPE_Q2_K || T == SL_TYPE_Q4_K || T == SL_TYPE_Q5_K;
+    const sl_block_q8_K *xb[NT_MAX];
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; t++) xb[t] = (const sl_block_q8_K *)xs[t];
     kblk k;
     for (int64_t i = 0; i < nb; i++) {
         decode_k(T, row, i, &k);
         __m256i isum[NT_MAX];
+#pragma GCC unroll 8
         for (int t = 0; t < NT; t++) isum[t] = _mm256_setzero_si256();
+        /* chunks rolled, tokens unrolled: the NT sums stay in registers across the chunks */
+#pragma GCC unroll 1
         for (int c = 0; c < 8; c++) {
             const __m256i scv = chunk_scale(T, &k, c);
+#pragma GCC unroll 8
             for (int t = 0; t < NT; t++) {
-                const __m256i xv = _mm256_loadu_si256((const __m256i *)(((const sl_block_q8_K *)xs[t] + i)->qs + 32 * c));
+                const __m256i xv = _mm256_loadu_si256((const __m256i *)(xb[t][i].qs + 32 * c));
                 isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(pairs16(T, k.u[c], xv), scv));
             }
         }
+#pragma GCC unroll 8
         for (int t = 0; t < NT; t++) {
-            const sl_block_q8_K *x = (const sl_block_q8_K *)xs[t] + i;
+            const sl_block_q8_K *x = xb[t] + i;
             const __m256i bs = _mm256_loadu_si256((const __m256i *)x->bsums);
             if (has_corr) isum[t] = _mm256_sub_epi32(isum[t], _mm256_madd_epi16(k.corr, bs));
             acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(k.d * x->d), _mm256_cvtepi32_ps(isum[t]), acc[t]);
             if (has_min) accm[t] = _mm256_fmadd_ps(_mm256_set1_ps(k.dmin * x->d), _mm256_cvtepi32_ps(_mm256_madd_epi16(k.mins, bs)), accm[t]);
         }
     }
+#pragma GCC unroll 8
     for (int t = 0; t < NT; t++) out[t] = x2_hsum(_mm256_sub_ps(acc[t], accm[t]));
 }
 
@@ -244,10 +261,12 @@ SL_INLINE void row_32(sl_type T, const int NT, const uint8_t *row, int64_t nb, c
     const __m256i ones = _mm256_set1_epi16(1);
     __m256 acc[NT_MAX];
     float summ[NT_MAX];
+#pragma GCC unroll 8
     for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps(), summ[t] = 0.0f;
     kblk k;
     for (int64_t i = 0; i < nb; i++) {
         decode_32(T, row, i, &k);
+#pragma GCC unroll 8
         for (int t = 0; t < NT; t++) {
             const uint8_t *x = xs[t] + (size_t)i * xbs;
             uint16_t dx;
@@ -262,6 +281,7 @@ SL_INLINE void row_32(sl_type T, const int NT, const uint8_t *row, int64_t nb, c
             }
         }
     }
+#pragma GCC unroll 8
     for (int t = 0; t < NT; t++) out[t] = x2_hsum(acc[t]) + summ[t];
 }
 
@@ -271,7 +291,11 @@ typedef void (*row_fn)(const uint8_t *row, int64_t nb, const uint8_t *const *xs,
     static void r_##TN##_1(const uint8_t *w, int64_t nb, const uint8_t *const *x, float *o) { KIND(T, 1, w, nb, x, o); } \
     static void r_##TN##_2(const uint8_t *w, int64_t nb, const uint8_t *const *x, float *o) { KIND(T, 2, w, nb, x, o); } \
     static void r_##TN##_3(const uint8_t *w, int64_t nb, const uint8_t *const *x, float *o) { KIND(T, 3, w, nb, x, o); } \
-    static void r_##TN##_4(const uint8_t *w, int64_t nb, const uint8_t *const *x, float *o) { KIND(T, 4, w, nb, x, o); }
+    static void r_##TN##_4(const uint8_t *w, int64_t nb, const uint8_t *const *x, float *o) { KIND(T, 4, w, nb, x, o); } \
+    static void r_##TN##_5(const uint8_t *w, int64_t nb, const uint8_t *const *x, float *o) { KIND(T, 5, w, nb, x, o); } \
+    static void r_##TN##_6(const uint8_t *w, int64_t nb, const uint8_t *const *x, float *o) { KIND(T, 6, w, nb, x, o); } \
+    static void r_##TN##_7(const uint8_t *w, int64_t nb, const uint8_t *const *x, float *o) { KIND(T, 7, w, nb, x, o); } \
+    static void r_##TN##_8(const uint8_t *w, int64_t nb, const uint8_t *const *x, float *o) { KIND(T, 8, w, nb, x, o); }
 ROW_FNS(q2k, SL_TYPE_Q2_K, row_k)
 ROW_FNS(q3k, SL_TYPE_Q3_K, row_k)
 ROW_FNS(q4k, SL_TYPE_Q4_K, row_k)
@@ -282,7 +306,7 @@ ROW_FNS(q41, SL_TYPE_Q4_1, row_32)
 ROW_FNS(q50, SL_TYPE_Q5_0, row_32)
 ROW_FNS(q51, SL_TYPE_Q5_1, row_32)
 ROW_FNS(iq4nl, SL_TYPE_IQ4_NL, row_32)
-#define ROW_TAB(TN) {r_##TN##_1, r_##TN##_2, r_##TN##_3, r_##TN##_4}
+#define ROW_TAB(TN) {r_##TN##_1, r_##TN##_2, r_##TN##_3, r_##TN##_4, r_##TN##_5, r_##TN##_6, r_##TN##_7, r_##TN##_8}
 
 /* The kernels of type t for 1..NT_MAX tokens, or NULL. */
 static const row_fn *row_fns(sl_type t) {
@@ -318,8 +342,125 @@ void sl_kq_vec_axpy_avx2(sl_type wtype, const void *w, float a, float *y, int64_
 
 size_t sl_kq_mm_prep_size_avx2(sl_type type, int64_t n, int64_t B) { return sl_kq_mm_prep_size_scalar(type, n, B); }
 
+/* ---- activation formats: the same bytes as sl_quantize_row_ref ----------------------------------
+ * Q8_K: the element of largest magnitude (the first one, as the reference's strict > keeps it)
+ * gives iscale = -127 / max, values round half to even (vroundps = ggml's nearest_int for the
+ * |v| <= 127 that a finite iscale gives) and saturate in the packs like the reference's clamps;
+ * bsums from vpsadbw of the values offset to unsigned. A block with a NaN or infinity, or whose
+ * iscale overflows (a denormal maximum), goes to the reference, which defines those cases. */
+static void quantize_q8_K_avx2(const float *x, sl_block_q8_K *y, int64_t nb) {
+    const __m256 sign = _mm256_set1_ps(-0.0f), inf = _mm256_set1_ps(INFINITY);
+    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7), off = _mm256_set1_epi8((char)0x80);
+    for (int64_t i = 0; i < nb; i++) {
+        const float *p = x + i * SL_QK_K;
+        __m256 m = _mm256_setzero_ps(), bad = _mm256_setzero_ps();
+        for (int j = 0; j < SL_QK_K; j += 8) {
+            const __m256 a = _mm256_andnot_ps(sign, _mm256_loadu_ps(p + j));
+            bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, inf, _CMP_NLT_UQ)); /* inf or NaN */
+            m = _mm256_max_ps(m, a);
+        }
+        if (_mm256_movemask_ps(bad)) {
+            sl_quantize_row_ref(SL_TYPE_Q8_K, p, y + i, SL_QK_K);
+            continue;
+        }
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        const float amax = _mm_cvtss_f32(h);
+        if (!amax) {
+            memset(&y[i], 0, sizeof(y[i]));
+            continue;
+        }
+        float max = 0.0f;
+        const __m256 va = _mm256_set1_ps(amax);
+        for (int j = 0; j < SL_QK_K; j += 8) {
+            const int hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(p + j)), va, _CMP_EQ_OQ));
+            if (hit) {
+                max = p[j + __builtin_ctz((unsigned)hit)];
+                break;
+            }
+        }
+        const float iscale = -127.f / max;
+        if (!(fabsf(iscale) < INFINITY)) {
+            sl_quantize_row_ref(SL_TYPE_Q8_K, p, y + i, SL_QK_K);
+            continue;
+        }
+        const __m256 vs = _mm256_set1_ps(iscale);
+        for (int j = 0; j < SL_QK_K; j += 32) {
+            __m256i q[4];
+            for (int k = 0; k < 4; k++)
+                q[k] = _mm256_cvttps_epi32(_mm256_round_ps(_mm256_mul_ps(vs, _mm256_loadu_ps(p + j + 8 * k)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+            __m256i v = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+            v = _mm256_permutevar8x32_epi32(v, perm);
+            _mm256_storeu_si256((__m256i *)(y[i].qs + j), v);
+            int64_t s[4];
+            _mm256_storeu_si256((__m256i *)s, _mm256_sad_epu8(_mm256_xor_si256(v, off), _mm256_setzero_si256()));
+            y[i].bsums[j / 16] = (int16_t)(s[0] + s[1] - 2048);
+            y[i].bsums[j / 16 + 1] = (int16_t)(s[2] + s[3] - 2048);
+        }
+        y[i].d = 1 / iscale;
+    }
+}
+
+/* The magnitude maximum of 32 floats (NaN ignored, as fmaxf does) and whether the fast Q8_0
+ * quantizer makes the reference's bytes: every value finite and 1 / d finite. */
+SL_INLINE bool q8_block_amax(const float *p, float *amax) {
+    const __m256 sign = _mm256_set1_ps(-0.0f), inf = _mm256_set1_ps(INFINITY);
+    __m256 m = _mm256_setzero_ps(), bad = _mm256_setzero_ps();
+    for (int j = 0; j < SL_QK8_0; j += 8) {
+        const __m256 a = _mm256_andnot_ps(sign, _mm256_loadu_ps(p + j));
+        bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, inf, _CMP_NLT_UQ));
+        m = _mm256_max_ps(a, m);
+    }
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    *amax = _mm_cvtss_f32(h);
+    return !_mm256_movemask_ps(bad) && (*amax == 0.0f || *amax / 127.0f >= 1e-37f);
+}
+
+/* Q8_0: sl_x2_quantize_q8 (bit-identical to the reference for finite blocks of a normal scale),
+ * the reference for the others. */
+static void quantize_q8_0_avx2(const float *x, sl_block_q8_0 *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++) {
+        float amax;
+        const float *p = x + i * SL_QK8_0;
+        if (q8_block_amax(p, &amax)) sl_x2_quantize_q8(p, y + i, SL_QK8_0);
+        else sl_quantize_row_ref(SL_TYPE_Q8_0, p, y + i, SL_QK8_0);
+    }
+}
+
+/* Q8_1: the same values and s = d * sum with the unrounded d = amax / 127. */
+static void quantize_q8_1_avx2(const float *x, sl_block_q8_1 *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++) {
+        float amax;
+        const float *p = x + i * SL_QK8_0;
+        if (!q8_block_amax(p, &amax)) {
+            sl_quantize_row_ref(SL_TYPE_Q8_1, p, y + i, SL_QK8_0);
+            continue;
+        }
+        sl_block_q8_0 b;
+        sl_x2_quantize_q8(p, &b, SL_QK8_0);
+        const __m256i v = _mm256_loadu_si256((const __m256i *)b.qs);
+        int64_t s[4];
+        _mm256_storeu_si256((__m256i *)s, _mm256_sad_epu8(_mm256_xor_si256(v, _mm256_set1_epi8((char)0x80)), _mm256_setzero_si256()));
+        y[i].d = b.d;
+        memcpy(y[i].qs, b.qs, SL_QK8_0);
+        y[i].s = sl_fp32_to_fp16((float)(s[0] + s[1] + s[2] + s[3] - 4096) * (amax / 127.0f));
+    }
+}
+
 void sl_kq_mm_prep_avx2(sl_type type, const float *X, int64_t n, int64_t B, int64_t b0, int64_t b1, void *xp) {
-    sl_kq_mm_prep_scalar(type, X, n, B, b0, b1, xp);
+    (void)B;
+    const sl_type at = sl_act_type_of(type);
+    const size_t stride = sl_act_size(type, n);
+    for (int64_t b = b0; b < b1; b++) {
+        uint8_t *dst = (uint8_t *)xp + (size_t)b * stride;
+        if (at == SL_TYPE_Q8_K) quantize_q8_K_avx2(X + b * n, (sl_block_q8_K *)dst, n / SL_QK_K);
+        else if (at == SL_TYPE_Q8_0) quantize_q8_0_avx2(X + b * n, (sl_block_q8_0 *)dst, n / SL_QK8_0);
+        else if (at == SL_TYPE_Q8_1) quantize_q8_1_avx2(X + b * n, (sl_block_q8_1 *)dst, n / SL_QK8_0);
+        else sl_quantize_row_ref(at, X + b * n, dst, n);
+    }
 }
 
 void sl_kq_mm_rows_avx2(const sl_mm_args *a, int64_t r0, int64_t r1) {
@@ -332,6 +473,10 @@ void sl_kq_mm_rows_avx2(const sl_mm_args *a, int64_t r0, int64_t r1) {
     const int64_t nb = a->n / sl_type_block_size(a->type);
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *w = (const uint8_t *)a->W + (size_t)r * a->row_bytes;
+        /* decoding (B = 1) streams the weights: fetch the row PF_ROWS ahead (rows of a few KB are
+         * too short for the hardware prefetcher to get ahead on its own) */
+        if (a->B == 1 && r + PF_ROWS < r1)
+            for (size_t off = 0; off < a->row_bytes; off += 64) _mm_prefetch((const char *)(w + PF_ROWS * a->row_bytes + off), _MM_HINT_T1);
         for (int64_t b = 0; b < a->B; b += NT_MAX) {
             const int nt = a->B - b < NT_MAX ? (int)(a->B - b) : NT_MAX;
             const uint8_t *xs[NT_MAX];
