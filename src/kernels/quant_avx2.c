@@ -215,6 +215,16 @@ SL_INLINE __m256i pairs16(sl_type T, __m256i w, __m256i x) {
     return _mm256_maddubs_epi16(w, x);
 }
 
+/* Chunk c (32 values) of a decoded super-block against NT tokens' Q8_K blocks i. */
+SL_INLINE void chunk_k(sl_type T, const int NT, const kblk *k, int c, const sl_block_q8_K *const *xb, int64_t i, __m256i *isum) {
+    const __m256i scv = chunk_scale(T, k, c);
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; t++) {
+        const __m256i xv = _mm256_loadu_si256((const __m256i *)(xb[t][i].qs + 32 * c));
+        isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(pairs16(T, k->u[c], xv), scv));
+    }
+}
+
 /* ---- one weight row against NT tokens ------------------------------------------------------------
  * xs[t]: token t's activation row (Q8_K, Q8_0 or Q8_1 blocks); out[t] = dot. */
 
@@ -232,15 +242,14 @@ SL_INLINE void row_k(sl_type T, const int NT, const uint8_t *row, int64_t nb, co
         __m256i isum[NT_MAX];
 #pragma GCC unroll 8
         for (int t = 0; t < NT; t++) isum[t] = _mm256_setzero_si256();
-        /* chunks rolled, tokens unrolled: the NT sums stay in registers across the chunks */
-#pragma GCC unroll 1
-        for (int c = 0; c < 8; c++) {
-            const __m256i scv = chunk_scale(T, &k, c);
+        /* one token: everything unrolled, the decoded values go straight from registers into the
+         * products; several: chunks rolled, tokens unrolled, so the NT sums stay in registers */
+        if (NT == 1) {
 #pragma GCC unroll 8
-            for (int t = 0; t < NT; t++) {
-                const __m256i xv = _mm256_loadu_si256((const __m256i *)(xb[t][i].qs + 32 * c));
-                isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(pairs16(T, k.u[c], xv), scv));
-            }
+            for (int c = 0; c < 8; c++) chunk_k(T, NT, &k, c, xb, i, isum);
+        } else {
+#pragma GCC unroll 1
+            for (int c = 0; c < 8; c++) chunk_k(T, NT, &k, c, xb, i, isum);
         }
 #pragma GCC unroll 8
         for (int t = 0; t < NT; t++) {
