@@ -349,7 +349,25 @@ static void test_matmul_type(sl_type t) {
         if (t == SL_TYPE_Q4_0) run_q4_0x4_case(&c, st4, &ref4);
         mm_case_free(&c);
     }
-    if (t == SL_TYPE_Q4_0) check_q4_0x4(st4, &ref4);
+    /* Q4_0x4 with every batch 2..9 (the B > 1 tile of 4 tokens and its 1..3 remainders) on row
+     * counts that end in a partial 4-row group or a partial 16-row unit */
+    if (t == SL_TYPE_Q4_0) {
+        static const int x4_rows[] = {5, 21, 42};
+        static const int x4_ns[] = {96, 544};
+        for (int ni = 0; ni < COUNT(x4_ns); ni++)
+            for (int ri = 0; ri < COUNT(x4_rows); ri++)
+                for (int64_t B = 2; B <= 9; B++) {
+                    mm_case c;
+                    mm_case_make(&c, t, x4_ns[ni], x4_rows[ri], B, &rng);
+                    run_q4_0x4_case(&c, st4, &ref4);
+                    mm_case_free(&c);
+                }
+        mm_case c; /* X of 50 tokens exceeds the AVX2 tile's per-chunk budget: tokens run in chunks */
+        mm_case_make(&c, t, 4128, 7, 50, &rng);
+        run_q4_0x4_case(&c, st4, &ref4);
+        mm_case_free(&c);
+        check_q4_0x4(st4, &ref4);
+    }
     for (int v = 0; v < 3; v++) {
         const char *name = sl_kernels_name(variants[v]);
         if (!sl_kernels_supported(variants[v])) continue;
