@@ -16,9 +16,10 @@
  * share": the wall-clock figure, the same work divided by the process's CPU time per thread
  * (what the kernels do while they actually run), and the fraction of the threads' wall time
  * they got a CPU (1.00 = uncontended; trust the wall figure only near 1).
- * Usage: bench_kernels [-t 1,2] [-r 7] [-v auto|scalar|avx2|avx512] [-q] [-s] [-T q4_K,q6_K...]
+ * Usage: bench_kernels [-t 1,2] [-r 7] [-v auto|scalar|avx2|avx512] [-q] [-s] [-T q4_K,q6_K...] [-B 128]
  * (-q: skip attention; -s: only the first shape of each table; -T: only these types, by name,
- * q4_0x4 for the repacked layout).
+ * q4_0x4 for the repacked layout; -B: the matmul table's batch, e.g. 4 for a decode step of 4
+ * sequences).
  */
 #include "kernels/kernels.h"
 #include "util/threadpool.h"
@@ -35,6 +36,7 @@
 #endif
 
 static int n_runs = 7;
+static int mm_batch = 128; /* -B */
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -322,6 +324,9 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "variant %s not supported on this CPU\n", v);
                 return 1;
             }
+        } else if (!strcmp(argv[i], "-B") && i + 1 < argc) {
+            mm_batch = atoi(argv[++i]);
+            if (mm_batch < 1 || mm_batch > 4096) mm_batch = 128;
         } else if (!strcmp(argv[i], "-q")) {
             quick = true;
         } else if (!strcmp(argv[i], "-s")) {
@@ -362,7 +367,7 @@ int main(int argc, char **argv) {
             printf("\n");
         }
         printf("(read bandwidth above: %.1f GB/s)\n", bw);
-        printf("\n| prefill matmul B=128 GFLOP/s: wall [cpu] share |");
+        printf("\n| %s matmul B=%d GFLOP/s: wall [cpu] share |", mm_batch >= 32 ? "prefill" : "batched", mm_batch);
         for (int t = 0; t < N_TYPES; t++)
             if (type_selected(types[t])) printf(" %s |", types[t] == SL_TYPE_Q4_0X4 ? "q4_0x4" : sl_type_name(types[t]));
         printf("\n|---|");
@@ -374,7 +379,7 @@ int main(int argc, char **argv) {
             fflush(stdout);
             for (int t = 0; t < N_TYPES; t++) {
                 if (!type_selected(types[t])) continue;
-                rate g = bench_matmul(pool, types[t], &shapes[s], 128);
+                rate g = bench_matmul(pool, types[t], &shapes[s], mm_batch);
                 printf(" %.1f [%.1f] %.2f |", g.wall, g.cpu, g.share);
                 fflush(stdout);
             }

@@ -299,8 +299,9 @@ static void test_errors(void) {
 }
 
 /* Q4_0 weights repacked at load (Q4_0x4) against the same file computed from the mapping.
- * Prefill (B > 1) uses the same superblock kernel on both layouts, so its logits must be
- * bit-identical; decode (B = 1) runs a different kernel whose sums are reassociated. */
+ * The repacked layout has its own kernels for decode (B = 1) and, on AVX2, for prefill (B > 1,
+ * the 4-row x 4-token tile): their float sums are reassociated, so both are compared within
+ * TOL_SAME_MATH (AVX-512's prefill runs one superblock kernel on both layouts: identical). */
 #define Q4_FIXTURE_VOCAB 2048
 
 static void eval_q4(bool no_repack, const int32_t *ids, int n, float *prefill, float *decode, bool *repacked) {
@@ -338,7 +339,7 @@ static void test_q4_0_repack(void) {
         dp = fmax(dp, fabs((double)pa[i] - pb[i]));
         dd = fmax(dd, fabs((double)da[i] - db[i]));
     }
-    CHECK(dp == 0, "q4_0 prefill logits: repacked == file layout (maxdiff %.3g)", dp);
+    CHECK(dp <= TOL_SAME_MATH, "q4_0 prefill logits: repacked vs file layout maxdiff %.3g <= %.3g", dp, TOL_SAME_MATH);
     CHECK(dd <= TOL_SAME_MATH, "q4_0 decode logits: repacked vs file layout maxdiff %.3g <= %.3g", dd, TOL_SAME_MATH);
     free(pa);
 }
