@@ -14,6 +14,9 @@
  * activation block's sums of 16 (bsums), and minimums (Q2_K, Q4_K, Q5_K) the same way, so the
  * integer parts equal the reference's (dot_ref.c) exactly; only the float sums of the lanes are
  * reassociated. Signed values (IQ4, Q5_0) use the sign trick (|w| times x with w's sign).
+ * Prompt batches: rows in blocks that stay in L2 while each group of 8 tokens meets them all, and
+ * for Q4_K / Q5_K the 8 tokens' integer sums of a super-block reduced into one vector, so that the
+ * float work per super-block is one vector op for all 8 tokens instead of 8.
  * What it is not: the reference (dot_ref.c) or a repacked layout.
  */
 #include "kernels/simd_avx2.h"
@@ -228,40 +231,85 @@ SL_INLINE void chunk_k(sl_type T, const int NT, const kblk *k, int c, const sl_b
 /* ---- one weight row against NT tokens ------------------------------------------------------------
  * xs[t]: token t's activation row (Q8_K, Q8_0 or Q8_1 blocks); out[t] = dot. */
 
+/* Lane t of the result = the sum of v[t]'s eight int32 lanes (t < 8). */
+SL_INLINE __m256i hsum8x8(const __m256i *v) {
+    const __m256i a = _mm256_hadd_epi32(v[0], v[1]), b = _mm256_hadd_epi32(v[2], v[3]);
+    const __m256i c = _mm256_hadd_epi32(v[4], v[5]), d = _mm256_hadd_epi32(v[6], v[7]);
+    const __m256i ab = _mm256_hadd_epi32(a, b), cd = _mm256_hadd_epi32(c, d);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(ab, cd, 0x20), _mm256_permute2x128_si256(ab, cd, 0x31));
+}
+
 SL_INLINE void row_k(sl_type T, const int NT, const uint8_t *row, int64_t nb, const uint8_t *const *xs, float *out) {
-    __m256 acc[NT_MAX], accm[NT_MAX];
-#pragma GCC unroll 8
-    for (int t = 0; t < NT; t++) acc[t] = accm[t] = _mm256_setzero_ps();
     const bool has_corr = T == SL_TYPE_Q3_K || T == SL_TYPE_Q6_K, has_min = T == SL_TYPE_Q2_K || T == SL_TYPE_Q4_K || T == SL_TYPE_Q5_K;
     const sl_block_q8_K *xb[NT_MAX];
 #pragma GCC unroll 8
     for (int t = 0; t < NT; t++) xb[t] = (const sl_block_q8_K *)xs[t];
     kblk k;
+    /* one token (the decode matvec), and the types other than Q4_K / Q5_K (for Q6_K and IQ4_XS
+     * the per-token float tail measured faster, by 10-25%; Q2_K and Q3_K no clear difference):
+     * lane-wise float sums per token, a horizontal sum at the end */
+    if (NT == 1 || !(T == SL_TYPE_Q4_K || T == SL_TYPE_Q5_K)) {
+        __m256 acc[NT_MAX], accm[NT_MAX];
+#pragma GCC unroll 8
+        for (int t = 0; t < NT; t++) acc[t] = accm[t] = _mm256_setzero_ps();
+        for (int64_t i = 0; i < nb; i++) {
+            decode_k(T, row, i, &k);
+            __m256i isum[NT_MAX];
+#pragma GCC unroll 8
+            for (int t = 0; t < NT; t++) isum[t] = _mm256_setzero_si256();
+            /* one token: everything unrolled, the decoded values go straight from registers into
+             * the products; several: chunks rolled, tokens unrolled, the NT sums in registers */
+            if (NT == 1) {
+#pragma GCC unroll 8
+                for (int c = 0; c < 8; c++) chunk_k(T, NT, &k, c, xb, i, isum);
+            } else {
+#pragma GCC unroll 1
+                for (int c = 0; c < 8; c++) chunk_k(T, NT, &k, c, xb, i, isum);
+            }
+#pragma GCC unroll 8
+            for (int t = 0; t < NT; t++) {
+                const sl_block_q8_K *x = xb[t] + i;
+                const __m256i bs = _mm256_loadu_si256((const __m256i *)x->bsums);
+                if (has_corr) isum[t] = _mm256_sub_epi32(isum[t], _mm256_madd_epi16(k.corr, bs));
+                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(k.d * x->d), _mm256_cvtepi32_ps(isum[t]), acc[t]);
+                if (has_min) accm[t] = _mm256_fmadd_ps(_mm256_set1_ps(k.dmin * x->d), _mm256_cvtepi32_ps(_mm256_madd_epi16(k.mins, bs)), accm[t]);
+            }
+        }
+#pragma GCC unroll 8
+        for (int t = 0; t < NT; t++) out[t] = x2_hsum(_mm256_sub_ps(acc[t], accm[t]));
+        return;
+    }
+    /* Several tokens: per super-block each token's integer sums are reduced to one int32 lane
+     * (exact), so the float work is one vector for all NT tokens: lane t += d_w d_x[t] isum[t]
+     * (and the minimum term likewise). The tokens' d_x come in one gather (the activation rows
+     * are at byte offsets xs[t] - xs[0] < 2^31, see sl_kq_mm_rows_avx2). */
+    int32_t off[NT_MAX] = {0};
+#pragma GCC unroll 8
+    for (int t = 1; t < NT; t++) off[t] = (int32_t)(xs[t] - xs[0]);
+    const __m256i idx = _mm256_loadu_si256((const __m256i *)off);
+    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
         decode_k(T, row, i, &k);
-        __m256i isum[NT_MAX];
+        __m256i isum[NT_MAX], msum[NT_MAX];
 #pragma GCC unroll 8
-        for (int t = 0; t < NT; t++) isum[t] = _mm256_setzero_si256();
-        /* one token: everything unrolled, the decoded values go straight from registers into the
-         * products; several: chunks rolled, tokens unrolled, so the NT sums stay in registers */
-        if (NT == 1) {
-#pragma GCC unroll 8
-            for (int c = 0; c < 8; c++) chunk_k(T, NT, &k, c, xb, i, isum);
-        } else {
+        for (int t = 0; t < NT_MAX; t++) isum[t] = msum[t] = _mm256_setzero_si256();
+        /* chunks rolled, tokens unrolled, so the NT sums stay in registers */
 #pragma GCC unroll 1
-            for (int c = 0; c < 8; c++) chunk_k(T, NT, &k, c, xb, i, isum);
-        }
+        for (int c = 0; c < 8; c++) chunk_k(T, NT, &k, c, xb, i, isum);
 #pragma GCC unroll 8
         for (int t = 0; t < NT; t++) {
-            const sl_block_q8_K *x = xb[t] + i;
-            const __m256i bs = _mm256_loadu_si256((const __m256i *)x->bsums);
+            const __m256i bs = _mm256_loadu_si256((const __m256i *)xb[t][i].bsums);
             if (has_corr) isum[t] = _mm256_sub_epi32(isum[t], _mm256_madd_epi16(k.corr, bs));
-            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(k.d * x->d), _mm256_cvtepi32_ps(isum[t]), acc[t]);
-            if (has_min) accm[t] = _mm256_fmadd_ps(_mm256_set1_ps(k.dmin * x->d), _mm256_cvtepi32_ps(_mm256_madd_epi16(k.mins, bs)), accm[t]);
+            if (has_min) msum[t] = _mm256_madd_epi16(k.mins, bs);
         }
+        const __m256 xd = _mm256_i32gather_ps(&xb[0][i].d, idx, 1);
+        acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(k.d), xd), _mm256_cvtepi32_ps(hsum8x8(isum)), acc);
+        if (has_min) accm = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(k.dmin), xd), _mm256_cvtepi32_ps(hsum8x8(msum)), accm);
     }
+    float r[8];
+    _mm256_storeu_ps(r, _mm256_sub_ps(acc, accm));
 #pragma GCC unroll 8
-    for (int t = 0; t < NT; t++) out[t] = x2_hsum(_mm256_sub_ps(acc[t], accm[t]));
+    for (int t = 0; t < NT; t++) out[t] = r[t];
 }
 
 SL_INLINE void row_32(sl_type T, const int NT, const uint8_t *row, int64_t nb, const uint8_t *const *xs, float *out) {
@@ -472,6 +520,13 @@ void sl_kq_mm_prep_avx2(sl_type type, const float *X, int64_t n, int64_t B, int6
     }
 }
 
+/* Prompt batches (B > NT_MAX) go over the rows in blocks of ROW_BLOCK_BYTES of weights, and for
+ * each block over the token groups: the block's rows stay in L2 while the NT_MAX tokens of a group
+ * meet all of them, so a group's activations (NT_MAX x n values as Q8_K: 18 KB for n = 2048) are
+ * read from L1 by every row of the block instead of from L2/L3 once per row. Each output is still
+ * one row_k call over the whole row, so the results are the unblocked ones, bit for bit. */
+#define ROW_BLOCK_BYTES (160 * 1024)
+
 void sl_kq_mm_rows_avx2(const sl_mm_args *a, int64_t r0, int64_t r1) {
     const row_fn *f = row_fns(a->type);
     if (!f) {
@@ -480,19 +535,42 @@ void sl_kq_mm_rows_avx2(const sl_mm_args *a, int64_t r0, int64_t r1) {
     }
     const size_t stride = sl_act_size(a->type, a->n);
     const int64_t nb = a->n / sl_type_block_size(a->type);
+    if (stride > INT32_MAX / NT_MAX) { /* the several-token kernels gather at 32-bit offsets: one token at a time */
+        for (int64_t b = 0; b < a->B; b++) {
+            const uint8_t *x = (const uint8_t *)a->xp + (size_t)b * stride;
+            for (int64_t r = r0; r < r1; r++) f[0]((const uint8_t *)a->W + (size_t)r * a->row_bytes, nb, &x, &a->Y[b * a->rows + r]);
+        }
+        return;
+    }
+    if (a->B > NT_MAX) {
+        int64_t rblk = (int64_t)(ROW_BLOCK_BYTES / a->row_bytes);
+        if (rblk < 1) rblk = 1;
+        for (int64_t rb = r0; rb < r1; rb += rblk) {
+            const int64_t re = rb + rblk < r1 ? rb + rblk : r1;
+            for (int64_t b = 0; b < a->B; b += NT_MAX) {
+                const int nt = a->B - b < NT_MAX ? (int)(a->B - b) : NT_MAX;
+                const uint8_t *xs[NT_MAX];
+                for (int t = 0; t < nt; t++) xs[t] = (const uint8_t *)a->xp + (size_t)(b + t) * stride;
+                for (int64_t r = rb; r < re; r++) {
+                    float out[NT_MAX];
+                    f[nt - 1]((const uint8_t *)a->W + (size_t)r * a->row_bytes, nb, xs, out);
+                    for (int t = 0; t < nt; t++) a->Y[(b + t) * a->rows + r] = out[t];
+                }
+            }
+        }
+        return;
+    }
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *w = (const uint8_t *)a->W + (size_t)r * a->row_bytes;
         /* decoding (B = 1) streams the weights: fetch the row PF_ROWS ahead (rows of a few KB are
          * too short for the hardware prefetcher to get ahead on its own) */
         if (a->B == 1 && r + PF_ROWS < r1)
             for (size_t off = 0; off < a->row_bytes; off += 64) _mm_prefetch((const char *)(w + PF_ROWS * a->row_bytes + off), _MM_HINT_T1);
-        for (int64_t b = 0; b < a->B; b += NT_MAX) {
-            const int nt = a->B - b < NT_MAX ? (int)(a->B - b) : NT_MAX;
-            const uint8_t *xs[NT_MAX];
-            float out[NT_MAX];
-            for (int t = 0; t < nt; t++) xs[t] = (const uint8_t *)a->xp + (size_t)(b + t) * stride;
-            f[nt - 1](w, nb, xs, out);
-            for (int t = 0; t < nt; t++) a->Y[(b + t) * a->rows + r] = out[t];
-        }
+        const uint8_t *xs[NT_MAX];
+        float out[NT_MAX];
+        const int nt = (int)a->B;
+        for (int t = 0; t < nt; t++) xs[t] = (const uint8_t *)a->xp + (size_t)t * stride;
+        f[nt - 1](w, nb, xs, out);
+        for (int t = 0; t < nt; t++) a->Y[t * a->rows + r] = out[t];
     }
 }
