@@ -349,6 +349,15 @@ static void test_matmul_type(sl_type t) {
         if (t == SL_TYPE_Q4_0) run_q4_0x4_case(&c, st4, &ref4);
         mm_case_free(&c);
     }
+    /* several row blocks of the AVX2 K-quant/legacy prompt path (blocks of 160 KB of weights:
+     * 48-128 rows at n = 4096, so 130 rows end in a partial block) and a 1-token last group */
+    {
+        mm_case c;
+        mm_case_make(&c, t, 4096, 130, 9, &rng);
+        for (int v = 0; v < 3; v++)
+            if (sl_kernels_supported(variants[v])) run_mm_case(&c, variants[v], &st[v]);
+        mm_case_free(&c);
+    }
     /* Q4_0x4 with every batch 2..9 (the B > 1 tile of 4 tokens and its 1..3 remainders) on row
      * counts that end in a partial 4-row group or a partial 16-row unit */
     if (t == SL_TYPE_Q4_0) {
