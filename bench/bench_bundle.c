@@ -63,7 +63,9 @@ int main(int argc, char **argv) {
     sl_error err;
     if (sl_bundle_layout(&probe, t, t, false, H, I, &err)) return fprintf(stderr, "%s\n", err.message), 2;
     const size_t mlp = 3 * sl_type_row_size(t, H) * (size_t)I;
-    const int L = (int)(((size_t)256 << 20) / mlp + 1); /* >= 256 MiB of each layout, cycled */
+    /* >= 256 MiB of each layout, cycled; BENCH_HOT=1: one layer, read again and again (from cache when it fits:
+     * the kernels' compute ceiling) */
+    const int L = getenv("BENCH_HOT") ? 1 : (int)(((size_t)256 << 20) / mlp + 1);
     printf("kernels %s, %s H=%lld I=%lld: %d layers cycled, %.1f MiB per layer (file), bundle %.1f MiB; 1 thread, CPU time, median of %d\n",
            sl_kernels_name(sl_kernels_current()), sl_type_name(t), (long long)H, (long long)I, L, (double)mlp / 1048576.0,
            (double)probe.bytes / 1048576.0, reps);
@@ -75,6 +77,16 @@ int main(int argc, char **argv) {
         d[l] = sl_weight_view(rand_matrix(t, H, I, 0.05f), t, H, I);
         if (sl_bundle_init(&b[l], NULL, &g[l], &u[l], &d[l], &err)) return fprintf(stderr, "%s\n", err.message), 1;
     }
+    /* Q4_0: the matrices as the model repacks them at load (Q4_0x4, what a file-layout model decodes with) */
+    void **x4 = calloc((size_t)L * 3, sizeof(void *));
+    if (t == SL_TYPE_Q4_0)
+        for (int l = 0; l < L; l++) {
+            const sl_weight *w3[3] = {&g[l], &u[l], &d[l]};
+            for (int m = 0; m < 3; m++) {
+                x4[3 * l + m] = sl_alloc_huge(sl_q4_0x4_size(w3[m]->rows, w3[m]->cols));
+                sl_q4_0x4_repack_all(w3[m]->data, w3[m]->rows, w3[m]->cols, x4[3 * l + m]);
+            }
+        }
     float *x = malloc((size_t)H * sizeof(float)), *out = malloc((size_t)H * sizeof(float));
     float *hb = malloc((size_t)I * sizeof(float)), *hb2 = malloc((size_t)I * sizeof(float));
     int32_t *idx = malloc((size_t)I * sizeof(int32_t));
@@ -89,8 +101,35 @@ int main(int argc, char **argv) {
     }
     const int stages = getenv("BENCH_STAGES") ? atoi(getenv("BENCH_STAGES")) : 0; /* 1: gate/up alone, 2: down alone */
     float *gv = malloc((size_t)I * sizeof(float)), *uv = malloc((size_t)I * sizeof(float));
+    if (getenv("BENCH_AB") && t == SL_TYPE_Q4_0) {
+        /* BENCH_AB=1: the dense MLP from Q4_0x4 matrices and through the bundles alternately, layer
+         * by layer, so that both see the same machine; per repetition the ratio of their times */
+        double *ra = malloc((size_t)reps * sizeof(double)), *ta = malloc((size_t)reps * sizeof(double)),
+               *tb = malloc((size_t)reps * sizeof(double));
+        for (int r = 0; r < reps; r++) {
+            double sa = 0, sb = 0;
+            for (int l = 0; l < L; l++) {
+                double c0 = cpu_s();
+                sl_matmul(NULL, SL_TYPE_Q4_0X4, x4[3 * l], I, H, x, 1, hb);
+                sl_matmul(NULL, SL_TYPE_Q4_0X4, x4[3 * l + 1], I, H, x, 1, hb2);
+                for (int64_t i = 0; i < I; i++) hb[i] = hb[i] / (1.0f + __builtin_expf(-hb[i])) * hb2[i];
+                sl_matmul(NULL, SL_TYPE_Q4_0X4, x4[3 * l + 2], H, I, hb, 1, out);
+                sa += cpu_s() - c0;
+                c0 = cpu_s();
+                sl_bundle_forward(&b[(l + L / 2) % L], NULL, &ws, SL_ACT_SILU, x, NULL, (int32_t)I, NULL, out, &err);
+                sb += cpu_s() - c0;
+            }
+            ta[r] = sa / L * 1e3, tb[r] = sb / L * 1e3, ra[r] = sa / sb;
+        }
+        qsort(ta, (size_t)reps, sizeof(double), cmp_double);
+        qsort(tb, (size_t)reps, sizeof(double), cmp_double);
+        qsort(ra, (size_t)reps, sizeof(double), cmp_double);
+        printf("AB: Q4_0x4 %.3f ms, bundles %.3f ms, bundles speed / Q4_0x4 speed = %.3f (median of %d per-repetition ratios; "
+               "quartiles %.3f %.3f)\n", ta[reps / 2], tb[reps / 2], ra[reps / 2], reps, ra[reps / 4], ra[3 * reps / 4]);
+        return 0;
+    }
     printf("| path | active | ms/call | GB/s | x dense matrices |\n|---|--:|--:|--:|--:|\n");
-    for (int pass = -1; pass < n_fracs; pass++) {
+    for (int pass = t == SL_TYPE_Q4_0 ? -2 : -1; pass < n_fracs; pass++) {
         int32_t n = 0;
         if (pass >= 0)
             for (int64_t i = 0; i < I; i++)
@@ -99,7 +138,12 @@ int main(int argc, char **argv) {
             double t0 = 0;
             for (int l = 0; l < L; l++) {
                 const double c0 = cpu_s();
-                if (pass < 0) { /* the three matrices, as a model without bundles computes its MLP */
+                if (pass == -2) { /* the three matrices repacked to Q4_0x4 */
+                    sl_matmul(NULL, SL_TYPE_Q4_0X4, x4[3 * l], I, H, x, 1, hb);
+                    sl_matmul(NULL, SL_TYPE_Q4_0X4, x4[3 * l + 1], I, H, x, 1, hb2);
+                    for (int64_t i = 0; i < I; i++) hb[i] = hb[i] / (1.0f + __builtin_expf(-hb[i])) * hb2[i];
+                    sl_matmul(NULL, SL_TYPE_Q4_0X4, x4[3 * l + 2], H, I, hb, 1, out);
+                } else if (pass < 0) { /* the three matrices, as a model without bundles computes its MLP */
                     sl_matmul(NULL, t, g[l].data, I, H, x, 1, hb);
                     sl_matmul(NULL, t, u[l].data, I, H, x, 1, hb2);
                     for (int64_t i = 0; i < I; i++) hb[i] = hb[i] / (1.0f + __builtin_expf(-hb[i])) * hb2[i];
@@ -118,7 +162,11 @@ int main(int argc, char **argv) {
         }
         qsort(ts, (size_t)reps, sizeof(double), cmp_double);
         const double ms = ts[reps / 2] * 1e3;
-        if (pass < 0) dense_ms = ms;
+        if (pass == -1) dense_ms = ms;
+        if (pass == -2) {
+            printf("| matrices Q4_0x4 (dense) | 1.00 | %.3f | %.1f | - |\n", ms, (double)mlp / (ms * 1e-3) / 1e9);
+            continue;
+        }
         const double bytes = pass < 0 ? (double)mlp : (double)n / (double)I * (double)probe.bytes + (fracs[pass] >= 1.0 ? (double)probe.bytes * 0 : 0);
         printf("| %s | %.2f | %.3f | %.1f | %.3f |\n", pass < 0 ? "matrices (dense)" : fracs[pass] >= 1.0 ? "bundles (dense)" : "bundles",
                pass < 0 ? 1.0 : fracs[pass], ms, (pass < 0 || fracs[pass] >= 1.0 ? (double)probe.bytes : bytes) / (ms * 1e-3) / 1e9,
