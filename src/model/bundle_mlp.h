@@ -38,6 +38,8 @@ typedef struct sl_bundle_ws {
     size_t acc_bytes;  /* capacity */
     int32_t *list;     /* union list and per-token lists of a batch call */
     size_t list_bytes; /* capacity */
+    int32_t *all;      /* [I] 0, 1, ..., I - 1: every token's list in a small dense batch */
+    size_t all_bytes;  /* capacity */
 } sl_bundle_ws;
 
 void sl_bundle_ws_free(sl_bundle_ws *ws);
@@ -77,12 +79,16 @@ sl_status sl_bundle_forward_batch(const sl_neuron_bundle *b, sl_pool *pool, sl_b
                                   int64_t *n_union, sl_error *err);
 
 /* Every neuron for B tokens (the dense MLP of a bundled model): B == 1 is the fused pass; B > 1
- * runs matrix products over the bundle rows (sl_matmul_rows, sl_matmul_t). hb and hb2 are
+ * runs matrix products over the bundle rows (sl_matmul_rows, sl_matmul_t), except for a decode-
+ * sized batch (B <= SL_BUNDLE_UNION_MAX_B, no hook): that goes through sl_bundle_forward_batch,
+ * every neuron read once for all the tokens (each token's result is then its one-token fused pass,
+ * bit for bit: the union is the whole layer in order). hb and hb2 are
  * [B, I] scratch. opts (may be NULL): the gate pre-activations already computed (gate_pre
  * [B, I]: the gate rows are not read), per-token lists (token t keeps only lists[t][0 .. n[t])
  * and the others' h is 0: the dense cost with each token's own neurons, for batches whose union
  * covers most of the layer), and an observer called with the gate pre-activations [B, I] before
  * they are used (calibration and training observe the dense MLP through it). */
+#define SL_BUNDLE_UNION_MAX_B 8
 typedef void (*sl_bundle_gate_hook)(void *ud, const float *gate, int B);
 typedef struct sl_bundle_dense_opts {
     const float *gate_pre;        /* [B, I] or NULL */
