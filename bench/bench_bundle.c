@@ -9,7 +9,11 @@
  *
  * usage: build/bench/bench_bundle [TYPE=q4_0] [H=2048] [I=8192] [REPS=15]
  * Runs the kernel variant in use (SKIPLLAMA_KERNELS=scalar|avx2|avx512); BENCH_FRACS=1,0.1 picks the active
- * fractions, BENCH_STAGES=1 / 2 times the gate/up or the down stage alone.
+ * fractions, BENCH_STAGES=1 / 2 times the gate/up or the down stage alone. Q4_0 adds a row for the matrices
+ * repacked as a model loads them (Q4_0x4, what a file-layout model decodes with); BENCH_AB=1 instead times
+ * that and the dense pass through the bundles alternately, layer by layer, and prints the median of the
+ * per-repetition speed ratios (steady on a busy machine); BENCH_HOT=1 uses one layer read again and again
+ * (from cache when small: the kernels' compute ceiling).
  */
 #include "kernels/kernels.h"
 #include "model/bundle_mlp.h"
