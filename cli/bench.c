@@ -86,7 +86,7 @@ typedef struct bench_opts {
     int n_sparsities;              /* entries in sparsities */
     bool sparse_prefill;           /* --sparse-prefill: prompt rows sparse too */
     int n_parallel;                /* -np: sequences decoding together in generation rows */
-    struct batch_modes { int mode[3]; int n; } batch; /* --batch-select list (empty = union) */
+    struct batch_modes { int mode[4]; int n; } batch; /* --batch-select list (empty = union) */
     float union_max;               /* --batch-union-max */
     const char *kernels;           /* --kernels: force a kernel variant (NULL: the library's choice) */
     bool quiet;                    /* -q: no progress line */
@@ -231,14 +231,14 @@ static double row_run(const bench_row *row, sl_context *ctx, int n_par, int32_t 
 /* --batch-select MODE[,MODE...] */
 static bool parse_batch_modes(const char *v, void *dest) {
     struct batch_modes *b = dest;
-    static const char *names[] = {"union", "shared", "auto"};
+    static const char *names[] = {"union", "shared", "auto", "dense"};
     b->n = 0;
     while (*v) {
         const size_t len = strcspn(v, ",");
         int m = -1;
-        for (int k = 0; k < 3; k++)
+        for (int k = 0; k < 4; k++)
             if (strlen(names[k]) == len && !strncmp(v, names[k], len)) m = k;
-        if (m < 0 || b->n == 3) return false;
+        if (m < 0 || b->n == 4) return false;
         b->mode[b->n++] = m;
         v += len + (v[len] == ',');
     }
@@ -467,7 +467,7 @@ int cmd_bench(int argc, char **argv) {
          .help = "prompt rows sparse too (default: only generation is sparse, as in `run`)"},
         {.names = "-np --parallel", .type = CLI_INT, .dest = &o.n_parallel, .lo = 1, .hi = BENCH_MAX_PARALLEL, .meta = "N",
          .help = "generation rows decode N sequences together (one sl_eval_batch per step, as serve's slots);\nt/s counts the tokens of all N"},
-        {.names = "--batch-select", .type = CLI_CUSTOM, .dest = &o.batch, .parse = parse_batch_modes, .choices = "union|shared|auto[,...]",
+        {.names = "--batch-select", .type = CLI_CUSTOM, .dest = &o.batch, .parse = parse_batch_modes, .choices = "union|shared|auto|dense[,...]",
          .meta = "MODE[,MODE...]", .help = "with --profile and -np > 1: how a step's tokens choose neurons (one variant per mode;\nsee docs/server.md)", .def = "union"},
         {.names = "--batch-union-max", .type = CLI_FLOAT, .dest = &o.union_max, .lo = 0, .hi = 1, .flags = CLI_LO_OPEN, .meta = "U",
          .help = "--batch-select auto: the cap on the union (fraction of a layer); a larger union is cut to this\nmany neurons by combined score", .def = "0.6"},

@@ -352,8 +352,11 @@ typedef enum sl_batch_select {
                             |act(gate)|), k = the mean size of the tokens' own selections (top-k: its k) */
     SL_BATCH_AUTO = 2,   /* union while the union of the tokens' own selections is <= union_max x n_ff,
                             else a shared set of union_max x n_ff neurons (at least k): the union capped */
+    SL_BATCH_DENSE = 3,  /* the dense MLP for a step of several tokens (no scores computed): where the
+                            model's dense batch is faster than any sparse one (a model loaded without
+                            bundles, whose repacked matrices amortise each weight over the tokens) */
 } sl_batch_select;
-/* Name ("union", "shared", "auto") or NULL. */
+/* Name ("union", "shared", "auto", "dense") or NULL. */
 const char *sl_batch_select_name(sl_batch_select mode);
 /* Set the profile's batch selection (runtime only: not saved; clones copy it). union_max in
  * (0, 1] (AUTO's cap; 0 = the default 0.6). Takes effect at the next step of any context using

@@ -177,7 +177,7 @@ static void test_profile_setting(sl_model *m) {
     CHECK(sl_profile_set_batch_select(p, SL_BATCH_AUTO, 0.6f, &err) == SL_OK, "auto 0.6 set");
     sl_profile *cl = sl_profile_clone(p, &err);
     CHECK(cl && sl_profile_get_batch_select(cl, &u) == SL_BATCH_AUTO && u == 0.6f, "a clone keeps auto 0.6");
-    CHECK(!strcmp(sl_batch_select_name(SL_BATCH_SHARED), "shared") && !sl_batch_select_name((sl_batch_select)3), "names");
+    CHECK(!strcmp(sl_batch_select_name(SL_BATCH_SHARED), "shared") && !strcmp(sl_batch_select_name(SL_BATCH_DENSE), "dense") && !sl_batch_select_name((sl_batch_select)4), "names");
     sl_profile_free(p);
     sl_profile_free(cl);
 }
@@ -246,6 +246,22 @@ static void test_model(void) {
     const double rec6 = rs.own_total ? (double)rs.own_kept / (double)rs.own_total : 0.0;
     CHECK(ok && rs.shared == n_pass && rs.read == cap * n_pass && rs.active == cap * NS * n_pass && rec6 > rec,
           "auto with cap 0.6: every pass reads %lld neurons (the union cut down), own recall %.3f > shared's %.3f", (long long)cap, rec6, rec);
+    /* dense: a step of several sequences takes the dense MLP (no scores, no neurons selected); a
+     * lone sequence still decodes sparse, as with union */
+    float *e = malloc(N * sizeof(float));
+    sl_profile_set_batch_select(pu, SL_BATCH_DENSE, 0, &err);
+    ok = decode(m, NULL, NS, toks, d, &rs) && decode(m, pu, NS, toks, e, &rs2);
+    diff = test_maxdiff(d, e, N);
+    CHECK(ok && diff <= TOL_SPARSE_EQ_DENSE && rs2.neurons == 0 && rs2.batches == 0,
+          "dense, %d sequences together == dense decoding (maxdiff %.3g <= %.0e; %lld neurons selected, %lld sparse batches)", NS, diff,
+          TOL_SPARSE_EQ_DENSE, (long long)rs2.neurons, (long long)rs2.batches);
+    ok = decode(m, pu, 1, toks, e, &rs2);
+    sl_profile_set_batch_select(pu, SL_BATCH_UNION, 0, &err);
+    ok = ok && decode(m, pu, 1, toks, d, &rs);
+    diff = test_maxdiff(d, e, STEPS * V);
+    CHECK(ok && diff == 0.0 && rs2.neurons > 0 && rs2.neurons == rs.neurons,
+          "dense, one sequence == union's per-token selection (maxdiff %.3g, %lld neurons scored)", diff, (long long)rs2.neurons);
+    free(e);
     sl_profile_free(pu);
     sl_profile_free(ps);
     free(a), free(b), free(d);

@@ -634,7 +634,7 @@ sl_status srv_engine_set_sparsity(srv_engine *e, float sparsity, sl_error *err) 
 
 sl_status srv_engine_set_batch_select(srv_engine *e, sl_batch_select mode, sl_error *err) {
     if (!e->p.profile) return sl_set_error(err, SL_ERR_INVALID_ARG, "the server runs without a sparsity profile (--profile)");
-    if (!sl_batch_select_name(mode)) return sl_set_error(err, SL_ERR_INVALID_ARG, "batch_select must be union, shared or auto");
+    if (!sl_batch_select_name(mode)) return sl_set_error(err, SL_ERR_INVALID_ARG, "batch_select must be union, shared, auto or dense");
     pthread_mutex_lock(&e->mu);
     e->want_batch = (int)mode;
     pthread_cond_signal(&e->cv);

@@ -84,7 +84,7 @@ typedef struct srv_request {
     int32_t n_tokens;
     /* props */
     float sparsity;             /* POST /props {"sparsity": S}; < 0 when absent */
-    int batch_select;           /* POST /props {"batch_select": "union"|"shared"|"auto"}: an sl_batch_select; < 0 when absent */
+    int batch_select;           /* POST /props {"batch_select": "union"|"shared"|"auto"|"dense"}: an sl_batch_select; < 0 when absent */
 } srv_request;
 
 /* What was wrong with a request: the HTTP status and the OpenAI error object's fields. */
@@ -210,7 +210,7 @@ typedef struct srv_stats {
     float profile_sparsity;     /* the profile's target (-1 without a profile) */
     /* decoding batches on the sparse path (several slots in one step), summed over layers */
     int32_t n_ff;               /* neurons per layer */
-    const char *batch_select;   /* the profile's batch selection ("union", "shared", "auto"), NULL without one */
+    const char *batch_select;   /* the profile's batch selection ("union", "shared", "auto", "dense"), NULL without one */
     int64_t batch_layers;       /* (step, layer) batches */
     int64_t batch_union_own;    /* the union of the slots' own selections, summed */
     int64_t batch_read;         /* neurons read (the union, or the shared set), summed */

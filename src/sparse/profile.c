@@ -125,6 +125,7 @@ const char *sl_batch_select_name(sl_batch_select mode) {
     case SL_BATCH_UNION: return "union";
     case SL_BATCH_SHARED: return "shared";
     case SL_BATCH_AUTO: return "auto";
+    case SL_BATCH_DENSE: return "dense";
     }
     return NULL;
 }

@@ -219,7 +219,8 @@ static bool skip_forward(void *state, sl_context *ctx, int l, int B) {
     const sl_model *m = ctx->model;
     const sl_layer *L = &m->layers[l];
     sl_layer_stats *st = &ctx->stats[l];
-    if (P->rule == SL_RULE_DENSE || (!ctx->mlp_decode && !ss->sparse_prefill)) {
+    if (P->rule == SL_RULE_DENSE || (!ctx->mlp_decode && !ss->sparse_prefill) ||
+        (B > 1 && ctx->mlp_decode && sl_profile_get_batch_select(ss->profile, NULL) == SL_BATCH_DENSE)) {
         st->mlp_bytes += B * sl_mlp_dense_bytes(L);
         st->mlp_bytes_dense += B * sl_mlp_dense_bytes(L);
         return false;
