@@ -47,7 +47,7 @@ int cmd_serve(int argc, char **argv) {
     int drain_s = 30, port = 8080, n_parallel = 4, n_ctx = 0, n_threads = cli_default_threads(), n_batch = CLI_DEFAULT_BATCH;
     int queue = 0, timeout_s = 600;
     int64_t max_body = (int64_t)1 << 20;
-    bool quiet = false, no_repack = false, sparse_prefill = false, kv_f16 = false;
+    bool quiet = false, no_repack = false, sparse_prefill = false, kv_f16 = false, no_bundled = false;
     cli_opt opts[] = {
         CLI_OPT_MODEL(&path, "GGUF model (default: the bundled tiny model)"),
         {.names = "--host", .type = CLI_STR, .dest = &host, .meta = "ADDR", .help = "IPv4 or IPv6 address to listen on (127.0.0.1: this machine only)"},
@@ -76,6 +76,8 @@ int cmd_serve(int argc, char **argv) {
         {.names = "--sparse-prefill", .type = CLI_FLAG, .dest = &sparse_prefill, .help = "also skip neurons in prompt chunks"},
         {.names = "--kv-f16", .type = CLI_FLAG, .dest = &kv_f16, .help = "store the KV caches as f16"},
         {.names = "--no-repack", .type = CLI_FLAG, .dest = &no_repack, .help = "compute Q4_0 weights from the file layout (default: repacked at load)"},
+        {.names = "--no-bundled", .type = CLI_FLAG, .dest = &no_bundled,
+         .help = "with --profile: load the model as the file has it (dense steps use its matrices, fastest for\nseveral slots: see --batch-select dense); the profile builds the neuron bundles, a second copy\nof the MLP read only by sparse steps"},
         {.names = "--drain-timeout", .type = CLI_INT, .dest = &drain_s, .lo = 0, .hi = 1 << 30, .meta = "SEC",
          .help = "on SIGINT/SIGTERM, wait this long for running requests"},
         CLI_OPT_QUIET(&quiet, "no access log (one line per request)"),
@@ -130,6 +132,7 @@ int cmd_serve(int argc, char **argv) {
     sl_profile *profile = NULL;
     sl_server *server = NULL;
     sl_model_params mp = cli_model_params(profile_path, no_repack, n_threads); /* bundled: shared by every slot's context */
+    if (no_bundled) mp.bundled = false; /* the file's layout for dense steps; the profile builds a second copy for sparse ones */
     if (!(model = sl_model_load(path, &mp, &err))) {
         rc = cli_fail_err("serve", &err);
         goto done;
