@@ -87,6 +87,13 @@ static bool oracle_forward(void *state, sl_context *ctx, int l, int B) {
 static void oracle_free(void *state) { (void)state; }
 static const sl_mlp_plugin oracle_plugin = {oracle_forward, oracle_free};
 
+/* Bytes of one gate row, one up row and the whole down matrix of layer W (the stats' units). */
+static void mlp_row_bytes(const sl_layer *W, int64_t *g, int64_t *u, int64_t *dall) {
+    *g = (int64_t)W->ffn_gate.row_bytes;
+    *u = (int64_t)W->ffn_up.row_bytes;
+    *dall = (int64_t)W->ffn_down.row_bytes * W->ffn_down.rows;
+}
+
 static float *dequant_mlp(const sl_model *m) {
     const sl_model_config *c = &m->config;
     const size_t HI = (size_t)c->n_embd * c->n_ff;
@@ -199,9 +206,8 @@ static void test_dense_and_oracle(const char *name) {
             for (int l = 0; l < c->n_layer; l++) {
                 sl_layer_stats st;
                 sl_context_get_layer_stats(ctx, l, &st, &err);
-                const sl_layer *W = &m->layers[l];
-                const int64_t g = (int64_t)W->ffn_gate.row_bytes, u = (int64_t)W->ffn_up.row_bytes,
-                              dall = (int64_t)W->ffn_down.row_bytes * W->ffn_down.rows;
+                int64_t g, u, dall;
+                mlp_row_bytes(&m->layers[l], &g, &u, &dall);
                 const int64_t pred = rules[r] == SL_RULE_TWO_STAGE ? 0 : (int64_t)sizeof(float) * c->n_embd * ((int64_t)c->n_embd + I);
                 const int64_t per_tok = pred + (int64_t)I * g + (int64_t)I * u + (int64_t)keeps[k] * dall / I;
                 CHECK(st.mlp_bytes == per_tok * st.n_sparse_tokens && st.mlp_bytes_dense == (g * I + u * I + dall) * st.n_sparse_tokens &&
@@ -256,9 +262,8 @@ static void test_dense_and_oracle(const char *name) {
         for (int l = 0; l < c->n_layer; l++) {
             sl_layer_stats st;
             sl_context_get_layer_stats(ctx, l, &st, &err);
-            const sl_layer *W = &m->layers[l];
-            const int64_t g = (int64_t)W->ffn_gate.row_bytes, u = (int64_t)W->ffn_up.row_bytes,
-                          dall = (int64_t)W->ffn_down.row_bytes * W->ffn_down.rows;
+            int64_t g, u, dall;
+            mlp_row_bytes(&m->layers[l], &g, &u, &dall);
             const int64_t per_tok = (int64_t)sizeof(float) * R * ((int64_t)H + I) + (int64_t)I * g + (int64_t)a * u + (int64_t)d * dall / I;
             CHECK(st.mlp_bytes == per_tok * st.n_sparse_tokens && st.n_cand == (int64_t)a * st.n_sparse_tokens &&
                       st.n_active == (int64_t)d * st.n_sparse_tokens,
